@@ -1,0 +1,122 @@
+"""CLIP's real BPE tokenizer, built offline from the vocabulary file an installed package ships.
+
+Stable Diffusion 1.x (and SDXL's first text encoder) use OpenAI CLIP's tokenizer: 49,408 ids,
+``<|startoftext|>`` = 49406, ``<|endoftext|>`` = 49407. The byte-pair merges live in
+``bpe_simple_vocab_16e6.txt.gz``, which registry packages ship (``open_clip_torch`` among them).
+We never commit that file: we find it in an installed package, check its SHA-256, and turn it
+into the ``vocab.json`` + ``merges.txt`` pair that ``transformers.CLIPTokenizer`` reads, cached in
+the user's cache directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from core.errors import UserError
+
+BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
+BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+#: Packages known to ship the file, in the order we look (found without importing them).
+PACKAGES = ("open_clip", "clip")
+ENV_VAR = "SD_EXPLORER_CLIP_BPE"
+VOCAB_SIZE = 49408
+BOS_ID, EOS_ID = 49406, 49407
+MODEL_MAX_LENGTH = 77
+
+
+def find_bpe_file() -> Path:
+    """The BPE file: ``$SD_EXPLORER_CLIP_BPE`` if set, else the copy inside an installed package."""
+    if env := os.environ.get(ENV_VAR):
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise UserError(f"{ENV_VAR}={env} does not exist: point it at {BPE_FILENAME} or unset it.")
+        return path
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)  # locates the package without running its code
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = Path(folder) / BPE_FILENAME
+            if candidate.is_file():
+                return candidate
+    raise UserError(
+        "CLIP's vocabulary was not found: run `pip install --no-deps open_clip_torch` "
+        f"(it ships {BPE_FILENAME}) or set {ENV_VAR} to the file."
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP/GPT-2's reversible map from the 256 byte values to printable unicode characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def vocab_and_merges(bpe_path: Path) -> tuple[dict[str, int], list[str]]:
+    """Rebuild CLIP's token -> id table and merge list exactly as OpenAI's SimpleTokenizer does."""
+    data = bpe_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != BPE_SHA256:
+        raise UserError(
+            f"{bpe_path} is not CLIP's vocabulary (SHA-256 {digest[:12]}…): reinstall open_clip_torch."
+        )
+    lines = gzip.decompress(data).decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]
+    units = list(_bytes_to_unicode().values())
+    tokens = units + [u + "</w>" for u in units] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    if len(tokens) != VOCAB_SIZE:
+        raise UserError(f"{bpe_path} gave {len(tokens)} tokens, expected {VOCAB_SIZE}: reinstall it.")
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get("SD_EXPLORER_CACHE") or user_cache_dir("sd-explorer"))
+
+
+def tokenizer_folder() -> Path:
+    """A folder holding ``vocab.json`` and ``merges.txt``, written once, atomically."""
+    folder = cache_dir() / f"clip-tokenizer-{BPE_SHA256[:12]}"
+    if (folder / "tokenizer_config.json").is_file():
+        return folder
+    vocab, merges = vocab_and_merges(find_bpe_file())
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "vocab.json": json.dumps(vocab, ensure_ascii=False),
+        "merges.txt": "#version: 0.2\n" + "\n".join(merges) + "\n",
+        "special_tokens_map.json": json.dumps(
+            {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+        ),
+        # written last: its presence marks the folder complete
+        "tokenizer_config.json": json.dumps(
+            {"model_max_length": MODEL_MAX_LENGTH, "tokenizer_class": "CLIPTokenizer",
+             "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+        ),
+    }
+    for name, text in files.items():
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, folder / name)
+    return folder
+
+
+@lru_cache(maxsize=1)
+def clip_tokenizer():
+    """SD 1.x's tokenizer (``transformers.CLIPTokenizer``), from the installed vocabulary."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(tokenizer_folder()))
