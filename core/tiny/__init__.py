@@ -1,0 +1,22 @@
+"""The embedded default model: a tiny Stable Diffusion trained by this project.
+
+Same component types as Stable Diffusion 1.x (``CLIPTextModel``, ``AutoencoderKL`` with 4 latent
+channels and a /8 downsampling, ``UNet2DConditionModel`` with cross-attention, a scheduler), sized to
+run a guidance sweep in about a second on a 2-core CPU, trained on captioned Fashion-MNIST.
+
+Modules (import them directly; importing this package pulls in nothing heavy):
+
+- ``core.tiny.configs``  — the architecture (plain dicts, no torch at import).
+- ``core.tiny.build``    — random init + save as a diffusers folder (``python -m core.tiny.build``).
+- ``core.tiny.data``     — reading Fashion-MNIST IDX files, 28x28 -> 64x64 RGB tensors.
+- ``core.tiny.captions`` — caption templates naming the class, with empty captions for CFG.
+- ``core.tiny.train``    — the reproducible training recipe (``python -m core.tiny.train``).
+- ``core.tiny.card``     — measures the model and writes ``MODEL_CARD.md`` + grid images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Where the shipped model lives (a diffusers folder).
+ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "tiny-sd"

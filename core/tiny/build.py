@@ -1,0 +1,123 @@
+"""Build the tiny model's components (random init or trained) and save them as a diffusers folder.
+
+``python -m core.tiny.build --out assets/tiny-sd --seed 0 --overwrite`` writes a deterministic
+random-init folder: the mechanics work (tokenize, encode, denoise, decode) before any training.
+
+The folder is written next to its destination under a temporary name and moved into place, so a
+reader never sees half a model; an existing folder is only replaced with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+from core.tiny import configs
+
+
+@dataclass
+class Components:
+    """The four trainable/configurable parts of the pipeline (the tokenizer is injected)."""
+
+    text_encoder: Any
+    vae: Any
+    unet: Any
+    scheduler: Any
+
+
+def build_components(seed: int = 0, scaling_factor: float | None = None) -> Components:
+    """Fresh components with the architecture of ``configs``, random weights from ``seed``."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**configs.TEXT_ENCODER))
+    vae_cfg = dict(configs.VAE)
+    if scaling_factor is not None:
+        vae_cfg["scaling_factor"] = float(scaling_factor)
+    vae = AutoencoderKL(**vae_cfg)
+    unet = UNet2DConditionModel(**configs.UNET)
+    scheduler = PNDMScheduler(**configs.SCHEDULER)
+    return Components(text_encoder.eval(), vae.eval(), unet.eval(), scheduler)
+
+
+def parameter_counts(parts: Components) -> dict[str, int]:
+    """Number of parameters per network."""
+    return {
+        name: sum(p.numel() for p in getattr(parts, name).parameters())
+        for name in ("text_encoder", "vae", "unet")
+    }
+
+
+def _write_folder(parts: Components, folder: Path, fp16: bool) -> None:
+    import torch
+
+    dtype = torch.float16 if fp16 else torch.float32
+    for name in ("text_encoder", "vae", "unet"):
+        module = getattr(parts, name)
+        original = next(module.parameters()).dtype
+        module.to(dtype).save_pretrained(folder / name, safe_serialization=True)
+        module.to(original)
+    parts.scheduler.save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps(configs.MODEL_INDEX, indent=2) + "\n")
+
+
+def save_folder(
+    parts: Components, out: Path | str, *, fp16: bool = True, overwrite: bool = False,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Save ``parts`` as a diffusers folder at ``out`` (atomically); returns the folder.
+
+    ``extra_files`` maps names to existing files copied into the folder (model card, PNGs).
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} already exists and is not empty: choose another --out or pass --overwrite.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        _write_folder(parts, staging, fp16)
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, staging / name)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def folder_bytes(folder: Path | str) -> int:
+    """Total size of the weight files in a saved folder."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: write a random-init folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fp32", action="store_true", help="save float32 instead of float16")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    parts = build_components(args.seed)
+    folder = save_folder(parts, args.out, fp16=not args.fp32, overwrite=args.overwrite)
+    counts = parameter_counts(parts)
+    print(json.dumps({"folder": str(folder), "parameters": counts, "bytes": folder_bytes(folder)}))
+
+
+if __name__ == "__main__":
+    main()
