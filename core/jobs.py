@@ -1,0 +1,224 @@
+"""One long-lived worker thread that owns the models and the device; jobs reach it through a queue.
+
+The UI never touches the GPU itself: it submits a :class:`Job` (a function of the job) and gets
+:class:`JobEvent` callbacks back *on the worker thread* — started, progress, finished, failed.
+Each job has its own cancel :class:`threading.Event`; functions pass it to the core
+(``sweep(..., cancel=job.cancel)``), which raises :class:`core.errors.Cancelled` within one step.
+A failing or cancelled job never kills the thread: the next job runs normally.
+
+Errors become one line a person can act on (:func:`describe_error`): ``UserError`` keeps its
+message, out-of-memory suggests smaller work, anything else names the exception and the log file
+that holds the traceback. This module is UI-free (no textual, no rich) so it is testable alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from core.errors import Cancelled, UserError
+
+log = logging.getLogger("sd_explorer.jobs")
+
+ErrorKind = Literal["user", "oom", "cancelled", "internal"]
+EventKind = Literal["started", "progress", "finished", "failed"]
+
+
+@dataclass
+class Job:
+    """A unit of work for the worker thread. ``fn(job)`` does the work and returns its result."""
+
+    kind: str  #: what it is ("load", "sweep", "latents", "train", ...), for routing replies
+    fn: Callable[["Job"], Any]
+    id: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    context: Any = None  #: anything the submitter wants back with every event (e.g. a target widget)
+    resources: dict = field(default_factory=dict, repr=False)  #: the worker's shared state
+    _emit: Callable[["JobEvent"], None] | None = field(default=None, repr=False)
+
+    def progress(self, payload: Any) -> None:
+        """Report progress (called by ``fn`` on the worker thread); raises ``Cancelled`` if cancelled."""
+        if self._emit is not None:
+            self._emit(JobEvent("progress", self, payload=payload))
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the job's cancel event is set."""
+        if self.cancel.is_set():
+            raise Cancelled(f"{self.kind} cancelled")
+
+
+@dataclass
+class JobEvent:
+    """What happened to a job. ``payload`` is progress data, ``result`` the return value."""
+
+    event: EventKind
+    job: Job
+    payload: Any = None
+    result: Any = None
+    error_kind: ErrorKind | None = None
+    message: str = ""  #: one line for a notification (failed events)
+    seconds: float = 0.0  #: wall time of the job (finished/failed events)
+
+
+def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[ErrorKind, str]:
+    """Classify an exception from a job and write the one line a person sees."""
+    if isinstance(exc, Cancelled):
+        return "cancelled", "Cancelled."
+    if isinstance(exc, UserError):
+        return "user", str(exc)
+    torch = sys.modules.get("torch")
+    oom_type = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
+    if (oom_type is not None and isinstance(exc, oom_type)) or type(exc).__name__ == "OutOfMemoryError":
+        return "oom", (
+            "Out of GPU memory: use fewer scales, a smaller size or fewer images, "
+            "or free memory held by other processes (nvidia-smi), then try again."
+        )
+    where = f" (traceback in {log_file})" if log_file else ""
+    text = " ".join(str(exc).split())[:200]
+    return "internal", f"{type(exc).__name__}: {text}{where}"
+
+
+class JobRunner:
+    """A daemon thread running jobs one at a time from a FIFO queue.
+
+    ``on_event`` is called on the worker thread for every :class:`JobEvent`; it must be cheap and
+    thread-safe (the TUI posts a message). ``resources`` is a dict only jobs touch (models, data),
+    so everything that owns device memory lives on one thread.
+    """
+
+    def __init__(
+        self,
+        on_event: Callable[[JobEvent], None],
+        *,
+        name: str = "sd-explorer-worker",
+        log_file: Path | None = None,
+    ) -> None:
+        self.on_event = on_event
+        self.log_file = log_file
+        self.resources: dict[str, Any] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+        self._pending: list[Job] = []
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- the UI side -------------------------------------------------------------------------
+    def submit(self, kind: str, fn: Callable[[Job], Any], *, context: Any = None) -> Job:
+        """Queue ``fn`` to run on the worker thread; returns the job (its ``cancel`` is live)."""
+        if self._stopped:
+            raise RuntimeError("the worker has been shut down")
+        job = Job(kind=kind, fn=fn, id=next(self._ids), context=context, resources=self.resources)
+        job._emit = self._emit
+        with self._lock:
+            self._pending.append(job)
+        self._queue.put(job)
+        return job
+
+    def cancel(self, kind: str | None = None) -> int:
+        """Cancel the running and queued jobs (of ``kind``, or all); returns how many were asked."""
+        with self._lock:
+            jobs = [j for j in [self._current, *self._pending] if j is not None]
+        hit = [j for j in jobs if kind is None or j.kind == kind]
+        for job in hit:
+            job.cancel.set()
+        return len(hit)
+
+    @property
+    def current(self) -> Job | None:
+        """The job running now, if any."""
+        return self._current
+
+    def busy(self, kind: str | None = None) -> bool:
+        """Whether a job (of ``kind``) is running or waiting."""
+        with self._lock:
+            jobs = [j for j in [self._current, *self._pending] if j is not None]
+        return any(kind is None or j.kind == kind for j in jobs)
+
+    def idle(self) -> bool:
+        return not self.busy()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until no job runs or waits (for tests and headless screenshots)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle():
+                return True
+            time.sleep(0.01)
+        return self.idle()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel everything, stop the thread after the current job, and wait for it."""
+        self._stopped = True
+        self.cancel()
+        self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- the worker side ---------------------------------------------------------------------
+    def _emit(self, event: JobEvent) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a broken listener must not kill the worker
+            log.exception("on_event failed for %s", event.event)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                if job in self._pending:
+                    self._pending.remove(job)
+                self._current = job
+            try:
+                self._run_one(job)
+            finally:
+                with self._lock:
+                    self._current = None
+
+    def _run_one(self, job: Job) -> None:
+        start = time.perf_counter()
+        try:
+            job.check()  # cancelled while queued
+            self._emit(JobEvent("started", job))
+            result = job.fn(job)
+        except BaseException as exc:  # noqa: BLE001 - the thread must survive every job
+            kind, message = describe_error(exc, self.log_file)
+            if kind == "internal":
+                self._log_traceback(job, exc)
+            self._emit(
+                JobEvent("failed", job, error_kind=kind, message=message,
+                         seconds=time.perf_counter() - start)
+            )
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        self._emit(JobEvent("finished", job, result=result, seconds=time.perf_counter() - start))
+
+    def _log_traceback(self, job: Job, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
+        if self.log_file is None:
+            return
+        try:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_file.open("a", encoding="utf-8") as fh:
+                fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} job {job.id} ({job.kind})\n{text}\n")
+        except OSError:
+            log.exception("could not write %s", self.log_file)

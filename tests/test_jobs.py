@@ -1,0 +1,165 @@
+"""The UI-free worker: one thread, a FIFO queue, per-job cancel, errors that never kill it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from core.errors import UserError
+from core.jobs import JobEvent, JobRunner, describe_error
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.threads: set[str] = set()
+        self.done = threading.Event()
+
+    def __call__(self, event: JobEvent) -> None:
+        self.events.append(event)
+        self.threads.add(threading.current_thread().name)
+
+    def kinds(self, job_id: int) -> list[str]:
+        return [e.event for e in self.events if e.job.id == job_id]
+
+
+@pytest.fixture
+def runner():
+    rec = Recorder()
+    r = JobRunner(rec, name="test-worker")
+    r.rec = rec
+    yield r
+    r.shutdown()
+
+
+def test_jobs_run_in_order_on_one_thread(runner):
+    seen = []
+    jobs = [runner.submit("x", lambda job, i=i: seen.append((i, threading.current_thread().name)) or i)
+            for i in range(5)]
+    assert runner.wait_idle(5)
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    assert {name for _, name in seen} == {"test-worker"}
+    assert runner.rec.threads == {"test-worker"}
+    finished = [e for e in runner.rec.events if e.event == "finished"]
+    assert [e.result for e in finished] == [0, 1, 2, 3, 4]
+    assert runner.rec.kinds(jobs[0].id) == ["started", "finished"]
+
+
+def test_progress_events_and_resources_shared(runner):
+    def work(job):
+        job.resources["model"] = "loaded"
+        for i in range(3):
+            job.progress(i)
+        return "ok"
+
+    job = runner.submit("p", work)
+    runner.submit("q", lambda j: j.resources["model"])
+    assert runner.wait_idle(5)
+    assert [e.payload for e in runner.rec.events if e.event == "progress"] == [0, 1, 2]
+    results = [e.result for e in runner.rec.events if e.event == "finished"]
+    assert results == ["ok", "loaded"]
+    assert runner.rec.kinds(job.id) == ["started", "progress", "progress", "progress", "finished"]
+
+
+def test_cancel_mid_job_keeps_thread_alive(runner):
+    started = threading.Event()
+
+    def slow(job):
+        started.set()
+        for i in range(1000):
+            time.sleep(0.005)
+            job.progress(i)
+        return "never"
+
+    job = runner.submit("sweep", slow)
+    assert started.wait(5)
+    assert runner.cancel("sweep") == 1
+    assert runner.wait_idle(5)
+    failed = [e for e in runner.rec.events if e.job is job and e.event == "failed"]
+    assert failed and failed[0].error_kind == "cancelled"
+    after = runner.submit("x", lambda j: 42)
+    assert runner.wait_idle(5)
+    assert runner.alive
+    assert runner.rec.kinds(after.id) == ["started", "finished"]
+
+
+def test_cancel_only_matching_kind_and_queued_jobs(runner):
+    gate = threading.Event()
+    first = runner.submit("train", lambda j: gate.wait(5) and "trained")
+    queued = runner.submit("sweep", lambda j: "swept")
+    assert runner.busy("sweep")
+    runner.cancel("sweep")
+    gate.set()
+    assert runner.wait_idle(5)
+    assert runner.rec.kinds(first.id) == ["started", "finished"]
+    # a job cancelled while waiting never starts
+    assert runner.rec.kinds(queued.id) == ["failed"]
+
+
+def test_errors_become_one_line_and_worker_survives(tmp_path):
+    rec = Recorder()
+    log_file = tmp_path / "worker.log"
+    runner = JobRunner(rec, log_file=log_file)
+    try:
+        def bad_input(job):
+            raise UserError("No such image: x.png; pass an existing PNG or JPEG.")
+
+        def bug(job):
+            raise ZeroDivisionError("boom")
+
+        a = runner.submit("latents", bad_input)
+        b = runner.submit("sweep", bug)
+        c = runner.submit("x", lambda j: "fine")
+        assert runner.wait_idle(5)
+        by_id = {e.job.id: e for e in rec.events if e.event in ("failed", "finished")}
+        assert by_id[a.id].error_kind == "user"
+        assert by_id[a.id].message == "No such image: x.png; pass an existing PNG or JPEG."
+        assert by_id[b.id].error_kind == "internal"
+        assert "ZeroDivisionError: boom" in by_id[b.id].message and str(log_file) in by_id[b.id].message
+        assert "ZeroDivisionError" in log_file.read_text()
+        assert by_id[c.id].result == "fine"
+    finally:
+        runner.shutdown()
+
+
+def test_out_of_memory_suggests_a_fix():
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    kind, text = describe_error(OutOfMemoryError("CUDA out of memory"))
+    assert kind == "oom" and "smaller size" in text
+
+
+def test_listener_errors_do_not_kill_worker():
+    calls = []
+
+    def flaky(event):
+        calls.append(event.event)
+        raise RuntimeError("listener bug")
+
+    runner = JobRunner(flaky)
+    try:
+        runner.submit("x", lambda j: 1)
+        runner.submit("x", lambda j: 2)
+        assert runner.wait_idle(5)
+        assert calls == ["started", "finished", "started", "finished"]
+    finally:
+        runner.shutdown()
+
+
+def test_shutdown_stops_thread():
+    runner = JobRunner(lambda e: None)
+    runner.shutdown()
+    assert not runner.alive
+    with pytest.raises(RuntimeError):
+        runner.submit("x", lambda j: 1)
+
+
+def test_jobs_module_imports_no_ui():
+    code = "import sys, core.jobs; bad=[m for m in ('textual','rich','tui','torch') if m in sys.modules]; print(bad)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
