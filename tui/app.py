@@ -1,0 +1,154 @@
+"""The sd-explorer app: four panes in tabs over one model-owning worker thread.
+
+The model loads on the worker at start (the header shows its progress); the prompt pane works
+before that, with a tokenizer resolved from files. Headless mode (``--screenshot``) opens one pane,
+starts its work, waits for it to finish, saves Textual's SVG screenshot and exits.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from core.jobs import JobEvent
+from tui.config import Settings
+from tui.messages import ImageSelected, JobUpdate, PaneReady
+from tui.panes.latents import LatentsPane
+from tui.panes.sweep import SweepPane
+from tui.panes.tokens import TokensPane
+from tui.panes.training import TrainingPane
+from tui.worker import ModelWorker
+
+PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane}
+TITLES = {"tokens": "1 Prompt", "sweep": "2 Sweep", "latents": "3 Latents", "training": "4 Training"}
+
+
+class ExplorerApp(App[int]):
+    """Explore Stable Diffusion: tokens, guidance, the VAE, and a small diffusion model's training."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sd-explorer"
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("f2", "show_pane('tokens')", "Prompt"),
+        Binding("f3", "show_pane('sweep')", "Sweep"),
+        Binding("f4", "show_pane('latents')", "Latents"),
+        Binding("f5", "show_pane('training')", "Training"),
+        Binding("ctrl+l", "reload_model", "Reload model", show=False),
+    ]
+
+    def __init__(self, settings: Settings | None = None, *, show_timings: bool = True,
+                 size: str = "") -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.show_timings = show_timings
+        self._sweep_size = size
+        self.model_worker = ModelWorker(self, self.settings)
+        self.model = None  #: the LoadedModel once the worker has it
+        self.screenshot_saved: str | None = None
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        yield Header()
+        with TabbedContent(initial=s.pane, id="panes"):
+            with TabPane(TITLES["tokens"], id="tokens"):
+                yield TokensPane(s.prompt, s.model)
+            with TabPane(TITLES["sweep"], id="sweep"):
+                yield SweepPane(seed=s.seed, steps=s.steps, size=self._sweep_size)
+            with TabPane(TITLES["latents"], id="latents"):
+                yield LatentsPane()
+            with TabPane(TITLES["training"], id="training"):
+                yield TrainingPane(data=s.data)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        else:
+            self.notify(f"Unknown theme {self.settings.theme!r}; using {self.theme}.", severity="warning")
+        self.query_one(SweepPane).set_prompts(self.settings.prompt, "")
+        self.action_reload_model()
+        if self.settings.screenshot and self.settings.pane != "tokens":
+            self.pane(self.settings.pane).autorun()
+
+    def on_unmount(self) -> None:
+        self.model_worker.shutdown()
+
+    # -- panes -------------------------------------------------------------------------------
+    def pane(self, name: str):
+        """The pane widget called ``name`` (tokens, sweep, latents, training)."""
+        return self.query_one(PANE_CLASSES[name])
+
+    def action_show_pane(self, name: str) -> None:
+        self.query_one("#panes", TabbedContent).active = name
+        pane = self.pane(name)
+        focus = {"tokens": "#prompt", "sweep": "#scales", "latents": "#path", "training": "#epochs"}[name]
+        self.set_focus(pane.query_one(focus))
+
+    def run_pane_action(self, pane: str, action: str) -> None:
+        """Switch to ``pane`` and run its ``action`` (for the command palette)."""
+        self.action_show_pane(pane)
+        if action:
+            getattr(self.pane(pane), f"action_{action}")()
+
+    def action_help(self) -> None:
+        from tui.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        else:
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from tui.commands import explorer_commands
+
+        yield from super().get_system_commands(screen)
+        yield from explorer_commands(self)
+
+    # -- the model ---------------------------------------------------------------------------
+    def action_reload_model(self) -> None:
+        if self.model_worker.busy("load"):
+            return
+        self.model = None
+        self.sub_title = f"loading {self.settings.model}…"
+        self.model_worker.load_model(target=self)
+
+    @on(JobUpdate)
+    def _model_job(self, message: JobUpdate) -> None:
+        ev: JobEvent = message.event
+        if ev.job.kind != "load":
+            return
+        if ev.event == "finished":
+            self.model = ev.result
+            self.sub_title = ev.result.describe()
+        elif ev.event == "failed":
+            self.sub_title = f"no model ({self.settings.model} failed to load)"
+            self.notify(ev.message, title="Model", severity="error", timeout=15)
+
+    # -- messages between panes --------------------------------------------------------------
+    @on(TokensPane.PromptChanged)
+    def _prompt_changed(self, message: TokensPane.PromptChanged) -> None:
+        self.query_one(SweepPane).set_prompts(message.prompt, message.negative)
+
+    @on(ImageSelected)
+    def _image_selected(self, message: ImageSelected) -> None:
+        self.query_one(LatentsPane).set_selected(message.image, message.caption)
+
+    @on(PaneReady)
+    def _pane_ready(self, message: PaneReady) -> None:
+        if self.settings.screenshot and message.pane == self.settings.pane and self.screenshot_saved is None:
+            self.call_after_refresh(self._save_and_exit)
+
+    def _save_and_exit(self) -> None:
+        from pathlib import Path
+
+        path = Path(self.settings.screenshot).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.screenshot_saved = self.save_screenshot(path.name, str(path.parent))
+        self.exit(0)
+

@@ -1,0 +1,103 @@
+"""Settings: defaults < the config file in the XDG config dir < command-line flags.
+
+The file is ``$XDG_CONFIG_HOME/sd-explorer/config.toml`` (``~/.config/sd-explorer/config.toml``),
+or the one ``--config`` names::
+
+    model = "tiny"            # tiny | a diffusers folder | a Hub id (from the local cache)
+    device = "auto"           # auto | cuda | cuda:1 | mps | cpu
+    dtype = "auto"            # auto | fp32 | fp16 | bf16
+    output_dir = "outputs"    # where saved grids and checkpoints go
+    theme = "textual-dark"    # any Textual theme name
+    data = "fashion_mnist"    # Fashion-MNIST source: a folder of IDX files or the dataset name
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+PANES = ("tokens", "sweep", "latents", "training")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "tiny"
+    vae: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    output_dir: str = "outputs"
+    theme: str = "textual-dark"
+    data: str | None = None
+    seed: int = 0
+    steps: int = 30  #: sampling steps for the sweep and generated images
+    prompt: str = "An oil painting of a collie in a top hat"
+    pane: str = "tokens"
+    screenshot: str | None = None  #: headless: render ``pane``, save an SVG here, exit
+    log_file: str | None = None
+
+    def log_path(self) -> Path:
+        if self.log_file:
+            return Path(self.log_file)
+        from platformdirs import user_state_dir
+
+        return Path(user_state_dir("sd-explorer")) / "worker.log"
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/sd-explorer`` (``~/.config/sd-explorer``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "sd-explorer"
+
+
+def default_config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+_FILE_KEYS = {"model", "vae", "device", "dtype", "output_dir", "theme", "data", "seed", "steps", "prompt", "pane"}
+
+
+def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
+    """The config file's known keys; a missing default file is fine, a broken one is a ``UserError``."""
+    path = path or default_config_file()
+    if not path.is_file():
+        if required:
+            raise UserError(f"--config {path}: no such file; create it or drop the flag.")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid TOML ({exc}): fix or delete it.") from None
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_FILE_KEYS))}.")
+    return data
+
+
+def _check(settings: Settings) -> Settings:
+    if settings.pane not in PANES:
+        raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
+    if not isinstance(settings.seed, int):
+        raise UserError(f"seed must be an integer, got {settings.seed!r}.")
+    return settings
+
+
+def load_settings(args: Any = None) -> Settings:
+    """Merge defaults, the config file and the parsed flags (``None`` flags do not override)."""
+    cfg_path = getattr(args, "config", None)
+    data = read_config(Path(cfg_path).expanduser() if cfg_path else None, required=bool(cfg_path))
+    settings = replace(Settings(), **data)
+    flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "out": "output_dir",
+                "seed": "seed", "steps": "steps", "prompt": "prompt", "pane": "pane", "screenshot": "screenshot",
+                "data": "data", "theme": "theme", "log_file": "log_file"}
+    overrides = {}
+    for flag, key in flag_map.items():
+        value = getattr(args, flag, None) if args is not None else None
+        if value is not None:
+            overrides[key] = str(value) if key in ("output_dir", "screenshot") else value
+    names = {f.name for f in fields(Settings)}
+    return _check(replace(settings, **{k: v for k, v in overrides.items() if k in names}))

@@ -1,0 +1,43 @@
+"""Console entry point ``sd-explorer``: the lead's CLI parses flags and subcommands; with no
+subcommand it calls :func:`launch`, which starts the Textual app (imported lazily, so
+subcommands never pay for Textual)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def launch(args: Any) -> int:
+    """Run the TUI with settings from defaults < config file < flags (``args`` from core.cli)."""
+    from core.errors import UserError
+    from tui.config import load_settings
+
+    try:
+        settings = load_settings(args)
+    except UserError as exc:
+        print(f"sd-explorer: {exc}", file=sys.stderr)
+        return exc.exit_code
+    from tui.app import ExplorerApp
+
+    app = ExplorerApp(settings, show_timings=not settings.screenshot)
+    if settings.screenshot:
+        size = getattr(args, "size", None) or (100, 32)
+        result = app.run(headless=True, size=size)
+        if app.screenshot_saved is None:
+            print(f"sd-explorer: no screenshot was saved ({settings.pane} did not finish).", file=sys.stderr)
+            return 1
+        print(app.screenshot_saved)
+        return int(result or 0)
+    return int(app.run() or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sd-explorer [options] [subcommand …]``."""
+    from core.cli import main as cli_main
+
+    return cli_main(argv, tui_launcher=launch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The key table: built from the bindings themselves, shown on the help screen and in docs/keys.md."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+#: keys that widgets give for free and that the panes rely on
+BUILTIN = [
+    ("Everywhere", "tab / shift+tab", "Move focus between fields, tables and image cells"),
+    ("Everywhere", "ctrl+p", "Command palette: every action by name"),
+    ("Everywhere", "ctrl+q", "Quit"),
+    ("Prompt", "enter / typing", "The token table follows every keystroke"),
+    ("Latents", "right", "Accept the path completion"),
+    ("Latents", "enter", "Encode/decode the image at the path"),
+    ("Sweep", "arrows + tab", "Select a cell; the latents pane can take its image (ctrl+g there)"),
+]
+
+
+def _rows(scope: str, bindings: list) -> list[tuple[str, str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description:
+            rows.append((scope, b.key.replace(",", " / "), b.description))
+    return rows
+
+
+def key_rows() -> list[tuple[str, str, str]]:
+    """(scope, keys, what it does) for every binding of the app and its panes."""
+    from tui.app import ExplorerApp
+    from tui.panes.latents import LatentsPane
+    from tui.panes.sweep import SweepPane
+    from tui.panes.tokens import TokensPane
+    from tui.panes.training import TrainingPane
+
+    rows = _rows("Everywhere", ExplorerApp.BINDINGS)
+    for scope, pane in (("Prompt", TokensPane), ("Sweep", SweepPane), ("Latents", LatentsPane),
+                        ("Training", TrainingPane)):
+        rows += _rows(scope, pane.BINDINGS)
+    order = ["Everywhere", "Prompt", "Sweep", "Latents", "Training"]
+    return sorted(rows + BUILTIN, key=lambda r: order.index(r[0]))
+
+
+def key_markdown() -> str:
+    """The key table as Markdown (docs/keys.md is exactly this)."""
+    lines = ["# Keys", "", "Every action is also in the command palette (ctrl+p).", "",
+             "| Where | Keys | Action |", "| :- | :- | :- |"]
+    lines += [f"| {scope} | `{keys}` | {what} |" for scope, keys, what in key_rows()]
+    return "\n".join(lines) + "\n"
+
+
+class HelpScreen(ModalScreen[None]):
+    """All keys, from the bindings. escape, q or f1 closes it."""
+
+    BINDINGS = [Binding("escape,q,f1", "app.pop_screen", "Close help")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; height: 90%; border: round $accent; background: $surface; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(key_markdown())

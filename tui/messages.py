@@ -1,0 +1,50 @@
+"""Messages the worker thread posts into the app (``post_message`` is thread-safe).
+
+Every job event arrives as one :class:`JobUpdate`, posted to the widget that submitted the job.
+Progress updates of the same job replace each other in the target's queue (``can_replace``), so a
+fast sampler can never flood the UI: a slow frame simply skips to the newest preview.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from core.jobs import JobEvent
+
+
+class JobUpdate(Message):
+    """A job started, progressed, finished or failed (see :class:`core.jobs.JobEvent`)."""
+
+    def __init__(self, event: JobEvent) -> None:
+        super().__init__()
+        self.event = event
+
+    @property
+    def job(self):
+        return self.event.job
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer progress update of the same job supersedes a queued older one."""
+        return (
+            isinstance(message, JobUpdate)
+            and self.event.event == "progress"
+            and message.event.event == "progress"
+            and message.event.job.id == self.event.job.id
+        )
+
+
+class PaneReady(Message):
+    """A pane finished the work it was asked to show (headless screenshots wait for it)."""
+
+    def __init__(self, pane: str) -> None:
+        super().__init__()
+        self.pane = pane
+
+
+class ImageSelected(Message):
+    """A generated image was selected in the sweep grid (the latents pane can take it)."""
+
+    def __init__(self, image, caption: str) -> None:
+        super().__init__()
+        self.image = image
+        self.caption = caption

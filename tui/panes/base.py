@@ -1,0 +1,58 @@
+"""What every pane that runs model work shares: routing its ``JobUpdate`` messages.
+
+A pane submits jobs with itself as the target; ``on_job_update`` calls ``job_started``,
+``job_progress``, ``job_finished`` or ``job_failed``. Failures become a notification with the
+one-line fix (cancellations are quiet), and the app keeps running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.containers import Vertical
+
+from core.jobs import Job, JobEvent
+from tui.messages import JobUpdate, PaneReady
+
+
+class JobPane(Vertical):
+    """A pane whose work runs on the app's model worker."""
+
+    pane_name = ""
+
+    @property
+    def worker(self):
+        return self.app.model_worker  # type: ignore[attr-defined]
+
+    def submit(self, kind: str, fn) -> Job:
+        return self.worker.submit(kind, fn, target=self)
+
+    @on(JobUpdate)
+    def _route(self, message: JobUpdate) -> None:
+        message.stop()
+        ev: JobEvent = message.event
+        handler = getattr(self, f"job_{ev.event}", None)
+        if handler is not None:
+            handler(ev)
+
+    def job_failed(self, ev: JobEvent) -> None:
+        if ev.error_kind == "cancelled":
+            self.notify(f"{ev.job.kind} cancelled.", timeout=3)
+        else:
+            self.notify(ev.message, title=f"{ev.job.kind} failed", severity="error", timeout=10)
+        self.work_done(ok=False)
+
+    def work_done(self, ok: bool = True) -> None:
+        """Tell the app the pane's work settled (headless screenshots wait for this)."""
+        self.post_message(PaneReady(self.pane_name))
+
+    def autorun(self) -> None:
+        """Start the work a headless screenshot of this pane shows (default: nothing to wait for)."""
+        self.work_done()
+
+    def job_progress(self, ev: JobEvent) -> None:  # pragma: no cover - overridden
+        pass
+
+    def job_finished(self, ev: JobEvent) -> Any:  # pragma: no cover - overridden
+        pass

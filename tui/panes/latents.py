@@ -1,0 +1,183 @@
+"""Pane 3 — the VAE: encode an image to 4 latent channels, look at them, decode it back.
+
+The image is the one selected in the sweep grid or any file (the path input completes file names).
+The round trip runs on the model worker (``core.vae.round_trip``); the pane shows the input, each
+latent channel normalised with its min/max, the reconstruction with its PSNR, and the sizes as
+computed from the actual tensors (e.g. 786,432 -> 16,384 values, 48x).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.suggester import Suggester
+from textual.widgets import Input, Label
+
+from core.jobs import JobEvent
+from tui.panes.base import JobPane
+from tui.widgets.image_view import ImageView
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+class PathSuggester(Suggester):
+    """Completes the path typed so far to the first matching folder or image file."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        folder, stem = (path, "") if value.endswith("/") else (path.parent, path.name)
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            return None
+        for entry in entries:
+            if not entry.name.startswith(stem) or entry.name == stem or entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                return value[: len(value) - len(stem)] + entry.name + "/"
+            if entry.suffix.lower() in IMAGE_SUFFIXES:
+                return value[: len(value) - len(stem)] + entry.name
+        return None
+
+
+class LatentsPane(JobPane):
+    """VAE latents and round trip.
+
+    | Key | Action |
+    | :- | :- |
+    | enter | Encode/decode the image at the typed path |
+    | right | Accept the path completion |
+    | ctrl+g | Use the image selected in the sweep grid |
+    | ctrl+r | Run again on the current source |
+    """
+
+    pane_name = "latents"
+    BINDINGS = [
+        Binding("ctrl+g", "use_selected", "Use sweep image"),
+        Binding("ctrl+r", "run", "Encode/decode"),
+    ]
+    DEFAULT_CSS = """
+    LatentsPane #path { width: 1fr; }
+    LatentsPane #sizes, LatentsPane #source { height: 1; padding: 0 1; }
+    LatentsPane #row { height: 1fr; }
+    LatentsPane #row ImageView { width: 1fr; }
+    """
+
+    def __init__(self, path: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_path = path
+        self.selected = None  #: (image, caption) from the sweep grid
+        self.source = None  #: what the last run used: a path string or "sweep: caption"
+        self.report = None  #: the last LatentReport
+
+    def compose(self) -> ComposeResult:
+        yield Input(self._init_path, placeholder="Image file (enter to encode; ctrl+g uses the sweep's image)",
+                    id="path", suggester=PathSuggester())
+        yield Label("Encode an image: type a path, or ctrl+g for the image selected in the sweep.", id="source")
+        yield Label("", id="sizes")
+        with Horizontal(id="row"):
+            yield ImageView(caption="input", id="input")
+            for c in range(4):
+                yield ImageView(caption=f"latent c{c}", id=f"c{c}")
+            yield ImageView(caption="round trip", id="recon")
+
+    def set_selected(self, image, caption: str) -> None:
+        self.selected = (image, caption)
+
+    @on(Input.Submitted, "#path")
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.run_path(event.value)
+
+    def action_run(self) -> None:
+        value = self.query_one("#path", Input).value.strip()
+        if value:
+            self.run_path(value)
+        elif self.selected is not None:
+            self.action_use_selected()
+        else:
+            self.notify("Type an image path, or run a sweep and press ctrl+g.", severity="warning")
+
+    def run_path(self, value: str) -> None:
+        value = value.strip()
+        if not value:
+            self.notify("Type the path of an image file first.", severity="warning")
+            return
+
+        def load(job):
+            from core.vae import load_image
+
+            return load_image(value)
+
+        self._start(load, value)
+
+    def action_use_selected(self) -> None:
+        if self.selected is None:
+            self.notify("No generated image yet: run a sweep (ctrl+r there) and select a cell.",
+                        severity="warning")
+            return
+        image, caption = self.selected
+        self._start(lambda job: image, f"sweep image ({caption})")
+
+    def _start(self, get_image, label: str) -> None:
+        self.source = label
+        self.query_one("#source", Label).update(f"encoding {label}…")
+        seed = getattr(self.app.settings, "seed", 0)
+
+        def run(job):
+            from core.vae import round_trip
+            from tui.worker import require_model
+
+            model = require_model(job)
+            image = get_image(job)
+            job.check()
+            return round_trip(model, image, seed=seed)
+
+        self.submit("latents", run)
+
+    def job_finished(self, ev: JobEvent) -> None:
+        report = ev.result
+        self.report = report
+        self.query_one("#input", ImageView).image = report.image
+        self.query_one("#input", ImageView).caption = f"input {report.image.width}x{report.image.height}"
+        for c, (img, (lo, hi)) in enumerate(zip(report.channels, report.channel_ranges)):
+            view = self.query_one(f"#c{c}", ImageView)
+            view.image, view.caption = img, f"c{c} {lo:.2f}..{hi:.2f}"
+        recon = self.query_one("#recon", ImageView)
+        recon.image, recon.caption = report.reconstruction, f"round trip {report.psnr:.1f} dB"
+        self.query_one("#source", Label).update(
+            f"{self.source}: ×{report.scaling_factor:g} scaling, PSNR {report.psnr:.2f} dB")
+        self.query_one("#sizes", Label).update(report.sizes_text())
+        self.work_done()
+
+    def job_failed(self, ev: JobEvent) -> None:
+        self.query_one("#source", Label).update(f"{self.source}: failed · fix and press enter")
+        super().job_failed(ev)
+
+    def autorun(self) -> None:
+        """Headless: the given path, else a fresh image generated from the prompt, round-tripped."""
+        if self.query_one("#path", Input).value.strip():
+            self.action_run()
+            return
+        app = self.app
+        prompt = app.query_one("TokensPane").prompt  # type: ignore[attr-defined]
+
+        def generate_one(job):
+            from core.results import SampleSettings
+            from core.sampler import generate
+            from tui.worker import require_model
+
+            model = require_model(job)
+            settings = SampleSettings(prompt=prompt, steps=app.settings.steps, seed=app.settings.seed)
+            return generate(model, settings, cancel=job.cancel).images[0]
+
+        self._start(generate_one, f"an image generated from {prompt!r}")

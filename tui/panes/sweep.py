@@ -1,0 +1,261 @@
+"""Pane 2 — the guidance sweep: one seed, several guidance scales, sampled as one batch.
+
+Each cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded
+image, captioned with its scale ("1 · no CFG"). The work runs on the model worker
+(``core.sampler.sweep`` with the job's cancel event); the pane only draws what comes back.
+"""
+
+from __future__ import annotations
+
+import random
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.widgets import Input, Label, ProgressBar, Select
+
+from core.errors import UserError
+from core.jobs import JobEvent
+from core.schedulers import SCHEDULERS
+from tui.messages import ImageSelected
+from tui.panes.base import JobPane
+from tui.widgets.image_view import ImageView
+
+DEFAULT_SCALES = "1, 2, 4, 12"
+
+
+def parse_scales(text: str) -> list[float]:
+    """``"1, 2, 4, 12"`` -> ``[1.0, 2.0, 4.0, 12.0]``; a ``UserError`` naming the fix otherwise."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    try:
+        scales = [float(p) for p in parts]
+    except ValueError:
+        raise UserError(f"scales {text!r}: write numbers separated by commas, e.g. 1, 2, 4, 12.") from None
+    if not scales:
+        raise UserError("no scales: write numbers separated by commas, e.g. 1, 2, 4, 12.")
+    return scales
+
+
+def parse_size(text: str) -> tuple[int | None, int | None]:
+    """``""`` (the model's own size), ``"512"`` or ``"512x768"`` (width x height)."""
+    text = text.strip().lower()
+    if not text:
+        return None, None
+    parts = text.replace("*", "x").split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"size {text!r}: write WIDTHxHEIGHT like 512x512, or leave it empty for the model's size.") from None
+    if len(sides) == 1:
+        return sides[0], sides[0]
+    if len(sides) == 2:
+        return sides[0], sides[1]
+    raise UserError(f"size {text!r}: write WIDTHxHEIGHT like 512x512.")
+
+
+def parse_int(text: str, what: str, example: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise UserError(f"{what} {text!r} is not a whole number: e.g. {example}.") from None
+
+
+class SweepCell(ImageView):
+    """One scale's image; focus it to select it for the latents pane."""
+
+    def __init__(self, index: int, caption: str) -> None:
+        super().__init__(caption=caption, placeholder="waiting", focusable=True, id=f"cell-{index}")
+        self.index = index
+
+    def on_focus(self) -> None:
+        if self.image is not None:
+            self.post_message(ImageSelected(self.image, self.caption))
+
+
+class SweepPane(JobPane):
+    """Guidance sweep grid.
+
+    | Key | Action |
+    | :- | :- |
+    | ctrl+r | Run the sweep |
+    | ctrl+n | New random seed, then run |
+    | escape | Cancel the running sweep |
+    | ctrl+s | Save the grid as a PNG (settings inside) |
+    """
+
+    pane_name = "sweep"
+    BINDINGS = [
+        Binding("ctrl+r", "run", "Run sweep"),
+        Binding("ctrl+n", "reroll", "New seed"),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save grid"),
+    ]
+    DEFAULT_CSS = """
+    SweepPane #form { height: auto; }
+    SweepPane #form Input { width: 1fr; }
+    SweepPane #form #scales { width: 2fr; }
+    SweepPane #form Select { width: 2fr; }
+    SweepPane #status { height: 1; padding: 0 1; }
+    SweepPane ProgressBar { height: 1; padding: 0 1; }
+    SweepPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
+    """
+
+    def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._init_seed, self._init_steps, self._init_size = seed, steps, size
+        self.prompt = ""
+        self.negative = ""
+        self.result = None  #: the last finished GenerationResult
+        self.last_saved = None  #: path of the last saved grid
+        self.job = None
+        self._scales: list[float] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="form"):
+            yield Input(DEFAULT_SCALES, id="scales", tooltip="Guidance scales, comma-separated")
+            yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed")
+            yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps")
+            yield Select([(name, name) for name in SCHEDULERS], prompt="scheduler",
+                         id="scheduler", allow_blank=True)
+            yield Input(self._init_size, id="size", placeholder="WxH (model's)", tooltip="Size: WIDTHxHEIGHT")
+        yield Label("ctrl+r runs the sweep", id="status")
+        yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
+        yield Grid(id="grid")
+
+    def on_mount(self) -> None:
+        self._layout_cells(parse_scales(DEFAULT_SCALES))
+
+    def _layout_cells(self, scales: list[float]) -> None:
+        """One cell per scale: reuse existing cells (cleared), mount or remove the difference."""
+        from core.results import scale_caption
+
+        grid = self.query_one("#grid", Grid)
+        grid.styles.grid_size_columns = min(4, len(scales))
+        cells = self.cells
+        for cell in cells[len(scales):]:
+            cell.remove()
+        for cell, scale in zip(cells, scales):
+            cell.image, cell.caption = None, scale_caption(scale)
+        extra = [SweepCell(i, scale_caption(s)) for i, s in enumerate(scales) if i >= len(cells)]
+        if extra:
+            grid.mount_all(extra)
+
+    @property
+    def cells(self) -> list[SweepCell]:
+        """The live cells, in scale order (cells being removed are skipped)."""
+        cells = [c for c in self.query(SweepCell) if not c._closing and c.parent is not None]
+        return sorted(cells, key=lambda c: c.index)
+
+    def set_prompts(self, prompt: str, negative: str) -> None:
+        self.prompt, self.negative = prompt, negative
+
+    def _value(self, selector: str) -> str:
+        return self.query_one(selector, Input).value
+
+    def settings(self):
+        """The form as ``SampleSettings`` + scales, validated (``UserError`` names the fix)."""
+        from core.results import SampleSettings
+
+        width, height = parse_size(self._value("#size"))
+        select = self.query_one("#scheduler", Select)
+        settings = SampleSettings(
+            prompt=self.prompt, negative_prompt=self.negative,
+            steps=parse_int(self._value("#steps"), "steps", "30"),
+            seed=parse_int(self._value("#seed"), "seed", "0"),
+            width=width, height=height,
+            scheduler=None if select.is_blank() else str(select.value),
+        )
+        return settings.validate(), parse_scales(self._value("#scales"))
+
+    def action_run(self) -> None:
+        if self.worker.busy("sweep"):
+            self.notify("A sweep is already running: escape cancels it.", severity="warning")
+            return
+        try:
+            settings, scales = self.settings()
+        except UserError as exc:
+            self.notify(str(exc), title="Sweep settings", severity="error")
+            return
+        self._scales = scales
+        self._layout_cells(scales)
+        self.result = None
+        self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
+        waiting = "waiting for the model to load…" if self.worker.busy("load") else "starting…"
+        self.query_one("#status", Label).update(f"seed {settings.seed}: {waiting}")
+
+        def run(job):
+            from core.sampler import sweep
+            from tui.worker import require_model
+
+            model = require_model(job)
+
+            def on_step(info) -> None:
+                job.progress((info.index, info.total, info.timestep, info.preview))
+
+            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel)
+
+        self.job = self.submit("sweep", run)
+
+    def action_reroll(self) -> None:
+        self.query_one("#seed", Input).value = str(random.randrange(2**32))
+        self.action_run()
+
+    def action_cancel(self) -> None:
+        if self.worker.cancel("sweep"):
+            self.query_one("#status", Label).update("cancelling…")
+
+    def job_started(self, ev: JobEvent) -> None:
+        self.query_one("#status", Label).update(f"sampling {len(self._scales)} scales in one batch…")
+
+    def job_progress(self, ev: JobEvent) -> None:
+        index, total, timestep, preview = ev.payload
+        for cell, image in zip(self.cells, preview):
+            cell.image = image
+        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
+        self.query_one("#status", Label).update(f"step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+
+    def job_finished(self, ev: JobEvent) -> None:
+        result = ev.result
+        self.result = result
+        for cell, image, caption in zip(self.cells, result.images, result.captions):
+            cell.image, cell.caption = image, caption
+        s = result.settings
+        line = f"done: seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
+        if getattr(self.app, "show_timings", True):
+            line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
+        self.query_one("#status", Label).update(line + " · ctrl+s saves the grid")
+        if result.dropped_tokens:
+            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
+        self.post_message(ImageSelected(result.images[0], result.captions[0]))
+        self.work_done()
+
+    def job_failed(self, ev: JobEvent) -> None:
+        self.query_one("#status", Label).update(
+            "cancelled · ctrl+r runs again" if ev.error_kind == "cancelled" else "failed · ctrl+r runs again")
+        super().job_failed(ev)
+
+    def autorun(self) -> None:
+        self.action_run()
+
+    def action_save(self) -> None:
+        if self.result is None:
+            self.notify("Nothing to save yet: ctrl+r runs a sweep first.", severity="warning")
+            return
+        self.save_grid(self.result)
+
+    @work(thread=True, exclusive=True, group="save")
+    def save_grid(self, result) -> None:
+        """Write the grid PNG (with the parameters text) off the UI thread."""
+        from core.outputs import make_grid, save_png
+
+        try:
+            grid = make_grid(result.images, result.captions)
+            scales = ", ".join(f"{s:g}" for s in result.scales)
+            params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}")
+            path = save_png(grid, self.app.settings.output_dir, f"sweep-{result.settings.prompt}", params)
+        except UserError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
+            return
+        self.last_saved = path
+        self.app.call_from_thread(self.notify, f"Saved {path}", title="Grid saved")

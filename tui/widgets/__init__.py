@@ -1,0 +1,1 @@
+"""Reusable widgets (images in half-block cells)."""

@@ -1,0 +1,92 @@
+"""An image in the terminal: rich-pixels half-block cells (two pixels per cell, visible in SVG).
+
+The image is scaled to fit the widget's content area (aspect kept, nearest-neighbour so small
+latent previews stay crisp), centred, with a one-line caption under it. Renders are cached per
+(image, size), so re-layouts are cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from rich.console import Group
+from rich.align import Align
+from rich.text import Text
+from rich_pixels import Pixels
+from textual.reactive import reactive
+from textual.widget import Widget
+
+
+def to_pil(image: Any) -> Image.Image | None:
+    """PIL image from a PIL image or a uint8/float numpy array ``[h, w, 3]`` / ``[h, w]``."""
+    if image is None or isinstance(image, Image.Image):
+        return image
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return Image.fromarray(arr)
+
+
+def fit(size: tuple[int, int], cells: tuple[int, int]) -> tuple[int, int]:
+    """Pixel size that fits ``cells`` (width, height in cells; 2 px per cell vertically), aspect kept."""
+    w, h = size
+    max_w, max_h = max(1, cells[0]), max(2, cells[1] * 2)
+    scale = min(max_w / w, max_h / h)
+    new_w, new_h = max(1, int(w * scale)), max(2, int(h * scale))
+    return new_w, new_h - new_h % 2
+
+
+class ImageView(Widget):
+    """Shows one image (PIL or numpy) with a caption; empty until an image is set."""
+
+    DEFAULT_CSS = """
+    ImageView {
+        width: 1fr;
+        height: 1fr;
+        min-height: 4;
+        content-align: center middle;
+    }
+    ImageView:focus { background: $boost; }
+    ImageView.-selected { outline: round $accent; }
+    """
+
+    image: reactive[Any] = reactive(None, layout=False)
+    caption: reactive[str] = reactive("")
+    placeholder: reactive[str] = reactive("")
+
+    def __init__(self, image: Any = None, caption: str = "", *, placeholder: str = "",
+                 focusable: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.can_focus = focusable
+        self.set_reactive(ImageView.image, to_pil(image))
+        self.set_reactive(ImageView.caption, caption)
+        self.set_reactive(ImageView.placeholder, placeholder)
+        self._cache: tuple[int, tuple[int, int], Pixels] | None = None
+
+    def validate_image(self, image: Any) -> Image.Image | None:
+        return to_pil(image)
+
+    def watch_image(self) -> None:
+        self._cache = None
+
+    def _pixels(self, image: Image.Image, cells: tuple[int, int]) -> Pixels:
+        key = (id(image), cells)
+        if self._cache is None or self._cache[:2] != key:
+            px = fit(image.size, cells)
+            resized = image.convert("RGB").resize(px, Image.Resampling.NEAREST)
+            self._cache = (*key, Pixels.from_image(resized))
+        return self._cache[2]
+
+    def render(self):
+        width, height = self.content_region.size
+        caption = Text(self.caption, justify="center", no_wrap=True, overflow="ellipsis")
+        if self.image is None:
+            text = Text(self.placeholder or " ", style="dim", justify="center")
+            return Group(Align.center(text, vertical="middle", height=max(1, height - 1)), caption)
+        rows = max(1, height - (1 if self.caption else 0))
+        pixels = self._pixels(self.image, (width, rows))
+        return Group(Align.center(pixels), caption) if self.caption else Align.center(pixels)

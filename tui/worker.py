@@ -1,0 +1,79 @@
+"""The app's side of the model-owning worker thread (``core.jobs.JobRunner``).
+
+The runner calls :meth:`ModelWorker._on_event` on the worker thread; it posts a
+:class:`~tui.messages.JobUpdate` to the widget that submitted the job (or the app). Posting is
+thread-safe and never blocks the worker (``call_from_thread`` would, once per step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual.app import App
+from textual.message_pump import MessagePump
+
+from core.jobs import Job, JobEvent, JobRunner
+from tui.config import Settings
+from tui.messages import JobUpdate
+
+
+class ModelWorker:
+    """Submit model work from the UI; events come back as ``JobUpdate`` messages."""
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.runner = JobRunner(self._on_event, log_file=settings.log_path())
+        self.model_error: str | None = None
+
+    def _on_event(self, event: JobEvent) -> None:
+        target = event.job.context if isinstance(event.job.context, MessagePump) else self.app
+        target.post_message(JobUpdate(event))
+
+    def submit(self, kind: str, fn: Callable[[Job], Any], target: MessagePump | None = None) -> Job:
+        """Queue ``fn(job)`` on the worker; ``target`` receives its ``JobUpdate`` messages."""
+        return self.runner.submit(kind, fn, context=target)
+
+    def cancel(self, kind: str | None = None) -> int:
+        return self.runner.cancel(kind)
+
+    def busy(self, kind: str | None = None) -> bool:
+        return self.runner.busy(kind)
+
+    def load_model(self, target: MessagePump | None = None) -> Job:
+        """Load the configured model on the worker (``resources['model']``)."""
+        s = self.settings
+
+        def load(job: Job):
+            from core.models import load_model
+
+            quiet_libraries()
+            job.resources.pop("model", None)
+            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae)
+            job.resources["model"] = model
+            return model
+
+        return self.submit("load", load, target)
+
+    def shutdown(self) -> None:
+        self.runner.shutdown(timeout=2.0)
+
+
+def quiet_libraries() -> None:
+    """No progress bars or warnings from transformers/diffusers: they would draw over the screen."""
+    import diffusers
+    import transformers
+
+    for lib in (diffusers, transformers):
+        lib.utils.logging.set_verbosity_error()
+        lib.utils.logging.disable_progress_bar()
+
+
+def require_model(job: Job):
+    """The loaded model, or a ``UserError`` saying how to get one."""
+    from core.errors import UserError
+
+    model = job.resources.get("model")
+    if model is None:
+        raise UserError("No model is loaded (loading failed): fix --model and restart, or press ctrl+l to retry.")
+    return model
