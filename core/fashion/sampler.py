@@ -1,0 +1,255 @@
+"""Class-conditional sampling: the chapter's 1000-step DDPM loop and DDIM with fewer steps.
+
+Both samplers are written as one pure-tensor update per step, with the schedule's coefficients in
+small tables on the device::
+
+    eps = unet(x, t, class_labels)
+    x0  = clamp((x - sqrt(1 - abar_t) * eps) / sqrt(abar_t), -1, 1)
+    x   = a * x0 + b * x + d * eps + c * z
+
+DDPM (``DDPMScheduler.step``, fixed_small variance): ``a, b`` from the posterior mean, ``d = 0``,
+``c = sigma_t``. DDIM (``DDIMScheduler.step``, eta 0): ``a = sqrt(abar_prev)``, ``b = 0``,
+``d = sqrt(1 - abar_prev)``, ``c = 0``. Because the step indexes its tables with a step counter that
+lives on the device, the whole step (UNet + update + counter) is captured once as a CUDA graph and
+replayed; the fresh noise ``z`` is drawn outside the graph from the same generator as in eager mode,
+so graph and eager results are identical.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from core.errors import Cancelled, UserError
+from core.fashion.model import FashionDDPM, ModelConfig, alphas_cumprod
+
+
+@dataclass
+class StepTables:
+    """Per-step coefficients (float32) and timesteps (int64) of one sampler."""
+
+    timesteps: torch.Tensor
+    sqrt_1m_abar: torch.Tensor
+    sqrt_abar: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    d: torch.Tensor
+    c: torch.Tensor
+    kind: str
+
+    def to(self, device: torch.device) -> "StepTables":
+        fields = {k: getattr(self, k).to(device) for k in ("timesteps", "sqrt_1m_abar", "sqrt_abar", "a", "b", "d", "c")}
+        return StepTables(kind=self.kind, **fields)
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+@dataclass
+class SampleStep:
+    """What a sampling callback sees after each step (CPU copies, values in [-1, 1])."""
+
+    index: int
+    total: int
+    timestep: int
+    x: torch.Tensor
+    x0: torch.Tensor
+
+
+def make_tables(cfg: ModelConfig, steps: int) -> StepTables:
+    """DDPM tables for ``steps == num_train_timesteps``, DDIM tables for fewer steps."""
+    T = cfg.num_train_timesteps
+    if not 1 <= steps <= T:
+        raise UserError(f"steps must be between 1 and {T}, not {steps}")
+    abar = alphas_cumprod(cfg)
+    one = torch.tensor(1.0)
+    if steps == T:
+        ts = torch.arange(T - 1, -1, -1)
+        ab_t = abar[ts]
+        ab_prev = torch.where(ts > 0, abar[(ts - 1).clamp(min=0)], one)
+        beta_t, beta_prev = 1 - ab_t, 1 - ab_prev
+        cur_alpha = ab_t / ab_prev
+        cur_beta = 1 - cur_alpha
+        a = ab_prev ** 0.5 * cur_beta / beta_t
+        b = cur_alpha ** 0.5 * beta_prev / beta_t
+        var = torch.clamp(beta_prev / beta_t * cur_beta, min=1e-20)
+        c = torch.where(ts > 0, var ** 0.5, torch.zeros(()))
+        d = torch.zeros(T)
+        kind = "ddpm"
+    else:
+        from diffusers import DDIMScheduler
+
+        sch = DDIMScheduler(num_train_timesteps=T, beta_start=cfg.beta_start, beta_end=cfg.beta_end)
+        sch.set_timesteps(steps)
+        ts = sch.timesteps.long()
+        ab_t = abar[ts]
+        prev = ts - T // steps
+        ab_prev = torch.where(prev >= 0, abar[prev.clamp(min=0)], sch.final_alpha_cumprod)
+        a, b = ab_prev ** 0.5, torch.zeros(len(ts))
+        d, c = (1 - ab_prev) ** 0.5, torch.zeros(len(ts))
+        kind = "ddim"
+    return StepTables(ts, (1 - ab_t) ** 0.5, ab_t ** 0.5, a, b, d, c, kind)
+
+
+def _step(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: StepTables,
+          noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pure denoising step: returns (x_prev, x0_estimate); ``i`` is a 0-dim device tensor."""
+    t = tab.timesteps[i].expand(x.shape[0])
+    dtype = next(unet.parameters()).dtype
+    eps = unet(x.to(dtype), t, class_labels=labels).sample.float()
+    x0 = ((x - tab.sqrt_1m_abar[i] * eps) / tab.sqrt_abar[i]).clamp(-1.0, 1.0)
+    prev = tab.a[i] * x0 + tab.b[i] * x + tab.d[i] * eps + tab.c[i] * noise
+    return prev, x0
+
+
+class _GraphedSampler:
+    """The whole step captured in a CUDA graph over static buffers."""
+
+    def __init__(self, unet, x: torch.Tensor, labels: torch.Tensor, tab: StepTables) -> None:
+        self.x = x.clone()
+        self.x0 = torch.zeros_like(x)
+        self.noise = torch.zeros_like(x)
+        self.i = torch.zeros((), dtype=torch.long, device=x.device)
+        self.labels = labels.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.no_grad():
+            for _ in range(2):  # warm up (allocations, kernel selection) without touching state
+                _step(unet, self.x, self.i, self.labels, tab, self.noise)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            prev, x0 = _step(unet, self.x, self.i, self.labels, tab, self.noise)
+            self.x0.copy_(x0)
+            self.x.copy_(prev)
+            self.i.add_(1)
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
+    if isinstance(model, FashionDDPM):
+        return model.unet, model.config
+    if isinstance(model, torch.nn.Module):
+        return model, ModelConfig()
+    raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_model) or a UNet2DModel")
+
+
+def _class_list(classes: int | Sequence[int], n: int) -> list[int]:
+    cls = [classes] if isinstance(classes, int) else list(classes)
+    if not cls:
+        raise UserError("Pass at least one class (0-9)")
+    bad = [c for c in cls if not isinstance(c, int) or not 0 <= c <= 9]
+    if bad:
+        raise UserError(f"Classes must be 0-9 (Fashion-MNIST labels); got {bad}")
+    if n < 1:
+        raise UserError(f"n must be at least 1, not {n}")
+    return [c for c in cls for _ in range(n)]
+
+
+@torch.no_grad()
+def generate_from_class(
+    model,
+    classes: int | Sequence[int],
+    n: int = 8,
+    steps: int = 1000,
+    seed: int = 0,
+    callback: Callable[[SampleStep], None] | None = None,
+    cancel: threading.Event | None = None,
+    use_graph: bool | None = None,
+    callback_every: int = 1,
+) -> torch.Tensor:
+    """Sample ``n`` images per class; float ``[len(classes)*n, 1, 32, 32]`` in [0, 1] on the CPU.
+
+    ``steps == 1000``: the chapter's DDPM loop; fewer: DDIM. ``use_graph``: None = CUDA graph on
+    CUDA (falls back to eager with a warning if capture fails), True = require it, False = eager.
+    """
+    unet, cfg = _as_model(model)
+    labels_list = _class_list(classes, n)
+    dev = next(unet.parameters()).device
+    tab = make_tables(cfg, steps).to(dev)
+    total = len(tab)
+    c_host = tab.c.cpu().tolist()
+    ts_host = tab.timesteps.cpu().tolist()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    size = cfg.sample_size
+    x = torch.randn((len(labels_list), 1, size, size), generator=gen, device=dev)
+    labels = torch.tensor(labels_list, device=dev)
+    was_training = unet.training
+    unet.eval()
+    graph = None
+    required = use_graph is True
+    if use_graph is None:
+        use_graph = dev.type == "cuda"
+    if use_graph:
+        if dev.type != "cuda":
+            raise UserError("CUDA graphs need a CUDA device; sample with use_graph=False on the CPU")
+        try:
+            graph = _GraphedSampler(unet, x, labels, tab)
+        except Exception as exc:  # capture is an optimisation: fall back unless asked for explicitly
+            if required:
+                raise
+            warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); sampling eagerly")
+            graph = None
+    try:
+        if graph is not None:
+            for k in range(total):
+                _check(cancel)
+                if c_host[k] != 0.0:
+                    torch.randn(graph.noise.shape, generator=gen, device=dev, out=graph.noise)
+                graph.replay()
+                _report(callback, callback_every, k, total, ts_host[k], graph.x, graph.x0)
+            x = graph.x
+        else:
+            noise = torch.zeros_like(x)
+            i = torch.zeros((), dtype=torch.long, device=dev)
+            for k in range(total):
+                _check(cancel)
+                if c_host[k] != 0.0:
+                    torch.randn(noise.shape, generator=gen, device=dev, out=noise)
+                x, x0 = _step(unet, x, i, labels, tab, noise)
+                i.add_(1)
+                _report(callback, callback_every, k, total, ts_host[k], x, x0)
+    finally:
+        unet.train(was_training)
+    return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).float().cpu()
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("sampling cancelled")
+
+
+def _report(callback, every: int, k: int, total: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+    if callback is not None and (k % max(every, 1) == 0 or k == total - 1):
+        callback(SampleStep(k, total, int(t), x.float().cpu(), x0.float().cpu()))
+
+
+def noising_row(image, n: int = 8, seed: int = 0, cfg: ModelConfig | None = None):
+    """One image noised at ``linspace(0, 999, n)`` timesteps (the chapter's figure).
+
+    ``image``: uint8 ``[28, 28]`` (tensor or numpy) or a PIL image. Returns ``(images, timesteps)``:
+    float ``[n, 1, 32, 32]`` in [0, 1] and int64 ``[n]``.
+    """
+    import numpy as np
+
+    from core.fashion.data import preprocess
+    from core.fashion.model import build_scheduler
+
+    cfg = cfg or ModelConfig()
+    if n < 1:
+        raise UserError(f"n must be at least 1, not {n}")
+    if not torch.is_tensor(image):
+        image = torch.from_numpy(np.asarray(getattr(image, "convert", lambda m: image)("L"), dtype=np.uint8))
+    if image.dtype != torch.uint8 or image.shape[-2:] != (28, 28):
+        raise UserError("noising_row needs one 28x28 uint8 Fashion-MNIST image")
+    x = preprocess(image.reshape(1, 28, 28), flip=False).expand(n, -1, -1, -1)
+    timesteps = torch.linspace(0, cfg.num_train_timesteps - 1, n).long()
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    noisy = build_scheduler(cfg).add_noise(x, noise, timesteps)
+    return ((noisy.clamp(-1, 1) + 1) / 2), timesteps

@@ -1,0 +1,285 @@
+"""The chapter's class-conditional DDPM training loop, made fast, pausable and resumable.
+
+The whole dataset lives on the device as one uint8 tensor; each step indexes a batch, applies the
+chapter's preprocessing on the device, noises it at random timesteps and regresses the noise (MSE).
+Hugging Face Accelerate handles devices, bf16 autocast and multi-GPU (``accelerate launch``).
+All randomness after model initialisation comes from one generator on the device (saved in
+checkpoints) plus a per-epoch permutation derived from ``(seed, epoch)``, so a resumed run continues
+exactly as the uninterrupted run would have (single process).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import Cancelled, UserError
+from core.fashion.checkpoint import load_checkpoint, save_checkpoint
+from core.fashion.data import FashionData, preprocess
+from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
+
+
+@dataclass
+class TrainConfig:
+    """The chapter's recipe by default: 25 epochs, batch 256, AdamW(3e-4, eps 1e-5)."""
+
+    epochs: int = 25
+    batch_size: int = 256
+    lr: float = 3e-4
+    eps: float = 1e-5
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str | None = None
+    out_dir: str | None = None
+    checkpoint_every_epochs: int = 1
+    log_every: int = 10
+    resume: str | None = None
+    channels_last: bool = True
+    mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
+    compile: bool = False
+
+    def validate(self) -> None:
+        """Raise ``UserError`` for settings that cannot train."""
+        if self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, not {self.batch_size}")
+        if not self.lr > 0:
+            raise UserError(f"learning rate must be positive, not {self.lr}")
+        if self.log_every < 1 or self.checkpoint_every_epochs < 1:
+            raise UserError("log_every and checkpoint_every_epochs must be at least 1")
+        if self.mixed_precision not in ("auto", "no", "bf16"):
+            raise UserError(f"mixed precision must be auto, no or bf16, not {self.mixed_precision!r}")
+
+
+@dataclass
+class StepStats:
+    """Progress every ``log_every`` steps (and on each epoch's last step)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    loss: float
+    images_per_s: float
+    eta_s: float
+    device: str
+
+
+@dataclass
+class EpochStats:
+    """Summary at the end of each epoch."""
+
+    epoch: int
+    epochs: int
+    mean_loss: float
+    elapsed_s: float
+    images_per_s: float
+    checkpoint: str | None
+
+
+@dataclass
+class TrainResult:
+    """What a finished run did."""
+
+    losses: list[float]
+    epoch_losses: list[float]
+    final_loss: float
+    elapsed_s: float
+    images_per_s: float
+    step: int
+    checkpoint: str | None
+    model: torch.nn.Module | None = None
+
+
+class Trainer:
+    """Train a class-conditional UNet on Fashion-MNIST; drive it from any thread via ``run``."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: FashionData,
+        device: str | torch.device | None = None,
+        on_step: Callable[[StepStats], None] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ) -> None:
+        config.validate()
+        if len(data) == 0:
+            raise UserError("The training data is empty; pass a Fashion-MNIST folder with images")
+        self.config = config
+        self.data = data
+        self.device = default_device(device)
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.last_checkpoint: str | None = None
+        self.model: torch.nn.Module | None = None
+
+    # ---- setup ---------------------------------------------------------------------------------
+    def _setup(self):
+        from accelerate import Accelerator
+
+        cfg = self.config
+        cuda = self.device.type == "cuda"
+        mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if cuda else "no")
+        acc = Accelerator(cpu=not cuda, mixed_precision=mp)
+        dev = acc.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            unet = build_unet(cfg.model)
+        unet = unet.to(dev)
+        if cuda and cfg.channels_last:
+            unet = unet.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda)
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + acc.process_index)
+        state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "losses": [], "elapsed_s": 0.0}
+        if cfg.resume:
+            state = load_checkpoint(cfg.resume, unet, opt)
+            if "gen" in state["rng"] and acc.num_processes == 1:
+                gen.set_state(state["rng"]["gen"])
+            if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
+                raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
+        if cfg.compile:
+            unet = torch.compile(unet)
+        model, opt = acc.prepare(unet, opt)
+        return acc, model, opt, gen, state
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, cancel: threading.Event | None = None, pause: threading.Event | None = None) -> TrainResult:
+        """Train until ``config.epochs`` (counting epochs already done when resuming)."""
+        cfg = self.config
+        acc, model, opt, gen, state = self._setup()
+        dev = acc.device
+        self.model = acc.unwrap_model(model)
+        n = len(self.data)
+        images = self.data.images.to(dev)
+        labels = self.data.labels.to(dev)
+        abar = alphas_cumprod(cfg.model).to(dev)
+        sqrt_ab, sqrt_1m = abar.sqrt(), (1.0 - abar).sqrt()
+        T = cfg.model.num_train_timesteps
+        world, rank = acc.num_processes, acc.process_index
+        spe = math.ceil(n / cfg.batch_size)
+        total = cfg.epochs * spe
+        step, epoch, s0 = int(state["step"]), int(state["epoch"]), int(state["step_in_epoch"])
+        if s0 >= spe:
+            epoch, s0 = epoch + 1, 0
+        prior_losses = list(state.get("losses", []))
+        step_losses = torch.zeros(max(total - step, 1), device=dev)
+        base_step = step
+        channels_last = dev.type == "cuda" and cfg.channels_last
+        t_start, paused_s, last_log_t, last_log_step = time.perf_counter(), 0.0, None, step
+        images_done = 0
+        epoch_losses: list[float] = list(state.get("epoch_losses", []))
+        ckpt: str | None = None
+
+        def elapsed() -> float:
+            return time.perf_counter() - t_start - paused_s
+
+        def snapshot(ep: int, s_in: int) -> dict:
+            done = step_losses[: step - base_step].tolist()
+            return {
+                "step": step, "epoch": ep, "step_in_epoch": s_in, "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size, "num_images": n, "seed": cfg.seed,
+                "losses": prior_losses + done, "epoch_losses": epoch_losses,
+                "elapsed_s": float(state.get("elapsed_s", 0.0)) + elapsed(), "train_config": _config_dict(cfg),
+            }
+
+        def write_checkpoint(ep: int, s_in: int) -> str | None:
+            if not cfg.out_dir or not acc.is_main_process:
+                return None
+            path = save_checkpoint(
+                cfg.out_dir, acc.unwrap_model(model), opt, snapshot(ep, s_in),
+                cfg.model.to_json(), {"gen": gen.get_state()},
+            )
+            self.last_checkpoint = str(path)
+            return str(path)
+
+        model.train()
+        last_log_t = time.perf_counter()
+        for ep in range(epoch, cfg.epochs):
+            perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ep)
+            perm = torch.randperm(n, generator=perm_gen).to(dev)
+            for s in range(s0, spe):
+                if pause is not None and pause.is_set():
+                    t_pause = time.perf_counter()
+                    while pause.is_set() and not (cancel is not None and cancel.is_set()):
+                        time.sleep(0.05)
+                    paused_s += time.perf_counter() - t_pause
+                    last_log_t += time.perf_counter() - t_pause
+                if cancel is not None and cancel.is_set():
+                    write_checkpoint(ep, s)
+                    raise Cancelled("training cancelled")
+                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
+                x = preprocess(images[idx], generator=gen)
+                noise = torch.randn(x.shape, generator=gen, device=dev)
+                t = torch.randint(0, T, (x.shape[0],), generator=gen, device=dev)
+                noisy = sqrt_ab[t].view(-1, 1, 1, 1) * x + sqrt_1m[t].view(-1, 1, 1, 1) * noise
+                if channels_last:
+                    noisy = noisy.contiguous(memory_format=torch.channels_last)
+                with acc.autocast():
+                    pred = model(noisy, t, class_labels=labels[idx]).sample
+                loss = F.mse_loss(pred.float(), noise)
+                acc.backward(loss)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                step_losses[step - base_step] = loss.detach()
+                step += 1
+                images_done += x.shape[0] * world
+                last_in_epoch = s == spe - 1
+                if self.on_step is not None and (step % cfg.log_every == 0 or last_in_epoch):
+                    window = step_losses[last_log_step - base_step: step - base_step].mean().item()
+                    now = time.perf_counter()
+                    rate = (step - last_log_step) * cfg.batch_size / max(now - last_log_t, 1e-9)
+                    per_step = elapsed() / max(step - base_step, 1)
+                    self.on_step(StepStats(step, total, ep, cfg.epochs, window, rate,
+                                           per_step * (total - step), str(dev)))
+                    last_log_t, last_log_step = now, step
+            s0 = 0
+            first = (ep * spe) - base_step
+            ep_vals = step_losses[max(first, 0): step - base_step].tolist()
+            if first < 0:  # resumed mid-epoch: the epoch's earlier steps are in the checkpoint
+                ep_vals = prior_losses[ep * spe:] + ep_vals
+            ep_loss = sum(ep_vals) / len(ep_vals) if ep_vals else float("nan")
+            epoch_losses.append(ep_loss)
+            if (ep + 1) % cfg.checkpoint_every_epochs == 0 or ep + 1 == cfg.epochs:
+                ckpt = write_checkpoint(ep, spe)
+            if self.on_epoch is not None:
+                self.on_epoch(EpochStats(ep, cfg.epochs, ep_loss, elapsed(), images_done / max(elapsed(), 1e-9),
+                                         ckpt if (ep + 1) % cfg.checkpoint_every_epochs == 0 else None))
+        acc.wait_for_everyone()
+        losses = prior_losses + step_losses[: step - base_step].tolist()
+        wall = elapsed()
+        return TrainResult(
+            losses=losses, epoch_losses=epoch_losses,
+            final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
+            elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
+            checkpoint=ckpt, model=acc.unwrap_model(model),
+        )
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    out = asdict(cfg)
+    out["model"] = asdict(cfg.model)
+    return out
+
+
+def resume_config(path: str | Path, **overrides) -> TrainConfig:
+    """The ``TrainConfig`` a checkpoint was written with, with ``resume`` set and ``overrides`` applied."""
+    state = load_checkpoint(path)
+    raw = dict(state.get("train_config") or {})
+    model_raw = raw.pop("model", None)
+    model = ModelConfig.from_json(state["model_config_json"]) if state.get("model_config_json") else (
+        ModelConfig(**model_raw) if model_raw else ModelConfig())
+    known = set(TrainConfig.__dataclass_fields__)
+    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in known and k != "model"}, model=model)
+    cfg.resume = str(path)
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg
