@@ -30,3 +30,26 @@ def fashion_dir() -> Path:
     if not FASHION_DIR.is_dir():
         pytest.skip(f"{FASHION_DIR} is not here")
     return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def sd1_folder(tmp_path_factory) -> Path:
+    """A small SD 1.x-shaped pipeline saved with save_pretrained."""
+    from tests.sd_factory import save_pipeline
+
+    return save_pipeline(tmp_path_factory.mktemp("sd1") / "model", "sd1")
+
+
+@pytest.fixture(scope="session")
+def sd2v_folder(tmp_path_factory) -> Path:
+    """A small SD 2.x-shaped, v-prediction pipeline."""
+    from tests.sd_factory import save_pipeline
+
+    return save_pipeline(tmp_path_factory.mktemp("sd2v") / "model", "sd2v")
+
+
+@pytest.fixture(scope="session")
+def sd1(sd1_folder):
+    from core.models import load_model
+
+    return load_model(str(sd1_folder), device="cpu")

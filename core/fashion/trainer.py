@@ -128,7 +128,17 @@ class Trainer:
         cfg = self.config
         cuda = self.device.type == "cuda"
         mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if cuda else "no")
-        acc = Accelerator(cpu=not cuda, mixed_precision=mp)
+        try:
+            acc = Accelerator(cpu=not cuda, mixed_precision=mp)
+        except ValueError:
+            # An earlier run in this process chose another device/precision (e.g. CPU, then GPU).
+            # Outside a distributed launch the shared state can be reset safely.
+            from accelerate.state import AcceleratorState, PartialState
+
+            if PartialState().num_processes > 1:
+                raise
+            AcceleratorState._reset_state(True)
+            acc = Accelerator(cpu=not cuda, mixed_precision=mp)
         dev = acc.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

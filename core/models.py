@@ -1,0 +1,212 @@
+"""Loading Stable Diffusion models the way users have them: ``tiny``, a local folder, or a Hub id.
+
+Every source ends up as a local diffusers folder that is loaded component by component with
+``from_pretrained(..., use_safetensors=True)``: safetensors only (pickled ``.bin`` weights are refused,
+since unpickling can run code), never ``trust_remote_code``, and no network when ``HF_HUB_OFFLINE`` is
+set (or ``--offline``): Hub ids then come from the local Hugging Face cache or fail with the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.devices import dtype_name, pick_device, pick_dtype
+from core.errors import UserError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+TINY = ASSETS / "tiny-sd"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline"}
+LATER = {"StableDiffusionXLPipeline": "SDXL", "StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux"}
+COMPONENTS = ("text_encoder", "unet", "vae", "scheduler")
+#: SD 1.x / 2.x VAE latent -> RGB, applied to the x0 estimate (docs: model-shapes.md)
+SD_PREVIEW = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
+              [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def resolve_folder(spec: str) -> Path:
+    """``tiny`` | a local folder | a Hub id -> the local folder that holds the pipeline."""
+    if spec == "tiny":
+        return TINY
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"--model {spec} is a file: pass the diffusers folder that holds model_index.json.")
+        return path
+    if not HUB_ID.match(spec):
+        raise UserError(f"--model {spec}: no such folder; pass tiny, a local diffusers folder or a Hub id like org/name.")
+    from huggingface_hub import snapshot_download
+
+    patterns = ["model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors"]
+    try:
+        return Path(snapshot_download(spec, allow_patterns=patterns, local_files_only=offline()))
+    except Exception as exc:  # huggingface_hub raises several types here; all mean "not available"
+        if offline():
+            raise UserError(
+                f"--model {spec} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
+                "download it once online, or pass a local folder."
+            ) from exc
+        raise UserError(f"--model {spec} could not be fetched ({type(exc).__name__}): check the id and your login.") from exc
+
+
+def read_index(folder: Path) -> dict:
+    """``model_index.json``, checked: a pipeline we support, with every component present."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        if (folder / "config.json").is_file() or (folder / "diffusion_pytorch_model.safetensors").is_file():
+            raise UserError(f"{folder} holds a single model, not a pipeline: pass the folder above it with model_index.json.")
+        raise UserError(f"{folder} is not a diffusers pipeline (no model_index.json): pass a folder saved by save_pretrained.")
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{index_file} is not valid JSON ({exc}): re-download or re-save the model.") from None
+    cls = index.get("_class_name", "?")
+    if cls in LATER:
+        raise UserError(f"{folder} is an {LATER[cls]} pipeline, which is not supported yet: use an SD 1.x or 2.x model.")
+    if cls not in SUPPORTED_PIPELINES:
+        raise UserError(f"{folder} is a {cls}, not supported: use an SD 1.x or 2.x model (StableDiffusionPipeline).")
+    for name in COMPONENTS:
+        if not (folder / name).is_dir():
+            raise UserError(f"{folder} has no {name}/ folder: the download is incomplete; fetch the model again.")
+    for name in ("text_encoder", "unet", "vae"):
+        sub = folder / name
+        if not any(sub.glob("*.safetensors")):
+            if any(sub.glob("*.bin")) or any(sub.glob("*.ckpt")) or any(sub.glob("*.pt")):
+                raise UserError(f"{sub} has only pickle weights (.bin), refused because unpickling can run code: "
+                                "convert them to safetensors or use a safetensors download.")
+            raise UserError(f"{sub} has no weights: the download is incomplete; fetch the model again.")
+    return index
+
+
+def detect_family(folder: Path) -> str:
+    """``sd1`` or ``sd2`` from the UNet's cross-attention width (768 / 1024) and its projection style."""
+    cfg = json.loads((folder / "unet" / "config.json").read_text())
+    if cfg.get("addition_embed_type") == "text_time":
+        raise UserError(f"{folder} is an SDXL UNet, which is not supported yet: use an SD 1.x or 2.x model.")
+    if cfg.get("cross_attention_dim") == 1024 or cfg.get("use_linear_projection"):
+        return "sd2"
+    return "sd1"
+
+
+def resolve_tokenizer(spec: str):
+    """The model's tokenizer without loading any weights (for the token pane before the model loads)."""
+    folder = resolve_folder(spec)
+    if (folder / "tokenizer").is_dir():
+        from transformers import CLIPTokenizer
+
+        return CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    from core.clip_vocab import clip_tokenizer
+
+    return clip_tokenizer()
+
+
+@dataclass
+class LoadedModel:
+    """A Stable Diffusion model's parts, on one device, ready for ``core.sampler``."""
+
+    spec: str
+    folder: Path
+    family: str
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    scheduler: object
+    device: torch.device
+    dtype: torch.dtype
+    preview_factors: torch.Tensor = field(repr=False)
+    preview_bias: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "tiny" if self.spec == "tiny" else self.spec
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.get("prediction_type", "epsilon")
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        side = int(self.unet.config.sample_size) * self.vae_scale_factor
+        return side, side
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.family}, {self.device.type}, {dtype_name(self.dtype)})"
+
+
+def _preview(folder: Path, latent_channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Latent->RGB factors: the folder's own ``preview_factors.json`` if it ships one, else SD's."""
+    custom = folder / "preview_factors.json"
+    if custom.is_file():
+        data = json.loads(custom.read_text())
+        bias = torch.tensor(data["bias"]) if data.get("bias") else None
+        return torch.tensor(data["factors"]), bias
+    if latent_channels == 4:
+        return torch.tensor(SD_PREVIEW), None
+    return torch.full((latent_channels, 3), 1.0 / latent_channels), None
+
+
+def load_vae(spec: str, dtype: torch.dtype, device: torch.device):
+    """A VAE from a folder (``config.json`` + safetensors), a pipeline folder, or a Hub id."""
+    from diffusers import AutoencoderKL
+
+    folder = resolve_folder(spec)
+    if (folder / "vae" / "config.json").is_file():
+        folder = folder / "vae"
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--vae {spec} has no config.json: pass an AutoencoderKL folder or a pipeline folder.")
+    try:
+        return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True).to(device)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise UserError(f"--vae {spec} could not be loaded ({_first_line(exc)}): pass a safetensors AutoencoderKL.") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
+def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | None = None,
+               vae: str | None = None) -> LoadedModel:
+    """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    import diffusers
+
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    folder = resolve_folder(spec)
+    index = read_index(folder)
+    family = detect_family(folder)
+    tokenizer = resolve_tokenizer(str(folder))
+    kw = dict(torch_dtype=dt, use_safetensors=True)
+    try:
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
+        vae_model = load_vae(vae, dt, dev) if vae else AutoencoderKL.from_pretrained(folder / "vae", **kw)
+        sched_cls = index.get("scheduler", [None, "PNDMScheduler"])[1]
+        scheduler = getattr(diffusers, sched_cls).from_pretrained(folder / "scheduler")
+    except UserError:
+        raise
+    except (OSError, ValueError, EnvironmentError, RuntimeError) as exc:
+        raise UserError(f"{folder} could not be loaded ({_first_line(exc)}): the files are damaged; fetch the model again.") from None
+    for module in (text_encoder, unet, vae_model):
+        module.to(dev).eval().requires_grad_(False)
+    factors, bias = _preview(folder, unet.config.in_channels)
+    return LoadedModel(spec=spec, folder=folder, family=family, tokenizer=tokenizer,
+                       text_encoder=text_encoder, unet=unet, vae=vae_model, scheduler=scheduler,
+                       device=dev, dtype=dt, preview_factors=factors, preview_bias=bias)

@@ -1,0 +1,170 @@
+"""The chapter's annotated sampling loop: what ``pipe()`` does, written out step by step.
+
+One function, ``denoise``, runs every kind of request: one prompt at one guidance scale (``generate``)
+or one prompt at several scales sampled as one batch (``sweep``). Each row of the batch has its own
+guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as diffusers does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.errors import Cancelled, UserError
+from core.preview import latents_to_rgb
+from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
+from core.schedulers import make_scheduler, name_of
+from core.tokens import breakdown
+
+StepCallback = Callable[[StepInfo], None]
+
+
+@torch.no_grad()
+def encode_prompt(model, text: str) -> torch.Tensor:
+    """Tokenize to the 77-token window (padding, truncation) and run the text encoder: [1, 77, D]."""
+    ids = model.tokenizer(text, padding="max_length", max_length=model.tokenizer.model_max_length,
+                          truncation=True, return_tensors="pt").input_ids
+    return model.text_encoder(ids.to(model.device))[0]
+
+
+def x0_estimate(scheduler, out, latents: torch.Tensor, model_input: torch.Tensor,
+                noise_pred: torch.Tensor, t) -> torch.Tensor:
+    """The model's guess of the clean latents at this step.
+
+    Most schedulers return it (``pred_original_sample``); for the others (PNDM, DPM++) it follows from
+    the prediction type and the cumulative alpha at ``t``, using the scaled input, which is x_t in the
+    variance-preserving space every scheduler shares.
+    """
+    x0 = getattr(out, "pred_original_sample", None)
+    if x0 is not None:
+        return x0
+    a = scheduler.alphas_cumprod.to(latents.device)[int(round(float(t)))].to(noise_pred.dtype)
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind == "v_prediction":
+        return a.sqrt() * model_input - (1 - a).sqrt() * noise_pred
+    if kind == "sample":
+        return noise_pred
+    return (model_input - (1 - a).sqrt() * noise_pred) / a.sqrt()
+
+
+@torch.no_grad()
+def denoise(model, settings: SampleSettings, scales: list[float], generators: torch.Generator | list,
+            callback: StepCallback | None = None, cancel: threading.Event | None = None) -> GenerationResult:
+    """Sample ``len(scales)`` images of one prompt; row i uses guidance ``scales[i]``."""
+    t_start = time.perf_counter()
+    width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
+    rows = len(scales)
+    guided = [i for i, s in enumerate(scales) if s > 1]  # rows that need the unconditional pass
+    timings: dict[str, float] = {}
+
+    # 1. Tokenize the prompt and the negative prompt ("" = unconditional) to 77 tokens; encode both.
+    text_emb = encode_prompt(model, settings.prompt)
+    uncond_emb = encode_prompt(model, settings.negative_prompt) if guided else None
+    # The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
+    cond = text_emb.expand(rows, -1, -1)
+    if guided:
+        cond = torch.cat([uncond_emb.expand(len(guided), -1, -1), cond])
+    timings["encode_s"] = time.perf_counter() - t_start
+
+    # 2. Prepare the scheduler and the starting noise, scaled by the scheduler's initial sigma.
+    scheduler = make_scheduler(settings.scheduler, model.scheduler)
+    scheduler.set_timesteps(settings.steps, device=model.device)
+    shape = (rows, model.unet.config.in_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+    from diffusers.utils.torch_utils import randn_tensor
+
+    latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
+    latents = latents * scheduler.init_noise_sigma
+    step_kwargs = {}
+    params = inspect.signature(scheduler.step).parameters
+    if "generator" in params:
+        step_kwargs["generator"] = generators
+    if "eta" in params:
+        step_kwargs["eta"] = 0.0
+    s = torch.tensor([scales[i] for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
+
+    t_loop = time.perf_counter()
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
+        # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
+        latent_in = torch.cat([latents[guided], latents]) if guided else latents
+        # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
+        latent_in = scheduler.scale_model_input(latent_in, t)
+        # 3c. Predict the noise residual (or v) for every row in one UNet call.
+        noise_pred = model.unet(latent_in, t, encoder_hidden_states=cond).sample
+        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows.
+        if guided:
+            uncond_pred, text_pred = noise_pred[: len(guided)], noise_pred[len(guided):]
+            noise_pred = text_pred.clone()
+            noise_pred[guided] = uncond_pred + s * (text_pred[guided] - uncond_pred)
+        # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
+        model_input = latent_in[-rows:] if guided else latent_in
+        out = scheduler.step(noise_pred, t, latents, **step_kwargs)
+        if callback is not None:
+            x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
+            preview = latents_to_rgb(x0, model.preview_factors, model.preview_bias)
+            callback(StepInfo(i, len(timesteps), float(t), out.prev_sample, x0, preview,
+                              time.perf_counter() - t_start))
+        latents = out.prev_sample
+    timings["denoise_s"] = time.perf_counter() - t_loop
+    timings["step_ms"] = 1000 * timings["denoise_s"] / max(1, len(timesteps))
+
+    # 4. Decode: undo the VAE's scaling factor, decode, map [-1, 1] -> [0, 1].
+    t_dec = time.perf_counter()
+    images = decode(model, latents)
+    timings["decode_s"] = time.perf_counter() - t_dec
+    timings["total_s"] = time.perf_counter() - t_start
+    dropped = breakdown(model.tokenizer, settings.prompt).dropped_text
+    return GenerationResult(images=images, scales=list(scales), latents=latents, settings=settings,
+                            model_name=model.name, scheduler_name=name_of(scheduler),
+                            timings=timings, dropped_tokens=dropped)
+
+
+@torch.no_grad()
+def decode(model, latents: torch.Tensor) -> list[Image.Image]:
+    """Latents (in the sampler's scaled space) -> PIL images."""
+    image = model.vae.decode(latents / model.vae.config.scaling_factor).sample
+    image = (image / 2 + 0.5).clamp(0, 1)
+    array = image.permute(0, 2, 3, 1).float().cpu().numpy()
+    return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]
+
+
+def _check(model, settings: SampleSettings) -> SampleSettings:
+    if model is None:
+        raise UserError("no model is loaded: load one first (--model tiny).")
+    return settings.validate(multiple=model.vae_scale_factor)
+
+
+def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback | None = None,
+             cancel: threading.Event | None = None) -> GenerationResult:
+    """``n`` images at ``settings.guidance_scale``; one CPU generator seeded with ``settings.seed``,
+    so a seed gives the same image on CPU and GPU (and the same as diffusers' pipeline)."""
+    settings = _check(model, settings)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+        raise UserError(f"image count must be from 1 to 64 (got {n}).")
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    return denoise(model, settings, [settings.guidance_scale] * n, generator, callback, cancel)
+
+
+def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCallback | None = None,
+          cancel: threading.Event | None = None) -> GenerationResult:
+    """One seed, several guidance scales, one batch: every UNet call carries all rows.
+
+    Each row draws its noise from its own generator seeded with ``settings.seed``, so cell i equals a
+    single ``generate`` at ``scales[i]`` (stochastic schedulers included).
+    """
+    settings = _check(model, settings)
+    scales = [check_scale(s) for s in scales]
+    if not scales:
+        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
+    if len(scales) > 16:
+        raise UserError(f"{len(scales)} scales is too many for one batch: use at most 16.")
+    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in scales]
+    return denoise(model, settings, scales, generators, callback, cancel)

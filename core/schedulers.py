@@ -1,0 +1,49 @@
+"""Schedulers by name, all built from the model's own scheduler config (``from_config``)."""
+
+from __future__ import annotations
+
+from core.errors import UserError
+
+#: name shown to people -> (diffusers class name, extra config)
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "DDPM": ("DDPMScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+}
+
+_ALIASES = {"".join(ch for ch in k.lower() if ch.isalnum()): k for k in SCHEDULERS}
+_ALIASES.update({"eulera": "Euler ancestral", "dpmpp2m": "DPM++ 2M", "dpm2m": "DPM++ 2M"})
+
+
+def canonical_name(name: str) -> str:
+    """Accept any spelling ("euler-ancestral", "dpm++2m", "ddim") and return the canonical name."""
+    key = "".join(ch for ch in name.lower() if ch.isalnum())
+    if key not in _ALIASES:
+        raise UserError(f"unknown scheduler {name!r}: use one of {', '.join(SCHEDULERS)}.")
+    return _ALIASES[key]
+
+
+def name_of(scheduler) -> str:
+    """The canonical name of a scheduler instance (or its class name if it is not one of ours)."""
+    cls = type(scheduler).__name__
+    for name, (cls_name, _) in SCHEDULERS.items():
+        if cls == cls_name:
+            return name
+    return cls
+
+
+def make_scheduler(name: str | None, base):
+    """A fresh scheduler: ``name`` built from ``base``'s config, or a fresh copy of ``base`` itself.
+
+    Schedulers keep per-run state (step index, multistep history), so every run gets its own.
+    """
+    import diffusers
+
+    if name is None:
+        return type(base).from_config(base.config)
+    cls_name, extra = SCHEDULERS[canonical_name(name)]
+    return getattr(diffusers, cls_name).from_config(base.config, **extra)

@@ -1,0 +1,292 @@
+"""Measure the tiny model and write its model card (``MODEL_CARD.md``, ``card.json``, PNG grids).
+
+    python -m core.tiny.card --model assets/tiny-sd --data ../shared/data/fashion-mnist-8k --out DIR
+
+Every number in the card comes from this script: prompt following (the share of generated images a
+Fashion-MNIST classifier assigns to the prompted class, at guidance 1, 2, 4, 8), the VAE's
+round-trip PSNR on the held-out images, the compression computed from the tensors, sizes and
+parameter counts. Grids: the chapter's guidance sweep (1, 2, 4, 12) for a few prompts, one sample
+row per class, and VAE round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from core.errors import UserError
+from core.tiny import build, captions
+from core.tiny.data import CLASSES, HELD_OUT, load_fashion, to_fashion, to_model_images
+from core.tiny.judge import fashion_batch, load_judge
+
+SCALES = (1.0, 2.0, 4.0, 8.0)
+SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
+SWEEP_PROMPTS = ("a photo of a sneaker", "an ankle boot", "product shot of a dress", "a photo of trousers",
+                 "a handbag")
+STEPS = 25
+OUTPUTS = ("MODEL_CARD.md", "card.json", "sweep.png", "classes.png", "vae.png")
+
+
+def load_pipeline(folder: Path | str, device: str):
+    """``StableDiffusionPipeline`` from the folder with the project's CLIP tokenizer, fp32."""
+    from diffusers import StableDiffusionPipeline
+
+    from core.clip_vocab import clip_tokenizer
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), tokenizer=clip_tokenizer(),
+                                                   torch_dtype=torch.float32, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+@torch.no_grad()
+def generate(pipe, prompts: list[str], scale: float, seed: int, steps: int = STEPS,
+             batch: int = 500) -> torch.Tensor:
+    """Images ``[N, 3, 64, 64]`` in [0, 1] (CPU) for ``prompts`` at one guidance scale."""
+    out = []
+    for i in range(0, len(prompts), batch):
+        gen = torch.Generator(pipe.device).manual_seed(seed + i)
+        res = pipe(prompts[i:i + batch], guidance_scale=scale, num_inference_steps=steps,
+                   generator=gen, output_type="pt")
+        out.append(res.images.float().cpu())
+    return torch.cat(out)
+
+
+def prompt_following(pipe, judge, samples: int, scales=SCALES, seed: int = 0) -> dict:
+    """Per scale: the share of images for each class prompt that the judge assigns to that class."""
+    prompts = [p for p in captions.PROMPTS for _ in range(samples)]
+    target = torch.arange(len(captions.PROMPTS)).repeat_interleave(samples)
+    result = {}
+    for scale in scales:
+        images = generate(pipe, prompts, scale, seed)
+        pred = judge.predict(to_fashion(images * 2 - 1))
+        hit = (pred == target).float()
+        per_class = hit.view(len(captions.PROMPTS), samples).mean(1)
+        result[f"{scale:g}"] = {"overall": round(hit.mean().item(), 4),
+                                "per_class": [round(v, 4) for v in per_class.tolist()]}
+    return result
+
+
+@torch.no_grad()
+def vae_report(vae, images: np.ndarray, device: str, seed: int = 0) -> dict:
+    """Round-trip PSNR (in [0, 1], peak 1) on held-out images, and compression from the tensors."""
+    gen = torch.Generator(device).manual_seed(seed)
+    per_image, lat_all = [], []
+    for i in range(0, len(images), 256):
+        x = to_model_images(images[i:i + 256]).to(device)
+        dist = vae.encode(x).latent_dist
+        z = dist.sample(generator=gen)
+        lat_all.append(z.cpu() * vae.config.scaling_factor)
+        recon = vae.decode(z).sample.clamp(-1, 1)
+        mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
+        per_image.append(10 * torch.log10(1 / mse.clamp_min(1e-10)).cpu())
+    psnr = torch.cat(per_image)
+    lat = torch.cat(lat_all)
+    x0 = to_model_images(images[:1])
+    return {
+        "held_out_images": len(images),
+        "psnr_mean_db": round(psnr.mean().item(), 2),
+        "psnr_median_db": round(psnr.median().item(), 2),
+        "psnr_p05_db": round(psnr.quantile(0.05).item(), 2),
+        "image_shape": list(x0.shape[1:]), "latent_shape": list(lat.shape[1:]),
+        "image_values": int(x0[0].numel()), "latent_values": int(lat[0].numel()),
+        "ratio": round(x0[0].numel() / lat[0].numel(), 2),
+        "scaled_latent_std": round(lat.std().item(), 4),
+        "scaling_factor": float(vae.config.scaling_factor),
+    }
+
+
+def _to_pil(images: torch.Tensor, zoom: int = 2) -> list[Image.Image]:
+    arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a).resize((a.shape[1] * zoom, a.shape[0] * zoom), Image.NEAREST) for a in arr]
+
+
+def grid(cells: list[Image.Image], cols: int, row_labels: list[str], col_labels: list[str]) -> Image.Image:
+    """A labelled grid (row labels on the left, column labels on top)."""
+    w, h = cells[0].size
+    left, top = 190, 18
+    rows = math.ceil(len(cells) / cols)
+    canvas = Image.new("RGB", (left + cols * (w + 2), top + rows * (h + 2)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, text in enumerate(col_labels):
+        draw.text((left + c * (w + 2) + 4, 3), text, fill="black")
+    for r, text in enumerate(row_labels):
+        draw.text((4, top + r * (h + 2) + h // 2 - 6), text, fill="black")
+    for i, cell in enumerate(cells):
+        canvas.paste(cell, (left + (i % cols) * (w + 2), top + (i // cols) * (h + 2)))
+    return canvas
+
+
+def sweep_grid(pipe, prompts=SWEEP_PROMPTS, scales=SWEEP_SCALES, seed: int = 0) -> Image.Image:
+    """The chapter's sweep: each prompt at each scale from the same starting noise (seed)."""
+    cells = []
+    for prompt in prompts:
+        for scale in scales:
+            cells += _to_pil(generate(pipe, [prompt], scale, seed))
+    return grid(cells, len(scales), list(prompts), [f"guidance {s:g}" for s in scales])
+
+
+def classes_grid(pipe, scale: float = 4.0, per_class: int = 8, seed: int = 0) -> Image.Image:
+    """``per_class`` samples of every class prompt at one guidance scale."""
+    prompts = [p for p in captions.PROMPTS for _ in range(per_class)]
+    cells = _to_pil(generate(pipe, prompts, scale, seed))
+    return grid(cells, per_class, list(captions.PROMPTS), [f"guidance {scale:g}"])
+
+
+@torch.no_grad()
+def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
+    """Held-out originals, their round trips, and the 4 latent channels of each (normalised)."""
+    x = to_model_images(images).to(device)
+    z = vae.encode(x).latent_dist.mode()
+    recon = vae.decode(z).sample.clamp(-1, 1)
+    cells = _to_pil((x + 1) / 2) + _to_pil((recon + 1) / 2)
+    for c in range(z.shape[1]):
+        ch = z[:, c:c + 1]
+        lo, hi = ch.amin(dim=(1, 2, 3), keepdim=True), ch.amax(dim=(1, 2, 3), keepdim=True)
+        cells += _to_pil(((ch - lo) / (hi - lo + 1e-8)).expand(-1, 3, -1, -1), zoom=16)
+    return grid(cells, len(images), ["original 3x64x64", "round trip"] + [f"latent ch {c} (8x8)" for c in range(4)],
+                [""])
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=True)
+    _atomic_write(path, buf.getvalue())
+
+
+def render_markdown(card: dict) -> str:
+    """The model card text, from the measured numbers."""
+    pf, vae, size = card["prompt_following"], card["vae"], card["size"]
+    scales = list(pf)
+    head = "| prompt | " + " | ".join(f"g={s}" for s in scales) + " |"
+    rows = [head, "|" + "---|" * (len(scales) + 1)]
+    for k, prompt in enumerate(captions.PROMPTS):
+        rows.append(f"| {prompt} ({CLASSES[k]}) | " + " | ".join(f"{pf[s]['per_class'][k]:.0%}" for s in scales) + " |")
+    rows.append("| **all classes** | " + " | ".join(f"**{pf[s]['overall']:.1%}**" for s in scales) + " |")
+    t = card.get("training", {})
+    lines = [
+        "# tiny-sd: a tiny Stable Diffusion trained on captioned Fashion-MNIST",
+        "",
+        "The embedded default model of sd-explorer: the same component types as Stable Diffusion 1.x",
+        "(CLIP tokenizer and `CLIPTextModel`, `AutoencoderKL` with 4 latent channels and /8 downsampling,",
+        "`UNet2DConditionModel` with cross-attention, `PNDMScheduler` with SD 1.x's betas), trained by",
+        "`core.tiny.train` on the first 7,168 of 8,192 Fashion-MNIST training images with captions naming",
+        "the class (10 templates x 3-4 phrases per class) and 10% empty captions for classifier-free guidance.",
+        "All numbers below are written by `python -m core.tiny.card`; do not edit them by hand.",
+        "",
+        "## Components",
+        "",
+        f"- Parameters: text encoder {size['parameters']['text_encoder']:,}, VAE {size['parameters']['vae']:,}, "
+        f"UNet {size['parameters']['unet']:,}.",
+        f"- Weights on disk (fp16 safetensors): {size['weight_bytes'] / 1e6:.1f} MB.",
+        f"- Training: `{t.get('command', '?')}` on {t.get('device', '?')}, VAE {t.get('vae_seconds', '?')} s, "
+        f"text encoder + UNet {t.get('unet_seconds', '?')} s.",
+        "",
+        "## Prompt following",
+        "",
+        f"{card['samples']} images per prompt per scale, {card['steps']} steps of the shipped scheduler, seed "
+        f"{card['seed']}; the share the classifier assigns to the prompted class. Classifier: {card['judge']}"
+        f" (accuracy on the {vae['held_out_images']} held-out real images: {card['judge_accuracy']:.1%}).",
+        "Guidance 1 is the text-conditioned prediction alone (diffusers skips the unconditional pass).",
+        "",
+        *rows,
+        "",
+        "## VAE",
+        "",
+        f"- Round trip (encode, sample the latent, decode) on the {vae['held_out_images']} held-out images: "
+        f"PSNR mean {vae['psnr_mean_db']} dB, median {vae['psnr_median_db']} dB, 5th percentile {vae['psnr_p05_db']} dB.",
+        f"- Compression: image {'x'.join(map(str, vae['image_shape']))} = {vae['image_values']:,} values -> latent "
+        f"{'x'.join(map(str, vae['latent_shape']))} = {vae['latent_values']:,} values: {vae['ratio']:g}x "
+        "(SD: 3x512x512 -> 4x64x64, 48x).",
+        f"- `scaling_factor` {vae['scaling_factor']:.5f} (1 / std of the training latents, as SD's 0.18215 was); "
+        f"held-out scaled latents have std {vae['scaled_latent_std']}.",
+        "",
+        "## Images",
+        "",
+        "- `sweep.png`: the chapter's guidance sweep (1, 2, 4, 12), same seed per row.",
+        "- `classes.png`: 8 samples per class prompt at guidance 4.",
+        "- `vae.png`: held-out images, their round trips, and the 4 latent channels.",
+        "",
+        "## Limits",
+        "",
+        "Trained only on Fashion-MNIST: 64x64 grayscale clothing on black. Words outside the captions' vocabulary",
+        "map to untrained token embeddings, so prompts about anything else give arbitrary clothing.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def make_card(model: Path, data: Path, out: Path, samples: int, device: str, judge_steps: int,
+              prefer: str = "auto", seed: int = 0, overwrite: bool = False) -> dict:
+    """Measure everything and write ``OUTPUTS`` into ``out``; returns the numbers."""
+    out.mkdir(parents=True, exist_ok=True)
+    clash = [n for n in OUTPUTS if (out / n).exists()]
+    if clash and not overwrite:
+        raise UserError(f"{out} already has {', '.join(clash)}: choose another --out or pass --overwrite.")
+    train, held = load_fashion(data).split(HELD_OUT)
+    judge = load_judge(train, device, judge_steps, prefer)
+    real = judge.predict(fashion_batch(torch.from_numpy(held.images)))
+    accuracy = (real.cpu() == torch.from_numpy(held.labels)).float().mean().item()
+    pipe = load_pipeline(model, device)
+    t0 = time.perf_counter()
+    following = prompt_following(pipe, judge, samples, seed=seed)
+    training_file = Path(model) / "training.json"
+    training = json.loads(training_file.read_text()) if training_file.is_file() else {}
+    training.pop("log", None)
+    card = {
+        "samples": samples, "steps": STEPS, "seed": seed, "judge": judge.source,
+        "judge_accuracy": round(accuracy, 4), "prompt_following": following,
+        "vae": vae_report(pipe.vae, held.images, device, seed),
+        "size": {"parameters": {n: sum(p.numel() for p in getattr(pipe, n).parameters())
+                                for n in ("text_encoder", "vae", "unet")},
+                 "weight_bytes": build.folder_bytes(model)},
+        "training": training, "measure_seconds": round(time.perf_counter() - t0, 1),
+    }
+    _save_png(sweep_grid(pipe, seed=seed), out / "sweep.png")
+    _save_png(classes_grid(pipe, seed=seed), out / "classes.png")
+    _save_png(vae_grid(pipe.vae, held.images[:8], device), out / "vae.png")
+    _atomic_write(out / "card.json", (json.dumps(card, indent=1) + "\n").encode())
+    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(description="Measure the tiny model and write its model card.")
+    p.add_argument("--model", type=Path, default=Path("assets/tiny-sd"))
+    p.add_argument("--data", type=Path, required=True, help="folder with Fashion-MNIST's IDX files")
+    p.add_argument("--out", type=Path, required=True, help="folder for MODEL_CARD.md, card.json and PNGs")
+    p.add_argument("--samples", type=int, default=50, help="images per class prompt per guidance scale")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--judge", choices=("auto", "fashion", "own"), default="auto")
+    p.add_argument("--judge-steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    if args.samples < 1:
+        raise UserError("--samples must be at least 1.")
+    card = make_card(args.model, args.data, args.out, args.samples, args.device, args.judge_steps,
+                     args.judge, args.seed, args.overwrite)
+    print(json.dumps({k: card[k] for k in ("prompt_following", "vae", "judge_accuracy")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

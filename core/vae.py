@@ -1,0 +1,116 @@
+"""Latent diffusion's compressor: encode an image to 4 latent channels, look at them, decode it back.
+
+The chapter: a 3x512x512 image (786,432 values) becomes 4x64x64 latents (16,384 values), 48x fewer;
+``latent_dist.sample() * scaling_factor`` on the way in, ``/ scaling_factor`` on the way out.
+Every number here is computed from the actual tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import UserError
+
+MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open any common image as 8-bit RGB, refusing non-images, truncated files and giant sizes."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: give the path of an image file (PNG, JPEG, WebP…).")
+    try:
+        with Image.open(path) as probe:
+            w, h = probe.size
+            if w * h > MAX_PIXELS:
+                raise UserError(f"{path} is {w}x{h}, too large to encode: resize it below {MAX_PIXELS // 1_000_000} megapixels.")
+            probe.load()
+            image = ImageOps.exif_transpose(probe)
+    except UserError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise UserError(f"{path} is not an image Pillow can read: give a PNG, JPEG or WebP file.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path} could not be read ({exc}): the file is truncated or damaged.") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Grayscale, 16-bit, palette, CMYK, alpha (composited on white) -> 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        image = Image.fromarray((a / top * 255).round().clip(0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGB", image.size, "white")
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale the shorter side to the model's size and centre-crop (no distortion)."""
+    return ImageOps.fit(image, size, Image.BICUBIC)
+
+
+@dataclass
+class LatentReport:
+    image: Image.Image  #: the input as fed to the encoder
+    latents: torch.Tensor = field(repr=False)  #: [1, C, h, w], scaled by the VAE's scaling factor
+    channels: list[Image.Image] = field(repr=False)  #: each channel normalised to 0..255
+    channel_ranges: list[tuple[float, float]]
+    reconstruction: Image.Image
+    psnr: float  #: dB between input and round trip
+    input_values: int
+    latent_values: int
+    scaling_factor: float
+
+    @property
+    def ratio(self) -> float:
+        return self.input_values / self.latent_values
+
+    def sizes_text(self) -> str:
+        c, h, w = self.latents.shape[1:]
+        W, H = self.image.size
+        return (f"3x{H}x{W} = {self.input_values:,} values -> {c}x{h}x{w} = {self.latent_values:,} values "
+                f"({self.ratio:g}x smaller)")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
+    """Encode ``image`` (fitted to the model's size), show its latents, decode it back."""
+    image = fit(to_rgb(image), model.default_size)
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    x_in = (x * 2 - 1).to(model.device, model.dtype)  # [0,1] -> [-1,1]
+    generator = torch.Generator("cpu").manual_seed(seed)
+    dist = model.vae.encode(x_in).latent_dist
+    latents = dist.sample(generator=generator) * model.vae.config.scaling_factor
+    decoded = model.vae.decode(latents / model.vae.config.scaling_factor).sample
+    recon = (decoded / 2 + 0.5).clamp(0, 1).float().cpu()
+    channels, ranges = [], []
+    for ch in latents[0].float().cpu():
+        lo, hi = float(ch.min()), float(ch.max())
+        norm = (ch - lo) / (hi - lo) if hi > lo else torch.zeros_like(ch)
+        channels.append(Image.fromarray((norm.numpy() * 255).round().astype(np.uint8), mode="L"))
+        ranges.append((lo, hi))
+    recon_np = recon[0].permute(1, 2, 0).numpy()
+    return LatentReport(
+        image=image, latents=latents.float().cpu(), channels=channels, channel_ranges=ranges,
+        reconstruction=Image.fromarray((recon_np * 255).round().astype(np.uint8)),
+        psnr=psnr(x[0].permute(1, 2, 0).numpy(), recon_np),
+        input_values=x.numel(), latent_values=latents.numel(),
+        scaling_factor=float(model.vae.config.scaling_factor),
+    )

@@ -1,0 +1,64 @@
+"""SD-shaped pipelines with random weights, built from the real configs scaled down.
+
+The block structure (block types, attention placement, prediction type, scheduler settings, VAE
+scaling factor) is the real models' (``../shared/docs/model-shapes.md``); only widths and depths
+shrink so a CPU can run them. Saved with ``save_pretrained`` and loaded by path, as users do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def build_pipeline(family: str = "sd1", seed: int = 0):
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from core.clip_vocab import clip_tokenizer
+
+    torch.manual_seed(seed)
+    sd2 = family.startswith("sd2")
+    hidden = 64 if sd2 else 32
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 32, 64, 64),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=hidden,
+        attention_head_dim=(2, 4, 8, 8) if sd2 else 8,
+        use_linear_projection=sd2,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=64, scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77,
+        hidden_act="gelu" if sd2 else "quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                  steps_offset=1, set_alpha_to_one=False)
+    if family == "sd2v":  # SD 2.x 768 models: v-prediction
+        scheduler = DDIMScheduler(prediction_type="v_prediction", clip_sample=False, **common)
+    else:
+        scheduler = PNDMScheduler(skip_prk_steps=True, prediction_type="epsilon", **common)
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def save_pipeline(folder: Path, family: str = "sd1", with_tokenizer: bool = True) -> Path:
+    pipe = build_pipeline(family)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    if not with_tokenizer:
+        import shutil
+
+        shutil.rmtree(folder / "tokenizer", ignore_errors=True)
+    return folder

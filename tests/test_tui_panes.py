@@ -1,0 +1,190 @@
+"""Pilot tests: each pane driven by keys on the real app over ``tiny`` (CPU, 2 steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from textual.widgets import DataTable, Input, Label, ProgressBar
+
+from tests.test_tui_support import SIZE, make_app, wait_for, write_gradient
+
+pytestmark = pytest.mark.anyio
+
+
+def table_pieces(app) -> list[str]:
+    table = app.query_one("#token-table", DataTable)
+    return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+
+
+async def test_typing_updates_tokens_while_model_loads(tmp_path):
+    app = make_app(tmp_path, prompt="")
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: pane.tokenizer is not None, what="tokenizer")
+        assert app.focused is app.query_one("#prompt", Input)
+        await pilot.press(*"A photograph of a puppy")
+        # the table follows the keystrokes whether or not the model finished loading
+        assert table_pieces(app) == ["<|startoftext|>", "a</w>", "photograph</w>", "of</w>", "a</w>",
+                                     "puppy</w>", "<|endoftext|>"]
+        assert str(app.query_one("#token-table", DataTable).get_row_at(2)[2]) == "8853"
+        assert "5/75 tokens" in str(app.query_one("#count", Label).render())
+        await pilot.press("backspace", *"ies")
+        assert table_pieces(app)[-2] == "puppies</w>"
+        # beyond the window: tokens shown as dropped, and the count line says so
+        app.query_one("#prompt", Input).value = "cat " * 80
+        await pilot.pause()
+        table = app.query_one("#token-table", DataTable)
+        assert table.row_count == 82  # start + 75 + end + 5 dropped
+        assert str(table.get_row_at(81)[3]) == "dropped"
+        assert "5 dropped beyond the 77-token window" in str(app.query_one("#count", Label).render())
+        # the negative prompt has its own breakdown
+        await pilot.press("tab", *"blurry")
+        assert table_pieces(app) == ["<|startoftext|>", "blurry</w>", "<|endoftext|>"]
+        assert app.query_one("SweepPane").negative == "blurry"
+
+
+async def test_sweep_renders_cells_and_saves_png(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        scales = app.query_one("#scales", Input)
+        scales.value = "1, 3, 7"
+        await pilot.press("ctrl+r")
+        pane = app.query_one("SweepPane")
+        await wait_for(pilot, lambda: pane.result is not None, what="sweep result")
+        cells = pane.cells
+        assert len(cells) == 3
+        assert [c.caption for c in cells] == ["1 · no CFG", "3", "7"]
+        assert all(c.image is not None and c.image.size == pane.result.images[0].size for c in cells)
+        bar = app.query_one("#progress", ProgressBar)
+        assert bar.total >= 2 and bar.progress == bar.total  # PNDM runs one extra warm-up step
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.last_saved is not None, what="saved grid")
+        saved = Path(pane.last_saved)
+        assert saved.parent == tmp_path and saved.suffix == ".png" and saved.is_file()
+        with Image.open(saved) as png:
+            assert "CFG scales: 1, 3, 7" in png.info["parameters"]
+        await pilot.press("ctrl+s")  # a second save never overwrites the first
+        await wait_for(pilot, lambda: Path(pane.last_saved) != saved, what="second save")
+        assert saved.is_file() and Path(pane.last_saved).is_file()
+
+
+async def test_bad_scales_notify_and_nothing_runs(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        app.query_one("#scales", Input).value = "1, lots"
+        await pilot.press("ctrl+r")
+        assert not app.model_worker.busy("sweep")
+        assert any("numbers separated by commas" in n.message for n in app._notifications)
+
+
+async def test_cancel_mid_sweep_leaves_app_responsive(tmp_path):
+    app = make_app(tmp_path, steps=400)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one("SweepPane")
+        await pilot.press("f3", "ctrl+r")
+        await wait_for(pilot, lambda: app.query_one("#progress", ProgressBar).progress >= 1, what="first step")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.model_worker.busy("sweep"), timeout=30, what="cancel")
+        assert "cancelled" in str(app.query_one("#status", Label).render())
+        assert pane.result is None
+        assert app.model_worker.runner.alive
+        # still responsive: typing updates tokens, and the worker takes new jobs
+        await pilot.press("f2", *" dog")
+        assert "dog</w>" in table_pieces(app)
+        app.query_one("#steps", Input).value = "2"
+        await pilot.press("f3", "ctrl+r")
+        await wait_for(pilot, lambda: pane.result is not None, what="sweep after cancel")
+
+
+async def test_latents_pane_shows_four_channels_for_an_image_file(tmp_path):
+    image = write_gradient(tmp_path / "gradient.png")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        assert app.focused is app.query_one("#path", Input)
+        await pilot.press(*str(tmp_path / "grad"))
+        await pilot.press("right")  # accept the completion
+        assert app.query_one("#path", Input).value == str(image)
+        await pilot.press("enter")
+        pane = app.query_one("LatentsPane")
+        await wait_for(pilot, lambda: pane.report is not None, what="round trip")
+        report = pane.report
+        for c in range(4):
+            view = app.query_one(f"#c{c}")
+            assert view.image is not None and view.image.size == tuple(report.latents.shape[-1:-3:-1])
+            lo, hi = report.channel_ranges[c]
+            assert view.caption == f"c{c} {lo:.2f}..{hi:.2f}"
+        assert app.query_one("#recon").caption == f"round trip {report.psnr:.1f} dB"
+        sizes = str(app.query_one("#sizes", Label).render())
+        assert f"{report.input_values:,} values" in sizes and f"{report.latent_values:,} values" in sizes
+
+
+async def test_latents_bad_file_is_a_notification(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4", *str(bad), "enter")
+        pane = app.query_one("LatentsPane")
+        await wait_for(pilot, lambda: not app.model_worker.busy("latents"), what="failure")
+        assert pane.report is None
+        assert any("not an image" in n.message for n in app._notifications)
+        assert app.model_worker.runner.alive
+
+
+async def test_latents_takes_the_selected_sweep_image(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3", "ctrl+r")
+        sweep = app.query_one("SweepPane")
+        await wait_for(pilot, lambda: sweep.result is not None, what="sweep")
+        sweep.cells[2].focus()
+        await pilot.press("f4", "ctrl+g")
+        pane = app.query_one("LatentsPane")
+        await wait_for(pilot, lambda: pane.report is not None, what="round trip")
+        assert pane.source == "sweep image (4)"
+        assert pane.report.image.size == sweep.result.images[2].size
+
+
+async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_dir):
+    app = make_app(tmp_path, data=str(fashion_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        app.query_one("#epochs", Input).value = "1"
+        app.query_one("#batch", Input).value = "32"
+        app.query_one("#arch").value = "tiny"
+        await pilot.press("ctrl+r")
+        pane = app.query_one("TrainingPane")
+        await wait_for(pilot, lambda: len(pane.losses) >= 2, timeout=120, what="two loss updates")
+        assert all(loss > 0 for loss in pane.losses)
+        bar = app.query_one("#step-bar", ProgressBar)
+        assert bar.total == 256 and 0 < bar.progress < 256
+        assert "img/s" in str(app.query_one("#rate", Label).render())
+        assert pane.stats.device == "cpu"
+        await pilot.press("ctrl+b")
+        assert pane.pause_event.is_set()
+        await pilot.press("ctrl+b")
+        assert not pane.pause_event.is_set()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=60, what="stop")
+        assert "stopped" in str(app.query_one("#state", Label).render())
+        assert list((tmp_path / "fashion").glob("*.safetensors")), "stop writes a resumable checkpoint"
+
+
+async def test_bad_model_keeps_app_running(tmp_path):
+    app = make_app(tmp_path, model=str(tmp_path / "no-such-model"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.model_worker.busy("load"), what="load failure")
+        assert "failed to load" in app.sub_title
+        assert any("no such folder" in n.message or "diffusers" in n.message for n in app._notifications)
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: pane.tokenizer is not None, what="fallback tokenizer")
+        await pilot.press(*"hi")
+        assert pane.breakdown.count >= 1
+        await pilot.press("f3", "ctrl+r")
+        await wait_for(pilot, lambda: not app.model_worker.busy("sweep"), what="sweep failure")
+        assert any("No model is loaded" in n.message for n in app._notifications)

@@ -1,0 +1,45 @@
+"""Shared helpers for the TUI tests (no tests here): a deterministic app on ``tiny``, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from tui.app import ExplorerApp
+from tui.config import Settings
+
+SIZE = (80, 24)
+PROMPT = "A photograph of a puppy"
+
+
+def make_app(tmp: Path | str, **overrides) -> ExplorerApp:
+    """The app on tiny, CPU fp32, 2 steps, writing into ``tmp`` (no timings shown)."""
+    values = dict(model="tiny", device="cpu", dtype="fp32", steps=2, prompt=PROMPT,
+                  output_dir=str(tmp), log_file=str(Path(tmp) / "worker.log"))
+    values.update(overrides)
+    size = values.pop("size", "")
+    return ExplorerApp(Settings(**values), show_timings=False, size=size)
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
+    """Let the app run until ``condition()`` holds (fails the test after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            await pilot.pause()
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+def write_gradient(path: Path, size: int = 64) -> Path:
+    """A deterministic RGB test image."""
+    y, x = np.mgrid[0:size, 0:size]
+    rgb = np.stack([x * 255 // size, y * 255 // size, (x + y) * 127 // size], axis=-1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    return path
