@@ -62,7 +62,7 @@ class TokensPane(Vertical):
             yield Input("", placeholder="Negative prompt (replaces the unconditional \"\")", id="negative",
                         select_on_focus=False)
         yield Label("loading tokenizer…", id="count")
-        table = DataTable(id="tokens", cursor_type="row", zebra_stripes=True)
+        table = DataTable(id="token-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("pos", "piece", "id", "note")
         yield table
 
@@ -130,7 +130,7 @@ class TokensPane(Vertical):
             line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
         count.update(line)
         count.set_class(bool(result.dropped), "-over")
-        table = self.query_one("#tokens", DataTable)
+        table = self.query_one("#token-table", DataTable)
         table.clear()
         rows = []
         for tok in result.tokens:
