@@ -166,7 +166,7 @@ class Trainer:
         cfg = self.config
         acc, model, opt, gen, state = self._setup()
         dev = acc.device
-        self.model = acc.unwrap_model(model)
+        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
         n = len(self.data)
         images = self.data.images.to(dev)
         labels = self.data.labels.to(dev)
@@ -204,7 +204,7 @@ class Trainer:
             if not cfg.out_dir or not acc.is_main_process:
                 return None
             path = save_checkpoint(
-                cfg.out_dir, acc.unwrap_model(model), opt, snapshot(ep, s_in),
+                cfg.out_dir, acc.unwrap_model(model, keep_fp32_wrapper=False), opt, snapshot(ep, s_in),
                 cfg.model.to_json(), {"gen": gen.get_state()},
             )
             self.last_checkpoint = str(path)
@@ -269,7 +269,7 @@ class Trainer:
             losses=losses, epoch_losses=epoch_losses,
             final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
             elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
-            checkpoint=ckpt, model=acc.unwrap_model(model),
+            checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False),
         )
 
 

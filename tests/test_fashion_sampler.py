@@ -1,0 +1,120 @@
+"""Sampler: equal to the chapter's loop (DDPM) and diffusers' DDIM; CUDA graph equals eager (GPU)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from core.errors import Cancelled, UserError
+from core.fashion.chapter import chapter_generate_from_class
+from core.fashion.model import FashionDDPM, ModelConfig, build_scheduler, build_unet
+from core.fashion.sampler import generate_from_class, make_tables, noising_row
+
+
+def tiny_model(timesteps: int = 1000, seed: int = 0) -> FashionDDPM:
+    cfg = ModelConfig.tiny()
+    cfg.num_train_timesteps = timesteps
+    torch.manual_seed(seed)
+    return FashionDDPM(build_unet(cfg).eval(), cfg)
+
+
+def test_ddpm_matches_chapter_loop():
+    m = tiny_model(timesteps=40)
+    torch.manual_seed(3)  # the chapter draws from the global generator; ours from Generator(seed)
+    ref = chapter_generate_from_class(m.unet, build_scheduler(m.config), 7, n_samples=2, device="cpu")
+    ours = generate_from_class(m, 7, n=2, steps=40, seed=3)
+    assert make_tables(m.config, 40).kind == "ddpm"
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+
+
+def test_ddim_matches_diffusers():
+    from diffusers import DDIMScheduler
+
+    m = tiny_model()
+    sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    sch.set_timesteps(8)
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([0, 4, 9])
+    with torch.no_grad():
+        for t in sch.timesteps:
+            x = sch.step(m.unet(x, t, class_labels=labels).sample, t, x).prev_sample
+    ref = (x.clamp(-1, 1) + 1) / 2
+    ours = generate_from_class(m, [0, 4, 9], n=1, steps=8, seed=5)
+    assert make_tables(m.config, 8).kind == "ddim"
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert ours.shape == (3, 1, 32, 32) and 0.0 <= float(ours.min()) and float(ours.max()) <= 1.0
+
+
+def test_class_major_order_callback_and_cancel():
+    m = tiny_model()
+    seen = []
+    out = generate_from_class(m, [1, 2], n=2, steps=4, callback=seen.append)
+    assert out.shape == (4, 1, 32, 32)
+    assert [s.index for s in seen] == [0, 1, 2, 3] and seen[-1].total == 4
+    assert seen[0].x.shape == (4, 1, 32, 32) and seen[0].x0.abs().max() <= 1.0
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        generate_from_class(m, 1, n=1, steps=4, cancel=cancel)
+
+
+def test_bad_arguments():
+    m = tiny_model()
+    with pytest.raises(UserError, match="0-9"):
+        generate_from_class(m, 10, n=1, steps=2)
+    with pytest.raises(UserError, match="steps"):
+        generate_from_class(m, 1, n=1, steps=0)
+    with pytest.raises(UserError, match="steps"):
+        generate_from_class(m, 1, n=1, steps=1001)
+    with pytest.raises(UserError, match="n must"):
+        generate_from_class(m, 1, n=0, steps=2)
+    with pytest.raises(UserError, match="CUDA"):
+        if torch.cuda.is_available():
+            raise UserError("CUDA present: skip the CPU-only assertion")
+        generate_from_class(m, 1, n=1, steps=2, use_graph=True)
+
+
+def test_noising_row(fashion_dir):
+    from core.fashion.data import load_fashion_mnist, preprocess
+
+    img = load_fashion_mnist(fashion_dir).images[0]
+    row, ts = noising_row(img, n=8, seed=1)
+    assert ts.tolist() == torch.linspace(0, 999, 8).long().tolist()
+    assert row.shape == (8, 1, 32, 32) and float(row.min()) >= 0 and float(row.max()) <= 1
+    clean = (preprocess(img[None], flip=False) + 1) / 2
+    assert (row[0] - clean[0]).abs().max() < 0.05  # t=0 is almost clean
+    assert (row[-1] - clean[0]).abs().mean() > 0.3  # t=999 is almost pure noise
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("steps", [1000, 50])
+def test_cuda_graph_equals_eager(steps):
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    unet = build_unet(cfg).cuda().to(torch.bfloat16).eval()
+    m = FashionDDPM(unet, cfg)
+    graph = generate_from_class(m, [0, 7, 9], n=2, steps=steps, seed=11, use_graph=True)
+    eager = generate_from_class(m, [0, 7, 9], n=2, steps=steps, seed=11, use_graph=False)
+    assert torch.equal(graph, eager), (graph - eager).abs().max()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_matches_diffusers_ddpm_step_fp32():
+    """fp32 on the GPU: our graphed step equals DDPMScheduler.step fed from the same generator."""
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    m = FashionDDPM(build_unet(cfg).cuda().eval(), cfg)
+    ours = generate_from_class(m, 3, n=2, steps=1000, seed=4, use_graph=True)
+    gen = torch.Generator("cuda").manual_seed(4)
+    x = torch.randn((2, 1, 32, 32), generator=gen, device="cuda")
+    sch = build_scheduler(cfg)
+    labels = torch.full((2,), 3, device="cuda")
+    with torch.no_grad():
+        for t in sch.timesteps:
+            x = sch.step(m.unet(x, t, class_labels=labels).sample, t, x, generator=gen).prev_sample
+    ref = ((x.clamp(-1, 1) + 1) / 2).cpu()
+    assert torch.allclose(ours, ref, atol=2e-3), (ours - ref).abs().max()
