@@ -125,7 +125,11 @@ def load_checkpoint(
             if key.startswith("optim."):
                 _, idx, name = key.split(".", 2)
                 opt_state.setdefault(int(idx), {})[name] = value
-        optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta[GROUPS_KEY])})
+        groups = json.loads(meta[GROUPS_KEY])
+        for group in groups:  # JSON turned tuples into lists
+            if isinstance(group.get("betas"), list):
+                group["betas"] = tuple(group["betas"])
+        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     from core.fashion.model import CONFIG_KEY
 

@@ -1,0 +1,68 @@
+"""``fashion train`` / ``fashion sample`` through argparse, on the CPU with a tiny model."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from PIL import Image
+
+from core.errors import UserError
+from core.fashion.cli import add_parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--out", default=None)
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_parser_registration():
+    args = parse(["fashion", "sample", "--class", "0,7", "-n", "3", "--steps", "20", "--out", "o"])
+    assert args.command == "fashion" and args.fashion_command == "sample"
+    assert args.classes == "0,7" and args.n == 3 and args.steps == 20 and args.out == "o"
+    args = parse(["--out", "top", "--device", "cpu", "fashion", "train", "--epochs", "3"])
+    assert args.out == "top" and args.device == "cpu" and args.epochs == 3  # top-level options survive
+    assert callable(args.func)
+
+
+def test_train_then_sample_and_resume(fashion_dir, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "32",
+                  "--epochs", "1", "--batch-size", "16", "--out", str(ck)])
+    assert args.func(args) == 0
+    first = ck / "ckpt-000002.safetensors"
+    assert first.is_file()
+    args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--limit", "32",
+                  "--resume", str(first), "--epochs", "2", "--out", str(ck)])
+    assert args.func(args) == 0
+    assert (ck / "ckpt-000004.safetensors").is_file()
+    out = tmp_path / "png"
+    args = parse(["--device", "cpu", "fashion", "sample", "--class", "7", "-n", "2", "--steps", "3",
+                  "--checkpoint", str(ck / "ckpt-000004.safetensors"), "--out", str(out)])
+    assert args.func(args) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["class7_00.png", "class7_01.png", "grid.png"]
+    with Image.open(out / "class7_00.png") as im:
+        assert im.size == (32, 32) and im.mode == "L"
+    assert args.func(args) == 0  # a second run never overwrites
+    assert "class7_00-1.png" in {p.name for p in out.iterdir()}
+    assert "wrote 2 images" in capsys.readouterr().out
+
+
+def test_bad_cli_input(tmp_path):
+    for argv, msg in (
+        (["fashion", "sample", "--class", "12", "--out", str(tmp_path)], "0-9"),
+        (["fashion", "sample", "--class", "x", "--out", str(tmp_path)], "0-9"),
+        (["fashion", "sample", "--class", "1", "--checkpoint", str(tmp_path / "no.safetensors"),
+          "--out", str(tmp_path)], "does not exist"),
+        (["fashion", "train", "--data", str(tmp_path / "none"), "--tiny", "--out", str(tmp_path)], "does not exist"),
+        (["fashion", "train", "--tiny"], "--out"),
+        (["fashion", "train", "--epochs", "0", "--out", str(tmp_path)], "epochs"),
+    ):
+        args = parse(["--device", "cpu", *argv])
+        with pytest.raises(UserError, match=msg):
+            args.func(args)

@@ -1,0 +1,138 @@
+"""Trainer on the CPU with a tiny model: a short run, checkpoint round trip, resume, pause, cancel."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from core.errors import Cancelled, UserError
+from core.fashion.checkpoint import load_checkpoint, save_checkpoint
+from core.fashion.data import load_fashion_mnist
+from core.fashion.model import ModelConfig, build_unet, load_model
+from core.fashion.trainer import Trainer, TrainConfig, resume_config
+
+
+@pytest.fixture(scope="module")
+def data(fashion_dir):
+    return load_fashion_mnist(fashion_dir).subset(0, 48)  # 3 steps of 16 per epoch
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(epochs=2, batch_size=16, model=ModelConfig.tiny(), log_every=1, seed=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_short_cpu_run_learns_and_reports(data, tmp_path):
+    steps, epochs = [], []
+    res = Trainer(cfg(epochs=2, out_dir=str(tmp_path)), data, device="cpu",
+                  on_step=steps.append, on_epoch=epochs.append).run()
+    assert res.step == 6 and len(res.losses) == 6 and len(res.epoch_losses) == 2
+    assert all(torch.isfinite(torch.tensor(res.losses)))
+    assert res.losses[-1] < res.losses[0] * 1.5  # sane scale (MSE on unit noise starts near 1)
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6]
+    assert steps[-1].total_steps == 6 and steps[-1].eta_s == 0 and steps[0].device == "cpu"
+    assert [e.epoch for e in epochs] == [0, 1] and epochs[-1].checkpoint
+    assert abs(epochs[0].mean_loss - sum(res.losses[:3]) / 3) < 1e-6
+    ckpts = sorted(p.name for p in tmp_path.glob("ckpt-*.safetensors"))
+    assert ckpts == ["ckpt-000003.safetensors", "ckpt-000006.safetensors"]
+    # a checkpoint loads as a model for sampling
+    m = load_model(tmp_path / "ckpt-000006.safetensors", device="cpu")
+    assert torch.equal(m.unet.state_dict()["conv_in.weight"], res.model.state_dict()["conv_in.weight"])
+
+
+def test_resume_continues_identically(data, tmp_path):
+    straight = Trainer(cfg(epochs=2), data, device="cpu").run()
+    first = Trainer(cfg(epochs=1, out_dir=str(tmp_path)), data, device="cpu").run()
+    resumed = Trainer(resume_config(first.checkpoint, epochs=2), data, device="cpu").run()
+    assert resumed.step == 6 and resumed.losses == pytest.approx(straight.losses, abs=0)
+    a, b = weights(straight.model), weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cancel_mid_epoch_then_resume(data, tmp_path):
+    straight = Trainer(cfg(epochs=2), data, device="cpu").run()
+    cancel = threading.Event()
+
+    def on_step(s):
+        if s.step == 4:
+            cancel.set()
+
+    trainer = Trainer(cfg(epochs=2, out_dir=str(tmp_path)), data, device="cpu", on_step=on_step)
+    with pytest.raises(Cancelled):
+        trainer.run(cancel=cancel)
+    state = load_checkpoint(trainer.last_checkpoint)
+    assert state["step"] == 4 and state["epoch"] == 1 and state["step_in_epoch"] == 1
+    resumed = Trainer(resume_config(trainer.last_checkpoint), data, device="cpu").run()
+    a, b = weights(straight.model), weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.losses == pytest.approx(straight.losses, abs=0)
+
+
+def test_pause_blocks_between_steps(data):
+    pause, seen = threading.Event(), []
+    pause.set()
+    trainer = Trainer(cfg(epochs=1), data, device="cpu", on_step=seen.append)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("res", trainer.run(pause=pause)))
+    thread.start()
+    time.sleep(1.0)
+    assert seen == [] and thread.is_alive()
+    cpu0 = time.process_time()
+    time.sleep(0.5)
+    assert time.process_time() - cpu0 < 0.25  # waiting, not spinning
+    pause.clear()
+    thread.join(timeout=120)
+    assert box["res"].step == 3
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    unet = build_unet(ModelConfig.tiny())
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+    unet(torch.randn(2, 1, 32, 32), torch.tensor([3, 5]), class_labels=torch.tensor([1, 2])).sample.mean().backward()
+    opt.step()
+    gen = torch.Generator().manual_seed(9)
+    p1 = save_checkpoint(tmp_path, unet, opt, {"step": 7, "epoch": 0}, ModelConfig.tiny().to_json(),
+                         {"gen": gen.get_state()})
+    p2 = save_checkpoint(tmp_path, unet, opt, {"step": 7, "epoch": 0})
+    assert p1.name == "ckpt-000007.safetensors" and p2.name == "ckpt-000007-1.safetensors"  # never overwrites
+    assert not list(tmp_path.glob("*.tmp"))
+    torch.manual_seed(1)
+    unet2 = build_unet(ModelConfig.tiny())
+    opt2 = torch.optim.AdamW(unet2.parameters(), lr=1e-3)
+    state = load_checkpoint(p1, unet2, opt2)
+    assert state["step"] == 7
+    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), unet2.state_dict().values()))
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    for idx in s1["state"]:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(torch.as_tensor(s1["state"][idx][key]), torch.as_tensor(s2["state"][idx][key]))
+    assert s1["param_groups"] == s2["param_groups"]
+    g2 = torch.Generator()
+    g2.set_state(state["rng"]["gen"])
+    assert torch.equal(torch.rand(3, generator=g2), torch.rand(3, generator=gen))
+
+
+def test_bad_inputs(data, tmp_path):
+    with pytest.raises(UserError, match="epochs"):
+        Trainer(cfg(epochs=0), data, device="cpu")
+    with pytest.raises(UserError, match="batch"):
+        Trainer(cfg(batch_size=0), data, device="cpu")
+    with pytest.raises(UserError, match="does not exist"):
+        Trainer(cfg(resume=str(tmp_path / "missing.safetensors")), data, device="cpu").run()
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(UserError, match="readable"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+    big = ModelConfig.tiny()
+    big.block_out_channels = (16, 32)
+    p = save_checkpoint(tmp_path, build_unet(big), None, {"step": 1})
+    with pytest.raises(UserError, match="does not fit"):
+        load_checkpoint(p, build_unet(ModelConfig.tiny()))
