@@ -175,6 +175,15 @@ def load_vae(spec: str, dtype: torch.dtype, device: torch.device):
         raise UserError(f"--vae {spec} could not be loaded ({_first_line(exc)}): pass a safetensors AutoencoderKL.") from None
 
 
+def quiet_progress_bars() -> None:
+    """Loading bars from diffusers/transformers would garble the TUI and CLI output."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
@@ -187,6 +196,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
 
     import diffusers
 
+    quiet_progress_bars()
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     folder = resolve_folder(spec)

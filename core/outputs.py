@@ -55,6 +55,12 @@ def _reserve(tmp: Path, out_dir: Path, stem: str, suffix: str) -> Path:
     raise UserError(f"{out_dir} has no free name for {stem}: choose another --out folder.")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_new(out_dir: Path | str, stem: str, suffix: str, writer) -> Path:
     """Call ``writer(path)`` on a temp file in ``out_dir``, then publish it under a new numbered name."""
     out_dir = Path(out_dir).expanduser()
@@ -68,6 +74,7 @@ def write_new(out_dir: Path | str, stem: str, suffix: str, writer) -> Path:
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are ordinary files
         return _reserve(tmp, out_dir, stem, suffix)
     except OSError as exc:
         raise UserError(f"could not save into {out_dir} ({exc.strerror or exc}): free some space or choose another --out folder.") from None

@@ -34,7 +34,9 @@ def load_image(path: str | Path) -> Image.Image:
             image = ImageOps.exif_transpose(probe)
     except UserError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise UserError(f"{path} is too large to encode: resize it below {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except UnidentifiedImageError:
         raise UserError(f"{path} is not an image Pillow can read: give a PNG, JPEG or WebP file.") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path} could not be read ({exc}): the file is truncated or damaged.") from None

@@ -1,0 +1,237 @@
+"""``sd-explorer``'s command line: the TUI when no subcommand is given, headless subcommands otherwise.
+
+    sd-explorer [--model M]                       the explorer (the TUI)
+    sd-explorer generate "prompt" [-n 4]          images, with their settings inside the PNGs
+    sd-explorer sweep "prompt" --scales 1,2,4,12  one seed, several guidance scales, one batch
+    sd-explorer latents IMAGE                     the VAE's 4 channels and the round trip
+    sd-explorer tokens "prompt"                   what CLIP sees
+    sd-explorer fashion train|sample              the class-conditional Fashion-MNIST model
+
+Bad input prints one line naming the fix and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from core.errors import Cancelled, UserError
+
+SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``512``, ``512x768`` -> (width, height)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UserError(f"size {text!r} is not WIDTHxHEIGHT: use e.g. 512x512.") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise UserError(f"size {text!r} is not WIDTHxHEIGHT: use e.g. 512x512.")
+    return values[0], values[1]
+
+
+def parse_scales(text: str) -> list[float]:
+    """``1,2,4,12`` -> [1.0, 2.0, 4.0, 12.0] (validated by the sampler)."""
+    items = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    if not items:
+        raise UserError("the scale list is empty: give at least one scale, e.g. --scales 1,2,4,12.")
+    try:
+        return [float(p) for p in items]
+    except ValueError:
+        raise UserError(f"--scales {text!r} has a value that is not a number: use e.g. 1,2,4,12.") from None
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes; on subcommands they default to 'not given' so the top level's stay."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--model", default=d(None), help="tiny (default), a local diffusers folder, or a Hub id")
+    p.add_argument("--vae", default=d(None), help="swap the VAE: a folder or Hub id (e.g. stabilityai/sd-vae-ft-ema)")
+    p.add_argument("--device", default=d(None), help="cuda, cuda:N, mps or cpu (default: the best available)")
+    p.add_argument("--dtype", default=d(None), choices=["fp32", "fp16", "bf16"], help="default fp16 on GPUs, fp32 on CPU")
+    p.add_argument("--seed", type=int, default=d(0), help="random seed (default 0)")
+    p.add_argument("--out", default=d(None), help="output folder (default ./outputs)")
+    p.add_argument("--offline", action="store_true", default=d(False), help="never touch the network (as HF_HUB_OFFLINE=1)")
+    return p
+
+
+def _sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt")
+    p.add_argument("--negative", default="", help="negative prompt (replaces the unconditional \"\")")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+    p.add_argument("--size", default=None, help="WIDTHxHEIGHT, multiples of 8 (default: the model's size)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sd-explorer", description=__doc__.split("\n\n")[0],
+                                     parents=[_common(False)])
+    parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
+    parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
+    parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training"])
+    parser.add_argument("--prompt", default=None, help="start with this prompt")
+    parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = _common(True)
+
+    g = sub.add_parser("generate", parents=[common], help="generate images from a prompt")
+    _sampling(g)
+    g.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
+    g.add_argument("-n", "--count", type=int, default=1)
+    g.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("sweep", parents=[common], help="one seed at several guidance scales, as one batch")
+    _sampling(s)
+    s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
+    s.set_defaults(func=cmd_sweep)
+
+    lat = sub.add_parser("latents", parents=[common], help="encode an image with the VAE and decode it back")
+    lat.add_argument("image")
+    lat.set_defaults(func=cmd_latents)
+
+    t = sub.add_parser("tokens", parents=[common], help="show what CLIP's tokenizer makes of a prompt")
+    t.add_argument("prompt")
+    t.set_defaults(func=cmd_tokens)
+    try:
+        from core.fashion.cli import add_parser as add_fashion
+    except ImportError:  # the Fashion-MNIST package is optional for the rest of the CLI
+        add_fashion = None
+    if add_fashion is not None:
+        add_fashion(sub)
+    return parser
+
+
+def _progress(total_hint: int, desc: str):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_hint, desc=desc, unit="step", disable=not sys.stderr.isatty(), leave=False)
+
+    def on_step(info) -> None:
+        bar.total = info.total
+        bar.update(1)
+
+    return bar, on_step
+
+
+def _load(args):
+    from core.models import load_model
+
+    print(f"loading {args.model or 'tiny'} …", file=sys.stderr)
+    return load_model(args.model or "tiny", device=args.device, dtype=args.dtype, vae=args.vae)
+
+
+def _settings(args, guidance: float = 7.5):
+    from core.results import SampleSettings
+
+    width, height = parse_size(args.size) if args.size else (None, None)
+    return SampleSettings(prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
+                          guidance_scale=guidance, seed=args.seed, width=width, height=height,
+                          scheduler=args.scheduler)
+
+
+def _out(args) -> str:
+    from core.outputs import default_output_dir
+
+    return args.out or str(default_output_dir())
+
+
+def _report_dropped(result) -> None:
+    if result.dropped_tokens:
+        print(f"note: beyond CLIP's 77-token window, dropped: {result.dropped_tokens!r}", file=sys.stderr)
+
+
+def cmd_generate(args) -> int:
+    from core.outputs import save_png
+    from core.sampler import generate
+
+    settings = _settings(args, args.guidance).validate()
+    model = _load(args)
+    settings.validate(model.vae_scale_factor)
+    bar, on_step = _progress(args.steps, "generate")
+    with bar:
+        result = generate(model, settings, n=args.count, callback=on_step)
+    _report_dropped(result)
+    for i, image in enumerate(result.images):
+        print(save_png(image, _out(args), args.prompt, result.parameters(i)))
+    print(f"{len(result.images)} image(s) in {result.timings['total_s']:.2f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from core.outputs import make_grid, save_png
+    from core.sampler import sweep
+
+    scales = parse_scales(args.scales)
+    settings = _settings(args).validate()
+    model = _load(args)
+    settings.validate(model.vae_scale_factor)
+    bar, on_step = _progress(args.steps, "sweep")
+    with bar:
+        result = sweep(model, settings, scales, callback=on_step)
+    _report_dropped(result)
+    for i, image in enumerate(result.images):
+        print(save_png(image, _out(args), f"{args.prompt}-cfg{result.scales[i]:g}", result.parameters(i)))
+    grid_params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}",
+                                               "CFG scales: " + ", ".join(f"{s:g}" for s in result.scales))
+    grid = make_grid(result.images, result.captions)
+    print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
+    print(f"{len(scales)} scales as one batch in {result.timings['total_s']:.2f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_latents(args) -> int:
+    from core.outputs import make_grid, save_png
+    from core.vae import load_image, round_trip
+
+    image = load_image(args.image)
+    model = _load(args)
+    report = round_trip(model, image, seed=args.seed)
+    stem = os.path.splitext(os.path.basename(args.image))[0]
+    captions = [f"ch{i} [{lo:.2f}, {hi:.2f}]" for i, (lo, hi) in enumerate(report.channel_ranges)]
+    print(save_png(report.image, _out(args), f"{stem}-input"))
+    print(save_png(make_grid(report.channels, captions), _out(args), f"{stem}-latents"))
+    print(save_png(report.reconstruction, _out(args), f"{stem}-roundtrip"))
+    print(report.sizes_text())
+    print(f"round trip PSNR: {report.psnr:.2f} dB")
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    from core.models import resolve_tokenizer
+    from core.tokens import breakdown
+
+    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt)
+    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} note")
+    for tok in result.tokens:
+        note = "special" if tok.special else ("DROPPED (beyond 77)" if tok.dropped else "")
+        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {note}".rstrip())
+    print(result.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None, tui_launcher: Callable | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        if getattr(args, "func", None) is None:
+            if tui_launcher is None:
+                parser.error("a command is needed here (the TUI is started by `sd-explorer` / `python -m tui`)")
+            return int(tui_launcher(args) or 0)
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"sd-explorer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Cancelled as exc:
+        print(f"sd-explorer: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("sd-explorer: interrupted", file=sys.stderr)
+        return 130

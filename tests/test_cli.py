@@ -1,0 +1,87 @@
+"""The headless commands, run as users run them (a subprocess for the exit codes that matter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from core.cli import main, parse_scales, parse_size
+from core.errors import UserError
+from tests.conftest import ROOT
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_sweep_on_tiny_writes_cells_and_a_captioned_grid(tmp_path):
+    out = run_cli("sweep", "a photo of a sneaker", "--steps", "3", "--scales", "1,2,4,12", "--out", str(tmp_path),
+                  "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    paths = [line for line in out.stdout.splitlines() if line.endswith(".png")]
+    assert len(paths) == 5
+    grid = Image.open(paths[-1])
+    assert grid.text["parameters"].startswith("a photo of a sneaker")
+    assert "CFG scales: 1, 2, 4, 12" in grid.text["parameters"]
+    assert "CFG scale: 12" in Image.open(paths[3]).text["parameters"]
+    assert grid.size[0] == 4 * Image.open(paths[0]).size[0] * max(1, -(-128 // Image.open(paths[0]).size[0]))
+
+
+def test_generate_count_and_metadata(tmp_path, sd1_folder):
+    code = main(["generate", "a red fox", "--model", str(sd1_folder), "-n", "2", "--steps", "2", "--seed", "4",
+                 "--guidance", "3", "--scheduler", "euler-ancestral", "--out", str(tmp_path), "--size", "64x96"])
+    assert code == 0
+    files = sorted(tmp_path.glob("*.png"))
+    assert [f.name for f in files] == ["a-red-fox-0001.png", "a-red-fox-0002.png"]
+    params = Image.open(files[0]).text["parameters"]
+    assert "Sampler: Euler ancestral" in params and "Seed: 4" in params and "Size: 64x96" in params
+
+
+def test_latents_prints_sizes_and_psnr(tmp_path, sd1_folder):
+    Image.new("RGB", (70, 50), "orange").save(tmp_path / "in.png")
+    out = run_cli("latents", str(tmp_path / "in.png"), "--model", str(sd1_folder), "--out", str(tmp_path / "o"))
+    assert out.returncode == 0, out.stderr
+    assert "12,288 values -> 4x8x8 = 256 values (48x smaller)" in out.stdout
+    assert "PSNR" in out.stdout and len(list((tmp_path / "o").glob("*.png"))) == 3
+
+
+def test_tokens_table():
+    out = run_cli("tokens", "A photograph of a puppy")
+    assert out.returncode == 0, out.stderr
+    assert " 8853  photograph</w>" in out.stdout and "5/75 tokens" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "x", "--scales", ""], "scale list is empty"),
+    (["sweep", "x", "--scales", "1,nan"], "finite"),
+    (["generate", "x", "--steps", "0"], "steps"),
+    (["generate", "x", "--guidance", "inf"], "guidance"),
+    (["generate", "x", "--size", "65x64"], "multiple of 8"),
+    (["generate", "x", "--model", "/does/not/exist"], "no such folder"),
+    (["latents", "/etc/hostname"], "not an image"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    out = run_cli(*args, "--out", str(tmp_path / "out"))
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("sd-explorer: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in out.stderr
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_parsers():
+    assert parse_size("512") == (512, 512) and parse_size("640x480") == (640, 480)
+    assert parse_scales("1, 2,4 12") == [1, 2, 4, 12]
+    with pytest.raises(UserError):
+        parse_size("big")
+    with pytest.raises(UserError):
+        parse_scales("one")
+
+
+def test_no_subcommand_hands_over_to_the_tui_launcher():
+    seen = {}
+    assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0) == 0
+    assert seen["model"] == "tiny" and seen["pane"] == "sweep" and seen["command"] is None

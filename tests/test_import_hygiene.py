@@ -1,0 +1,30 @@
+"""core is a library: importing all of it must never pull in the UI (textual, rich, tui)."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+MODULES = ["core", "core.cli", "core.models", "core.sampler", "core.vae", "core.outputs", "core.tokens",
+           "core.clip_vocab", "core.schedulers", "core.results", "core.preview", "core.devices", "core.errors"]
+
+
+def test_core_never_imports_the_ui():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {MODULES!r}: importlib.import_module(name)\n"
+        "import pkgutil, core\n"
+        "for info in pkgutil.walk_packages(core.__path__, 'core.'):\n"
+        "    if not info.name.endswith('__main__'): importlib.import_module(info.name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'rich_pixels', 'tui'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"core imported UI modules: {out.stdout.strip()}"
+
+
+def test_importing_core_is_cheap():
+    code = "import sys, core; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,63 @@
+"""CLIP's tokenizer, built from the installed vocabulary, gives the chapter's ids exactly."""
+
+import gzip
+import hashlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from core.clip_vocab import BPE_SHA256, clip_tokenizer, find_bpe_file, vocab_and_merges
+from core.errors import UserError
+from core.tokens import breakdown
+from tests.conftest import CLIP_BPE
+
+
+def test_chapter_ids():
+    b = breakdown(clip_tokenizer(), "A photograph of a puppy")
+    assert [t.id for t in b.tokens] == [49406, 320, 8853, 539, 320, 6829, 49407]
+    assert [t.piece for t in b.tokens][1:6] == ["a</w>", "photograph</w>", "of</w>", "a</w>", "puppy</w>"]
+    assert [t.special for t in b.tokens] == [True, False, False, False, False, False, True]
+    assert b.input_ids[:7] == [49406, 320, 8853, 539, 320, 6829, 49407]
+    assert b.input_ids[7:] == [49407] * 70 and len(b.input_ids) == 77
+    assert (b.count, b.limit, b.window) == (5, 75, 77)
+
+
+def test_vocabulary_comes_from_an_installed_package_and_matches_the_shared_file():
+    path = find_bpe_file()
+    assert "site-packages" in str(path) or "dist-packages" in str(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == BPE_SHA256
+    if CLIP_BPE.is_file():
+        assert path.read_bytes() == CLIP_BPE.read_bytes()
+    vocab, merges = vocab_and_merges(path)
+    assert len(vocab) == 49408 and vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+
+
+def test_a_wrong_vocabulary_file_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "bpe_simple_vocab_16e6.txt.gz"
+    fake.write_bytes(gzip.compress(b"#version\nh e\n"))
+    with pytest.raises(UserError, match="not CLIP's vocabulary"):
+        vocab_and_merges(fake)
+    monkeypatch.setenv("SD_EXPLORER_CLIP_BPE", str(tmp_path / "missing.gz"))
+    with pytest.raises(UserError, match="does not exist"):
+        find_bpe_file()
+
+
+def test_tokens_beyond_the_window_are_marked_dropped():
+    b = breakdown(clip_tokenizer(), "cat " * 75 + "zebra giraffe")
+    assert b.count == 77 and len(b.dropped) == 2
+    assert b.dropped_text == "zebra giraffe"
+    assert [t.position for t in b.dropped] == [76, 77]  # where they would have stood
+    assert "zebra" not in clip_tokenizer().decode(b.input_ids)
+    assert "2 dropped" in b.summary()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=300))
+def test_breakdown_agrees_with_the_pipeline_for_any_text(text):
+    tok = clip_tokenizer()
+    b = breakdown(tok, text)
+    kept_ids = [t.id for t in b.tokens if not t.dropped]
+    assert b.input_ids[: len(kept_ids)] == kept_ids
+    assert len(b.input_ids) == 77 and b.input_ids[0] == 49406
+    assert b.tokens[0].special and sum(t.special for t in b.tokens) == 2
+    assert len(b.kept) <= 75
