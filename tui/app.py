@@ -73,6 +73,7 @@ class ExplorerApp(App[int]):
             self.notify(f"Unknown theme {self.settings.theme!r}; using {self.theme}.", severity="warning")
         self.query_one(SweepPane).set_prompts(self.settings.prompt, "")
         self.action_reload_model()
+        self.action_show_pane(self.settings.pane)  # the prompt has focus on the default pane
         if self.settings.screenshot and self.settings.pane != "tokens":
             self.pane(self.settings.pane).autorun()
 

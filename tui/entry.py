@@ -24,12 +24,16 @@ def launch(args: Any) -> int:
     if settings.screenshot:
         size = getattr(args, "size", None) or (100, 32)
         result = app.run(headless=True, size=size)
+        # let a model load still in flight finish before the interpreter tears torch down
+        app.model_worker.runner.wait_idle(120)
         if app.screenshot_saved is None:
             print(f"sd-explorer: no screenshot was saved ({settings.pane} did not finish).", file=sys.stderr)
             return 1
         print(app.screenshot_saved)
         return int(result or 0)
-    return int(app.run() or 0)
+    result = app.run()
+    app.model_worker.runner.wait_idle(30)  # cancelled on exit; a model load cannot be interrupted
+    return int(result or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

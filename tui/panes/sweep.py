@@ -120,7 +120,7 @@ class SweepPane(JobPane):
                          id="scheduler", allow_blank=True)
             yield Input(self._init_size, id="size", placeholder="WxH (model's)", tooltip="Size: WIDTHxHEIGHT")
         yield Label("ctrl+r runs the sweep", id="status")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress")
+        yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
         yield Grid(id="grid")
 
     def on_mount(self) -> None:

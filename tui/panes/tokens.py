@@ -67,7 +67,6 @@ class TokensPane(Vertical):
         yield table
 
     def on_mount(self) -> None:
-        self.query_one("#prompt", Input).focus()
         self.load_tokenizer()
 
     @work(thread=True, exclusive=True, group="tokenizer")

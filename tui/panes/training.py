@@ -87,9 +87,9 @@ class TrainingPane(JobPane):
             with Vertical(id="stats"):
                 yield Label("no run yet · ctrl+r trains", id="state")
                 yield Label("step", id="step-label")
-                yield ProgressBar(total=None, show_eta=False, id="step-bar")
+                yield ProgressBar(total=100, show_eta=False, id="step-bar")
                 yield Label("epoch", id="epoch-label")
-                yield ProgressBar(total=None, show_eta=False, id="epoch-bar")
+                yield ProgressBar(total=100, show_eta=False, id="epoch-bar")
                 yield Label("", id="rate")
         with Horizontal(id="images"):
             yield ImageView(caption="samples per class", placeholder="ctrl+g samples", id="samples")

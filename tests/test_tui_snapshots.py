@@ -1,0 +1,86 @@
+"""SVG snapshots of each pane in a deterministic state (tiny, CPU fp32, seed 0, 2 steps, 80x24).
+
+Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``
+and look at ``snapshot_report.html`` before committing the new SVGs.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from tests.test_tui_support import SIZE, make_app, wait_for
+
+
+def _app(tmp_path, **kw):
+    return make_app(tmp_path, log_file="/tmp/sd-explorer-snapshot-worker.log", output_dir="/tmp/sd-explorer-snapshots", **kw)
+
+
+async def _model_ready(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.model is not None, what="model")
+    await wait_for(pilot, lambda: app.query_one("TokensPane").tokenizer is not None, what="tokenizer")
+    for field in app.query(Input):  # a blinking cursor would make the snapshot depend on timing
+        field.cursor_blink = False
+
+
+class TestTokensPane:
+    def test_prompt_and_tokens(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press(*", detailed")
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+    def test_prompt_beyond_the_window(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            pilot.app.query_one("#prompt", Input).value = "a red cat " * 30
+            await pilot.pause()
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+class TestSweepPane:
+    def test_finished_sweep(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f3", "ctrl+r")
+            pane = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.result is not None, what="sweep")
+            pilot.app.set_focus(None)
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+class TestLatentsPane:
+    def test_round_trip_of_the_sweep_image(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f3", "ctrl+r")
+            sweep = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: sweep.result is not None, what="sweep")
+            await pilot.press("f4", "ctrl+g")
+            pane = pilot.app.query_one("LatentsPane")
+            await wait_for(pilot, lambda: pane.report is not None, what="round trip")
+            pilot.app.set_focus(None)
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+class TestTrainingPane:
+    def test_before_any_run(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f5")
+            pilot.app.set_focus(None)
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+class TestHelpScreen:
+    def test_keys(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f1")
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
