@@ -126,6 +126,15 @@ class LoadedModel:
     dtype: torch.dtype
     preview_factors: torch.Tensor = field(repr=False)
     preview_bias: torch.Tensor | None = field(default=None, repr=False)
+    #: optional fast path for one UNet call, ``(latents, t, encoder_hidden_states) -> prediction``,
+    #: installed by ``core.fast`` (CUDA graphs / torch.compile); None: the plain eager UNet
+    unet_forward: object = field(default=None, repr=False)
+
+    def predict(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        """One UNet call: the noise (or v) prediction for every row."""
+        if self.unet_forward is not None:
+            return self.unet_forward(latents, t, cond)
+        return self.unet(latents, t, encoder_hidden_states=cond).sample
 
     @property
     def name(self) -> str:

@@ -87,6 +87,8 @@ def denoise(model, settings: SampleSettings, scales: list[float], generators: to
     if "eta" in params:
         step_kwargs["eta"] = 0.0
     s = torch.tensor([scales[i] for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
+    every_row = len(guided) == rows  # the common case: no index gathering needed
+    guided_idx = torch.tensor(guided, device=model.device, dtype=torch.long)
 
     t_loop = time.perf_counter()
     timesteps = scheduler.timesteps
@@ -94,16 +96,22 @@ def denoise(model, settings: SampleSettings, scales: list[float], generators: to
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
         # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
-        latent_in = torch.cat([latents[guided], latents]) if guided else latents
+        if guided:
+            latent_in = torch.cat([latents if every_row else latents.index_select(0, guided_idx), latents])
+        else:
+            latent_in = latents
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
         # 3c. Predict the noise residual (or v) for every row in one UNet call.
-        noise_pred = model.unet(latent_in, t, encoder_hidden_states=cond).sample
+        noise_pred = model.predict(latent_in, t, cond)
         # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows.
         if guided:
             uncond_pred, text_pred = noise_pred[: len(guided)], noise_pred[len(guided):]
-            noise_pred = text_pred.clone()
-            noise_pred[guided] = uncond_pred + s * (text_pred[guided] - uncond_pred)
+            if every_row:
+                noise_pred = uncond_pred + s * (text_pred - uncond_pred)
+            else:
+                noise_pred = text_pred.index_copy(0, guided_idx, uncond_pred + s * (
+                    text_pred.index_select(0, guided_idx) - uncond_pred))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
         model_input = latent_in[-rows:] if guided else latent_in
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
