@@ -13,10 +13,10 @@ BUILTIN = [
     ("Everywhere", "tab / shift+tab", "Move focus between fields, tables and image cells"),
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Everywhere", "ctrl+q", "Quit"),
-    ("Prompt", "enter / typing", "The token table follows every keystroke"),
+    ("Prompt", "any text", "The token table follows every keystroke"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
-    ("Sweep", "arrows + tab", "Select a cell; the latents pane can take its image (ctrl+g there)"),
+    ("Sweep", "tab", "Focus a finished cell to select it; the latents pane takes it with ctrl+g"),
 ]
 
 

@@ -1,0 +1,101 @@
+"""Settings, the key table, the command palette, headless screenshots and the entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from core.errors import UserError
+from tests.test_tui_support import SIZE, make_app, wait_for
+from tui.config import Settings, load_settings
+from tui.help import HelpScreen, key_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sd-explorer" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_settings_defaults_file_then_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert load_settings(Namespace()) == Settings()
+    _write_config(tmp_path, 'model = "my-model"\ntheme = "nord"\noutput_dir = "/data/out"\ndevice = "cpu"\n')
+    s = load_settings(Namespace(model=None, out=None, device=None))
+    assert (s.model, s.theme, s.output_dir, s.device) == ("my-model", "nord", "/data/out", "cpu")
+    s = load_settings(Namespace(model="tiny", out="elsewhere", device=None, pane="sweep"))
+    assert (s.model, s.output_dir, s.device, s.pane) == ("tiny", "elsewhere", "cpu", "sweep")
+
+
+def test_config_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = _write_config(tmp_path, "model = [unclosed\n")
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_settings(Namespace())
+    path.write_text('colour = "red"\n')
+    with pytest.raises(UserError, match="unknown setting"):
+        load_settings(Namespace())
+    with pytest.raises(UserError, match="no such file"):
+        load_settings(Namespace(config=str(tmp_path / "missing.toml")))
+    path.write_text("")
+    with pytest.raises(UserError, match="unknown pane"):
+        load_settings(Namespace(pane="gallery"))
+
+
+def test_docs_keys_md_matches_the_bindings():
+    assert (ROOT / "docs" / "keys.md").read_text() == key_markdown()
+    text = key_markdown()
+    for key, what in [("ctrl+r", "Run sweep"), ("ctrl+n", "New seed"), ("escape", "Cancel"),
+                      ("ctrl+s", "Save grid"), ("ctrl+g", "Use sweep image"), ("ctrl+b", "Pause/resume"),
+                      ("f1", "Help")]:
+        assert f"`{key}` | {what}" in text
+
+
+@pytest.mark.anyio
+async def test_help_screen_and_palette_cover_every_action(tmp_path):
+    from tui.commands import COMMANDS
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {t for t, *_ in COMMANDS} <= titles
+        # every pane action in the palette exists on its pane
+        for _, _, pane, action in COMMANDS:
+            target = app if pane is None else app.pane(pane)
+            assert action == "" or callable(getattr(target, f"action_{action}"))
+        # a palette entry switches pane and runs the action
+        app.run_pane_action("sweep", "run")
+        assert app.query_one("#panes").active == "sweep"
+        await wait_for(pilot, lambda: app.query_one("SweepPane").result is not None, what="sweep")
+
+
+def test_headless_screenshot_of_a_pane(tmp_path):
+    out = tmp_path / "shots" / "tokens.svg"
+    code = (
+        "import sys; from tui.entry import main; "
+        f"sys.exit(main(['--screenshot', {str(out)!r}, '--pane', 'tokens', '--prompt', 'A photograph of a puppy',"
+        f" '--device', 'cpu', '--out', {str(tmp_path)!r}]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("tokens.svg")
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "photograph&lt;/w&gt;" in svg and "8853" in svg
+
+
+def test_bad_flags_exit_2_without_traceback(tmp_path):
+    code = "import sys; from tui.entry import main; sys.exit(main(['--pane', 'tokens', '--config', '/no/such.toml']))"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "no such file" in run.stderr and "Traceback" not in run.stderr
