@@ -172,6 +172,26 @@ def _save_png(image: Image.Image, path: Path) -> None:
     _atomic_write(path, buf.getvalue())
 
 
+def training_command(training: dict) -> str:
+    """The exact training command, rebuilt from the settings ``core.tiny.train`` recorded."""
+    settings = training.get("settings", {})
+    skip = {"out", "overwrite", "data", "device"}
+    parts = [f"--{k.replace('_', '-')} {v}" for k, v in sorted(settings.items())
+             if k not in skip and v != "inf" and not (k == "limit" and v == "0")]
+    return "python -m core.tiny.train --data DATA --out OUT " + " ".join(parts)
+
+
+def _training_line(t: dict) -> str:
+    if not t:
+        return "- Training: no `training.json` in the folder."
+    done, s = t.get("steps_done", {}), t.get("settings", {})
+    stopped = [f"{name} stopped by its time cap at step {done[name]} of {s.get(f'{name}_steps')}"
+               for name in ("vae", "unet") if name in done and str(done[name]) != s.get(f"{name}_steps")]
+    return (f"- Training: `{training_command(t)}` on {t.get('device', '?')}: VAE {done.get('vae', '?')} steps in "
+            f"{t.get('vae_seconds', '?')} s, text encoder + UNet {done.get('unet', '?')} steps in "
+            f"{t.get('unet_seconds', '?')} s" + (f" ({'; '.join(stopped)})." if stopped else "."))
+
+
 def render_markdown(card: dict) -> str:
     """The model card text, from the measured numbers."""
     pf, vae, size = card["prompt_following"], card["vae"], card["size"]
@@ -197,8 +217,7 @@ def render_markdown(card: dict) -> str:
         f"- Parameters: text encoder {size['parameters']['text_encoder']:,}, VAE {size['parameters']['vae']:,}, "
         f"UNet {size['parameters']['unet']:,}.",
         f"- Weights on disk (fp16 safetensors): {size['weight_bytes'] / 1e6:.1f} MB.",
-        f"- Training: `{t.get('command', '?')}` on {t.get('device', '?')}, VAE {t.get('vae_seconds', '?')} s, "
-        f"text encoder + UNet {t.get('unet_seconds', '?')} s.",
+        _training_line(t),
         "",
         "## Prompt following",
         "",
@@ -268,6 +287,18 @@ def make_card(model: Path, data: Path, out: Path, samples: int, device: str, jud
     return card
 
 
+def rerender(model: Path, out: Path) -> None:
+    """Rewrite ``MODEL_CARD.md`` from an existing ``card.json`` (and the model's ``training.json``)."""
+    card_file = out / "card.json"
+    if not card_file.is_file():
+        raise UserError(f"{card_file} is missing: run the card without --render-only first.")
+    card = json.loads(card_file.read_text())
+    training_file = Path(model) / "training.json"
+    if training_file.is_file():
+        card["training"] = {k: v for k, v in json.loads(training_file.read_text()).items() if k != "log"}
+    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     p = argparse.ArgumentParser(description="Measure the tiny model and write its model card.")
@@ -280,7 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge-steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite MODEL_CARD.md from --out/card.json and the model's training.json, no measuring")
     args = p.parse_args(argv)
+    if args.render_only:
+        rerender(args.model, args.out)
+        return
     if args.samples < 1:
         raise UserError("--samples must be at least 1.")
     card = make_card(args.model, args.data, args.out, args.samples, args.device, args.judge_steps,

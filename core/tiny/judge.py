@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UserError
 from core.tiny.data import FashionData, to_fashion, to_model_images
 
 
@@ -74,16 +75,13 @@ def load_judge(train: FashionData, device: torch.device | str, steps: int, prefe
         try:
             from core.fashion.classifier import classify, load_classifier
 
-            model = load_classifier()
-            if hasattr(model, "to"):
-                model = model.to(torch.device(device))
+            project_model = load_classifier(device)
 
             def predict(x: torch.Tensor) -> torch.Tensor:
-                return torch.as_tensor(classify(x.to(device), model=model) if _takes_model(classify)
-                                       else classify(x.to(device))).to(x.device).long()
+                return classify(x.float(), model=project_model, value_range="-1..1").to(x.device).long()
 
             return Judge(predict, "core.fashion.classifier (assets/fashion/classifier.safetensors)")
-        except (ImportError, OSError, FileNotFoundError, RuntimeError, TypeError, AttributeError, ValueError) as exc:
+        except (ImportError, OSError, UserError) as exc:
             if prefer == "fashion":
                 raise
             print(f"core.fashion.classifier not usable ({type(exc).__name__}: {exc}); training our own CNN")
@@ -95,12 +93,3 @@ def load_judge(train: FashionData, device: torch.device | str, steps: int, prefe
 
     return Judge(predict_own, f"core.tiny.judge CNN trained here on the {len(train.labels)} training images "
                               f"({steps} steps)")
-
-
-def _takes_model(fn: Callable) -> bool:
-    import inspect
-
-    try:
-        return "model" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False

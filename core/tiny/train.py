@@ -214,9 +214,6 @@ def run(args: argparse.Namespace) -> Path:
     for name in ("text_encoder", "vae", "unet"):
         getattr(parts, name).to("cpu")
     record = {
-        "command": "python -m core.tiny.train --data DATA --out OUT " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-            if k not in ("out", "overwrite", "data", "device", "vae_seconds", "unet_seconds")),
         "settings": {k: str(v) for k, v in sorted(vars(args).items())},
         "steps_done": {"vae": vae_done, "unet": unet_done},
         "train_images": int(images.shape[0]), "held_out": args.held_out,
