@@ -61,13 +61,13 @@ def generate(pipe, prompts: list[str], scale: float, seed: int, steps: int = STE
     return torch.cat(out)
 
 
-def prompt_following(pipe, judge, samples: int, scales=SCALES, seed: int = 0) -> dict:
+def prompt_following(pipe, judge, samples: int, scales=SCALES, seed: int = 0, steps: int = STEPS) -> dict:
     """Per scale: the share of images for each class prompt that the judge assigns to that class."""
     prompts = [p for p in captions.PROMPTS for _ in range(samples)]
     target = torch.arange(len(captions.PROMPTS)).repeat_interleave(samples)
     result = {}
     for scale in scales:
-        images = generate(pipe, prompts, scale, seed)
+        images = generate(pipe, prompts, scale, seed, steps)
         pred = judge.predict(to_fashion(images * 2 - 1))
         hit = (pred == target).float()
         per_class = hit.view(len(captions.PROMPTS), samples).mean(1)
@@ -126,19 +126,19 @@ def grid(cells: list[Image.Image], cols: int, row_labels: list[str], col_labels:
     return canvas
 
 
-def sweep_grid(pipe, prompts=SWEEP_PROMPTS, scales=SWEEP_SCALES, seed: int = 0) -> Image.Image:
+def sweep_grid(pipe, prompts=SWEEP_PROMPTS, scales=SWEEP_SCALES, seed: int = 0, steps: int = STEPS) -> Image.Image:
     """The chapter's sweep: each prompt at each scale from the same starting noise (seed)."""
     cells = []
     for prompt in prompts:
         for scale in scales:
-            cells += _to_pil(generate(pipe, [prompt], scale, seed))
+            cells += _to_pil(generate(pipe, [prompt], scale, seed, steps))
     return grid(cells, len(scales), list(prompts), [f"guidance {s:g}" for s in scales])
 
 
-def classes_grid(pipe, scale: float = 4.0, per_class: int = 8, seed: int = 0) -> Image.Image:
+def classes_grid(pipe, scale: float = 4.0, per_class: int = 8, seed: int = 0, steps: int = STEPS) -> Image.Image:
     """``per_class`` samples of every class prompt at one guidance scale."""
     prompts = [p for p in captions.PROMPTS for _ in range(per_class)]
-    cells = _to_pil(generate(pipe, prompts, scale, seed))
+    cells = _to_pil(generate(pipe, prompts, scale, seed, steps))
     return grid(cells, per_class, list(captions.PROMPTS), [f"guidance {scale:g}"])
 
 
@@ -241,7 +241,7 @@ def render_markdown(card: dict) -> str:
         "## Images",
         "",
         "- `sweep.png`: the chapter's guidance sweep (1, 2, 4, 12), same seed per row.",
-        "- `classes.png`: 8 samples per class prompt at guidance 4.",
+        f"- `classes.png`: {card.get('per_class', 8)} samples per class prompt at guidance 4.",
         "- `vae.png`: held-out images, their round trips, and the 4 latent channels.",
         "",
         "## Limits",
@@ -254,24 +254,30 @@ def render_markdown(card: dict) -> str:
 
 
 def make_card(model: Path, data: Path, out: Path, samples: int, device: str, judge_steps: int,
-              prefer: str = "auto", seed: int = 0, overwrite: bool = False) -> dict:
-    """Measure everything and write ``OUTPUTS`` into ``out``; returns the numbers."""
+              prefer: str = "auto", seed: int = 0, overwrite: bool = False, steps: int = STEPS,
+              eval_images: int = HELD_OUT, per_class: int = 8) -> dict:
+    """Measure everything and write ``OUTPUTS`` into ``out``; returns the numbers.
+
+    ``steps``, ``eval_images`` (held-out images for PSNR and the judge's accuracy) and ``per_class``
+    (columns of ``classes.png``) only shrink for quick checks; the shipped card uses the defaults.
+    """
     out.mkdir(parents=True, exist_ok=True)
     clash = [n for n in OUTPUTS if (out / n).exists()]
     if clash and not overwrite:
         raise UserError(f"{out} already has {', '.join(clash)}: choose another --out or pass --overwrite.")
     train, held = load_fashion(data).split(HELD_OUT)
+    held.images, held.labels = held.images[:eval_images], held.labels[:eval_images]
     judge = load_judge(train, device, judge_steps, prefer)
     real = judge.predict(fashion_batch(torch.from_numpy(held.images)))
     accuracy = (real.cpu() == torch.from_numpy(held.labels)).float().mean().item()
     pipe = load_pipeline(model, device)
     t0 = time.perf_counter()
-    following = prompt_following(pipe, judge, samples, seed=seed)
+    following = prompt_following(pipe, judge, samples, seed=seed, steps=steps)
     training_file = Path(model) / "training.json"
     training = json.loads(training_file.read_text()) if training_file.is_file() else {}
     training.pop("log", None)
     card = {
-        "samples": samples, "steps": STEPS, "seed": seed, "judge": judge.source,
+        "samples": samples, "steps": steps, "per_class": per_class, "seed": seed, "judge": judge.source,
         "judge_accuracy": round(accuracy, 4), "prompt_following": following,
         "vae": vae_report(pipe.vae, held.images, device, seed),
         "size": {"parameters": {n: sum(p.numel() for p in getattr(pipe, n).parameters())
@@ -279,8 +285,8 @@ def make_card(model: Path, data: Path, out: Path, samples: int, device: str, jud
                  "weight_bytes": build.folder_bytes(model)},
         "training": training, "measure_seconds": round(time.perf_counter() - t0, 1),
     }
-    _save_png(sweep_grid(pipe, seed=seed), out / "sweep.png")
-    _save_png(classes_grid(pipe, seed=seed), out / "classes.png")
+    _save_png(sweep_grid(pipe, seed=seed, steps=steps), out / "sweep.png")
+    _save_png(classes_grid(pipe, seed=seed, steps=steps, per_class=per_class), out / "classes.png")
     _save_png(vae_grid(pipe.vae, held.images[:8], device), out / "vae.png")
     _atomic_write(out / "card.json", (json.dumps(card, indent=1) + "\n").encode())
     _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
@@ -310,6 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge", choices=("auto", "fashion", "own"), default="auto")
     p.add_argument("--judge-steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=STEPS, help="sampling steps (the card's default: 25)")
+    p.add_argument("--eval-images", type=int, default=HELD_OUT, help="held-out images to measure the VAE on")
+    p.add_argument("--per-class", type=int, default=8, help="samples per class in classes.png")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite MODEL_CARD.md from --out/card.json and the model's training.json, no measuring")
@@ -317,12 +326,21 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         rerender(args.model, args.out)
         return
-    if args.samples < 1:
-        raise UserError("--samples must be at least 1.")
+    for name in ("samples", "steps", "eval_images", "per_class"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1.")
+    if not (Path(args.model) / "model_index.json").is_file():
+        raise UserError(f"--model {args.model} has no model_index.json: pass the tiny model's diffusers folder.")
     card = make_card(args.model, args.data, args.out, args.samples, args.device, args.judge_steps,
-                     args.judge, args.seed, args.overwrite)
+                     args.judge, args.seed, args.overwrite, args.steps, args.eval_images, args.per_class)
     print(json.dumps({k: card[k] for k in ("prompt_following", "vae", "judge_accuracy")}), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core.errors import UserError
+
 from core.tiny import build, captions, configs
 from core.tiny.data import HELD_OUT, load_fashion, to_model_images
 
@@ -259,4 +261,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
