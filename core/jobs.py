@@ -213,9 +213,10 @@ class JobRunner:
 
     def _log_traceback(self, job: Job, exc: BaseException) -> None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
         if self.log_file is None:
+            log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
             return
+        log.debug("job %s (%s) failed:\n%s", job.id, job.kind, text)
         try:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             with self.log_file.open("a", encoding="utf-8") as fh:

@@ -7,6 +7,7 @@ starts its work, waits for it to finish, saves Textual's SVG screenshot and exit
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from textual import on
@@ -31,7 +32,7 @@ TITLES = {"tokens": "1 Prompt", "sweep": "2 Sweep", "latents": "3 Latents", "tra
 class ExplorerApp(App[int]):
     """Explore Stable Diffusion: tokens, guidance, the VAE, and a small diffusion model's training."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "sd-explorer"
     BINDINGS = [
         Binding("f1", "help", "Help"),
