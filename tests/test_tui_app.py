@@ -99,3 +99,15 @@ def test_bad_flags_exit_2_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "no such file" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_progress_messages_replace_each_other_only_within_a_job():
+    from core.jobs import Job, JobEvent
+    from tui.messages import JobUpdate
+
+    a, b = Job("sweep", lambda j: None, id=1), Job("sweep", lambda j: None, id=2)
+    step1, step2 = JobUpdate(JobEvent("progress", a, payload=1)), JobUpdate(JobEvent("progress", a, payload=2))
+    assert step1.can_replace(step2)
+    assert not step1.can_replace(JobUpdate(JobEvent("progress", b, payload=1)))
+    assert not step1.can_replace(JobUpdate(JobEvent("finished", a, result=3)))
+    assert not JobUpdate(JobEvent("finished", a)).can_replace(step2)

@@ -155,14 +155,15 @@ async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_di
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         app.query_one("#epochs", Input).value = "1"
-        app.query_one("#batch", Input).value = "32"
+        app.query_one("#batch", Input).value = "16"
         app.query_one("#arch").value = "tiny"
+        app.query_one("TrainingPane").sample_steps = 5  # DDIM steps for the per-class grid
         await pilot.press("ctrl+r")
         pane = app.query_one("TrainingPane")
         await wait_for(pilot, lambda: len(pane.losses) >= 2, timeout=120, what="two loss updates")
         assert all(loss > 0 for loss in pane.losses)
         bar = app.query_one("#step-bar", ProgressBar)
-        assert bar.total == 256 and 0 < bar.progress < 256
+        assert bar.total == 512 and 0 < bar.progress < 512
         assert "img/s" in str(app.query_one("#rate", Label).render())
         assert pane.stats.device == "cpu"
         await pilot.press("ctrl+b")
@@ -172,7 +173,18 @@ async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_di
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=60, what="stop")
         assert "stopped" in str(app.query_one("#state", Label).render())
-        assert list((tmp_path / "fashion").glob("*.safetensors")), "stop writes a resumable checkpoint"
+        ckpts = list((tmp_path / "fashion").glob("*.safetensors"))
+        assert ckpts, "stop writes a resumable checkpoint"
+        assert app.query_one("#ckpt", Input).value == str(ckpts[0])
+        # load it: a grid of samples per class and the chapter's noising row appear
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=120, what="samples")
+        samples, noising = app.query_one("#samples"), app.query_one("#noising")
+        assert samples.image is not None and samples.image.size == (10 * 33 - 1, 2 * 33 - 1)
+        assert noising.image is not None and noising.image.size == (8 * 33 - 1, 32)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.last_saved is not None, what="saved weights")
+        assert pane.last_saved.is_file() and pane.last_saved.suffix == ".safetensors"
 
 
 async def test_bad_model_keeps_app_running(tmp_path):

@@ -181,7 +181,12 @@ class SweepPane(JobPane):
         self._layout_cells(scales)
         self.result = None
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
-        waiting = "waiting for the model to load…" if self.worker.busy("load") else "starting…"
+        if self.worker.busy("train"):
+            waiting = "queued behind training (stop it in the training pane to free the worker)…"
+        elif self.worker.busy("load"):
+            waiting = "waiting for the model to load…"
+        else:
+            waiting = "starting…"
         self.query_one("#status", Label).update(f"seed {settings.seed}: {waiting}")
 
         def run(job):

@@ -74,6 +74,8 @@ class TrainingPane(JobPane):
         self.job = None
         self.model_source = ""
         self.last_saved = None
+        self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
+        self.sample_steps = SAMPLE_STEPS
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="tform"):
@@ -101,14 +103,14 @@ class TrainingPane(JobPane):
     # -- showing a model ---------------------------------------------------------------------
     def _show_model_job(self, loader, label: str):
         """A job: get a model (``loader(job)``), sample per class and noise one image."""
-        data_source = self.data_source
+        data_source, steps = self.data_source, self.sample_steps
 
         def run(job):
             import core.fashion as fm
 
             model = loader(job)
             job.resources["fashion"] = model
-            grid = sample_grid(fm, model, SAMPLES_PER_CLASS, SAMPLE_STEPS, job.cancel)
+            grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
             strip = noising_strip(fm, data_source)
             return {"label": label, "grid": grid, "strip": strip}
 
@@ -181,7 +183,7 @@ class TrainingPane(JobPane):
         self.pause_event.clear()
         self.losses, self.steps, self.stats = [], [], None
         self._draw_loss()
-        pause, source = self.pause_event, self.data_source
+        pause, source, steps = self.pause_event, self.data_source, self.sample_steps
         self.query_one("#state", Label).update("loading data…")
 
         def run(job):
@@ -199,13 +201,14 @@ class TrainingPane(JobPane):
                 was_training = trainer.model.training
                 trainer.model.eval()
                 try:
-                    grid = sample_grid(fm, model, SAMPLES_PER_CLASS, SAMPLE_STEPS, job.cancel)
+                    grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
                 finally:
                     trainer.model.train(was_training)
                 job.progress(("epoch", stats, grid))
 
             trainer = fm.Trainer(config, data, device=self.app.settings.device, on_step=on_step, on_epoch=on_epoch)
             holder["trainer"] = trainer
+            self._trainer = trainer
             result = trainer.run(cancel=job.cancel, pause=pause)
             if result.model is not None:
                 job.resources["fashion"] = fm.FashionDDPM(result.model.eval(), config.model, "training run")
@@ -296,8 +299,13 @@ class TrainingPane(JobPane):
 
     def job_failed(self, ev: JobEvent) -> None:
         if ev.job.kind == "train":
-            self.query_one("#state", Label).update(
-                "stopped (checkpoint written)" if ev.error_kind == "cancelled" else "failed · ctrl+r restarts")
+            ckpt = getattr(self._trainer, "last_checkpoint", None)
+            if ev.error_kind == "cancelled" and ckpt:
+                self.query_one("#ckpt", Input).value = str(ckpt)
+                self.query_one("#state", Label).update("stopped · checkpoint written (ctrl+o loads it)")
+            else:
+                self.query_one("#state", Label).update("stopped" if ev.error_kind == "cancelled"
+                                                       else "failed · ctrl+r restarts")
         super().job_failed(ev)
 
     def _draw_loss(self) -> None:
