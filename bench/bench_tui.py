@@ -178,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(keypress_and_lag(tmp, args.sweep_steps))
     result["cold_start_s"] = cold_start(args.cold_runs)
-    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    result["machine"] = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
+                         f"(load average {load} at the end), Python {platform.python_version()}")
     print(json.dumps(result, indent=2))
     if args.write:
         write_section(markdown(result))

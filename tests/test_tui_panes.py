@@ -51,11 +51,21 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
         await pilot.press("f3")
         scales = app.query_one("#scales", Input)
         scales.value = "1, 3, 7"
-        await pilot.press("ctrl+r")
         pane = app.query_one("SweepPane")
+        previews = []
+        shown = pane.job_progress
+
+        def record(ev):  # what each cell shows after every step: the live x0 preview
+            shown(ev)
+            previews.append([c.image.size for c in pane.cells])
+
+        pane.job_progress = record
+        await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: pane.result is not None, what="sweep result")
         cells = pane.cells
         assert len(cells) == 3
+        latent_side = pane.result.latents.shape[-1]
+        assert previews and all(sizes == [(latent_side, latent_side)] * 3 for sizes in previews)
         assert [c.caption for c in cells] == ["1 · no CFG", "3", "7"]
         assert all(c.image is not None and c.image.size == pane.result.images[0].size for c in cells)
         bar = app.query_one("#progress", ProgressBar)

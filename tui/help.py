@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from textual.widgets import DataTable, Label
 
 #: keys that widgets give for free and that the panes rely on
 BUILTIN = [
@@ -58,9 +58,16 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,f1", "app.pop_screen", "Close help")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 90%; height: 90%; border: round $accent; background: $surface; }
+    HelpScreen > Vertical { width: 90%; height: 90%; border: round $accent; background: $surface; }
+    HelpScreen Label { padding: 0 1; color: $text-muted; }
+    HelpScreen DataTable { height: 1fr; }
     """
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Markdown(key_markdown())
+        with Vertical() as box:
+            box.border_title = "Keys"
+            yield Label("Every action is also in the command palette (ctrl+p). escape closes this.")
+            table = DataTable(cursor_type="row", zebra_stripes=True)
+            table.add_columns("Where", "Keys", "Action")
+            table.add_rows(key_rows())
+            yield table

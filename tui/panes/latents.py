@@ -155,7 +155,7 @@ class LatentsPane(JobPane):
         recon = self.query_one("#recon", ImageView)
         recon.image, recon.caption = report.reconstruction, f"round trip {report.psnr:.1f} dB"
         self.query_one("#source", Label).update(
-            f"{self.source}: ×{report.scaling_factor:g} scaling, PSNR {report.psnr:.2f} dB")
+            f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB")
         self.query_one("#sizes", Label).update(report.sizes_text())
         self.work_done()
 

@@ -55,6 +55,7 @@ class TokensPane(Vertical):
         self._initial = prompt
         self._model_spec = model_spec
         self.tokenizer = None
+        self._shown: list[tuple[int, str, int, str]] = []  #: rows in the table now
 
     def compose(self) -> ComposeResult:
         with Vertical(id="editors"):
@@ -129,13 +130,24 @@ class TokensPane(Vertical):
             line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
         count.update(line)
         count.set_class(bool(result.dropped), "-over")
-        table = self.query_one("#token-table", DataTable)
-        table.clear()
         rows = []
         for tok in result.tokens:
-            style = "dim italic" if tok.special else ("strike red" if tok.dropped else "")
             note = "special" if tok.special else ("dropped" if tok.dropped else "")
-            rows.append((Text(str(tok.position), style=style), Text(tok.piece, style=style),
-                         Text(str(tok.id), style=style), Text(note, style=style)))
-        table.add_rows(rows)
+            rows.append((tok.position, tok.piece, tok.id, note))
+        self._update_rows(rows)
 
+    def _update_rows(self, rows: list[tuple[int, str, int, str]]) -> None:
+        """Replace only the rows after the first difference (a keystroke changes one or two)."""
+        table = self.query_one("#token-table", DataTable)
+        same = 0
+        for old, new in zip(self._shown, rows):
+            if old != new:
+                break
+            same += 1
+        for i in range(len(self._shown) - 1, same - 1, -1):
+            table.remove_row(f"r{i}")
+        for i, (pos, piece, tid, note) in enumerate(rows[same:], start=same):
+            style = "dim italic" if note == "special" else ("strike red" if note == "dropped" else "")
+            table.add_row(Text(str(pos), style=style), Text(piece, style=style), Text(str(tid), style=style),
+                          Text(note, style=style), key=f"r{i}")
+        self._shown = rows
