@@ -32,7 +32,7 @@ class FashionData:
     def split(self, held_out: int = HELD_OUT) -> tuple[FashionData, FashionData]:
         """(train, held-out): the last ``held_out`` examples are kept for evaluation."""
         if not 0 < held_out < len(self.labels):
-            raise UserError(f"held-out size {held_out} must be between 1 and {len(self.labels) - 1}.")
+            raise UserError(f"--held-out {held_out} must be between 1 and {len(self.labels) - 1} for {len(self.labels)} images.")
         cut = len(self.labels) - held_out
         return (FashionData(self.images[:cut], self.labels[:cut]),
                 FashionData(self.images[cut:], self.labels[cut:]))

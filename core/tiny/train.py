@@ -187,6 +187,8 @@ def run(args: argparse.Namespace) -> Path:
     """The whole recipe; returns the saved folder."""
     from core.clip_vocab import clip_tokenizer
 
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:  # fail before training
+        raise UserError(f"{args.out} already exists and is not empty: choose another --out or pass --overwrite.")
     _seed(args.seed)
     device = torch.device(args.device)
     data = load_fashion(args.data)

@@ -1,0 +1,149 @@
+"""CPU benchmark of the embedded model: the chapter's 4-scale guidance sweep at 25 steps.
+
+    python bench/bench_tiny_cpu.py [--runs 5] [--threads 2] [--no-write] [--json OUT.json]
+
+Times ``core.sampler.sweep`` on ``tiny`` (scales 1, 2, 4, 12, one batch) against the reference:
+diffusers' ``StableDiffusionPipeline`` called once per scale, as the chapter does. Reports medians
+of ``--runs`` timed runs after one warm-up, and the load average, since the machine is shared.
+Target (issue 5): the sweep <= 2 s on a 2-core CPU. Writes its section of docs/benchmarks.md
+(between ``<!-- tiny:start -->`` and ``<!-- tiny:end -->``), atomically, leaving the rest untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- tiny:start -->", "<!-- tiny:end -->"
+PROMPT = "a photo of a sneaker"
+SCALES = [1.0, 2.0, 4.0, 12.0]
+STEPS = 25
+TARGET_S = 2.0
+
+
+def _times(fn, runs: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(runs: int) -> dict:
+    """Time our batched sweep and the per-scale diffusers pipeline on the CPU."""
+    from diffusers import StableDiffusionPipeline
+
+    from core.models import load_model
+    from core.results import SampleSettings
+    from core.sampler import sweep
+
+    model = load_model("tiny", device="cpu")
+    settings = SampleSettings(PROMPT, steps=STEPS, seed=0)
+    timings: dict = {}
+
+    def ours():
+        timings.update(sweep(model, settings, SCALES).timings)
+
+    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+                                   unet=model.unet, scheduler=model.scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    def reference():
+        for s in SCALES:
+            pipe(PROMPT, num_inference_steps=STEPS, guidance_scale=s,
+                 generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+
+    load_before = os.getloadavg()[0]
+    ours_s = _times(ours, runs)
+    ref_s = _times(reference, runs)
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "runs": runs, "scales": SCALES, "steps": STEPS,
+        "ours_s": [round(t, 3) for t in ours_s], "reference_s": [round(t, 3) for t in ref_s],
+        "ours_median_s": round(statistics.median(ours_s), 3),
+        "reference_median_s": round(statistics.median(ref_s), 3),
+        "ours_breakdown": {k: round(v, 4) for k, v in timings.items()},
+    }
+
+
+def render(r: dict) -> str:
+    """The markdown section."""
+    ok = "meets" if r["ours_median_s"] <= TARGET_S else "MISSES"
+    b = r["ours_breakdown"]
+    return "\n".join([
+        START,
+        "## tiny-sd on the CPU: the 4-scale guidance sweep (`bench/bench_tiny_cpu.py`)",
+        "",
+        f"{r['date']}, {r['cpu']}, {r['cores']} cores, {r['threads']} torch threads, torch {r['torch']}; "
+        f"1-minute load average {r['load_average_1m'][0]} before / {r['load_average_1m'][1]} after "
+        "(the machine is shared, so expect noise). Prompt \"" + PROMPT + f"\", scales {', '.join(f'{s:g}' for s in r['scales'])}, "
+        f"{r['steps']} steps, 64x64, fp32; median of {r['runs']} runs after a warm-up.",
+        "",
+        "| | median | runs |",
+        "|---|---|---|",
+        f"| `core.sampler.sweep` (all scales in one batch) | **{r['ours_median_s']:.2f} s** | "
+        + ", ".join(f"{t:.2f}" for t in r["ours_s"]) + " |",
+        f"| reference: diffusers `StableDiffusionPipeline`, one call per scale | {r['reference_median_s']:.2f} s | "
+        + ", ".join(f"{t:.2f}" for t in r["reference_s"]) + " |",
+        "",
+        f"Target <= {TARGET_S:g} s: {ok} it. Last sweep's breakdown: encode {b.get('encode_s', 0) * 1000:.0f} ms, "
+        f"{b.get('step_ms', 0):.1f} ms per step, decode {b.get('decode_s', 0) * 1000:.0f} ms.",
+        END,
+    ])
+
+
+def write_section(text: str, doc: Path = DOC) -> None:
+    """Replace (or append) this section of docs/benchmarks.md atomically, leaving the rest untouched."""
+    body = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if START in body and END in body:
+        head, rest = body.split(START, 1)
+        body = head + text + rest.split(END, 1)[1]
+    else:
+        body = body.rstrip("\n") + "\n\n" + text + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".benchmarks.", dir=doc.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(body)
+    os.replace(tmp, doc)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-write", action="store_true", help="print, do not touch docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="also save the raw results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = measure(max(1, args.runs))
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if not args.no_write:
+        write_section(render(result))
+    return 0 if result["ours_median_s"] <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
