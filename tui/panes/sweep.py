@@ -68,6 +68,11 @@ class SweepCell(ImageView):
         super().__init__(caption=caption, placeholder="waiting", focusable=True, id=f"cell-{index}")
         self.index = index
 
+    def area(self) -> tuple[int, int]:
+        """The smallest sibling's area, so every image in the grid has the same size."""
+        cells = [c for c in self.parent.children if isinstance(c, SweepCell)] if self.parent else [self]
+        return (min(c.content_region.width for c in cells), min(c.content_region.height for c in cells))
+
     def on_focus(self) -> None:
         if self.image is not None:
             self.post_message(ImageSelected(self.image, self.caption))

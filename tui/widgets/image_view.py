@@ -81,8 +81,12 @@ class ImageView(Widget):
             self._cache = (*key, Pixels.from_image(resized))
         return self._cache[2]
 
+    def area(self) -> tuple[int, int]:
+        """Cells the image may use (width, height incl. the caption line)."""
+        return self.content_region.size.width, self.content_region.size.height
+
     def render(self):
-        width, height = self.content_region.size
+        width, height = self.area()
         caption = Text(self.caption, justify="center", no_wrap=True, overflow="ellipsis")
         if self.image is None:
             text = Text(self.placeholder or " ", style="dim", justify="center")
