@@ -27,7 +27,7 @@ def data_dir(tmp_path):
 def test_recipe_runs_and_saves_a_loadable_folder(tmp_path, data_dir, capsys):
     out = tmp_path / "model"
     train.main(["--data", str(data_dir), "--out", str(out), "--device", "cpu", "--held-out", "8",
-                "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "3", "--unet-batch", "4",
+                "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "3", "--unet-batch", "4", "--unet-stop-at", "0", "--vae-stop-at", "0",
                 "--unet-seconds", "1000"])
     record = json.loads((out / "training.json").read_text())
     assert record["steps_done"] == {"vae": 2, "unet": 3}
@@ -66,3 +66,23 @@ def test_ema_moves_toward_the_weights():
         assert torch.allclose(s, (b + p) / 2)
     ema.copy_to_params()
     assert all(torch.equal(s, p) for s, p in zip(ema.shadow, net.parameters()))
+
+
+def test_stop_at_ends_the_run_at_that_step(tmp_path, data_dir):
+    out = tmp_path / "stopped"
+    train.main(["--data", str(data_dir), "--out", str(out), "--device", "cpu", "--held-out", "8",
+                "--vae-steps", "10", "--vae-stop-at", "1", "--vae-batch", "2",
+                "--unet-steps", "10", "--unet-stop-at", "2", "--unet-batch", "2"])
+    assert json.loads((out / "training.json").read_text())["steps_done"] == {"vae": 1, "unet": 2}
+
+
+def test_defaults_are_the_shipped_recipe():
+    from core.tiny import ASSET_DIR
+
+    shipped = json.loads((ASSET_DIR / "training.json").read_text())
+    defaults = vars(train.parser().parse_args(["--data", "d", "--out", "o"]))
+    for key in ("vae_steps", "vae_batch", "vae_lr", "kl_weight", "unet_steps", "unet_batch", "unet_lr",
+                "ema", "empty_p", "seed", "held_out"):
+        assert str(defaults[key]) == shipped["settings"][key], key
+    assert defaults["vae_stop_at"] == shipped["steps_done"]["vae"]
+    assert defaults["unet_stop_at"] == shipped["steps_done"]["unet"]

@@ -185,7 +185,7 @@ def _training_line(t: dict) -> str:
     if not t:
         return "- Training: no `training.json` in the folder."
     done, s = t.get("steps_done", {}), t.get("settings", {})
-    stopped = [f"{name} stopped by its time cap at step {done[name]} of {s.get(f'{name}_steps')}"
+    stopped = [f"{name} stopped at step {done[name]} of its {s.get(f'{name}_steps')}-step schedule"
                for name in ("vae", "unet") if name in done and str(done[name]) != s.get(f"{name}_steps")]
     return (f"- Training: `{training_command(t)}` on {t.get('device', '?')}: VAE {done.get('vae', '?')} steps in "
             f"{t.get('vae_seconds', '?')} s, text encoder + UNet {done.get('unet', '?')} steps in "
@@ -218,6 +218,9 @@ def render_markdown(card: dict) -> str:
         f"UNet {size['parameters']['unet']:,}.",
         f"- Weights on disk (fp16 safetensors): {size['weight_bytes'] / 1e6:.1f} MB.",
         _training_line(t),
+        "- Reproduce: `python -m core.tiny.train --data ../shared/data/fashion-mnist-8k --out OUT` (its defaults are"
+        " this recipe, with `--vae-stop-at`/`--unet-stop-at` at the steps where the time caps stopped it), then"
+        " `python -m core.tiny.card --model OUT --data ../shared/data/fashion-mnist-8k --out OUT`.",
         "",
         "## Prompt following",
         "",
@@ -243,6 +246,7 @@ def render_markdown(card: dict) -> str:
         "- `sweep.png`: the chapter's guidance sweep (1, 2, 4, 12), same seed per row.",
         f"- `classes.png`: {card.get('per_class', 8)} samples per class prompt at guidance 4.",
         "- `vae.png`: held-out images, their round trips, and the 4 latent channels.",
+        "- `preview_factors.json`: latent -> RGB factors for the step previews, fitted by `python -m core.tiny.preview`.",
         "",
         "## Limits",
         "",
