@@ -163,11 +163,12 @@ async def test_latents_takes_the_selected_sweep_image(tmp_path):
 async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_dir):
     app = make_app(tmp_path, data=str(fashion_dir))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
+        app.query_one("TrainingPane").sample_steps = 5  # DDIM steps for the per-class grids
+        await pilot.press("f5")  # no run yet: shows the shipped model (when installed)
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=120, what="shipped")
         app.query_one("#epochs", Input).value = "1"
         app.query_one("#batch", Input).value = "16"
         app.query_one("#arch").value = "tiny"
-        app.query_one("TrainingPane").sample_steps = 5  # DDIM steps for the per-class grid
         await pilot.press("ctrl+r")
         pane = app.query_one("TrainingPane")
         await wait_for(pilot, lambda: len(pane.losses) >= 2, timeout=120, what="two loss updates")
@@ -210,3 +211,18 @@ async def test_bad_model_keeps_app_running(tmp_path):
         await pilot.press("f3", "ctrl+r")
         await wait_for(pilot, lambda: not app.model_worker.busy("sweep"), what="sweep failure")
         assert any("No model is loaded" in n.message for n in app._notifications)
+
+
+async def test_training_pane_shows_the_shipped_model_first(tmp_path, fashion_dir):
+    from core.fashion.model import SHIPPED_WEIGHTS
+
+    if not SHIPPED_WEIGHTS.is_file():
+        pytest.skip(f"{SHIPPED_WEIGHTS} is not shipped yet")
+    app = make_app(tmp_path, data=str(fashion_dir))
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("TrainingPane").sample_steps = 5
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=180, what="shipped")
+        samples, noising = app.query_one("#samples"), app.query_one("#noising")
+        assert samples.image is not None and "shipped model" in samples.caption
+        assert noising.image is not None

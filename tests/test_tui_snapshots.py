@@ -71,7 +71,10 @@ class TestTrainingPane:
     def test_before_any_run(self, snap_compare, tmp_path):
         async def run_before(pilot) -> None:
             await _model_ready(pilot)
-            await pilot.press("f5")
+            pilot.app.query_one("TrainingPane").sample_steps = 5
+            await pilot.press("f5")  # shows the shipped model's samples (if it is installed)
+            await wait_for(pilot, lambda: not pilot.app.model_worker.busy("fashion-show"), what="shipped model")
+            pilot.app.clear_notifications()  # a missing-file message would hold a machine's path
             pilot.app.set_focus(None)
 
         assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)

@@ -76,6 +76,7 @@ class TrainingPane(JobPane):
         self.last_saved = None
         self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
         self.sample_steps = SAMPLE_STEPS
+        self._shown_once = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="tform"):
@@ -99,6 +100,14 @@ class TrainingPane(JobPane):
 
     def on_mount(self) -> None:
         self._draw_loss()
+
+    def on_show(self) -> None:
+        """First time the pane is shown with no run and no model: show the shipped model."""
+        if self._shown_once:
+            return
+        self._shown_once = True
+        if not self.app.settings.screenshot and not self.worker.busy("train") and not self.model_source:
+            self.show_shipped()
 
     # -- showing a model ---------------------------------------------------------------------
     def _show_model_job(self, loader, label: str):
