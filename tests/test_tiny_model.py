@@ -142,3 +142,23 @@ def test_vae_round_trip_of_held_out_images(tiny, fashion_dir):
         assert report.input_values == 3 * 64 * 64 and report.latent_values == 4 * 8 * 8
         psnrs.append(report.psnr)
     assert np.mean(psnrs) >= 28.0, psnrs
+
+
+def test_shipped_preview_factors_are_used_and_fit_our_vae(tiny, fashion_dir):
+    from core.preview import latents_to_rgb
+    from core.tiny.data import HELD_OUT, load_fashion, to_model_images
+    from core.tiny.preview import FILENAME, fit_preview
+
+    shipped = json.loads((ASSET_DIR / FILENAME).read_text())
+    assert torch.allclose(tiny.preview_factors.float(), torch.tensor(shipped["factors"]))
+    _, held = load_fashion(fashion_dir).split(HELD_OUT)
+    refit = fit_preview(tiny.vae, held.images[:32])
+    assert refit["rmse"] < 0.25
+    x = to_model_images(held.images[:4])
+    z = tiny.vae.encode(x).latent_dist.mode() * tiny.vae.config.scaling_factor
+    preview = latents_to_rgb(z, tiny.preview_factors, tiny.preview_bias).astype(np.float32)
+    target = ((torch.nn.functional.avg_pool2d(x, 8) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    sd_preview = latents_to_rgb(z, torch.tensor([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
+                                                 [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]))
+    ours_err = np.abs(preview - target).mean()
+    assert ours_err < 40 and ours_err < np.abs(sd_preview.astype(np.float32) - target).mean()

@@ -11,7 +11,9 @@ Modules (import them directly; importing this package pulls in nothing heavy):
 - ``core.tiny.data``     — reading Fashion-MNIST IDX files, 28x28 -> 64x64 RGB tensors.
 - ``core.tiny.captions`` — caption templates naming the class, with empty captions for CFG.
 - ``core.tiny.train``    — the reproducible training recipe (``python -m core.tiny.train``).
+- ``core.tiny.judge``    — the Fashion-MNIST classifier the card measures prompt following with.
 - ``core.tiny.card``     — measures the model and writes ``MODEL_CARD.md`` + grid images.
+- ``core.tiny.preview``  — fits the VAE's latent -> RGB preview factors (``preview_factors.json``).
 """
 
 from __future__ import annotations
