@@ -111,3 +111,13 @@ def test_progress_messages_replace_each_other_only_within_a_job():
     assert not step1.can_replace(JobUpdate(JobEvent("progress", b, payload=1)))
     assert not step1.can_replace(JobUpdate(JobEvent("finished", a, result=3)))
     assert not JobUpdate(JobEvent("finished", a)).can_replace(step2)
+
+
+def test_milestones_are_never_replaced():
+    from core.jobs import Job, JobEvent
+    from tui.messages import JobUpdate, Milestone
+
+    job = Job("train", lambda j: None, id=7)
+    step = JobUpdate(JobEvent("progress", job, payload=("step", 1, [])))
+    epoch = JobUpdate(JobEvent("progress", job, payload=Milestone(("epoch", 0, None))))
+    assert not epoch.can_replace(step) and not step.can_replace(epoch)

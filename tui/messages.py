@@ -2,7 +2,9 @@
 
 Every job event arrives as one :class:`JobUpdate`, posted to the widget that submitted the job.
 Progress updates of the same job replace each other in the target's queue (``can_replace``), so a
-fast sampler can never flood the UI: a slow frame simply skips to the newest preview.
+fast sampler can never flood the UI: a slow frame simply skips to the newest preview. Payloads
+that must all arrive are wrapped in :class:`Milestone`; cumulative state (a loss history) travels
+whole in every update, so a skipped update loses nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +12,15 @@ from __future__ import annotations
 from textual.message import Message
 
 from core.jobs import JobEvent
+
+
+class Milestone:
+    """Wrap a progress payload that must never be skipped (e.g. an epoch's samples)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data) -> None:
+        self.data = data
 
 
 class JobUpdate(Message):
@@ -30,6 +41,8 @@ class JobUpdate(Message):
             and self.event.event == "progress"
             and message.event.event == "progress"
             and message.event.job.id == self.event.job.id
+            and not isinstance(self.event.payload, Milestone)
+            and not isinstance(message.event.payload, Milestone)
         )
 
 

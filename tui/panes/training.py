@@ -18,6 +18,7 @@ from textual_plotext import PlotextPlot
 
 from core.errors import UserError
 from core.jobs import JobEvent
+from tui.messages import Milestone
 from tui.panes.base import JobPane
 from tui.panes.sweep import parse_int
 from tui.panes.train_views import ema, fmt_eta, noising_strip, sample_grid
@@ -172,9 +173,8 @@ class TrainingPane(JobPane):
         arch = self.query_one("#arch", Select).value
         model_cfg = fm.ModelConfig.tiny() if arch == "tiny" else fm.ModelConfig()
         out = str(Path(self.app.settings.output_dir) / "fashion")
-        log_every = max(1, min(10, batch and 8192 // batch // 4 or 1))
         return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out,
-                              log_every=log_every, data=self.data_source)
+                              log_every=10, data=self.data_source)
 
     def action_start(self) -> None:
         if self.worker.busy("train"):
@@ -200,9 +200,11 @@ class TrainingPane(JobPane):
 
             data = fm.load_fashion_mnist(source)
             holder = {}
+            history: list[tuple[int, float]] = []
 
             def on_step(stats) -> None:
-                job.progress(("step", stats))
+                history.append((stats.step, stats.loss))
+                job.progress(("step", stats, list(history)))  # the whole curve: updates may be skipped
 
             def on_epoch(stats) -> None:
                 trainer = holder["trainer"]
@@ -213,7 +215,7 @@ class TrainingPane(JobPane):
                     grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
                 finally:
                     trainer.model.train(was_training)
-                job.progress(("epoch", stats, grid))
+                job.progress(Milestone(("epoch", stats, grid)))
 
             trainer = fm.Trainer(config, data, device=self.app.settings.device, on_step=on_step, on_epoch=on_epoch)
             holder["trainer"] = trainer
@@ -267,17 +269,17 @@ class TrainingPane(JobPane):
             self.query_one("#state", Label).update("training…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        if ev.payload[0] == "step":
-            self._on_step(ev.payload[1])
-        else:
-            _, stats, grid = ev.payload
+        if isinstance(ev.payload, Milestone):
+            _, stats, grid = ev.payload.data
             self.query_one("#samples", ImageView).image = grid
             self.query_one("#samples", ImageView).caption = f"samples after epoch {stats.epoch + 1}"
+        else:
+            _, stats, history = ev.payload
+            self._on_step(stats, history)
 
-    def _on_step(self, stats) -> None:
-        if not self.steps or stats.step > self.steps[-1]:
-            self.steps.append(stats.step)
-            self.losses.append(stats.loss)
+    def _on_step(self, stats, history: list[tuple[int, float]]) -> None:
+        self.steps = [step for step, _ in history]
+        self.losses = [loss for _, loss in history]
         self.stats = stats
         self.query_one("#step-label", Label).update(f"step {stats.step}/{stats.total_steps}  loss {stats.loss:.4f}")
         self.query_one("#step-bar", ProgressBar).update(total=stats.total_steps, progress=stats.step)
