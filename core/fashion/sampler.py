@@ -97,12 +97,19 @@ def make_tables(cfg: ModelConfig, steps: int) -> StepTables:
 
 def _step(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: StepTables,
           noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pure denoising step: returns (x_prev, x0_estimate); ``i`` is a 0-dim device tensor."""
-    t = tab.timesteps[i].expand(x.shape[0])
+    """One pure denoising step: returns (x_prev, x0_estimate).
+
+    ``i`` is a one-element int64 device tensor; tables are read with ``index_select`` (indexing with a
+    0-dim tensor would call ``.item()``, a host sync that CUDA graph capture forbids).
+    """
+    def at(table: torch.Tensor) -> torch.Tensor:
+        return table.index_select(0, i)
+
+    t = at(tab.timesteps).expand(x.shape[0])
     dtype = next(unet.parameters()).dtype
     eps = unet(x.to(dtype), t, class_labels=labels).sample.float()
-    x0 = ((x - tab.sqrt_1m_abar[i] * eps) / tab.sqrt_abar[i]).clamp(-1.0, 1.0)
-    prev = tab.a[i] * x0 + tab.b[i] * x + tab.d[i] * eps + tab.c[i] * noise
+    x0 = ((x - at(tab.sqrt_1m_abar) * eps) / at(tab.sqrt_abar)).clamp(-1.0, 1.0)
+    prev = at(tab.a) * x0 + at(tab.b) * x + at(tab.d) * eps + at(tab.c) * noise
     return prev, x0
 
 
@@ -113,7 +120,7 @@ class _GraphedSampler:
         self.x = x.clone()
         self.x0 = torch.zeros_like(x)
         self.noise = torch.zeros_like(x)
-        self.i = torch.zeros((), dtype=torch.long, device=x.device)
+        self.i = torch.zeros(1, dtype=torch.long, device=x.device)
         self.labels = labels.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -207,7 +214,7 @@ def generate_from_class(
             x = graph.x
         else:
             noise = torch.zeros_like(x)
-            i = torch.zeros((), dtype=torch.long, device=dev)
+            i = torch.zeros(1, dtype=torch.long, device=dev)
             for k in range(total):
                 _check(cancel)
                 if c_host[k] != 0.0:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from core.errors import Cancelled, UserError
 from core.fashion.checkpoint import load_checkpoint, save_checkpoint
 from core.fashion.data import FashionData, preprocess
+from core.fashion.graphstep import GraphedTrainStep
 from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
 
 
@@ -44,6 +45,8 @@ class TrainConfig:
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
     compile: bool = False
+    cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
+    cudnn_benchmark: bool = True
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train."""
@@ -146,7 +149,10 @@ class Trainer:
         unet = unet.to(dev)
         if cuda and cfg.channels_last:
             unet = unet.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda)
+        if cuda and cfg.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1 and not cfg.compile
+        opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
         gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + acc.process_index)
         state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "losses": [], "elapsed_s": 0.0}
         if cfg.resume:
@@ -211,6 +217,21 @@ class Trainer:
             return str(path)
 
         model.train()
+        use_bf16 = acc.mixed_precision == "bf16"
+
+        def train_step(noisy: torch.Tensor, t: torch.Tensor, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+            # cache_enabled=False: autocast's weight-cast cache must not outlive a graph capture
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False):
+                pred = model(noisy, t, class_labels=y).sample
+            loss = F.mse_loss(pred.float(), noise)
+            acc.backward(loss)
+            opt.step()
+            return loss.detach()
+
+        def zero_grad() -> None:
+            opt.zero_grad(set_to_none=True)
+
+        graphed = GraphedTrainStep(train_step, zero_grad) if self._graph else None
         last_log_t = time.perf_counter()
         for ep in range(epoch, cfg.epochs):
             perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ep)
@@ -232,13 +253,13 @@ class Trainer:
                 noisy = sqrt_ab[t].view(-1, 1, 1, 1) * x + sqrt_1m[t].view(-1, 1, 1, 1) * noise
                 if channels_last:
                     noisy = noisy.contiguous(memory_format=torch.channels_last)
-                with acc.autocast():
-                    pred = model(noisy, t, class_labels=labels[idx]).sample
-                loss = F.mse_loss(pred.float(), noise)
-                acc.backward(loss)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                step_losses[step - base_step] = loss.detach()
+                batch = (noisy, t, labels[idx], noise)
+                if graphed is not None and graphed.matches(batch):
+                    loss = graphed(*batch)
+                else:
+                    zero_grad()
+                    loss = train_step(*batch)
+                step_losses[step - base_step] = loss
                 step += 1
                 images_done += x.shape[0] * world
                 last_in_epoch = s == spe - 1
