@@ -130,11 +130,11 @@ class LoadedModel:
     #: installed by ``core.fast`` (CUDA graphs / torch.compile); None: the plain eager UNet
     unet_forward: object = field(default=None, repr=False)
 
-    def predict(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
-        """One UNet call: the noise (or v) prediction for every row."""
-        if self.unet_forward is not None:
+    def predict(self, latents: torch.Tensor, t, cond: torch.Tensor, added: dict | None = None) -> torch.Tensor:
+        """One UNet call: the noise (or v) prediction for every row (SDXL: ``added`` conditions)."""
+        if self.unet_forward is not None and added is None:
             return self.unet_forward(latents, t, cond)
-        return self.unet(latents, t, encoder_hidden_states=cond).sample
+        return self.unet(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample
 
     @property
     def name(self) -> str:
@@ -198,8 +198,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | None = None,
-               vae: str | None = None) -> LoadedModel:
-    """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE."""
+               vae: str | None = None, fast: bool | None = None) -> LoadedModel:
+    """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE.
+
+    ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
+    """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -226,6 +229,11 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     for module in (text_encoder, unet, vae_model):
         module.to(dev).eval().requires_grad_(False)
     factors, bias = _preview(folder, unet.config.in_channels)
-    return LoadedModel(spec=spec, folder=folder, family=family, tokenizer=tokenizer,
-                       text_encoder=text_encoder, unet=unet, vae=vae_model, scheduler=scheduler,
-                       device=dev, dtype=dt, preview_factors=factors, preview_bias=bias)
+    model = LoadedModel(spec=spec, folder=folder, family=family, tokenizer=tokenizer,
+                        text_encoder=text_encoder, unet=unet, vae=vae_model, scheduler=scheduler,
+                        device=dev, dtype=dt, preview_factors=factors, preview_bias=bias)
+    if fast or (fast is None and dev.type == "cuda"):
+        from core.fast import enable_fast_paths
+
+        enable_fast_paths(model)
+    return model

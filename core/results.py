@@ -42,6 +42,10 @@ class SampleSettings:
     width: int | None = None  #: None: the model's own size
     height: int | None = None
     scheduler: str | None = None  #: None: the model's own scheduler
+    init_image: object = field(default=None, repr=False)  #: PIL image: image-to-image from it
+    strength: float = 0.8  #: image-to-image: share of the schedule that is re-run (1 = ignore the image)
+    color_target: tuple[float, float, float] | None = None  #: loss guidance towards this RGB (0-1)
+    color_scale: float = 0.0  #: loss guidance strength; 0 = off
 
     def validate(self, multiple: int = 8) -> SampleSettings:
         """Raise ``UserError`` naming the fix for anything a run cannot use."""
@@ -59,6 +63,13 @@ class SampleSettings:
                 raise UserError(f"{side} {value} must be a positive multiple of {multiple}: e.g. {multiple * 64}.")
             if value > MAX_SIDE:
                 raise UserError(f"{side} {value} is larger than {MAX_SIDE}: pick a smaller size.")
+        if self.init_image is not None:
+            if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and 0 < self.strength <= 1):
+                raise UserError(f"strength must be in (0, 1] (got {self.strength}): try 0.6.")
+            if int(self.steps * self.strength) < 1:
+                raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
+        if not (isinstance(self.color_scale, (int, float)) and math.isfinite(self.color_scale) and self.color_scale >= 0):
+            raise UserError(f"colour loss scale must be a finite number >= 0 (got {self.color_scale}).")
         if self.scheduler is not None:
             from core.schedulers import canonical_name
 
@@ -89,20 +100,40 @@ class GenerationResult:
     scheduler_name: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     dropped_tokens: str = ""  #: prompt text beyond the 77-token window, if any
+    rows: list = field(default_factory=list, repr=False)  #: the Row of each image
+
+    def caption(self, i: int) -> str:
+        """A cell's caption: its scale, plus whatever else varies across the rows."""
+        text = scale_caption(self.scales[i])
+        negatives = {r.negative_prompt for r in self.rows}
+        if len(negatives) > 1:
+            text += f" · −{self.rows[i].negative_prompt!r}" if self.rows[i].negative_prompt else " · no negative"
+        sizes = {r.original_size for r in self.rows}
+        if len(sizes) > 1 and self.rows[i].original_size:
+            text += " · orig {}x{}".format(*self.rows[i].original_size)
+        crops = {r.crop_top_left for r in self.rows}
+        if len(crops) > 1:
+            text += " · crop {},{}".format(*self.rows[i].crop_top_left)
+        return text
 
     @property
     def captions(self) -> list[str]:
-        return [scale_caption(s) for s in self.scales]
+        return [self.caption(i) for i in range(len(self.images))]
 
     def parameters(self, i: int = 0) -> str:
         """The A1111-style ``parameters`` text stored in the PNG."""
         s = self.settings
         w, h = self.images[i].size
         lines = [s.prompt]
-        if s.negative_prompt:
-            lines.append(f"Negative prompt: {s.negative_prompt}")
+        negative = self.rows[i].negative_prompt if self.rows else s.negative_prompt
+        if negative:
+            lines.append(f"Negative prompt: {negative}")
         lines.append(
             f"Steps: {s.steps}, Sampler: {self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
             f"Seed: {s.seed}, Size: {w}x{h}, Model: {self.model_name}"
         )
+        if s.init_image is not None:
+            lines[-1] += f", Denoising strength: {s.strength:g}"
+        if s.color_target is not None and s.color_scale > 0:
+            lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)

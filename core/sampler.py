@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.conditioning import Encoder, Row
 from core.errors import Cancelled, UserError
+from core.guidance import steer
 from core.preview import latents_to_rgb
 from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
 from core.schedulers import make_scheduler, name_of
@@ -25,26 +27,13 @@ from core.tokens import breakdown
 StepCallback = Callable[[StepInfo], None]
 
 
-@torch.no_grad()
-def encode_prompt(model, text: str) -> torch.Tensor:
-    """Tokenize to the 77-token window (padding, truncation) and run the text encoder: [1, 77, D]."""
-    ids = model.tokenizer(text, padding="max_length", max_length=model.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
-    return model.text_encoder(ids.to(model.device))[0]
+def x0_from(scheduler, model_input: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
+    """x0 from the prediction type and the cumulative alpha at ``t``.
 
-
-def x0_estimate(scheduler, out, latents: torch.Tensor, model_input: torch.Tensor,
-                noise_pred: torch.Tensor, t) -> torch.Tensor:
-    """The model's guess of the clean latents at this step.
-
-    Most schedulers return it (``pred_original_sample``); for the others (PNDM, DPM++) it follows from
-    the prediction type and the cumulative alpha at ``t``, using the scaled input, which is x_t in the
-    variance-preserving space every scheduler shares.
+    ``model_input`` is the scaled input, which is x_t in the variance-preserving space every scheduler
+    shares (Euler/LMS divide their sigma-space latents by sqrt(sigma^2 + 1) to get it).
     """
-    x0 = getattr(out, "pred_original_sample", None)
-    if x0 is not None:
-        return x0
-    a = scheduler.alphas_cumprod.to(latents.device)[int(round(float(t)))].to(noise_pred.dtype)
+    a = scheduler.alphas_cumprod.to(model_input.device)[int(round(float(t)))].to(noise_pred.dtype)
     kind = scheduler.config.get("prediction_type", "epsilon")
     if kind == "v_prediction":
         return a.sqrt() * model_input - (1 - a).sqrt() * noise_pred
@@ -53,45 +42,73 @@ def x0_estimate(scheduler, out, latents: torch.Tensor, model_input: torch.Tensor
     return (model_input - (1 - a).sqrt() * noise_pred) / a.sqrt()
 
 
-@torch.no_grad()
-def denoise(model, settings: SampleSettings, scales: list[float], generators: torch.Generator | list,
-            callback: StepCallback | None = None, cancel: threading.Event | None = None) -> GenerationResult:
-    """Sample ``len(scales)`` images of one prompt; row i uses guidance ``scales[i]``."""
-    t_start = time.perf_counter()
-    width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
-    rows = len(scales)
-    guided = [i for i, s in enumerate(scales) if s > 1]  # rows that need the unconditional pass
-    timings: dict[str, float] = {}
+def x0_estimate(scheduler, out, latents: torch.Tensor, model_input: torch.Tensor,
+                noise_pred: torch.Tensor, t) -> torch.Tensor:
+    """The model's guess of the clean latents at this step: the scheduler's own
+    ``pred_original_sample`` where it gives one, else ``x0_from`` (PNDM, DPM++)."""
+    x0 = getattr(out, "pred_original_sample", None)
+    return x0 if x0 is not None else x0_from(scheduler, model_input, noise_pred, t)
 
-    # 1. Tokenize the prompt and the negative prompt ("" = unconditional) to 77 tokens; encode both.
-    text_emb = encode_prompt(model, settings.prompt)
-    uncond_emb = encode_prompt(model, settings.negative_prompt) if guided else None
-    # The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
-    cond = text_emb.expand(rows, -1, -1)
-    if guided:
-        cond = torch.cat([uncond_emb.expand(len(guided), -1, -1), cond])
-    timings["encode_s"] = time.perf_counter() - t_start
 
-    # 2. Prepare the scheduler and the starting noise, scaled by the scheduler's initial sigma.
-    scheduler = make_scheduler(settings.scheduler, model.scheduler)
-    scheduler.set_timesteps(settings.steps, device=model.device)
-    shape = (rows, model.unet.config.in_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, height: int, generators):
+    """Step 2: the starting latents and the timesteps to run.
+
+    Text-to-image starts from pure noise scaled by ``init_noise_sigma``. Image-to-image (the chapter's
+    demo) encodes the image, skips the first ``1 - strength`` of the schedule and noises the image's
+    latents to the first remaining timestep.
+    """
     from diffusers.utils.torch_utils import randn_tensor
 
-    latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
-    latents = latents * scheduler.init_noise_sigma
+    shape = (rows, model.unet.config.in_channels, height // model.vae_scale_factor, width // model.vae_scale_factor)
+    if settings.init_image is None:
+        latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
+        return latents * scheduler.init_noise_sigma, scheduler.timesteps
+    from core.vae import fit, to_rgb
+
+    image = fit(to_rgb(settings.init_image), (width, height))
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    x = x.to(model.device, model.dtype).expand(rows, -1, -1, -1)
+    init = model.vae.encode(x).latent_dist.sample(generators) * model.vae.config.scaling_factor
+    keep = min(int(settings.steps * settings.strength), settings.steps)
+    begin = (settings.steps - keep) * scheduler.order
+    timesteps = scheduler.timesteps[begin:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    noise = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
+    return scheduler.add_noise(init, noise, timesteps[:1].repeat(rows)), timesteps
+
+
+@torch.no_grad()
+def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.Generator | list,
+            callback: StepCallback | None = None, cancel: threading.Event | None = None) -> GenerationResult:
+    """Sample one image per row of one prompt; each row has its own scale and negative prompt."""
+    t_start = time.perf_counter()
+    width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
+    n = len(rows)
+    guided = [i for i, r in enumerate(rows) if r.guided]  # rows that need the unconditional pass
+    timings: dict[str, float] = {}
+
+    # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens; encode them.
+    #    The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
+    cond = Encoder(model).batch(settings.prompt, rows, width, height)
+    timings["encode_s"] = time.perf_counter() - t_start
+
+    # 2. Prepare the scheduler and the starting latents.
+    scheduler = make_scheduler(settings.scheduler, model.scheduler)
+    scheduler.set_timesteps(settings.steps, device=model.device)
+    latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
     step_kwargs = {}
     params = inspect.signature(scheduler.step).parameters
     if "generator" in params:
         step_kwargs["generator"] = generators
     if "eta" in params:
         step_kwargs["eta"] = 0.0
-    s = torch.tensor([scales[i] for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
-    every_row = len(guided) == rows  # the common case: no index gathering needed
+    s = torch.tensor([rows[i].scale for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
+    every_row = len(guided) == n  # the common case: no index gathering needed
     guided_idx = torch.tensor(guided, device=model.device, dtype=torch.long)
+    steer_colour = settings.color_target is not None and settings.color_scale > 0
 
     t_loop = time.perf_counter()
-    timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
@@ -103,7 +120,7 @@ def denoise(model, settings: SampleSettings, scales: list[float], generators: to
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
         # 3c. Predict the noise residual (or v) for every row in one UNet call.
-        noise_pred = model.predict(latent_in, t, cond)
+        noise_pred = model.predict(latent_in, t, cond.hidden, cond.added)
         # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows.
         if guided:
             uncond_pred, text_pred = noise_pred[: len(guided)], noise_pred[len(guided):]
@@ -112,8 +129,12 @@ def denoise(model, settings: SampleSettings, scales: list[float], generators: to
             else:
                 noise_pred = text_pred.index_copy(0, guided_idx, uncond_pred + s * (
                     text_pred.index_select(0, guided_idx) - uncond_pred))
+        # 3d'. Optional loss guidance: nudge the latents towards a colour (exercise 9).
+        if steer_colour:
+            latents = steer(model, scheduler, latents, noise_pred, t, settings.color_target,
+                            settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
-        model_input = latent_in[-rows:] if guided else latent_in
+        model_input = latent_in[-n:] if guided else latent_in
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
         if callback is not None:
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
@@ -130,9 +151,9 @@ def denoise(model, settings: SampleSettings, scales: list[float], generators: to
     timings["decode_s"] = time.perf_counter() - t_dec
     timings["total_s"] = time.perf_counter() - t_start
     dropped = breakdown(model.tokenizer, settings.prompt).dropped_text
-    return GenerationResult(images=images, scales=list(scales), latents=latents, settings=settings,
+    return GenerationResult(images=images, scales=[r.scale for r in rows], latents=latents, settings=settings,
                             model_name=model.name, scheduler_name=name_of(scheduler),
-                            timings=timings, dropped_tokens=dropped)
+                            timings=timings, dropped_tokens=dropped, rows=list(rows))
 
 
 @torch.no_grad()
@@ -158,7 +179,8 @@ def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
         raise UserError(f"image count must be from 1 to 64 (got {n}).")
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    return denoise(model, settings, [settings.guidance_scale] * n, generator, callback, cancel)
+    row = Row(settings.guidance_scale, settings.negative_prompt)
+    return denoise(model, settings, [row] * n, generator, callback, cancel)
 
 
 def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCallback | None = None,
@@ -174,5 +196,19 @@ def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCa
         raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
     if len(scales) > 16:
         raise UserError(f"{len(scales)} scales is too many for one batch: use at most 16.")
-    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in scales]
-    return denoise(model, settings, scales, generators, callback, cancel)
+    rows = [Row(scale, settings.negative_prompt) for scale in scales]
+    return sweep_rows(model, settings, rows, callback, cancel)
+
+
+def sweep_rows(model, settings: SampleSettings, rows: list[Row], callback: StepCallback | None = None,
+               cancel: threading.Event | None = None) -> GenerationResult:
+    """The general sweep: any mix of scales, negative prompts and SDXL size conditioning, one batch."""
+    settings = _check(model, settings)
+    if not rows:
+        raise UserError("nothing to sweep: give at least one value.")
+    if len(rows) > 16:
+        raise UserError(f"{len(rows)} cells is too many for one batch: use at most 16.")
+    for row in rows:
+        check_scale(row.scale)
+    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
+    return denoise(model, settings, rows, generators, callback, cancel)

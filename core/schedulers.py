@@ -44,6 +44,15 @@ def make_scheduler(name: str | None, base):
     import diffusers
 
     if name is None:
-        return type(base).from_config(base.config)
-    cls_name, extra = SCHEDULERS[canonical_name(name)]
-    return getattr(diffusers, cls_name).from_config(base.config, **extra)
+        scheduler = type(base).from_config(base.config)
+    else:
+        cls_name, extra = SCHEDULERS[canonical_name(name)]
+        scheduler = getattr(diffusers, cls_name).from_config(base.config, **extra)
+    # Latents are not confined to [-1, 1], and SD was trained with steps_offset 1: diffusers' pipelines
+    # patch old configs the same way, so we do too (and stay equal to them).
+    fixes = {}
+    if scheduler.config.get("clip_sample") is True:
+        fixes["clip_sample"] = False
+    if "steps_offset" in scheduler.config and scheduler.config.steps_offset != 1:
+        fixes["steps_offset"] = 1
+    return type(scheduler).from_config(scheduler.config, **fixes) if fixes else scheduler

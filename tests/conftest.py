@@ -53,3 +53,17 @@ def sd1(sd1_folder):
     from core.models import load_model
 
     return load_model(str(sd1_folder), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sd1_f64(sd1_folder):
+    """float64, so that batch-size-dependent rounding (amplified by guidance) cannot hide a logic bug."""
+    import torch
+
+    from core.models import load_model
+
+    model = load_model(str(sd1_folder), device="cpu")
+    for module in (model.unet, model.vae, model.text_encoder):
+        module.double()
+    model.dtype = torch.float64
+    return model

@@ -48,18 +48,6 @@ def test_v_prediction_equals_diffusers(sd2v_folder):
     torch.testing.assert_close(ours.latents, ref, atol=1e-4, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def sd1_f64(sd1_folder):
-    """float64, so that batch-size-dependent rounding (amplified x12 by guidance) cannot hide a logic bug."""
-    from core.models import load_model
-
-    model = load_model(str(sd1_folder), device="cpu")
-    for module in (model.unet, model.vae, model.text_encoder):
-        module.double()
-    model.dtype = torch.float64
-    return model
-
-
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 def test_sweep_cells_equal_single_runs(sd1_f64, scheduler):
     scales = [1.0, 2.0, 12.0]
