@@ -121,3 +121,30 @@ def test_milestones_are_never_replaced():
     step = JobUpdate(JobEvent("progress", job, payload=("step", 1, [])))
     epoch = JobUpdate(JobEvent("progress", job, payload=Milestone(("epoch", 0, None))))
     assert not epoch.can_replace(step) and not step.can_replace(epoch)
+
+
+@pytest.mark.anyio
+async def test_job_errors_become_notifications_and_the_app_keeps_running(tmp_path):
+    class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
+        pass
+
+    def oom(job):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    def bug(job):
+        raise KeyError("unet")
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one("SweepPane")
+        pane.submit("sweep", oom)
+        pane.submit("sweep", bug)
+        await wait_for(pilot, lambda: len(app._notifications) >= 2 and not app.model_worker.busy("sweep"),
+                       what="two failures")
+        messages = [n.message for n in app._notifications]
+        assert any("Out of GPU memory" in m and "smaller size" in m for m in messages)
+        assert any(m.startswith("KeyError: 'unet'") and "worker.log" in m for m in messages)
+        assert "KeyError" in (tmp_path / "worker.log").read_text()
+        assert app.model_worker.runner.alive
+        await pilot.press("f2", "x")
+        assert app.query_one("TokensPane").breakdown.text.endswith("x")
