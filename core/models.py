@@ -22,12 +22,15 @@ from core.errors import UserError
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TINY = ASSETS / "tiny-sd"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-SUPPORTED_PIPELINES = {"StableDiffusionPipeline"}
-LATER = {"StableDiffusionXLPipeline": "SDXL", "StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux"}
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
+LATER = {"StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux", "StableDiffusionXLImg2ImgPipeline": "SDXL refiner"}
 COMPONENTS = ("text_encoder", "unet", "vae", "scheduler")
 #: SD 1.x / 2.x VAE latent -> RGB, applied to the x0 estimate (docs: model-shapes.md)
 SD_PREVIEW = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
               [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+SDXL_PREVIEW = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068],
+                [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
+SDXL_PREVIEW_BIAS = [0.1084, -0.0175, -0.0011]
 
 
 def offline() -> bool:
@@ -74,11 +77,12 @@ def read_index(folder: Path) -> dict:
     if cls in LATER:
         raise UserError(f"{folder} is an {LATER[cls]} pipeline, which is not supported yet: use an SD 1.x or 2.x model.")
     if cls not in SUPPORTED_PIPELINES:
-        raise UserError(f"{folder} is a {cls}, not supported: use an SD 1.x or 2.x model (StableDiffusionPipeline).")
-    for name in COMPONENTS:
+        raise UserError(f"{folder} is a {cls}, not supported: use an SD 1.x, 2.x or SDXL model.")
+    needed = COMPONENTS + (("text_encoder_2",) if cls == "StableDiffusionXLPipeline" else ())
+    for name in needed:
         if not (folder / name).is_dir():
             raise UserError(f"{folder} has no {name}/ folder: the download is incomplete; fetch the model again.")
-    for name in ("text_encoder", "unet", "vae"):
+    for name in [n for n in needed if n != "scheduler"]:
         sub = folder / name
         if not any(sub.glob("*.safetensors")):
             if any(sub.glob("*.bin")) or any(sub.glob("*.ckpt")) or any(sub.glob("*.pt")):
@@ -89,25 +93,34 @@ def read_index(folder: Path) -> dict:
 
 
 def detect_family(folder: Path) -> str:
-    """``sd1`` or ``sd2`` from the UNet's cross-attention width (768 / 1024) and its projection style."""
+    """``sdxl`` (text+time added conditioning), else ``sd1`` / ``sd2`` from the UNet's cross-attention width
+    (768 / 1024) and its projection style."""
     cfg = json.loads((folder / "unet" / "config.json").read_text())
     if cfg.get("addition_embed_type") == "text_time":
-        raise UserError(f"{folder} is an SDXL UNet, which is not supported yet: use an SD 1.x or 2.x model.")
+        return "sdxl"
     if cfg.get("cross_attention_dim") == 1024 or cfg.get("use_linear_projection"):
         return "sd2"
     return "sd1"
 
 
-def resolve_tokenizer(spec: str):
+def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
     """The model's tokenizer without loading any weights (for the token pane before the model loads)."""
     folder = resolve_folder(spec)
-    if (folder / "tokenizer").is_dir():
+    if (folder / subfolder).is_dir():
         from transformers import CLIPTokenizer
 
-        return CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+        return CLIPTokenizer.from_pretrained(str(folder / subfolder))
     from core.clip_vocab import clip_tokenizer
 
     return clip_tokenizer()
+
+
+def resolve_tokenizers(spec: str) -> list[tuple[str, object]]:
+    """Every tokenizer the model uses, labelled: one for SD 1.x/2.x, two for SDXL (CLIP ViT-L, OpenCLIP bigG)."""
+    folder = resolve_folder(spec)
+    if (folder / "tokenizer_2").is_dir():
+        return [("CLIP ViT-L", resolve_tokenizer(spec)), ("OpenCLIP bigG", resolve_tokenizer(spec, "tokenizer_2"))]
+    return [("CLIP", resolve_tokenizer(spec))]
 
 
 @dataclass
@@ -129,6 +142,9 @@ class LoadedModel:
     #: optional fast path for one UNet call, ``(latents, t, encoder_hidden_states) -> prediction``,
     #: installed by ``core.fast`` (CUDA graphs / torch.compile); None: the plain eager UNet
     unet_forward: object = field(default=None, repr=False)
+    tokenizer_2: object = field(default=None, repr=False)  #: SDXL's second tokenizer
+    text_encoder_2: torch.nn.Module | None = field(default=None, repr=False)  #: SDXL's OpenCLIP bigG
+    force_zeros_for_empty_prompt: bool = False  #: SDXL base: the empty negative prompt is all zeros
 
     def predict(self, latents: torch.Tensor, t, cond: torch.Tensor, added: dict | None = None) -> torch.Tensor:
         """One UNet call: the noise (or v) prediction for every row (SDXL: ``added`` conditions)."""
@@ -157,13 +173,15 @@ class LoadedModel:
         return f"{self.name} ({self.family}, {self.device.type}, {dtype_name(self.dtype)})"
 
 
-def _preview(folder: Path, latent_channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _preview(folder: Path, latent_channels: int, family: str = "sd1") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Latent->RGB factors: the folder's own ``preview_factors.json`` if it ships one, else SD's."""
     custom = folder / "preview_factors.json"
     if custom.is_file():
         data = json.loads(custom.read_text())
         bias = torch.tensor(data["bias"]) if data.get("bias") else None
         return torch.tensor(data["factors"]), bias
+    if latent_channels == 4 and family == "sdxl":
+        return torch.tensor(SDXL_PREVIEW), torch.tensor(SDXL_PREVIEW_BIAS)
     if latent_channels == 4:
         return torch.tensor(SD_PREVIEW), None
     return torch.full((latent_channels, 3), 1.0 / latent_channels), None
@@ -204,7 +222,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     import diffusers
 
@@ -218,6 +236,10 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     kw = dict(torch_dtype=dt, use_safetensors=True)
     try:
         text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        text_encoder_2 = tokenizer_2 = None
+        if family == "sdxl":
+            text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", **kw)
+            tokenizer_2 = resolve_tokenizer(str(folder), "tokenizer_2")
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
         vae_model = load_vae(vae, dt, dev) if vae else AutoencoderKL.from_pretrained(folder / "vae", **kw)
         sched_cls = index.get("scheduler", [None, "PNDMScheduler"])[1]
@@ -226,12 +248,17 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
         raise
     except (OSError, ValueError, EnvironmentError, RuntimeError) as exc:
         raise UserError(f"{folder} could not be loaded ({_first_line(exc)}): the files are damaged; fetch the model again.") from None
-    for module in (text_encoder, unet, vae_model):
-        module.to(dev).eval().requires_grad_(False)
-    factors, bias = _preview(folder, unet.config.in_channels)
+    for module in (text_encoder, text_encoder_2, unet, vae_model):
+        if module is not None:
+            module.to(dev).eval().requires_grad_(False)
+    if dt == torch.float16 and vae_model.config.get("force_upcast", False) and family == "sdxl":
+        vae_model.to(torch.float32)  # SDXL's VAE overflows in fp16 (diffusers upcasts it the same way)
+    factors, bias = _preview(folder, unet.config.in_channels, family)
     model = LoadedModel(spec=spec, folder=folder, family=family, tokenizer=tokenizer,
                         text_encoder=text_encoder, unet=unet, vae=vae_model, scheduler=scheduler,
-                        device=dev, dtype=dt, preview_factors=factors, preview_bias=bias)
+                        device=dev, dtype=dt, preview_factors=factors, preview_bias=bias,
+                        tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2,
+                        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
     if fast or (fast is None and dev.type == "cuda"):
         from core.fast import enable_fast_paths
 

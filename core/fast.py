@@ -1,0 +1,310 @@
+"""GPU fast paths for the UNet: CUDA graphs, SDPA attention, channels_last, fused QKV projections.
+
+Eager diffusers spends most of an SD 1.5 step launching ~1,500 small kernels from Python (the GPU
+idles between them). A CUDA graph records one UNet call per input shape and replays it with one
+launch. ``enable_fast_paths(model)`` installs such a graphed UNet on ``model.unet_forward`` (the
+hook that ``LoadedModel.predict`` calls); ``disable_fast_paths(model)`` puts everything back.
+
+Graphs are captured lazily, one per input signature (batch rows, latent size, dtypes), on first use;
+``status(text)`` is told before and after ("capturing CUDA graph…", "… in 0.31 s") so a UI can show
+the one-time cost. On a CPU or MPS device every fast path is a no-op and the eager UNet runs.
+
+``GraphedCallable`` is generic (tensors anywhere in positional/keyword arguments, nested in tuples,
+lists or dicts), so it can also wrap ``pipe.unet.forward`` of a diffusers pipeline (the SDXL bench).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+Status = Callable[[str], None]
+
+#: attention processors that already use torch's scaled_dot_product_attention
+SDPA_PROCESSORS = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
+
+
+@dataclass
+class Capture:
+    """One captured graph: what it was captured for and what it cost."""
+
+    signature: str
+    warmup_s: float  #: eager warm-up runs before capture (cuDNN/cuBLAS setup, lazy init)
+    capture_s: float  #: recording the graph
+
+
+@dataclass
+class FastOptions:
+    """Which fast paths are on. Defaults: what measured as a win on an H200 (docs/benchmarks.md)."""
+
+    graphs: bool = True
+    channels_last: bool = True
+    fuse_qkv: bool = True
+    sdpa: bool = True
+    vae_channels_last: bool = True
+
+    def describe(self) -> str:
+        on = [name for name, value in vars(self).items() if value]
+        return ", ".join(on) if on else "none"
+
+
+# ---------------------------------------------------------------- flattening of call arguments
+def _flatten(obj: Any, leaves: list) -> Any:
+    """Replace every tensor/scalar leaf by its index in ``leaves``; return the structure."""
+    if isinstance(obj, (tuple, list)):
+        return (type(obj), [_flatten(x, leaves) for x in obj])
+    if isinstance(obj, dict):
+        return (dict, [(k, _flatten(v, leaves)) for k, v in obj.items()])
+    leaves.append(obj)
+    return len(leaves) - 1
+
+
+def _rebuild(spec: Any, leaves: list) -> Any:
+    if isinstance(spec, int):
+        return leaves[spec]
+    kind, items = spec
+    if kind is dict:
+        return {k: _rebuild(v, leaves) for k, v in items}
+    return kind(_rebuild(x, leaves) for x in items)
+
+
+def _spec_key(spec: Any) -> Any:
+    if isinstance(spec, int):
+        return spec
+    kind, items = spec
+    if kind is dict:
+        return ("dict", tuple((k, _spec_key(v)) for k, v in items))
+    return (kind.__name__, tuple(_spec_key(x) for x in items))
+
+
+def _leaf_key(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return ("tensor", tuple(x.shape), x.dtype, str(x.device))
+    try:
+        hash(x)
+        return ("value", x)
+    except TypeError:
+        return ("repr", repr(x))
+
+
+def _clone_out(out: Any) -> Any:
+    """Copies of the graph's static outputs (the next replay overwrites them; PNDM keeps history)."""
+    if isinstance(out, torch.Tensor):
+        return out.clone(memory_format=torch.contiguous_format)
+    if isinstance(out, (tuple, list)):
+        return type(out)(_clone_out(x) for x in out)
+    if isinstance(out, dict):
+        return type(out)(**{k: _clone_out(v) for k, v in out.items()})
+    return out
+
+
+# ---------------------------------------------------------------- the graph cache
+class GraphedCallable:
+    """``fn(*args, **kwargs)`` replayed from one CUDA graph per call signature.
+
+    A signature is the nesting of the arguments plus every tensor's shape, dtype and device and
+    every non-tensor value; a new signature captures a new graph (all share one memory pool).
+    Tensor arguments are copied into static buffers before each replay; outputs are cloned.
+    If a capture fails, that signature runs eagerly from then on (and ``status`` says why).
+    """
+
+    def __init__(self, fn: Callable, name: str = "UNet", status: Status | None = None, warmup: int = 2):
+        self.fn, self.name, self.status, self.warmup = fn, name, status, warmup
+        self.graphs: dict[Any, tuple[torch.cuda.CUDAGraph, list, Any, Any]] = {}
+        self.eager: dict[Any, str] = {}  #: signatures whose capture failed -> why
+        self.captures: list[Capture] = []
+        self.replays = 0
+        self._pool = None
+
+    def _say(self, text: str) -> None:
+        if self.status is not None:
+            self.status(text)
+
+    def clear(self) -> None:
+        """Drop every graph (and, once unreferenced, their memory)."""
+        self.graphs.clear()
+        self.eager.clear()
+        self._pool = None
+
+    @torch.no_grad()
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves: list = []
+        spec = _flatten((args, kwargs), leaves)
+        key = (_spec_key(spec), tuple(_leaf_key(x) for x in leaves))
+        if key in self.eager:
+            call_args, call_kwargs = _rebuild(spec, leaves)
+            return self.fn(*call_args, **call_kwargs)
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self._capture(key, spec, leaves)
+            if entry is None:
+                call_args, call_kwargs = _rebuild(spec, leaves)
+                return self.fn(*call_args, **call_kwargs)
+        graph, static, _, out = entry
+        for buffer, x in zip(static, leaves):
+            if isinstance(x, torch.Tensor) and buffer is not x:
+                buffer.copy_(x)
+        graph.replay()
+        self.replays += 1
+        return _clone_out(out)
+
+    def _capture(self, key: Any, spec: Any, leaves: list):
+        shapes = ", ".join("x".join(map(str, x.shape)) for x in leaves if isinstance(x, torch.Tensor) and x.dim())
+        label = f"{self.name} [{shapes}]"
+        self._say(f"capturing CUDA graph for {label}…")
+        static = [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in leaves]
+        call_args, call_kwargs = _rebuild(spec, static)
+        try:
+            t0 = time.perf_counter()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(self.warmup):
+                    self.fn(*call_args, **call_kwargs)
+            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                out = self.fn(*call_args, **call_kwargs)
+            torch.cuda.synchronize()
+            t2 = time.perf_counter()
+        except Exception as exc:  # an op that cannot be captured: run this signature eagerly
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            self.eager[key] = reason
+            self._say(f"CUDA graph capture failed for {label} ({reason}); running it eagerly")
+            return None
+        entry = (graph, static, spec, out)
+        self.graphs[key] = entry
+        self.captures.append(Capture(label, t1 - t0, t2 - t1))
+        self._say(f"captured CUDA graph for {label} in {t2 - t0:.2f} s")
+        return entry
+
+
+# ---------------------------------------------------------------- the engine's UNet hook
+class FastUNet:
+    """``(latents, t, cond) -> prediction``, installed on ``LoadedModel.unet_forward``.
+
+    ``t`` may be a device tensor, a CPU tensor or a number: it becomes a 0-d device tensor without a
+    host-device sync (a CPU value is written by a fill kernel, never by a blocking copy).
+    """
+
+    def __init__(self, unet: torch.nn.Module, options: FastOptions, status: Status | None = None):
+        self.unet, self.options = unet, options
+        self.graphed = GraphedCallable(self._eager, "UNet", status) if options.graphs else None
+
+    @property
+    def status(self) -> Status | None:
+        return self.graphed.status if self.graphed is not None else None
+
+    @status.setter
+    def status(self, fn: Status | None) -> None:
+        if self.graphed is not None:
+            self.graphed.status = fn
+
+    @property
+    def captures(self) -> list[Capture]:
+        return self.graphed.captures if self.graphed is not None else []
+
+    def _eager(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.unet(latents, t, encoder_hidden_states=cond, return_dict=False)[0]
+
+    @staticmethod
+    def timestep(t: Any, device: torch.device) -> torch.Tensor:
+        if isinstance(t, torch.Tensor):
+            if t.device == device:
+                return t.reshape(())
+            return torch.full((), t.item(), dtype=t.dtype, device=device)
+        return torch.full((), t, dtype=torch.float32 if isinstance(t, float) else torch.int64, device=device)
+
+    def __call__(self, latents: torch.Tensor, t: Any, cond: torch.Tensor) -> torch.Tensor:
+        t = self.timestep(t, latents.device)
+        if self.graphed is None:
+            return self._eager(latents, t, cond).contiguous()
+        return self.graphed(latents, t, cond)
+
+
+def _attn_names(unet: torch.nn.Module) -> set[str]:
+    return {type(p).__name__ for p in getattr(unet, "attn_processors", {}).values()}
+
+
+def _set_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> None:
+    module.to(memory_format=fmt)
+
+
+def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True, fuse_qkv: bool = True,
+                      sdpa: bool = True, vae_channels_last: bool = True, status: Status | None = None) -> FastOptions:
+    """Turn on the fast paths for ``model`` (a ``LoadedModel``); returns what is actually on.
+
+    Only CUDA gets them: elsewhere nothing changes and every option comes back off.
+    Calling it again first undoes the previous call, so options can be changed freely.
+    """
+    disable_fast_paths(model)
+    if model.device.type != "cuda":
+        if status is not None:
+            status(f"fast paths are for CUDA; {model.device.type} runs the eager UNet")
+        return FastOptions(False, False, False, False, False)
+    unet = model.unet
+    saved = {"attn": dict(unet.attn_processors)}
+    if sdpa and not _attn_names(unet) <= set(SDPA_PROCESSORS):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        unet.set_attn_processor(AttnProcessor2_0())
+    if fuse_qkv:
+        try:
+            unet.fuse_qkv_projections()
+        except ValueError:  # added-KV attention cannot be fused
+            fuse_qkv = False
+    if channels_last:
+        _set_memory_format(unet, torch.channels_last)
+    if vae_channels_last:
+        _set_memory_format(model.vae, torch.channels_last)
+    options = FastOptions(graphs, channels_last, fuse_qkv, sdpa and _attn_names(unet) <= set(SDPA_PROCESSORS),
+                          vae_channels_last)
+    fast = FastUNet(unet, options, status)
+    fast.saved = saved
+    model.unet_forward = fast
+    if status is not None:
+        status(f"fast paths on: {options.describe()}")
+    return options
+
+
+def disable_fast_paths(model) -> None:
+    """Back to the plain eager UNet: original attention processors, contiguous weights, no graphs."""
+    fast = getattr(model, "unet_forward", None)
+    if not isinstance(fast, FastUNet):
+        return
+    model.unet_forward = None
+    if fast.graphed is not None:
+        fast.graphed.clear()
+    unet = model.unet
+    unet.set_attn_processor(fast.saved["attn"])
+    for module in unet.modules():
+        for name in ("to_qkv", "to_kv"):
+            if hasattr(module, name) and hasattr(module, "fused_projections"):
+                delattr(module, name)
+                module.fused_projections = False
+    _set_memory_format(unet, torch.contiguous_format)
+    _set_memory_format(model.vae, torch.contiguous_format)
+
+
+def graph_module_forward(module: torch.nn.Module, name: str = "UNet", status: Status | None = None) -> GraphedCallable:
+    """Swap ``module.forward`` for a graphed one (e.g. ``pipe.unet`` of a diffusers pipeline).
+
+    Returns the ``GraphedCallable``; ``restore_module_forward(module)`` undoes it.
+    """
+    restore_module_forward(module)
+    graphed = GraphedCallable(module.forward, name, status)
+    module.forward = graphed
+    return graphed
+
+
+def restore_module_forward(module: torch.nn.Module) -> None:
+    if isinstance(module.__dict__.get("forward"), GraphedCallable):
+        module.__dict__["forward"].clear()
+        del module.forward
