@@ -148,3 +148,49 @@ async def test_job_errors_become_notifications_and_the_app_keeps_running(tmp_pat
         assert app.model_worker.runner.alive
         await pilot.press("f2", "x")
         assert app.query_one("TokensPane").breakdown.text.endswith("x")
+
+
+class _Tty:
+    def isatty(self) -> bool:
+        return True
+
+
+def test_sharp_graphics_fall_back_to_cells(monkeypatch):
+    import importlib.util
+
+    from tui.widgets.graphics import choose_image_widget
+
+    assert choose_image_widget("cells", {}, _Tty()) is None
+    assert choose_image_widget("auto", {"TMUX": "/tmp/tmux-0/default,1,0"}, _Tty()) is None
+    assert choose_image_widget("auto", {"TERM": "screen-256color"}, _Tty()) is None
+    assert choose_image_widget("auto", {}, open(__file__)) is None  # not a terminal (SSH -T, pipes)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert choose_image_widget("auto", {"TERM": "xterm-kitty"}, _Tty()) is None  # package missing
+
+
+@pytest.mark.anyio
+async def test_image_view_hands_images_to_a_sharp_widget(monkeypatch):
+    from PIL import Image
+    from textual.app import App
+    from textual.widgets import Label, Static
+
+    from tui.widgets.image_view import ImageView
+
+    class FakeSharp(Static):
+        def __init__(self, image=None, classes=None):
+            super().__init__("", classes=classes)
+            self.image = image
+
+    monkeypatch.setattr(ImageView, "sharp_widget", FakeSharp)
+
+    class Demo(App):
+        def compose(self):
+            yield ImageView(caption="before")
+
+    async with Demo().run_test(size=(40, 12)) as pilot:
+        view = pilot.app.query_one(ImageView)
+        picture = Image.new("RGB", (8, 8), "red")
+        view.image, view.caption = picture, "1 · no CFG"
+        await pilot.pause()
+        assert view.query_one(FakeSharp).image is picture
+        assert str(view.query_one(".caption", Label).render()) == "1 · no CFG"

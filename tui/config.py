@@ -8,6 +8,7 @@ or the one ``--config`` names::
     dtype = "auto"            # auto | fp32 | fp16 | bf16
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
+    graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
     data = "fashion_mnist"    # Fashion-MNIST source: a folder of IDX files or the dataset name
 """
 
@@ -32,6 +33,7 @@ class Settings:
     dtype: str | None = None
     output_dir: str = "outputs"
     theme: str = "textual-dark"
+    graphics: str = "cells"  #: cells | auto (Kitty/Sixel through textual-image when available)
     data: str | None = None
     seed: int = 0
     steps: int = 30  #: sampling steps for the sweep and generated images
@@ -58,7 +60,7 @@ def default_config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-_FILE_KEYS = {"model", "vae", "device", "dtype", "output_dir", "theme", "data", "seed", "steps", "prompt", "pane"}
+_FILE_KEYS = {"model", "vae", "device", "dtype", "output_dir", "theme", "data", "seed", "steps", "prompt", "pane", "graphics"}
 
 
 def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
@@ -81,6 +83,8 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
 def _check(settings: Settings) -> Settings:
     if settings.pane not in PANES:
         raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
+    if settings.graphics not in ("cells", "auto"):
+        raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
     if not isinstance(settings.seed, int):
         raise UserError(f"seed must be an integer, got {settings.seed!r}.")
     return settings

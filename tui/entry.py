@@ -19,7 +19,11 @@ def launch(args: Any) -> int:
         print(f"sd-explorer: {exc}", file=sys.stderr)
         return exc.exit_code
     from tui.app import ExplorerApp
+    from tui.widgets.graphics import choose_image_widget
+    from tui.widgets.image_view import ImageView
 
+    if not settings.screenshot:  # the terminal can only be asked before Textual starts
+        ImageView.sharp_widget = choose_image_widget(settings.graphics)
     app = ExplorerApp(settings, show_timings=not settings.screenshot)
     if settings.screenshot:
         size = getattr(args, "size", None) or (100, 32)

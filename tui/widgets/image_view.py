@@ -52,6 +52,8 @@ class ImageView(Widget):
     }
     ImageView:focus { background: $boost; }
     ImageView.-selected { outline: round $accent; }
+    ImageView > .sharp { width: auto; height: 1fr; }
+    ImageView > .caption { width: 1fr; height: 1; content-align: center middle; }
     """
 
     image: reactive[Any] = reactive(None, layout=False)
@@ -67,11 +69,32 @@ class ImageView(Widget):
         self.set_reactive(ImageView.placeholder, placeholder)
         self._cache: tuple[int, tuple[int, int], Pixels] | None = None
 
+    #: a ``textual_image`` widget class for Kitty/Sixel graphics (``tui.widgets.graphics``), or None
+    sharp_widget: type | None = None
+
+    def compose(self):
+        if self.sharp_widget is not None:
+            from textual.widgets import Label
+
+            yield self.sharp_widget(self.image, classes="sharp")
+            yield Label(self.caption, classes="caption")
+
+    def on_mount(self) -> None:
+        if self.sharp_widget is not None:
+            self.styles.layout = "vertical"
+            self.styles.align_horizontal = "center"
+
     def validate_image(self, image: Any) -> Image.Image | None:
         return to_pil(image)
 
-    def watch_image(self) -> None:
+    def watch_image(self, image: Image.Image | None) -> None:
         self._cache = None
+        if self.sharp_widget is not None and self.is_mounted:
+            self.query_one(".sharp").image = image
+
+    def watch_caption(self, caption: str) -> None:
+        if self.sharp_widget is not None and self.is_mounted:
+            self.query_one(".caption").update(caption)
 
     def _pixels(self, image: Image.Image, cells: tuple[int, int]) -> Pixels:
         key = (id(image), cells)
@@ -86,6 +109,8 @@ class ImageView(Widget):
         return self.content_region.size.width, self.content_region.size.height
 
     def render(self):
+        if self.sharp_widget is not None:
+            return ""  # the child widget draws the image
         width, height = self.area()
         caption = Text(self.caption, justify="center", no_wrap=True, overflow="ellipsis")
         if self.image is None:
