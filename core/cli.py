@@ -67,6 +67,10 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
     p.add_argument("--size", default=None, help="WIDTHxHEIGHT, multiples of 8 (default: the model's size)")
+    p.add_argument("--init-image", default=None, metavar="PATH", help="image-to-image: start from this image")
+    p.add_argument("--strength", type=float, default=0.8, help="image-to-image: how much to change (0-1]")
+    p.add_argument("--color", default=None, help="colour-loss guidance target, e.g. '#3060ff'")
+    p.add_argument("--color-scale", type=float, default=0.0, help="colour-loss guidance strength (0 = off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", parents=[common], help="one seed at several guidance scales, as one batch")
     _sampling(s)
     s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
+    s.add_argument("--guidance", type=float, default=7.5, help="the fixed scale when another axis is swept")
+    axis = s.add_mutually_exclusive_group()
+    axis.add_argument("--negatives", default=None, help="sweep negative prompts instead: 'a|white hat|hat'")
+    axis.add_argument("--original-sizes", default=None, help="SDXL: sweep original size, e.g. 256x256,1024x1024")
+    axis.add_argument("--crops", default=None, help="SDXL: sweep crop top-left (y x x), e.g. 0x0,256x0")
+    axis.add_argument("--strengths", default=None, help="image-to-image: sweep strength, e.g. 0.3,0.6,0.9")
+    axis.add_argument("--color-scales", default=None, help="sweep colour-loss scale, e.g. 0,50,200")
     s.set_defaults(func=cmd_sweep)
 
     lat = sub.add_parser("latents", parents=[common], help="encode an image with the VAE and decode it back")
@@ -127,12 +138,34 @@ def _load(args):
 
 
 def _settings(args, guidance: float = 7.5):
+    from core.guidance import parse_color
     from core.results import SampleSettings
+    from core.vae import load_image
 
     width, height = parse_size(args.size) if args.size else (None, None)
     return SampleSettings(prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
                           guidance_scale=guidance, seed=args.seed, width=width, height=height,
-                          scheduler=args.scheduler)
+                          scheduler=args.scheduler,
+                          init_image=load_image(args.init_image) if args.init_image else None,
+                          strength=args.strength, color_target=parse_color(args.color) if args.color else None,
+                          color_scale=args.color_scale)
+
+
+def _axis(args) -> tuple[str, list]:
+    """Which axis ``sweep`` varies (guidance scale unless another is given) and its values."""
+    from core.sweeps import parse_pairs
+
+    if args.negatives is not None:
+        return "negative", [v.strip() for v in args.negatives.split("|")]
+    if args.original_sizes:
+        return "original_size", parse_pairs(args.original_sizes, "original size")
+    if args.crops:
+        return "crop", parse_pairs(args.crops, "crop")
+    if args.strengths:
+        return "strength", parse_scales(args.strengths)
+    if args.color_scales:
+        return "color_scale", parse_scales(args.color_scales)
+    return "scale", parse_scales(args.scales)
 
 
 def _out(args) -> str:
@@ -165,23 +198,26 @@ def cmd_generate(args) -> int:
 
 def cmd_sweep(args) -> int:
     from core.outputs import make_grid, save_png
-    from core.sampler import sweep
+    from core.sweeps import run_axis
 
-    scales = parse_scales(args.scales)
-    settings = _settings(args).validate()
+    axis, values = _axis(args)
+    settings = _settings(args, args.guidance).validate()
     model = _load(args)
     settings.validate(model.vae_scale_factor)
     bar, on_step = _progress(args.steps, "sweep")
     with bar:
-        result = sweep(model, settings, scales, callback=on_step)
+        result = run_axis(model, settings, axis, values, callback=on_step)
     _report_dropped(result)
     for i, image in enumerate(result.images):
-        print(save_png(image, _out(args), f"{args.prompt}-cfg{result.scales[i]:g}", result.parameters(i)))
-    grid_params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}",
-                                               "CFG scales: " + ", ".join(f"{s:g}" for s in result.scales))
+        tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"
+        print(save_png(image, _out(args), f"{args.prompt}-{tag}", result.parameters(i)))
+    grid_params = result.parameters(0) + "\nGrid: " + " | ".join(result.captions)
+    if axis == "scale":
+        grid_params = grid_params.replace(f"CFG scale: {result.scales[0]:g}",
+                                          "CFG scales: " + ", ".join(f"{s:g}" for s in result.scales))
     grid = make_grid(result.images, result.captions)
     print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
-    print(f"{len(scales)} scales as one batch in {result.timings['total_s']:.2f} s", file=sys.stderr)
+    print(f"{len(values)} cells ({axis}) in {result.timings['total_s']:.2f} s", file=sys.stderr)
     return 0
 
 

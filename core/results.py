@@ -101,13 +101,17 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     dropped_tokens: str = ""  #: prompt text beyond the 77-token window, if any
     rows: list = field(default_factory=list, repr=False)  #: the Row of each image
+    labels: list[str] | None = None  #: captions of a sequential sweep (strength, colour scale)
+    variants: list | None = field(default=None, repr=False)  #: per-image settings of a sequential sweep
 
     def caption(self, i: int) -> str:
         """A cell's caption: its scale, plus whatever else varies across the rows."""
+        if self.labels:
+            return self.labels[i]
         text = scale_caption(self.scales[i])
         negatives = {r.negative_prompt for r in self.rows}
         if len(negatives) > 1:
-            text += f" · −{self.rows[i].negative_prompt!r}" if self.rows[i].negative_prompt else " · no negative"
+            text += f" · neg {self.rows[i].negative_prompt!r}" if self.rows[i].negative_prompt else " · no negative"
         sizes = {r.original_size for r in self.rows}
         if len(sizes) > 1 and self.rows[i].original_size:
             text += " · orig {}x{}".format(*self.rows[i].original_size)
@@ -122,7 +126,7 @@ class GenerationResult:
 
     def parameters(self, i: int = 0) -> str:
         """The A1111-style ``parameters`` text stored in the PNG."""
-        s = self.settings
+        s = self.variants[i] if self.variants else self.settings
         w, h = self.images[i].size
         lines = [s.prompt]
         negative = self.rows[i].negative_prompt if self.rows else s.negative_prompt
@@ -134,6 +138,11 @@ class GenerationResult:
         )
         if s.init_image is not None:
             lines[-1] += f", Denoising strength: {s.strength:g}"
+        row = self.rows[i] if self.rows else None
+        if row is not None and row.original_size:
+            lines[-1] += ", Original size: {}x{}".format(*row.original_size)
+        if row is not None and row.crop_top_left != (0, 0):
+            lines[-1] += ", Crop top-left: {},{}".format(*row.crop_top_left)
         if s.color_target is not None and s.color_scale > 0:
             lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)

@@ -67,8 +67,8 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
 
     image = fit(to_rgb(settings.init_image), (width, height))
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    x = x.to(model.device, model.dtype).expand(rows, -1, -1, -1)
-    init = model.vae.encode(x).latent_dist.sample(generators) * model.vae.config.scaling_factor
+    x = x.to(model.device, model.vae.dtype).expand(rows, -1, -1, -1)
+    init = model.vae.encode(x).latent_dist.sample(generators).to(model.dtype) * model.vae.config.scaling_factor
     keep = min(int(settings.steps * settings.strength), settings.steps)
     begin = (settings.steps - keep) * scheduler.order
     timesteps = scheduler.timesteps[begin:]
@@ -159,7 +159,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 @torch.no_grad()
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     """Latents (in the sampler's scaled space) -> PIL images."""
-    image = model.vae.decode(latents / model.vae.config.scaling_factor).sample
+    image = model.vae.decode((latents / model.vae.config.scaling_factor).to(model.vae.dtype)).sample
     image = (image / 2 + 0.5).clamp(0, 1)
     array = image.permute(0, 2, 3, 1).float().cpu().numpy()
     return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]

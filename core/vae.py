@@ -96,7 +96,7 @@ def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
     """Encode ``image`` (fitted to the model's size), show its latents, decode it back."""
     image = fit(to_rgb(image), model.default_size)
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    x_in = (x * 2 - 1).to(model.device, model.dtype)  # [0,1] -> [-1,1]
+    x_in = (x * 2 - 1).to(model.device, model.vae.dtype)  # [0,1] -> [-1,1]
     generator = torch.Generator("cpu").manual_seed(seed)
     dist = model.vae.encode(x_in).latent_dist
     latents = dist.sample(generator=generator) * model.vae.config.scaling_factor

@@ -62,3 +62,43 @@ def save_pipeline(folder: Path, family: str = "sd1", with_tokenizer: bool = True
 
         shutil.rmtree(folder / "tokenizer", ignore_errors=True)
     return folder
+
+
+def build_sdxl_pipeline(seed: int = 0):
+    """SDXL base's structure scaled down: two text encoders (CLIP + OpenCLIP-with-projection, penultimate
+    states concatenated), text_time added conditioning (pooled + 6 time ids), Euler, VAE factor 0.13025."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from core.clip_vocab import clip_tokenizer
+
+    torch.manual_seed(seed)
+    text_cfg = dict(vocab_size=49408, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=16, hidden_act="quick_gelu", **text_cfg))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=32, projection_dim=32,
+                                                                hidden_act="gelu", **text_cfg))
+    time_dim = 8
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True,
+        cross_attention_dim=16 + 32, addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + 32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=64, scaling_factor=0.13025, force_upcast=True,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       prediction_type="epsilon")
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet,
+                                     scheduler=scheduler, force_zeros_for_empty_prompt=True)
+
+
+def save_sdxl_pipeline(folder: Path) -> Path:
+    build_sdxl_pipeline().save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -85,3 +85,28 @@ def test_no_subcommand_hands_over_to_the_tui_launcher():
     seen = {}
     assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0) == 0
     assert seen["model"] == "tiny" and seen["pane"] == "sweep" and seen["command"] is None
+
+
+def test_sweep_axes_from_the_cli(tmp_path, sd1_folder):
+    code = main(["sweep", "a man in a hat", "--model", str(sd1_folder), "--negatives", "|white hat", "--steps", "2",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    grid = sorted(tmp_path.glob("sweep-*.png"))[-1]
+    assert "Grid: 7.5 · no negative | 7.5 · neg 'white hat'" in Image.open(grid).text["parameters"]
+    Image.new("RGB", (64, 64), "gray").save(tmp_path / "start.png")
+    code = main(["sweep", "a man", "--model", str(sd1_folder), "--init-image", str(tmp_path / "start.png"),
+                 "--strengths", "0.5,1", "--steps", "4", "--out", str(tmp_path / "s")])
+    assert code == 0
+    cells = sorted((tmp_path / "s").glob("a-man-strength*.png"))
+    assert ["Denoising strength: 0.5" in Image.open(c).text["parameters"] for c in cells] == [True, False]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strengths", "0.5"], "starting image"),
+    (["--color-scales", "1,2"], "target colour"),
+    (["--original-sizes", "256x256"], "SDXL"),
+    (["--crops", "1y2"], "AxB"),
+])
+def test_sweep_axis_errors(sd1_folder, capsys, args, message):
+    assert main(["sweep", "x", "--model", str(sd1_folder), "--steps", "1", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -92,9 +92,9 @@ def test_unet_only_folder_and_unsupported_families(sd1_folder, tmp_path):
         load_model(str(sd1_folder / "unet"), device="cpu")
     folder = _copy(sd1_folder, tmp_path / "xl")
     index = json.loads((folder / "model_index.json").read_text())
-    index["_class_name"] = "StableDiffusionXLPipeline"
+    index["_class_name"] = "StableDiffusion3Pipeline"
     (folder / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(UserError, match="SDXL"):
+    with pytest.raises(UserError, match="SD3"):
         load_model(str(folder), device="cpu")
 
 

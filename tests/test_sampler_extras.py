@@ -60,7 +60,7 @@ def test_negative_prompt_axis_cells_equal_single_runs(sd1_f64):
     negatives = ["", "white hat", "hat"]
     rows = [Row(7.5, neg) for neg in negatives]
     grid = sweep_rows(sd1, SampleSettings(PROMPT, steps=4, seed=3, scheduler="DDIM"), rows)
-    assert grid.captions == ["7.5 · no negative", "7.5 · −'white hat'", "7.5 · −'hat'"]
+    assert grid.captions == ["7.5 · no negative", "7.5 · neg 'white hat'", "7.5 · neg 'hat'"]
     for i, neg in enumerate(negatives):
         single = generate(sd1, SampleSettings(PROMPT, negative_prompt=neg, steps=4, seed=3, scheduler="DDIM"))
         torch.testing.assert_close(grid.latents[i : i + 1], single.latents, atol=1e-7, rtol=1e-7)
