@@ -116,6 +116,16 @@ def test_checkpoint_round_trip(tmp_path):
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(torch.as_tensor(s1["state"][idx][key]), torch.as_tensor(s2["state"][idx][key]))
     assert s1["param_groups"] == s2["param_groups"]
+    # a channels_last model (as trained on CUDA) gets optimizer state in its own layout on resume
+    unet3 = build_unet(ModelConfig.tiny()).to(memory_format=torch.channels_last)
+    opt3 = torch.optim.AdamW(unet3.parameters(), lr=1e-3)
+    load_checkpoint(p1, unet3, opt3)
+    names = [n for n, _ in unet3.named_parameters()]
+    idx = names.index("down_blocks.0.resnets.0.conv1.weight")
+    conv = dict(unet3.named_parameters())[names[idx]]
+    assert conv.stride() != conv.contiguous().stride()
+    assert opt3.state[conv]["exp_avg"].stride() == conv.stride()
+    assert torch.equal(opt3.state[conv]["exp_avg"], s1["state"][idx]["exp_avg"])
     g2 = torch.Generator()
     g2.set_state(state["rng"]["gen"])
     assert torch.equal(torch.rand(3, generator=g2), torch.rand(3, generator=gen))

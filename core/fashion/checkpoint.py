@@ -130,8 +130,23 @@ def load_checkpoint(
             if isinstance(group.get("betas"), list):
                 group["betas"] = tuple(group["betas"])
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        _match_param_layout(optimizer)
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     from core.fashion.model import CONFIG_KEY
 
     state["model_config_json"] = meta.get(CONFIG_KEY, "")
     return state
+
+
+def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give per-parameter state the parameter's memory layout (e.g. channels_last).
+
+    Checkpoints store contiguous tensors; fused AdamW requires ``exp_avg`` & co. to have exactly the
+    parameter's strides, so a channels_last model could not resume without this.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-epochs", type=int, default=0)
     ap.add_argument("--extra-seconds", type=float, default=0.0, help="or: as many extra epochs as fit")
     ap.add_argument("--classifier", default=None, help="reuse these classifier weights")
+    ap.add_argument("--no-graph", action="store_true", help="train without the whole-step CUDA graph")
     ap.add_argument("--target", type=float, default=0.90)
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         results["classifier"] = asdict(crep)
     print("classifier", json.dumps(results["classifier"]), flush=True)
 
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"),
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"), cuda_graph=not args.no_graph,
                       checkpoint_every_epochs=args.epochs)
     epochs_log: list = []
     res, secs = train_ddpm(cfg, data, epochs_log)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.extra_seconds > 0:
         extra = max(extra, min(400, int(args.extra_seconds / (secs / args.epochs))))
     if run["fidelity_ddpm1000"]["overall"] < args.target and extra > 0:
-        cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"),
+        cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"), cuda_graph=cfg.cuda_graph,
                            checkpoint_every_epochs=args.epochs + extra, resume=res.checkpoint)
         res2, secs2 = train_ddpm(cfg2, data, epochs_log)
         w2 = save_weights(res2.model, cfg2.model, out / f"ddpm-e{cfg2.epochs}.safetensors")
