@@ -166,3 +166,15 @@ def test_preprocess_random_flip_rate():
     x = preprocess(img, generator=torch.Generator().manual_seed(0))
     flipped = (x[:, 0, 2:30, 29] > 0).float().mean().item()
     assert 0.45 < flipped < 0.55
+
+
+def test_package_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = "import sys, core.fashion; print('torch' in sys.modules, core.fashion.CLASS_NAMES[7])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    # the lazy attribute pulls in the data module (and torch) only on first use
+    assert out[-1] == "Sneaker"
+    code = "import sys, core.fashion; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
