@@ -68,16 +68,16 @@ class TestLatentsPane:
 
 
 class TestTrainingPane:
-    def test_before_any_run(self, snap_compare, tmp_path):
+    def test_before_any_run(self, snap_compare, tmp_path, fashion_dir):
         async def run_before(pilot) -> None:
             await _model_ready(pilot)
             pilot.app.query_one("TrainingPane").sample_steps = 5
             await pilot.press("f5")  # shows the shipped model's samples (if it is installed)
-            await wait_for(pilot, lambda: not pilot.app.model_worker.busy("fashion-show"), what="shipped model")
+            await wait_for(pilot, lambda: not pilot.app.model_worker.busy(), what="noising row, shipped model")
             pilot.app.clear_notifications()  # a missing-file message would hold a machine's path
             pilot.app.set_focus(None)
 
-        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(_app(tmp_path, data=str(fashion_dir)), terminal_size=SIZE, run_before=run_before)
 
 
 class TestHelpScreen:

@@ -61,7 +61,7 @@ class TrainingPane(JobPane):
     TrainingPane #stats Label { width: 100%; }
     TrainingPane #stats ProgressBar { width: 100%; }
     TrainingPane #images { height: 1fr; min-height: 5; }
-    TrainingPane #samples { width: 2fr; }
+    TrainingPane #samples { width: 1fr; }
     TrainingPane #noising { width: 1fr; }
     """
 
@@ -108,12 +108,24 @@ class TrainingPane(JobPane):
             return
         self._shown_once = True
         if not self.app.settings.screenshot and not self.worker.busy("train") and not self.model_source:
+            self.show_noising()
             self.show_shipped()
+
+    def show_noising(self) -> None:
+        """The chapter's figure: the first training image at 8 timesteps (needs data, no model)."""
+        source = self.data_source
+
+        def run(job):
+            import core.fashion as fm
+
+            return noising_strip(fm, source)
+
+        self.submit("fashion-noise", run)
 
     # -- showing a model ---------------------------------------------------------------------
     def _show_model_job(self, loader, label: str):
         """A job: get a model (``loader(job)``), sample per class and noise one image."""
-        data_source, steps = self.data_source, self.sample_steps
+        steps = self.sample_steps
 
         def run(job):
             import core.fashion as fm
@@ -121,8 +133,7 @@ class TrainingPane(JobPane):
             model = loader(job)
             job.resources["fashion"] = model
             grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
-            strip = noising_strip(fm, data_source)
-            return {"label": label, "grid": grid, "strip": strip}
+            return {"label": label, "grid": grid}
 
         return run
 
@@ -161,6 +172,7 @@ class TrainingPane(JobPane):
         self.submit("fashion-show", self._show_model_job(loader, self.model_source or "shipped model"))
 
     def autorun(self) -> None:
+        self.show_noising()
         self.show_shipped()
 
     # -- training ----------------------------------------------------------------------------
@@ -295,9 +307,12 @@ class TrainingPane(JobPane):
             out = ev.result
             self.query_one("#samples", ImageView).image = out["grid"]
             self.query_one("#samples", ImageView).caption = f"samples per class · {out['label']}"
-            if out["strip"] is not None:
-                self.query_one("#noising", ImageView).image = out["strip"]
             self.work_done()
+        elif kind == "fashion-noise":
+            if ev.result is None:
+                self.query_one("#noising", ImageView).caption = "noising row: no Fashion-MNIST data (--data)"
+            else:
+                self.query_one("#noising", ImageView).image = ev.result
         elif kind == "fashion-save":
             self.last_saved = ev.result
             self.notify(f"Saved {ev.result}", title="Weights saved")
