@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -35,13 +36,14 @@ PROMPT = "An oil painting of a collie in a top hat"
 SCALES = [1.0, 2.0, 4.0, 12.0]
 STEPS, DEVICE, DTYPE, LATENT = 50, "cuda", torch.float16, 64  # (a), (b): 50 steps; 512x512 = 64x64 latents
 XL_STEPS, XL_SIDE, XL_POOLED = 30, 1024, 1280  # SDXL: 30 steps at 1024x1024; bigG's pooled width
-VARIANTS = {  # UNet ablation: (graphs, channels_last, fuse_qkv)
-    "graphs": (True, False, False),
-    "graphs + channels_last": (True, True, False),
-    "graphs + fused QKV": (True, False, True),
-    "graphs + channels_last + fused QKV": (True, True, True),
-    "eager + channels_last + fused QKV": (False, True, True),
+VARIANTS = {  # UNet ablation: enable_fast_paths options (the default turns every one on)
+    "graphs": dict(channels_last=False, fuse_qkv=False, cudnn_benchmark=False),
+    "graphs + channels_last + fused QKV": dict(cudnn_benchmark=False),
+    "graphs + cudnn.benchmark": dict(channels_last=False, fuse_qkv=False),
+    "graphs + channels_last + fused QKV + cudnn.benchmark (default)": dict(),
+    "eager + channels_last + fused QKV + cudnn.benchmark": dict(graphs=False),
 }
+ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")  # SDPA backends, tried at capture
 
 
 def log(text: str) -> None:
@@ -135,13 +137,30 @@ def bench_sd15(r: dict, save, runs: int) -> None:
     eager_image = gen().images[0]
     save()
     log("UNet fast-path variants")
-    for name, (graphs, cl, fuse) in VARIANTS.items():
-        enable_fast_paths(model, graphs=graphs, channels_last=cl, fuse_qkv=fuse, vae_channels_last=False)
+    for name, options in VARIANTS.items():
+        enable_fast_paths(model, **options)
         fast = model.unet_forward
         for b in (2, 8):
             x, t, cond = unet_inputs(b, 64, 768)
             r[f"c_unet_b{b}[{name}]"] = per_call_ms(lambda: fast(x, t, cond))
         r[f"captures[{name}]"] = [vars(c) for c in fast.captures]
+    save()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    for backend in ATTENTION:  # exploration: the attention kernel chosen while capturing is baked in
+        name = f"default, SDPA forced to {backend} at capture"
+        enable_fast_paths(model, status=lambda m: r.setdefault("attention_status", []).append(m))
+        fast = model.unet_forward
+        try:
+            for b in (2, 8):
+                x, t, cond = unet_inputs(b, 64, 768)
+                with sdpa_kernel(getattr(SDPBackend, backend)):
+                    fast(x, t, cond)
+                r[f"c_unet_b{b}[{name}]"] = per_call_ms(lambda: fast(x, t, cond))
+        except Exception as exc:  # a backend that does not take these shapes
+            r[f"attention_error[{backend}]"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        r[f"eager_fallbacks[{name}]"] = list(fast.graphed.eager.values())
+    disable_fast_paths(model)
     save()
     log("ours, default fast paths")
     messages: list[str] = []
@@ -228,10 +247,11 @@ def run_pytest() -> dict:
     log("pytest: " + " ".join(cmd[1:]))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    out = (proc.stdout + proc.stderr).strip().splitlines()
-    print("\n".join(out[-40:]), flush=True)
+    out = proc.stdout.strip().splitlines()
+    print("\n".join(out[-60:]), proc.stderr[-2000:], flush=True)
+    totals = [line for line in out if re.search(r"\d+ (passed|failed|error)", line)]
     return {"command": "python3 -m pytest tests/test_fast_gpu.py tests/test_sampler.py -q", "rc": proc.returncode,
-            "summary": out[-1] if out else "", "seconds": time.perf_counter() - t0}
+            "summary": totals[-1].strip("= ") if totals else "(no summary line)", "seconds": time.perf_counter() - t0}
 
 
 def main() -> int:

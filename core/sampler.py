@@ -95,7 +95,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 
     # 2. Prepare the scheduler and the starting latents.
     scheduler = make_scheduler(settings.scheduler, model.scheduler)
-    scheduler.set_timesteps(settings.steps, device=model.device)
+    scheduler.set_timesteps(settings.steps)  # host timesteps: scheduler.step needs no GPU->host sync
     latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
     step_kwargs = {}
     params = inspect.signature(scheduler.step).parameters
