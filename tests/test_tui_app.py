@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
-from tests.test_tui_support import SIZE, make_app, wait_for
+from tests.test_tui_support import SIZE, make_app, sync, wait_for
 from tui.config import Settings, load_settings
 from tui.help import HelpScreen, key_markdown
 
@@ -58,7 +58,7 @@ def test_docs_keys_md_matches_the_bindings():
         assert f"`{key}` | {what}" in text
 
 
-@pytest.mark.anyio
+@sync
 async def test_help_screen_and_palette_cover_every_action(tmp_path):
     from tui.commands import COMMANDS
 
@@ -123,7 +123,7 @@ def test_milestones_are_never_replaced():
     assert not epoch.can_replace(step) and not step.can_replace(epoch)
 
 
-@pytest.mark.anyio
+@sync
 async def test_job_errors_become_notifications_and_the_app_keeps_running(tmp_path):
     class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
         pass
@@ -168,7 +168,7 @@ def test_sharp_graphics_fall_back_to_cells(monkeypatch):
     assert choose_image_widget("auto", {"TERM": "xterm-kitty"}, _Tty()) is None  # package missing
 
 
-@pytest.mark.anyio
+@sync
 async def test_image_view_hands_images_to_a_sharp_widget(monkeypatch):
     from PIL import Image
     from textual.app import App

@@ -8,9 +8,7 @@ import pytest
 from PIL import Image
 from textual.widgets import DataTable, Input, Label, ProgressBar
 
-from tests.test_tui_support import SIZE, make_app, wait_for, write_gradient
-
-pytestmark = pytest.mark.anyio
+from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
 
 
 def table_pieces(app) -> list[str]:
@@ -18,6 +16,7 @@ def table_pieces(app) -> list[str]:
     return [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
 
 
+@sync
 async def test_typing_updates_tokens_while_model_loads(tmp_path):
     app = make_app(tmp_path, prompt="")
     async with app.run_test(size=SIZE) as pilot:
@@ -45,6 +44,7 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         assert app.query_one("SweepPane").negative == "blurry"
 
 
+@sync
 async def test_sweep_renders_cells_and_saves_png(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -81,6 +81,7 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
         assert saved.is_file() and Path(pane.last_saved).is_file()
 
 
+@sync
 async def test_bad_scales_notify_and_nothing_runs(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -91,6 +92,7 @@ async def test_bad_scales_notify_and_nothing_runs(tmp_path):
         assert any("numbers separated by commas" in n.message for n in app._notifications)
 
 
+@sync
 async def test_cancel_mid_sweep_leaves_app_responsive(tmp_path):
     app = make_app(tmp_path, steps=400)
     async with app.run_test(size=SIZE) as pilot:
@@ -110,6 +112,7 @@ async def test_cancel_mid_sweep_leaves_app_responsive(tmp_path):
         await wait_for(pilot, lambda: pane.result is not None, what="sweep after cancel")
 
 
+@sync
 async def test_latents_pane_shows_four_channels_for_an_image_file(tmp_path):
     image = write_gradient(tmp_path / "gradient.png")
     app = make_app(tmp_path)
@@ -133,6 +136,7 @@ async def test_latents_pane_shows_four_channels_for_an_image_file(tmp_path):
         assert f"{report.input_values:,} values" in sizes and f"{report.latent_values:,} values" in sizes
 
 
+@sync
 async def test_latents_bad_file_is_a_notification(tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
@@ -146,6 +150,7 @@ async def test_latents_bad_file_is_a_notification(tmp_path):
         assert app.model_worker.runner.alive
 
 
+@sync
 async def test_latents_takes_the_selected_sweep_image(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -160,6 +165,7 @@ async def test_latents_takes_the_selected_sweep_image(tmp_path):
         assert pane.report.image.size == sweep.result.images[2].size
 
 
+@sync
 async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_dir):
     app = make_app(tmp_path, data=str(fashion_dir))
     async with app.run_test(size=SIZE) as pilot:
@@ -200,6 +206,7 @@ async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_di
         assert pane.last_saved.is_file() and pane.last_saved.suffix == ".safetensors"
 
 
+@sync
 async def test_bad_model_keeps_app_running(tmp_path):
     app = make_app(tmp_path, model=str(tmp_path / "no-such-model"))
     async with app.run_test(size=SIZE) as pilot:
@@ -215,6 +222,7 @@ async def test_bad_model_keeps_app_running(tmp_path):
         assert any("No model is loaded" in n.message for n in app._notifications)
 
 
+@sync
 async def test_training_pane_shows_the_shipped_model_first(tmp_path, fashion_dir):
     from core.fashion.model import SHIPPED_WEIGHTS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,16 @@ from tui.config import Settings
 
 SIZE = (80, 24)
 PROMPT = "A photograph of a puppy"
+
+
+def sync(test):
+    """Run an ``async def`` test with ``asyncio.run`` (no pytest async plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
 
 
 def make_app(tmp: Path | str, **overrides) -> ExplorerApp:

@@ -15,7 +15,6 @@ or the one ``--config`` names::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +69,13 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
         if required:
             raise UserError(f"--config {path}: no such file; create it or drop the flag.")
         return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UserError(f"reading {path} needs Python 3.11+ or `pip install tomli`.") from None
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
