@@ -20,13 +20,16 @@ Data — ``core.fashion.data``
 Model — ``core.fashion.model``
     ``ModelConfig(block_out_channels=(32, 64, 128, 256), layers_per_block=2, ...)``; ``ModelConfig.tiny()``
         is a small CPU-friendly variant. ``build_unet(cfg) -> UNet2DModel`` (the chapter's, 15.9M params).
-    ``FashionDDPM``: ``.unet``, ``.config`` (ModelConfig), ``.device``; ``load_shipped(device=None)``
-        returns the trained model shipped in ``assets/fashion``; ``load_model(path, device=None)`` loads a
-        weights file or a training checkpoint (safetensors).
+    ``FashionDDPM``: ``.unet``, ``.config`` (ModelConfig), ``.device``, ``.dtype``;
+        ``load_shipped(device=None, dtype=None)`` returns the trained model shipped in ``assets/fashion``
+        (see its MODEL_CARD.md); ``load_model(path, device=None, dtype=None)`` loads a weights file or a
+        training checkpoint (safetensors). dtype defaults to fp16 on CUDA, fp32 on CPU.
 
 Training — ``core.fashion.trainer``
     ``TrainConfig(epochs=25, batch_size=256, lr=3e-4, eps=1e-5, seed=0, model=ModelConfig(),
-        out_dir=None, checkpoint_every_epochs=1, log_every=10, resume=None, channels_last=True)``.
+        out_dir=None, checkpoint_every_epochs=1, log_every=10, resume=None, channels_last=True,
+        mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False)``;
+        ``resume_config(ckpt, **overrides) -> TrainConfig`` rebuilds a run's config from its checkpoint.
     ``Trainer(config, data, device=None, on_step=None, on_epoch=None)``;
     ``trainer.run(cancel=None, pause=None) -> TrainResult`` (``.losses`` per step, ``.epoch_losses``,
         ``.final_loss``, ``.elapsed_s``, ``.images_per_s``, ``.checkpoint`` path or None, ``.step``).
@@ -48,7 +51,7 @@ Checkpoints — ``core.fashion.checkpoint``
 
 Sampling — ``core.fashion.sampler``
     ``generate_from_class(model, classes, n=8, steps=1000, seed=0, callback=None, cancel=None,
-        use_graph=None) -> torch.Tensor`` float ``[len(classes)*n, 1, 32, 32]`` in [0, 1], class-major.
+        use_graph=None, callback_every=1) -> torch.Tensor`` float ``[len(classes)*n, 1, 32, 32]`` in [0, 1], class-major.
         ``steps == 1000`` is the chapter's DDPM loop, fewer steps use DDIM. On CUDA the whole denoising
         step runs as a CUDA graph (identical to eager). ``callback(SampleStep)`` per step: ``.index``,
         ``.total``, ``.timestep``, ``.x`` and ``.x0`` (``[B,1,32,32]`` in [-1, 1], CPU copies).
@@ -61,6 +64,9 @@ Classifier — ``core.fashion.classifier``
     ``class_fidelity(labels_wanted, labels_got) -> FidelityReport`` (per class and overall share).
 
 CLI — ``core.fashion.cli.add_parser(subparsers)`` registers ``fashion train`` and ``fashion sample``.
+
+Also: ``core.fashion.grid`` (``to_pil``, ``class_grid``, ``save_png_atomic``), ``core.fashion.chapter`` (the
+chapter's own loops, for tests and benchmarks), ``core.fashion.train_shipped`` (rebuilds ``assets/fashion``).
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ _EXPORTS = {
     "TrainConfig": "trainer",
     "Trainer": "trainer",
     "TrainResult": "trainer",
+    "resume_config": "trainer",
     "StepStats": "trainer",
     "EpochStats": "trainer",
     "save_checkpoint": "checkpoint",

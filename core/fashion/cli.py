@@ -145,7 +145,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
     bar = tqdm(total=args.steps, desc=f"sampling {'DDPM' if args.steps >= 1000 else 'DDIM'}", unit="step")
     images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
-                                 callback=lambda s: bar.update(s.index + 1 - bar.n), callback_every=50)
+                                 callback=lambda s: bar.update(s.index + 1 - bar.n),
+                                 callback_every=max(1, args.steps // 50))
     bar.close()
     labels = [c for c in classes for _ in range(args.n)]
     written = []

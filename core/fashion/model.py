@@ -160,7 +160,8 @@ def load_model(
         raise UserError(f"{path} does not match its config ({len(missing)} missing, {len(unexpected)} extra)")
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    unet = unet.to(device=dev, dtype=dtype).eval().requires_grad_(False)
+    # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules, which this UNet has none of
+    unet = torch.nn.Module.to(unet, device=dev, dtype=dtype).eval().requires_grad_(False)
     return FashionDDPM(unet, cfg, str(path))
 
 

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         results["classifier"] = asdict(crep)
     print("classifier", json.dumps(results["classifier"]), flush=True)
 
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"), cuda_graph=not args.no_graph,
-                      checkpoint_every_epochs=args.epochs)
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"),
+                      cuda_graph=not args.no_graph, checkpoint_every_epochs=args.epochs)
     epochs_log: list = []
     res, secs = train_ddpm(cfg, data, epochs_log)
     w25 = save_weights(res.model, cfg.model, out / f"ddpm-e{args.epochs}.safetensors")
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.extra_seconds > 0:
         extra = max(extra, min(400, int(args.extra_seconds / (secs / args.epochs))))
     if run["fidelity_ddpm1000"]["overall"] < args.target and extra > 0:
-        cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"), cuda_graph=cfg.cuda_graph,
+        cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"),
+                           cuda_graph=cfg.cuda_graph,
                            checkpoint_every_epochs=args.epochs + extra, resume=res.checkpoint)
         res2, secs2 = train_ddpm(cfg2, data, epochs_log)
         w2 = save_weights(res2.model, cfg2.model, out / f"ddpm-e{cfg2.epochs}.safetensors")
