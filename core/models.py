@@ -73,7 +73,10 @@ def read_index(folder: Path) -> dict:
         index = json.loads(index_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{index_file} is not valid JSON ({exc}): re-download or re-save the model.") from None
-    cls = index.get("_class_name", "?")
+    cls = index.get("_class_name", "?") if isinstance(index, dict) else "?"
+    if not isinstance(cls, str):
+        raise UserError(f"{folder} asks for custom pipeline code ({cls}), which is never run: "
+                        "use a standard SD 1.x, 2.x or SDXL folder.")
     if cls in LATER:
         raise UserError(f"{folder} is an {LATER[cls]} pipeline, which is not supported yet: use an SD 1.x or 2.x model.")
     if cls not in SUPPORTED_PIPELINES:
