@@ -42,7 +42,8 @@ class StepTables:
     kind: str
 
     def to(self, device: torch.device) -> "StepTables":
-        fields = {k: getattr(self, k).to(device) for k in ("timesteps", "sqrt_1m_abar", "sqrt_abar", "a", "b", "d", "c")}
+        names = ("timesteps", "sqrt_1m_abar", "sqrt_abar", "a", "b", "d", "c")
+        fields = {k: getattr(self, k).to(device) for k in names}
         return StepTables(kind=self.kind, **fields)
 
     def __len__(self) -> int:
