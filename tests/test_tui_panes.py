@@ -236,3 +236,22 @@ async def test_training_pane_shows_the_shipped_model_first(tmp_path, fashion_dir
         samples, noising = app.query_one("#samples"), app.query_one("#noising")
         assert samples.image is not None and "shipped model" in samples.caption
         assert noising.image is not None
+
+
+@sync
+async def test_sdxl_shows_both_tokenizers_side_by_side(tmp_path):
+    from tests.sd_factory import save_sdxl_pipeline
+
+    folder = save_sdxl_pipeline(tmp_path / "sdxl")
+    app = make_app(tmp_path, model=str(folder), prompt="")
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: len(pane.breakdowns) == 2, what="two tokenizers")
+        await pilot.press(*"a cat")
+        first, second = app.query_one("#token-table", DataTable), app.query_one("#token-table-2", DataTable)
+        for table in (first, second):
+            assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == [
+                "<|startoftext|>", "a</w>", "cat</w>", "<|endoftext|>"]
+        assert "CLIP ViT-L: 2/75 tokens" in str(app.query_one("#count", Label).render())
+        assert "OpenCLIP bigG: 2/75 tokens" in str(app.query_one("#count-2", Label).render())
+        assert first.region.y == second.region.y and first.region.x < second.region.x  # side by side

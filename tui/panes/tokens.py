@@ -1,8 +1,9 @@
-"""Pane 1 — prompt and negative prompt, and what the model's tokenizer makes of them, per keystroke.
+"""Pane 1 — prompt and negative prompt, and what the model's tokenizers make of them, per keystroke.
 
-The tokenizer is resolved off the UI thread at start (no weights: ``core.models.resolve_tokenizer``)
+The tokenizers are resolved off the UI thread at start (no weights: ``core.models.resolve_tokenizers``)
 so typing works while the model loads on the worker. Tokenizing is a few hundred microseconds, so
-the table is rebuilt synchronously on every change: it never waits for the GPU worker.
+the tables are updated synchronously on every change: they never wait for the GPU worker. SDXL
+models have two tokenizers (CLIP ViT-L and OpenCLIP bigG); their tables sit side by side.
 """
 
 from __future__ import annotations
@@ -19,6 +20,56 @@ from textual.widgets import DataTable, Input, Label
 from core.tokens import TokenBreakdown, breakdown
 from tui.messages import PaneReady
 
+Row = tuple[int, str, int, str]
+
+
+class TokenColumn(Vertical):
+    """One tokenizer's count line and token table."""
+
+    DEFAULT_CSS = """
+    TokenColumn { width: 1fr; height: 1fr; }
+    TokenColumn > Label { height: 1; padding: 0 1; width: 100%; }
+    TokenColumn > Label.-over { color: $error; text-style: bold; }
+    TokenColumn > DataTable { height: 1fr; }
+    """
+
+    def __init__(self, suffix: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.suffix = suffix
+        self._shown: list[Row] = []  #: rows in the table now
+
+    def compose(self) -> ComposeResult:
+        yield Label("loading tokenizer…", id=f"count{self.suffix}")
+        table = DataTable(id=f"token-table{self.suffix}", cursor_type="row", zebra_stripes=True)
+        table.add_columns("pos", "piece", "id", "note")
+        yield table
+
+    def show(self, title: str, result: TokenBreakdown) -> None:
+        """Update the count line and the rows after the first difference (a keystroke changes one or two)."""
+        line = f"{title}: {result.count}/{result.limit} tokens"
+        if result.dropped:
+            line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
+        count = self.query_one(Label)
+        count.update(line)
+        count.set_class(bool(result.dropped), "-over")
+        rows: list[Row] = []
+        for tok in result.tokens:
+            note = "special" if tok.special else ("dropped" if tok.dropped else "")
+            rows.append((tok.position, tok.piece, tok.id, note))
+        table = self.query_one(DataTable)
+        same = 0
+        for old, new in zip(self._shown, rows):
+            if old != new:
+                break
+            same += 1
+        for i in range(len(self._shown) - 1, same - 1, -1):
+            table.remove_row(f"r{i}")
+        for i, (pos, piece, tid, note) in enumerate(rows[same:], start=same):
+            style = "dim italic" if note == "special" else ("strike red" if note == "dropped" else "")
+            table.add_row(Text(str(pos), style=style), Text(piece, style=style), Text(str(tid), style=style),
+                          Text(note, style=style), key=f"r{i}")
+        self._shown = rows
+
 
 class TokensPane(Vertical):
     """Prompt editors and the token table.
@@ -34,13 +85,11 @@ class TokensPane(Vertical):
     DEFAULT_CSS = """
     TokensPane #editors { height: auto; }
     TokensPane Input { width: 1fr; }
-    TokensPane #count { height: 1; padding: 0 1; }
-    TokensPane #count.-over { color: $error; text-style: bold; }
-    TokensPane DataTable { height: 1fr; }
+    TokensPane #tables { height: 1fr; }
     """
 
     source: reactive[str] = reactive("prompt")  #: whose tokens the table shows
-    breakdown: reactive[TokenBreakdown | None] = reactive(None, always_update=True)
+    breakdown: reactive[TokenBreakdown | None] = reactive(None, always_update=True)  #: the first tokenizer's
 
     class PromptChanged(Message):
         """The prompt or negative prompt was edited (the sweep uses both)."""
@@ -54,39 +103,46 @@ class TokensPane(Vertical):
         super().__init__(**kwargs)
         self._initial = prompt
         self._model_spec = model_spec
-        self.tokenizer = None
-        self._shown: list[tuple[int, str, int, str]] = []  #: rows in the table now
+        self.tokenizer = None  #: the (first) tokenizer, once resolved
+        self.tokenizers: list[tuple[str, object]] = []  #: (label, tokenizer): two for SDXL
+        self.breakdowns: list[TokenBreakdown] = []  #: one per tokenizer, for the shown editor
 
     def compose(self) -> ComposeResult:
         with Vertical(id="editors"):
             yield Input(self._initial, placeholder="Prompt", id="prompt", select_on_focus=False)
             yield Input("", placeholder="Negative prompt (replaces the unconditional \"\")", id="negative",
                         select_on_focus=False)
-        yield Label("loading tokenizer…", id="count")
-        table = DataTable(id="token-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("pos", "piece", "id", "note")
-        yield table
+        with Horizontal(id="tables"):
+            yield TokenColumn()
 
     def on_mount(self) -> None:
         self.load_tokenizer()
 
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer(self) -> None:
-        """Resolve the tokenizer without weights, on a thread (reads vocab files)."""
-        from core.models import resolve_tokenizer
+        """Resolve the model's tokenizers without weights, on a thread (reads vocab files)."""
+        from core.models import resolve_tokenizers
 
         try:
-            tok = resolve_tokenizer(self._model_spec)
+            toks = resolve_tokenizers(self._model_spec)
         except Exception as exc:  # a bad --model: fall back to SD 1.x's CLIP tokenizer
             from core.clip_vocab import clip_tokenizer
 
             self.app.call_from_thread(self.notify, f"{exc} — showing SD 1.x's CLIP tokenizer.",
                                       severity="warning")
-            tok = clip_tokenizer()
-        self.app.call_from_thread(self.set_tokenizer, tok)
+            toks = [("CLIP", clip_tokenizer())]
+        self.app.call_from_thread(self.set_tokenizers, toks)
 
-    def set_tokenizer(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
+    def set_tokenizers(self, tokenizers: list[tuple[str, object]]) -> None:
+        """Show one table per tokenizer (side by side for SDXL), then tokenize what is typed."""
+        self.tokenizers = tokenizers
+        self.tokenizer = tokenizers[0][1]
+        tables = self.query_one("#tables", Horizontal)
+        for n in range(len(self.query(TokenColumn)), len(tokenizers)):
+            tables.mount(TokenColumn(suffix=f"-{n + 1}"))
+        self.call_after_refresh(self._after_tables)
+
+    def _after_tables(self) -> None:
         self.refresh_tokens()
         self.post_message(self.PromptChanged(self.prompt, self.negative))
         self.post_message(PaneReady("tokens"))
@@ -114,40 +170,17 @@ class TokensPane(Vertical):
         self.source = "negative" if self.source == "prompt" else "prompt"
 
     def refresh_tokens(self) -> None:
-        """Re-tokenize the shown editor's text and rebuild the table."""
+        """Re-tokenize the shown editor's text with every tokenizer and update the tables."""
         if self.tokenizer is None:
             return
         text = self.negative if self.source == "negative" else self.prompt
-        self.breakdown = breakdown(self.tokenizer, text)
+        self.breakdowns = [breakdown(tok, text) for _, tok in self.tokenizers]
+        self.breakdown = self.breakdowns[0]
 
     def watch_breakdown(self, result: TokenBreakdown | None) -> None:
         if result is None:
             return
-        count = self.query_one("#count", Label)
         which = "negative prompt" if self.source == "negative" else "prompt"
-        line = f"{which}: {result.count}/{result.limit} tokens"
-        if result.dropped:
-            line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
-        count.update(line)
-        count.set_class(bool(result.dropped), "-over")
-        rows = []
-        for tok in result.tokens:
-            note = "special" if tok.special else ("dropped" if tok.dropped else "")
-            rows.append((tok.position, tok.piece, tok.id, note))
-        self._update_rows(rows)
-
-    def _update_rows(self, rows: list[tuple[int, str, int, str]]) -> None:
-        """Replace only the rows after the first difference (a keystroke changes one or two)."""
-        table = self.query_one("#token-table", DataTable)
-        same = 0
-        for old, new in zip(self._shown, rows):
-            if old != new:
-                break
-            same += 1
-        for i in range(len(self._shown) - 1, same - 1, -1):
-            table.remove_row(f"r{i}")
-        for i, (pos, piece, tid, note) in enumerate(rows[same:], start=same):
-            style = "dim italic" if note == "special" else ("strike red" if note == "dropped" else "")
-            table.add_row(Text(str(pos), style=style), Text(piece, style=style), Text(str(tid), style=style),
-                          Text(note, style=style), key=f"r{i}")
-        self._shown = rows
+        columns = list(self.query(TokenColumn))
+        for column, (label, _), result_i in zip(columns, self.tokenizers, self.breakdowns):
+            column.show(which if len(self.tokenizers) == 1 else f"{which} · {label}", result_i)
