@@ -92,7 +92,7 @@ def _sdxl(r: dict) -> list[str]:
     lines = ["### SDXL shapes (UNet 2.57B, fp16), 1024x1024, 30 steps, CFG 5, Euler", "",
              "Timed through diffusers' `StableDiffusionXLPipeline` on both sides: eager, against the same pipeline "
              "with our UNet fast path swapped into `pipe.unet` (`core.fast.graph_module_forward` + channels_last + "
-             "fused QKV + cuDNN autotuning at capture). Text encoders, scheduler and VAE (upcast to fp32 by the "
+             "fused QKV). Text encoders, scheduler and VAE (upcast to fp32 by the "
              "pipeline) are diffusers' in both, so this ratio is the UNet fast path's alone.", "",
              "| measurement | diffusers (eager) | with our graphed UNet | ratio |", "|---|---|---|---|",
              f"| one image, 30 steps | {_s(med('diffusers'))} | {_s(med('fast'))} | {_ratio(med('diffusers'), med('fast'))} |",
@@ -125,6 +125,8 @@ def render(results: dict) -> str:
         lines += [""] + _sd15(results["sd15"])
     if "sdxl" in results:
         lines += [""] + _sdxl(results["sdxl"])
+    if results.get("notes"):
+        lines += ["", "### Notes", ""] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
 
 
