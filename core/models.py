@@ -151,8 +151,8 @@ class LoadedModel:
 
     def predict(self, latents: torch.Tensor, t, cond: torch.Tensor, added: dict | None = None) -> torch.Tensor:
         """One UNet call: the noise (or v) prediction for every row (SDXL: ``added`` conditions)."""
-        if self.unet_forward is not None and added is None:
-            return self.unet_forward(latents, t, cond)
+        if self.unet_forward is not None:
+            return self.unet_forward(latents, t, cond) if added is None else self.unet_forward(latents, t, cond, added)
         return self.unet(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added).sample
 
     @property
