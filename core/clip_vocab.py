@@ -81,9 +81,13 @@ def vocab_and_merges(bpe_path: Path) -> tuple[dict[str, int], list[str]]:
 
 
 def cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(os.environ.get("SD_EXPLORER_CACHE") or user_cache_dir("sd-explorer"))
+    if env := os.environ.get("SD_EXPLORER_CACHE"):
+        return Path(env)
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # e.g. a bare GPU image; the XDG default is right on Linux
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sd-explorer"
+    return Path(user_cache_dir("sd-explorer"))
 
 
 def tokenizer_folder() -> Path:
