@@ -190,7 +190,7 @@ def write_section(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--sweep-steps", type=int, default=20)
+    parser.add_argument("--sweep-steps", type=int, default=60)
     parser.add_argument("--cold-runs", type=int, default=3)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

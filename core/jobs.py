@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
 import sys
 import threading
@@ -87,6 +88,23 @@ def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[Er
     return "internal", f"{type(exc).__name__}: {text}{where}"
 
 
+def lower_thread_priority(nice: int) -> bool:
+    """Raise the calling thread's nice value (Linux: per thread; threads it starts inherit it).
+
+    On a busy CPU the UI thread then wins the scheduler over the model work and torch's own
+    worker threads (created later by this thread), so the interface stays responsive.
+    Returns whether it worked (other systems, or no permission: nothing changes).
+    """
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        return True
+    except OSError:
+        return False
+
+
 class JobRunner:
     """A daemon thread running jobs one at a time from a FIFO queue.
 
@@ -101,9 +119,11 @@ class JobRunner:
         *,
         name: str = "sd-explorer-worker",
         log_file: Path | None = None,
+        nice: int = 0,
     ) -> None:
         self.on_event = on_event
         self.log_file = log_file
+        self.nice = nice
         self.resources: dict[str, Any] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
@@ -178,6 +198,8 @@ class JobRunner:
             log.exception("on_event failed for %s", event.event)
 
     def _run(self) -> None:
+        if self.nice:
+            lower_thread_priority(self.nice)
         while True:
             job = self._queue.get()
             if job is None:

@@ -163,3 +163,20 @@ def test_jobs_module_imports_no_ui():
     code = "import sys, core.jobs; bad=[m for m in ('textual','rich','tui','torch') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_worker_thread_can_run_at_lower_priority():
+    import os
+
+    runner = JobRunner(lambda e: None, nice=3)
+    try:
+        job_results = []
+        runner.on_event = lambda e: job_results.append(e.result) if e.event == "finished" else None
+        runner.submit("x", lambda j: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert runner.wait_idle(5)
+        main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert job_results == [min(19, main + 3)]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main  # the UI thread is untouched
+    finally:
+        runner.shutdown()

@@ -23,7 +23,8 @@ class ModelWorker:
     def __init__(self, app: App, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.runner = JobRunner(self._on_event, log_file=settings.log_path())
+        # nice 5: on a busy CPU the UI thread preempts the model work (and torch's threads)
+        self.runner = JobRunner(self._on_event, log_file=settings.log_path(), nice=5)
         self.model_error: str | None = None
 
     def _on_event(self, event: JobEvent) -> None:
