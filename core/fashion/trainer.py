@@ -5,12 +5,24 @@ chapter's preprocessing on the device, noises it at random timesteps and regress
 Hugging Face Accelerate handles devices, bf16 autocast and multi-GPU (``accelerate launch``).
 All randomness after model initialisation comes from one generator on the device (saved in
 checkpoints) plus a per-epoch permutation derived from ``(seed, epoch)``, so a resumed run continues
-exactly as the uninterrupted run would have (single process).
+exactly as the uninterrupted run would have.
+
+Several processes (``accelerate launch --multi_gpu --num_processes N -m core fashion train ...``; on
+a machine without GPUs the same command runs N CPU processes over gloo) train the same run as one
+process at the same global ``batch_size``: every rank draws the whole global batch's flips, noise
+and timesteps from the same generator and keeps its slice ``[rank::N]``; each rank's loss is
+weighted by its share of the global batch, so DDP's gradient average is the global batch's mean
+gradient. Step losses are averaged over ranks at every logging point and epoch end, checkpoints are
+written by the main process only (and resume in one process). Test hook: when the environment
+variable ``SD_EXPLORER_FASHION_RANK_DIGEST`` names a folder, every rank writes
+``params-rank<r>.sha256`` (SHA-256 of its float32 parameters) there at the end of ``run``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import Cancelled, UserError
-from core.fashion.checkpoint import load_checkpoint, save_checkpoint
+from core.fashion.checkpoint import atomic_target, load_checkpoint, save_checkpoint
 from core.fashion.data import FashionData, preprocess
 from core.fashion.graphstep import GraphedTrainStep
 from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
@@ -153,11 +165,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1 and not cfg.compile
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
-        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 + acc.process_index)
+        # the same stream on every rank: each draws the global batch's randomness and keeps its slice
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919)
         state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "losses": [], "elapsed_s": 0.0}
         if cfg.resume:
             state = load_checkpoint(cfg.resume, unet, opt)
-            if "gen" in state["rng"] and acc.num_processes == 1:
+            if "gen" in state["rng"]:
                 gen.set_state(state["rng"]["gen"])
             if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
                 raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
@@ -181,6 +194,7 @@ class Trainer:
         T = cfg.model.num_train_timesteps
         world, rank = acc.num_processes, acc.process_index
         spe = math.ceil(n / cfg.batch_size)
+        check_split(n, cfg.batch_size, world)
         total = cfg.epochs * spe
         step, epoch, s0 = int(state["step"]), int(state["epoch"]), int(state["step_in_epoch"])
         if s0 >= spe:
@@ -191,6 +205,7 @@ class Trainer:
         channels_last = dev.type == "cuda" and cfg.channels_last
         t_start, paused_s, last_log_t, last_log_step = time.perf_counter(), 0.0, None, step
         images_done = 0
+        reduced_to = step  # step losses before this index are already averaged over the ranks
         epoch_losses: list[float] = list(state.get("epoch_losses", []))
         ckpt: str | None = None
 
@@ -219,11 +234,14 @@ class Trainer:
         model.train()
         use_bf16 = acc.mixed_precision == "bf16"
 
-        def train_step(noisy: torch.Tensor, t: torch.Tensor, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        def train_step(noisy: torch.Tensor, t: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                       weight: float = 1.0) -> torch.Tensor:
             # cache_enabled=False: autocast's weight-cast cache must not outlive a graph capture
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False):
                 pred = model(noisy, t, class_labels=y).sample
             loss = F.mse_loss(pred.float(), noise)
+            if weight != 1.0:  # this rank's share of an unevenly split global batch
+                loss = loss * weight
             acc.backward(loss)
             opt.step()
             return loss.detach()
@@ -246,10 +264,14 @@ class Trainer:
                 if cancel is not None and cancel.is_set():
                     write_checkpoint(ep, s)
                     raise Cancelled("training cancelled")
-                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size][rank::world]
+                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 x = preprocess(images[idx], generator=gen)
                 noise = torch.randn(x.shape, generator=gen, device=dev)
                 t = torch.randint(0, T, (x.shape[0],), generator=gen, device=dev)
+                weight, global_n = 1.0, idx.shape[0]
+                if world > 1:  # this rank's slice of the global batch
+                    idx, x, noise, t = idx[rank::world], x[rank::world], noise[rank::world], t[rank::world]
+                    weight = x.shape[0] * world / global_n
                 noisy = sqrt_ab[t].view(-1, 1, 1, 1) * x + sqrt_1m[t].view(-1, 1, 1, 1) * noise
                 if channels_last:
                     noisy = noisy.contiguous(memory_format=torch.channels_last)
@@ -258,11 +280,15 @@ class Trainer:
                     loss = graphed(*batch)
                 else:
                     zero_grad()
-                    loss = train_step(*batch)
+                    loss = train_step(*batch, weight)
                 step_losses[step - base_step] = loss
                 step += 1
-                images_done += x.shape[0] * world
+                images_done += global_n
                 last_in_epoch = s == spe - 1
+                if world > 1 and (step % cfg.log_every == 0 or last_in_epoch):  # same steps on every rank
+                    window = step_losses[reduced_to - base_step: step - base_step]
+                    step_losses[reduced_to - base_step: step - base_step] = acc.reduce(window.clone(), "mean")
+                    reduced_to = step
                 if self.on_step is not None and (step % cfg.log_every == 0 or last_in_epoch):
                     window = step_losses[last_log_step - base_step: step - base_step].mean().item()
                     now = time.perf_counter()
@@ -284,6 +310,7 @@ class Trainer:
                 self.on_epoch(EpochStats(ep, cfg.epochs, ep_loss, elapsed(), images_done / max(elapsed(), 1e-9),
                                          ckpt if (ep + 1) % cfg.checkpoint_every_epochs == 0 else None))
         acc.wait_for_everyone()
+        _write_rank_digest(self.model, rank)
         losses = prior_losses + step_losses[: step - base_step].tolist()
         wall = elapsed()
         return TrainResult(
@@ -292,6 +319,26 @@ class Trainer:
             elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
             checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False),
         )
+
+
+def check_split(n: int, batch_size: int, world: int) -> None:
+    """Raise ``UserError`` if some batch would leave one of ``world`` processes without images."""
+    if world > 1 and (batch_size < world or 0 < n % batch_size < world):
+        raise UserError(f"With {world} processes every batch needs at least {world} images; use a batch "
+                        f"size and image count (--limit) whose last batch has at least {world}")
+
+
+def _write_rank_digest(model: torch.nn.Module, rank: int) -> None:
+    """Test hook (see the module docstring): this rank's parameter hash, to prove ranks stay in sync."""
+    folder = os.environ.get("SD_EXPLORER_FASHION_RANK_DIGEST")
+    if not folder:
+        return
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        digest.update(name.encode())
+        digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    with atomic_target(Path(folder) / f"params-rank{rank}.sha256") as tmp:
+        tmp.write_text(digest.hexdigest() + "\n")
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
