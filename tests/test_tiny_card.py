@@ -64,3 +64,17 @@ def test_card_cli_rejects_bad_input(tmp_path, fashion_dir):
         card.main(["--data", str(fashion_dir), "--out", str(tmp_path / "o"), "--samples", "0"])
     with pytest.raises(UserError, match="card.json"):
         card.rerender(ASSET_DIR, tmp_path)
+
+
+@pytest.mark.slow
+def test_cross_check_adds_the_project_classifiers_numbers(tmp_path, fashion_dir):
+    from core.fashion.classifier import CLASSIFIER_WEIGHTS
+
+    if not CLASSIFIER_WEIGHTS.is_file():
+        pytest.skip("assets/fashion/classifier.safetensors is not here")
+    (tmp_path / "card.json").write_text((ASSET_DIR / "card.json").read_text())
+    result = card.cross_check(ASSET_DIR, fashion_dir, tmp_path, samples=1, device="cpu", seed=3)
+    assert set(result["prompt_following"]) == {"1", "2", "4", "8"} and result["samples"] == 1
+    saved = json.loads((tmp_path / "card.json").read_text())
+    assert saved["cross_check"] == result
+    assert "Cross-check with core.fashion.classifier" in (tmp_path / "MODEL_CARD.md").read_text()

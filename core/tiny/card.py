@@ -202,6 +202,13 @@ def render_markdown(card: dict) -> str:
         rows.append(f"| {prompt} ({CLASSES[k]}) | " + " | ".join(f"{pf[s]['per_class'][k]:.0%}" for s in scales) + " |")
     rows.append("| **all classes** | " + " | ".join(f"**{pf[s]['overall']:.1%}**" for s in scales) + " |")
     t = card.get("training", {})
+    cross = card.get("cross_check")
+    cross_lines = [
+        "",
+        f"Cross-check with {cross['judge']} (accuracy on the held-out real images: {cross['judge_accuracy']:.1%}),"
+        f" {cross['samples']} images per prompt per scale, seed {cross['seed']}, {cross['device']}: "
+        + ", ".join(f"g={k}: {v['overall']:.0%}" for k, v in cross["prompt_following"].items()) + ".",
+    ] if cross else []
     lines = [
         "# tiny-sd: a tiny Stable Diffusion trained on captioned Fashion-MNIST",
         "",
@@ -230,6 +237,7 @@ def render_markdown(card: dict) -> str:
         "Guidance 1 is the text-conditioned prediction alone (diffusers skips the unconditional pass).",
         "",
         *rows,
+        *cross_lines,
         "",
         "## VAE",
         "",
@@ -309,6 +317,28 @@ def rerender(model: Path, out: Path) -> None:
     _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
 
 
+def cross_check(model: Path, data: Path, out: Path, samples: int, device: str, seed: int = 1) -> dict:
+    """Re-measure prompt following with the project's classifier (``core.fashion``) into ``card.json``.
+
+    For a card measured with our own CNN: a second, independent classifier on fresh seeds.
+    """
+    card_file = out / "card.json"
+    if not card_file.is_file():
+        raise UserError(f"{card_file} is missing: run the card without --cross-check first.")
+    card = json.loads(card_file.read_text())
+    train, held = load_fashion(data).split(HELD_OUT)
+    judge = load_judge(train, device, 0, prefer="fashion")
+    real = judge.predict(fashion_batch(torch.from_numpy(held.images)))
+    card["cross_check"] = {
+        "judge": judge.source, "samples": samples, "seed": seed, "device": device,
+        "judge_accuracy": round((real.cpu() == torch.from_numpy(held.labels)).float().mean().item(), 4),
+        "prompt_following": prompt_following(load_pipeline(model, device), judge, samples, seed=seed),
+    }
+    _atomic_write(card_file, (json.dumps(card, indent=1) + "\n").encode())
+    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+    return card["cross_check"]
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     p = argparse.ArgumentParser(description="Measure the tiny model and write its model card.")
@@ -324,11 +354,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-images", type=int, default=HELD_OUT, help="held-out images to measure the VAE on")
     p.add_argument("--per-class", type=int, default=8, help="samples per class in classes.png")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--cross-check", action="store_true",
+                   help="add prompt following by core.fashion's classifier to an existing card (--samples each)")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite MODEL_CARD.md from --out/card.json and the model's training.json, no measuring")
     args = p.parse_args(argv)
     if args.render_only:
         rerender(args.model, args.out)
+        return
+    if args.cross_check:
+        print(json.dumps(cross_check(args.model, args.data, args.out, args.samples, args.device)))
         return
     for name in ("samples", "steps", "eval_images", "per_class"):
         if getattr(args, name) < 1:
