@@ -1,6 +1,7 @@
 """CPU benchmark of the embedded model: the chapter's 4-scale guidance sweep at 25 steps.
 
     python bench/bench_tiny_cpu.py [--runs 5] [--threads 1,2] [--no-write] [--json OUT.json]
+    python bench/bench_tiny_cpu.py --render OUT.json    # rewrite the section from saved results
 
 Times ``core.sampler.sweep`` on ``tiny`` (scales 1, 2, 4, 12, one batch) against the reference:
 diffusers' ``StableDiffusionPipeline`` called once per scale, as the chapter does. Reports medians
@@ -148,7 +149,11 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2", help="torch thread counts to measure, comma-separated")
     ap.add_argument("--no-write", action="store_true", help="print, do not touch docs/benchmarks.md")
     ap.add_argument("--json", type=Path, help="also save the raw results here")
+    ap.add_argument("--render", type=Path, help="write the section from a saved --json file and exit")
     args = ap.parse_args()
+    if args.render:
+        write_section(render(json.loads(args.render.read_text())))
+        return 0
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     result = measure(max(1, args.runs), threads)
     print(json.dumps(result, indent=1))
