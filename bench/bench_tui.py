@@ -174,7 +174,7 @@ def markdown(result: dict) -> str:
         "fresh interpreter each time (imports included). The model worker runs at nice +5 so the UI",
         "thread wins a busy CPU. On this shared 2-core machine the numbers follow its load: in runs at",
         "load average 5-7 (2026-11-25) key p99 was 15-17 ms and loop-lag p99 18-54 ms; the max lag",
-        "(~0.3-0.9 s, once per sweep) is CPU starvation while the VAE decodes, not the UI's own work.",
+        "(~0.3-0.9 s) comes once per sweep, at its end (the VAE decode), while no UI handler runs long.",
         END,
     ])
 
