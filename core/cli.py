@@ -55,7 +55,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     p.add_argument("--vae", default=d(None), help="swap the VAE: a folder or Hub id (e.g. stabilityai/sd-vae-ft-ema)")
     p.add_argument("--device", default=d(None), help="cuda, cuda:N, mps or cpu (default: the best available)")
     p.add_argument("--dtype", default=d(None), choices=["fp32", "fp16", "bf16"], help="default fp16 on GPUs, fp32 on CPU")
-    p.add_argument("--seed", type=int, default=d(0), help="random seed (default 0)")
+    p.add_argument("--seed", type=int, default=d(None), help="random seed (default 0, or the settings file's)")
     p.add_argument("--out", default=d(None), help="output folder (default ./outputs)")
     p.add_argument("--offline", action="store_true", default=d(False), help="never touch the network (as HF_HUB_OFFLINE=1)")
     return p
@@ -144,7 +144,7 @@ def _settings(args, guidance: float = 7.5):
 
     width, height = parse_size(args.size) if args.size else (None, None)
     return SampleSettings(prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
-                          guidance_scale=guidance, seed=args.seed, width=width, height=height,
+                          guidance_scale=guidance, seed=args.seed or 0, width=width, height=height,
                           scheduler=args.scheduler,
                           init_image=load_image(args.init_image) if args.init_image else None,
                           strength=args.strength, color_target=parse_color(args.color) if args.color else None,
@@ -227,7 +227,7 @@ def cmd_latents(args) -> int:
 
     image = load_image(args.image)
     model = _load(args)
-    report = round_trip(model, image, seed=args.seed)
+    report = round_trip(model, image, seed=args.seed or 0)
     stem = os.path.splitext(os.path.basename(args.image))[0]
     captions = [f"ch{i} [{lo:.2f}, {hi:.2f}]" for i, (lo, hi) in enumerate(report.channel_ranges)]
     print(save_png(report.image, _out(args), f"{stem}-input"))
