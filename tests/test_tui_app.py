@@ -194,3 +194,15 @@ async def test_image_view_hands_images_to_a_sharp_widget(monkeypatch):
         await pilot.pause()
         assert view.query_one(FakeSharp).image is picture
         assert str(view.query_one(".caption", Label).render()) == "1 · no CFG"
+
+
+def test_default_prompt_suits_the_model(tmp_path, monkeypatch):
+    """tiny only knows garments; a real model gets the chapter's prompt; a given prompt always wins."""
+    from types import SimpleNamespace
+
+    from tui.config import CHAPTER_PROMPT, TINY_PROMPT, load_settings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert load_settings(SimpleNamespace()).prompt == TINY_PROMPT
+    assert load_settings(SimpleNamespace(model="some/model")).prompt == CHAPTER_PROMPT
+    assert load_settings(SimpleNamespace(model="some/model", prompt="a cat")).prompt == "a cat"

@@ -21,7 +21,11 @@ from typing import Any
 
 from core.errors import UserError
 
-PANES = ("tokens", "sweep", "latents", "training")
+PANES = ("tokens", "sweep", "latents", "training", "exercises")
+
+
+CHAPTER_PROMPT = "An oil painting of a collie in a top hat"
+TINY_PROMPT = "a photo of an ankle boot"
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,16 @@ class Settings:
     data: str | None = None
     seed: int = 0
     steps: int = 30  #: sampling steps for the sweep and generated images
-    prompt: str = "An oil painting of a collie in a top hat"
+    prompt: str | None = None  #: None: a prompt the model knows (see ``__post_init__``)
     pane: str = "tokens"
     screenshot: str | None = None  #: headless: render ``pane``, save an SVG here, exit
     log_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is None:
+            # the embedded model only knows Fashion-MNIST's garments; real models get the chapter's prompt
+            default = TINY_PROMPT if self.model == "tiny" else CHAPTER_PROMPT
+            object.__setattr__(self, "prompt", default)
 
     def log_path(self) -> Path:
         if self.log_file:
@@ -110,4 +120,6 @@ def load_settings(args: Any = None) -> Settings:
         if value is not None:
             overrides[key] = str(value) if key in ("output_dir", "screenshot") else value
     names = {f.name for f in fields(Settings)}
+    if "prompt" not in data and "prompt" not in overrides:
+        overrides["prompt"] = None  # pick the default prompt for the final model
     return _check(replace(settings, **{k: v for k, v in overrides.items() if k in names}))
