@@ -157,13 +157,9 @@ def render(results: dict) -> str:
 
 def write_section(text: str, doc: Path = DOC) -> None:
     """Replace (or append) the fashion section of docs/benchmarks.md, leaving the rest untouched."""
-    body = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in body and END in body:
-        head, rest = body.split(START, 1)
-        body = head + text + rest.split(END, 1)[1]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    doc.write_text(body)
+    from bench.doc_section import write_section as write
+
+    write(text, START, END, doc)
 
 
 def main() -> int:

@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -130,17 +129,9 @@ def render(r: dict) -> str:
 
 def write_section(text: str, doc: Path = DOC) -> None:
     """Replace (or append) this section of docs/benchmarks.md atomically, leaving the rest untouched."""
-    body = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in body and END in body:
-        head, rest = body.split(START, 1)
-        body = head + text + rest.split(END, 1)[1]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".benchmarks.", dir=doc.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(body)
-    os.replace(tmp, doc)
+    from bench.doc_section import write_section as write
+
+    write(text, START, END, doc)
 
 
 def main() -> int:

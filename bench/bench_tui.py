@@ -180,14 +180,10 @@ def markdown(result: dict) -> str:
 
 
 def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(doc)
-    os.replace(tmp, DOC)
+    sys.path.insert(0, str(ROOT))
+    from bench.doc_section import write_section as write
+
+    write(text, START, END, DOC)
 
 
 def main(argv: list[str] | None = None) -> int:

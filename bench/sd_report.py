@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -132,14 +130,6 @@ def render(results: dict) -> str:
 
 def write_doc(results: dict, doc: Path = DOC) -> None:
     """Replace (or append) the section between the sd-gpu markers; nothing else in the file changes."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{START}\n{render(results)}{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    fd, tmp = tempfile.mkstemp(dir=doc.parent, prefix=".benchmarks-", suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, doc)
+    from bench.doc_section import write_section
+
+    write_section(f"{START}\n{render(results)}{END}", START, END, doc)

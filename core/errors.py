@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class UserError(Exception):
     """Bad input from the user (a path, a number, a model name).
@@ -18,3 +21,12 @@ class UserError(Exception):
 
 class Cancelled(Exception):
     """A job was cancelled through its cancel event; work done so far is discarded cleanly."""
+
+
+def run_main(main: Callable[[], object]) -> None:
+    """``python -m`` entry point: a ``UserError`` becomes one line on stderr and exit code 2."""
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from core.errors import UserError
+from core.errors import UserError, run_main
 from core.tiny import build, captions
 from core.tiny.data import CLASSES, HELD_OUT, load_fashion, to_fashion, to_model_images
 from core.tiny.judge import fashion_batch, load_judge
@@ -376,10 +376,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
-    try:
-        main()
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

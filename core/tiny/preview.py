@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from core.errors import UserError
+from core.errors import UserError, run_main
 from core.tiny.data import HELD_OUT, load_fashion, to_model_images
 
 FILENAME = "preview_factors.json"
@@ -76,8 +75,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.errors import UserError
+from core.errors import UserError, run_main
 
 from core.tiny import build, captions, configs
 from core.tiny.data import HELD_OUT, load_fashion, to_model_images
@@ -268,10 +268,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
-    try:
-        main()
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

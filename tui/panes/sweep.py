@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
