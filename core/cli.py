@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      parents=[_common(False)])
     parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
     parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
-    parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training"])
+    parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])
     parser.add_argument("--prompt", default=None, help="start with this prompt")
     parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

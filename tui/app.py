@@ -19,14 +19,17 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from core.jobs import JobEvent
 from tui.config import Settings
 from tui.messages import ImageSelected, JobUpdate, PaneReady
+from tui.panes.exercises import ExercisesPane
 from tui.panes.latents import LatentsPane
 from tui.panes.sweep import SweepPane
 from tui.panes.tokens import TokensPane
 from tui.panes.training import TrainingPane
 from tui.worker import ModelWorker
 
-PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane}
-TITLES = {"tokens": "1 Prompt", "sweep": "2 Sweep", "latents": "3 Latents", "training": "4 Training"}
+PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane,
+                 "exercises": ExercisesPane}
+TITLES = {"tokens": "1 Prompt", "sweep": "2 Sweep", "latents": "3 Latents", "training": "4 Training",
+          "exercises": "5 Exercises"}
 
 
 class ExplorerApp(App[int]):
@@ -40,6 +43,7 @@ class ExplorerApp(App[int]):
         Binding("f3", "show_pane('sweep')", "Sweep"),
         Binding("f4", "show_pane('latents')", "Latents"),
         Binding("f5", "show_pane('training')", "Training"),
+        Binding("f6", "show_pane('exercises')", "Exercises"),
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
     ]
 
@@ -65,6 +69,8 @@ class ExplorerApp(App[int]):
                 yield LatentsPane()
             with TabPane(TITLES["training"], id="training"):
                 yield TrainingPane(data=s.data)
+            with TabPane(TITLES["exercises"], id="exercises"):
+                yield ExercisesPane(seed=s.seed, steps=s.steps)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -89,7 +95,8 @@ class ExplorerApp(App[int]):
     def action_show_pane(self, name: str) -> None:
         self.query_one("#panes", TabbedContent).active = name
         pane = self.pane(name)
-        focus = {"tokens": "#prompt", "sweep": "#scales", "latents": "#path", "training": "#epochs"}[name]
+        focus = {"tokens": "#prompt", "sweep": "#scales", "latents": "#path", "training": "#epochs",
+                 "exercises": "#values"}[name]
         self.set_focus(pane.query_one(focus))
 
     def run_pane_action(self, pane: str, action: str) -> None:
