@@ -118,3 +118,18 @@ def test_cuda_graph_matches_diffusers_ddpm_step_fp32():
             x = sch.step(m.unet(x, t, class_labels=labels).sample, t, x, generator=gen).prev_sample
     ref = ((x.clamp(-1, 1) + 1) / 2).cpu()
     assert torch.allclose(ours, ref, atol=2e-3), (ours - ref).abs().max()
+
+
+def test_grey_level_loss_guidance_moves_samples_towards_the_target():
+    """Exercise 9 on the class-conditional model: loss guidance towards a grey level, no training."""
+    from core.fashion.model import load_shipped
+
+    model = load_shipped(device="cpu")
+    plain = generate_from_class(model, [1], n=4, steps=20, seed=0)
+    bright = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=30.0)
+    dark = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=0.0, color_scale=30.0)
+    assert bright.mean() > plain.mean() + 0.05 and dark.mean() < plain.mean() - 0.02
+    same = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=0.0)
+    assert torch.equal(same, plain)
+    with pytest.raises(UserError):
+        generate_from_class(model, [1], n=1, steps=5, color_target=2.0, color_scale=1.0)

@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sa.add_argument("--class", dest="classes", default="7", help="class id(s) 0-9, e.g. 7 or 0,7,9")
     sa.add_argument("-n", type=int, default=8, help="samples per class")
     sa.add_argument("--steps", type=int, default=1000, help="1000 = DDPM (the chapter); fewer = DDIM")
+    sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
+    sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
     sa.add_argument("--checkpoint", default=None, help="weights or ckpt-*.safetensors (default: shipped)")
     _common(sa, "PNGs")
     sa.set_defaults(func=cmd_sample)
@@ -146,7 +148,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.steps, desc=f"sampling {'DDPM' if args.steps >= 1000 else 'DDIM'}", unit="step")
     images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
                                  callback=lambda s: bar.update(s.index + 1 - bar.n),
-                                 callback_every=max(1, args.steps // 50))
+                                 callback_every=max(1, args.steps // 50),
+                                 color_target=args.grey, color_scale=args.grey_scale)
     bar.close()
     labels = [c for c in classes for _ in range(args.n)]
     written = []
