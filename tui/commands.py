@@ -28,6 +28,11 @@ COMMANDS: list[tuple[str, str, str | None, str]] = [
      "training", "sample"),
     ("Training: load checkpoint", "Load the .safetensors at the path (ctrl+o)", "training", "load"),
     ("Training: save weights", "Save the current model's weights (ctrl+s)", "training", "save"),
+    ("Go to: exercises", "Pane 5: sweep a negative prompt, img2img strength, colour loss or SDXL size",
+     "exercises", ""),
+    ("Exercises: run", "Sample the chosen axis (ctrl+r)", "exercises", "run"),
+    ("Exercises: cancel", "Stop the running exercise (escape)", "exercises", "cancel"),
+    ("Exercises: save grid", "Save the grid as a numbered PNG with its settings (ctrl+s)", "exercises", "save"),
     ("Model: reload", "Load the model again on the worker (ctrl+l)", None, "reload_model"),
     ("Help: keys", "Every key binding (f1)", None, "help"),
 ]

@@ -31,6 +31,7 @@ def _rows(scope: str, bindings: list) -> list[tuple[str, str, str]]:
 def key_rows() -> list[tuple[str, str, str]]:
     """(scope, keys, what it does) for every binding of the app and its panes."""
     from tui.app import ExplorerApp
+    from tui.panes.exercises import ExercisesPane
     from tui.panes.latents import LatentsPane
     from tui.panes.sweep import SweepPane
     from tui.panes.tokens import TokensPane
@@ -38,9 +39,9 @@ def key_rows() -> list[tuple[str, str, str]]:
 
     rows = _rows("Everywhere", ExplorerApp.BINDINGS)
     for scope, pane in (("Prompt", TokensPane), ("Sweep", SweepPane), ("Latents", LatentsPane),
-                        ("Training", TrainingPane)):
+                        ("Training", TrainingPane), ("Exercises", ExercisesPane)):
         rows += _rows(scope, pane.BINDINGS)
-    order = ["Everywhere", "Prompt", "Sweep", "Latents", "Training"]
+    order = ["Everywhere", "Prompt", "Sweep", "Latents", "Training", "Exercises"]
     return sorted(rows + BUILTIN, key=lambda r: order.index(r[0]))
 
 
