@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
@@ -19,9 +19,8 @@ from textual.widgets import Input, Label, ProgressBar, Select
 
 from core.errors import UserError
 from core.jobs import JobEvent
-from tui.messages import ImageSelected
-from tui.panes.base import JobPane
-from tui.panes.sweep import SweepCell, parse_int, parse_scales
+from tui.panes.grid import GridCell, GridPane
+from tui.panes.sweep import parse_int, parse_scales
 
 #: (label in the selector, ``run_axis`` axis, example values)
 AXES: list[tuple[str, str, str]] = [
@@ -51,11 +50,11 @@ def parse_values(axis: str, text: str) -> list:
     return parse_pairs(text, what)
 
 
-class ExerciseCell(SweepCell):
+class ExerciseCell(GridCell):
     """One value's image (focus it to hand it to the latents pane, like a sweep cell)."""
 
 
-class ExercisesPane(JobPane):
+class ExercisesPane(GridPane):
     """Exercise sweeps: negative prompt, img2img strength, colour loss, guidance, SDXL conditioning.
 
     | Key | Action |
@@ -66,6 +65,8 @@ class ExercisesPane(JobPane):
     """
 
     pane_name = "exercises"
+    job_kind = "exercise"
+    cell_class = ExerciseCell
     BINDINGS = [
         Binding("ctrl+r", "run", "Run exercise"),
         Binding("escape", "cancel", "Cancel"),
@@ -84,10 +85,7 @@ class ExercisesPane(JobPane):
     def __init__(self, *, seed: int = 0, steps: int = 30, **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps = seed, steps
-        self.result = None  #: the last finished GenerationResult
         self.axis = AXES[0][1]  #: the axis of the last run
-        self.last_saved = None  #: path of the last saved grid
-        self.job = None
         self._count = 0
 
     def compose(self) -> ComposeResult:
@@ -108,7 +106,7 @@ class ExercisesPane(JobPane):
         yield Grid(id="grid")
 
     def on_mount(self) -> None:
-        self._layout_cells(["waiting"] * 3)
+        self.layout_cells(["waiting"] * 3)
 
     @on(Select.Changed, "#axis")
     def _axis_changed(self, event: Select.Changed) -> None:
@@ -117,28 +115,6 @@ class ExercisesPane(JobPane):
         values = self.query_one("#values", Input)
         if values.value.strip() in {*EXAMPLES.values(), ""}:
             values.value = EXAMPLES[str(event.value)]
-
-    def _layout_cells(self, captions: list[str]) -> None:
-        """One cell per value: reuse existing cells (cleared), mount or remove the difference."""
-        grid = self.query_one("#grid", Grid)
-        grid.styles.grid_size_columns = min(4, len(captions))
-        cells = self.cells
-        for cell in cells[len(captions):]:
-            cell.remove()
-        for cell, caption in zip(cells, captions):
-            cell.image, cell.caption = None, caption
-        extra = [ExerciseCell(i, c) for i, c in enumerate(captions) if i >= len(cells)]
-        if extra:
-            grid.mount_all(extra)
-
-    @property
-    def cells(self) -> list[ExerciseCell]:
-        """The live cells, in value order (cells being removed are skipped)."""
-        cells = [c for c in self.query(ExerciseCell) if not c._closing and c.parent is not None]
-        return sorted(cells, key=lambda c: c.index)
-
-    def _value(self, selector: str) -> str:
-        return self.query_one(selector, Input).value
 
     def _prompts(self) -> tuple[str, str]:
         """The prompt pane's prompt and negative prompt (the configured prompt without one)."""
@@ -200,11 +176,11 @@ class ExercisesPane(JobPane):
             self.notify(str(exc), title="Exercise settings", severity="error")
             return
         self.axis, self._count = axis, len(values)
-        self._layout_cells(["waiting"] * len(values))
+        self.layout_cells(["waiting"] * len(values))
         self.result = None
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
         waiting = "waiting for the worker (model load or training)…" if self.worker.busy() else "starting…"
-        self.query_one("#status", Label).update(f"seed {settings.seed}: {waiting}")
+        self.status(f"seed {settings.seed}: {waiting}")
 
         def run(job):
             from core.sweeps import SEQUENTIAL, run_axis
@@ -223,61 +199,17 @@ class ExercisesPane(JobPane):
 
         self.job = self.submit("exercise", run)
 
-    def action_cancel(self) -> None:
-        if self.worker.cancel("exercise"):
-            self.query_one("#status", Label).update("cancelling…")
-
     def job_started(self, ev: JobEvent) -> None:
-        self.query_one("#status", Label).update(f"sampling {self._count} cells along {self.axis}…")
+        self.status(f"sampling {self._count} cells along {self.axis}…")
 
     def job_progress(self, ev: JobEvent) -> None:
         offset, index, total, timestep, preview = ev.payload
-        for cell, image in zip(self.cells[offset:], preview):
-            cell.image = image
-        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
         where = f"cell {offset + 1}/{self._count} · " if len(preview) == 1 and self._count > 1 else ""
-        self.query_one("#status", Label).update(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+        self.show_preview(offset, index, total, timestep, preview, where)
 
     def job_finished(self, ev: JobEvent) -> None:
-        result = ev.result
-        self.result = result
-        for cell, image, caption in zip(self.cells, result.images, result.captions):
-            cell.image, cell.caption = image, caption
-        s = result.settings
-        line = f"done: {self.axis} · seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
-        if getattr(self.app, "show_timings", True):
-            line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
-        self.query_one("#status", Label).update(line + " · ctrl+s saves the grid")
-        if result.dropped_tokens:
-            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
-        self.post_message(ImageSelected(result.images[0], result.captions[0]))
-        self.work_done()
+        self.show_result(ev, f"done: {self.axis} · ")
 
-    def job_failed(self, ev: JobEvent) -> None:
-        self.query_one("#status", Label).update(
-            "cancelled · ctrl+r runs again" if ev.error_kind == "cancelled" else "failed · ctrl+r runs again")
-        super().job_failed(ev)
-
-    def autorun(self) -> None:
-        self.action_run()
-
-    def action_save(self) -> None:
-        if self.result is None:
-            self.notify("Nothing to save yet: ctrl+r runs an exercise sweep first.", severity="warning")
-            return
-        self.save_grid(self.result, self.axis)
-
-    @work(thread=True, exclusive=True, group="save")
-    def save_grid(self, result, axis: str) -> None:
-        """Write the grid PNG (the first cell's parameters, plus the axis and captions) off the UI thread."""
-        from core.outputs import make_grid, save_png
-
-        try:
-            grid = make_grid(result.images, result.captions)
-            params = result.parameters(0) + f"\nGrid ({axis}): " + " | ".join(result.captions)
-            path = save_png(grid, self.app.settings.output_dir, f"{axis}-{result.settings.prompt}", params)
-        except UserError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
-            return
-        self.last_saved = path
-        self.app.call_from_thread(self.notify, f"Saved {path}", title="Grid saved")
+    def grid_file(self, result) -> tuple[str, str]:
+        params = result.parameters(0) + f"\nGrid ({self.axis}): " + " | ".join(result.captions)
+        return f"{self.axis}-{result.settings.prompt}", params

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
@@ -18,9 +17,7 @@ from textual.widgets import Input, Label, ProgressBar, Select
 from core.errors import UserError
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
-from tui.messages import ImageSelected
-from tui.panes.base import JobPane
-from tui.widgets.image_view import ImageView
+from tui.panes.grid import GridCell, GridPane
 
 DEFAULT_SCALES = "1, 2, 4, 12"
 
@@ -61,24 +58,11 @@ def parse_int(text: str, what: str, example: str) -> int:
         raise UserError(f"{what} {text!r} is not a whole number: e.g. {example}.") from None
 
 
-class SweepCell(ImageView):
+class SweepCell(GridCell):
     """One scale's image; focus it to select it for the latents pane."""
 
-    def __init__(self, index: int, caption: str) -> None:
-        super().__init__(caption=caption, placeholder="waiting", focusable=True, id=f"cell-{index}")
-        self.index = index
 
-    def area(self) -> tuple[int, int]:
-        """The smallest sibling's area, so every image in the grid has the same size."""
-        cells = [c for c in self.parent.children if isinstance(c, SweepCell)] if self.parent else [self]
-        return (min(c.content_region.width for c in cells), min(c.content_region.height for c in cells))
-
-    def on_focus(self) -> None:
-        if self.image is not None:
-            self.post_message(ImageSelected(self.image, self.caption))
-
-
-class SweepPane(JobPane):
+class SweepPane(GridPane):
     """Guidance sweep grid.
 
     | Key | Action |
@@ -90,6 +74,8 @@ class SweepPane(JobPane):
     """
 
     pane_name = "sweep"
+    job_kind = "sweep"
+    cell_class = SweepCell
     BINDINGS = [
         Binding("ctrl+r", "run", "Run sweep"),
         Binding("ctrl+n", "reroll", "New seed"),
@@ -111,9 +97,6 @@ class SweepPane(JobPane):
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
         self.prompt = ""
         self.negative = ""
-        self.result = None  #: the last finished GenerationResult
-        self.last_saved = None  #: path of the last saved grid
-        self.job = None
         self._scales: list[float] = []
 
     def compose(self) -> ComposeResult:
@@ -132,31 +115,12 @@ class SweepPane(JobPane):
         self._layout_cells(parse_scales(DEFAULT_SCALES))
 
     def _layout_cells(self, scales: list[float]) -> None:
-        """One cell per scale: reuse existing cells (cleared), mount or remove the difference."""
         from core.results import scale_caption
 
-        grid = self.query_one("#grid", Grid)
-        grid.styles.grid_size_columns = min(4, len(scales))
-        cells = self.cells
-        for cell in cells[len(scales):]:
-            cell.remove()
-        for cell, scale in zip(cells, scales):
-            cell.image, cell.caption = None, scale_caption(scale)
-        extra = [SweepCell(i, scale_caption(s)) for i, s in enumerate(scales) if i >= len(cells)]
-        if extra:
-            grid.mount_all(extra)
-
-    @property
-    def cells(self) -> list[SweepCell]:
-        """The live cells, in scale order (cells being removed are skipped)."""
-        cells = [c for c in self.query(SweepCell) if not c._closing and c.parent is not None]
-        return sorted(cells, key=lambda c: c.index)
+        self.layout_cells([scale_caption(s) for s in scales])
 
     def set_prompts(self, prompt: str, negative: str) -> None:
         self.prompt, self.negative = prompt, negative
-
-    def _value(self, selector: str) -> str:
-        return self.query_one(selector, Input).value
 
     def settings(self):
         """The form as ``SampleSettings`` + scales, validated (``UserError`` names the fix)."""
@@ -192,7 +156,7 @@ class SweepPane(JobPane):
             waiting = "waiting for the model to load…"
         else:
             waiting = "starting…"
-        self.query_one("#status", Label).update(f"seed {settings.seed}: {waiting}")
+        self.status(f"seed {settings.seed}: {waiting}")
 
         def run(job):
             from core.sampler import sweep
@@ -211,61 +175,17 @@ class SweepPane(JobPane):
         self.query_one("#seed", Input).value = str(random.randrange(2**32))
         self.action_run()
 
-    def action_cancel(self) -> None:
-        if self.worker.cancel("sweep"):
-            self.query_one("#status", Label).update("cancelling…")
-
     def job_started(self, ev: JobEvent) -> None:
-        self.query_one("#status", Label).update(f"sampling {len(self._scales)} scales in one batch…")
+        self.status(f"sampling {len(self._scales)} scales in one batch…")
 
     def job_progress(self, ev: JobEvent) -> None:
         index, total, timestep, preview = ev.payload
-        for cell, image in zip(self.cells, preview):
-            cell.image = image
-        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
-        self.query_one("#status", Label).update(f"step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+        self.show_preview(0, index, total, timestep, preview)
 
     def job_finished(self, ev: JobEvent) -> None:
-        result = ev.result
-        self.result = result
-        for cell, image, caption in zip(self.cells, result.images, result.captions):
-            cell.image, cell.caption = image, caption
-        s = result.settings
-        line = f"done: seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
-        if getattr(self.app, "show_timings", True):
-            line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
-        self.query_one("#status", Label).update(line + " · ctrl+s saves the grid")
-        if result.dropped_tokens:
-            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
-        self.post_message(ImageSelected(result.images[0], result.captions[0]))
-        self.work_done()
+        self.show_result(ev, "done: ")
 
-    def job_failed(self, ev: JobEvent) -> None:
-        self.query_one("#status", Label).update(
-            "cancelled · ctrl+r runs again" if ev.error_kind == "cancelled" else "failed · ctrl+r runs again")
-        super().job_failed(ev)
-
-    def autorun(self) -> None:
-        self.action_run()
-
-    def action_save(self) -> None:
-        if self.result is None:
-            self.notify("Nothing to save yet: ctrl+r runs a sweep first.", severity="warning")
-            return
-        self.save_grid(self.result)
-
-    @work(thread=True, exclusive=True, group="save")
-    def save_grid(self, result) -> None:
-        """Write the grid PNG (with the parameters text) off the UI thread."""
-        from core.outputs import make_grid, save_png
-
-        try:
-            grid = make_grid(result.images, result.captions)
-            scales = ", ".join(f"{s:g}" for s in result.scales)
-            params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}")
-            path = save_png(grid, self.app.settings.output_dir, f"sweep-{result.settings.prompt}", params)
-        except UserError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
-            return
-        self.last_saved = path
-        self.app.call_from_thread(self.notify, f"Saved {path}", title="Grid saved")
+    def grid_file(self, result) -> tuple[str, str]:
+        scales = ", ".join(f"{s:g}" for s in result.scales)
+        params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}")
+        return f"sweep-{result.settings.prompt}", params

@@ -1,0 +1,133 @@
+"""What the sweep and exercises panes share: a grid of image cells filled by one job.
+
+Each cell shows the live x0 preview after every step, then the decoded image with its caption;
+focusing a finished cell hands its image to the latents pane. ``escape`` cancels the job, ``ctrl+s``
+saves the grid (with the A1111 ``parameters`` text) off the UI thread.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.containers import Grid
+from textual.widgets import Input, Label, ProgressBar
+
+from core.errors import UserError
+from core.jobs import JobEvent
+from tui.messages import ImageSelected
+from tui.panes.base import JobPane
+from tui.widgets.image_view import ImageView
+
+
+class GridCell(ImageView):
+    """One cell's image; focus it to select it for the latents pane."""
+
+    def __init__(self, index: int, caption: str) -> None:
+        super().__init__(caption=caption, placeholder="waiting", focusable=True, id=f"cell-{index}")
+        self.index = index
+
+    def area(self) -> tuple[int, int]:
+        """The smallest sibling's area, so every image in the grid has the same size."""
+        cells = [c for c in self.parent.children if isinstance(c, GridCell)] if self.parent else [self]
+        return (min(c.content_region.width for c in cells), min(c.content_region.height for c in cells))
+
+    def on_focus(self) -> None:
+        if self.image is not None:
+            self.post_message(ImageSelected(self.image, self.caption))
+
+
+class GridPane(JobPane):
+    """A pane whose job samples a grid: cells, live previews, results, cancel and save."""
+
+    job_kind = ""  #: the worker job kind this pane submits ("sweep", "exercise")
+    cell_class: type[GridCell] = GridCell
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.result = None  #: the last finished GenerationResult
+        self.last_saved = None  #: path of the last saved grid
+        self.job = None
+
+    # -- cells ---------------------------------------------------------------------------------
+    def layout_cells(self, captions: list[str]) -> None:
+        """One cell per caption: reuse existing cells (cleared), mount or remove the difference."""
+        grid = self.query_one("#grid", Grid)
+        grid.styles.grid_size_columns = min(4, len(captions))
+        cells = self.cells
+        for cell in cells[len(captions):]:
+            cell.remove()
+        for cell, caption in zip(cells, captions):
+            cell.image, cell.caption = None, caption
+        extra = [self.cell_class(i, c) for i, c in enumerate(captions) if i >= len(cells)]
+        if extra:
+            grid.mount_all(extra)
+
+    @property
+    def cells(self) -> list[GridCell]:
+        """The live cells, in order (cells being removed are skipped)."""
+        cells = [c for c in self.query(self.cell_class) if not c._closing and c.parent is not None]
+        return sorted(cells, key=lambda c: c.index)
+
+    def _value(self, selector: str) -> str:
+        return self.query_one(selector, Input).value
+
+    def status(self, text: str) -> None:
+        self.query_one("#status", Label).update(text)
+
+    # -- the job -------------------------------------------------------------------------------
+    def action_cancel(self) -> None:
+        if self.worker.cancel(self.job_kind):
+            self.status("cancelling…")
+
+    def show_preview(self, first: int, index: int, total: int, timestep: float, preview, where: str = "") -> None:
+        """Per-step x0 previews into the cells from ``first`` on."""
+        for cell, image in zip(self.cells[first:], preview):
+            cell.image = image
+        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
+        self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+
+    def show_result(self, ev: JobEvent, headline: str) -> None:
+        """The finished images and captions, the status line, and the selection for the latents pane."""
+        result = self.result = ev.result
+        for cell, image, caption in zip(self.cells, result.images, result.captions):
+            cell.image, cell.caption = image, caption
+        s = result.settings
+        line = f"{headline}seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
+        if getattr(self.app, "show_timings", True):
+            line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
+        self.status(line + " · ctrl+s saves the grid")
+        if result.dropped_tokens:
+            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
+        self.post_message(ImageSelected(result.images[0], result.captions[0]))
+        self.work_done()
+
+    def job_failed(self, ev: JobEvent) -> None:
+        self.status("cancelled · ctrl+r runs again" if ev.error_kind == "cancelled" else "failed · ctrl+r runs again")
+        super().job_failed(ev)
+
+    def autorun(self) -> None:
+        self.action_run()
+
+    # -- saving --------------------------------------------------------------------------------
+    def grid_file(self, result) -> tuple[str, str]:
+        """(file stem, parameters text) for the saved grid."""
+        raise NotImplementedError
+
+    def action_save(self) -> None:
+        if self.result is None:
+            self.notify("Nothing to save yet: ctrl+r runs first.", severity="warning")
+            return
+        self.save_grid(self.result)
+
+    @work(thread=True, exclusive=True, group="save")
+    def save_grid(self, result) -> None:
+        """Write the grid PNG (with the parameters text) off the UI thread."""
+        from core.outputs import make_grid, save_png
+
+        try:
+            stem, params = self.grid_file(result)
+            path = save_png(make_grid(result.images, result.captions), self.app.settings.output_dir, stem, params)
+        except UserError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
+            return
+        self.last_saved = path
+        self.app.call_from_thread(self.notify, f"Saved {path}", title="Grid saved")
