@@ -44,12 +44,30 @@ def tile(images: np.ndarray, cols: int, pad: int = 1) -> Image.Image:
     return Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8), mode="L")
 
 
-def sample_grid(fm, model, per_class: int, steps: int, cancel: threading.Event | None, seed: int = 0) -> Image.Image:
-    """``per_class`` samples of each of the 10 classes: columns are classes, rows are samples."""
-    x = fm.generate_from_class(model, list(range(10)), n=per_class, steps=steps, seed=seed, cancel=cancel)
+def sample_grid(fm, model, per_class: int, steps: int, cancel: threading.Event | None, seed: int = 0,
+                grey: tuple[float, float] | None = None) -> Image.Image:
+    """``per_class`` samples of each of the 10 classes: columns are classes, rows are samples.
+
+    ``grey``: (target level, scale) for loss guidance towards a grey level (the chapter's exercise 9)."""
+    target, scale = grey if grey else (None, 0.0)
+    x = fm.generate_from_class(model, list(range(10)), n=per_class, steps=steps, seed=seed, cancel=cancel,
+                               color_target=target, color_scale=scale)
     arr = x.float().cpu().numpy()[:, 0]  # [10*n, 32, 32], class-major
     arr = arr.reshape(10, per_class, *arr.shape[1:]).transpose(1, 0, 2, 3).reshape(-1, *arr.shape[1:])
     return tile(arr, cols=10)
+
+
+def parse_grey(text: str) -> tuple[float, float] | None:
+    """``""`` (off) or ``"LEVEL,SCALE"`` like ``1,30`` (towards white) -> (level, scale)."""
+    if not text.strip():
+        return None
+    try:
+        level, scale = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise UserError(f"grey guidance {text!r}: write LEVEL,SCALE with LEVEL 0-1, e.g. 1,30 (or leave it empty).") from None
+    if not (0 <= level <= 1 and scale >= 0):
+        raise UserError(f"grey guidance {text!r}: LEVEL must be 0-1 and SCALE >= 0, e.g. 1,30.")
+    return level, scale
 
 
 def noising_strip(fm, data_source: str | None, n: int = 8) -> Image.Image | None:

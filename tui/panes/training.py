@@ -21,7 +21,7 @@ from core.jobs import JobEvent
 from tui.messages import Milestone
 from tui.panes.base import JobPane
 from tui.panes.sweep import parse_int
-from tui.panes.train_views import ema, fmt_eta, noising_strip, sample_grid
+from tui.panes.train_views import ema, fmt_eta, noising_strip, parse_grey, sample_grid
 from tui.widgets.image_view import ImageView
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
@@ -86,6 +86,8 @@ class TrainingPane(JobPane):
             yield Select([("chapter UNet (15.9M)", "chapter"), ("tiny UNet (CPU)", "tiny")],
                          value="chapter", allow_blank=False, id="arch")
             yield Input("", id="ckpt", placeholder="checkpoint .safetensors (ctrl+o loads)")
+            yield Input("", id="grey", placeholder="grey guidance 1,30",
+                        tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off")
         with Horizontal(id="middle"):
             yield PlotextPlot(id="loss")
             with Vertical(id="stats"):
@@ -123,16 +125,27 @@ class TrainingPane(JobPane):
         self.submit("fashion-noise", run)
 
     # -- showing a model ---------------------------------------------------------------------
+    def _submit_show(self, loader, label: str) -> None:
+        try:
+            job = self._show_model_job(loader, label)
+        except UserError as exc:
+            self.notify(str(exc), title="Samples", severity="error")
+            return
+        self.submit("fashion-show", job)
+
     def _show_model_job(self, loader, label: str):
         """A job: get a model (``loader(job)``), sample per class and noise one image."""
         steps = self.sample_steps
+        grey = parse_grey(self.query_one("#grey", Input).value)
+        if grey:
+            label += f" · grey guidance {grey[0]:g} x{grey[1]:g}"
 
         def run(job):
             import core.fashion as fm
 
             model = loader(job)
             job.resources["fashion"] = model
-            grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
+            grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel, grey=grey)
             return {"label": label, "grid": grid}
 
         return run
@@ -144,7 +157,7 @@ class TrainingPane(JobPane):
             return fm.load_shipped(device=self.app.settings.device)
 
         self.model_source = "shipped model"
-        self.submit("fashion-show", self._show_model_job(loader, "shipped model"))
+        self._submit_show(loader, "shipped model")
 
     def action_load(self) -> None:
         path = self.query_one("#ckpt", Input).value.strip()
@@ -158,7 +171,7 @@ class TrainingPane(JobPane):
             return fm.load_model(path, device=self.app.settings.device)
 
         self.model_source = path
-        self.submit("fashion-show", self._show_model_job(loader, path))
+        self._submit_show(loader, path)
 
     def action_sample(self) -> None:
         def loader(job):
@@ -169,7 +182,7 @@ class TrainingPane(JobPane):
                 model = fm.load_shipped(device=self.app.settings.device)
             return model
 
-        self.submit("fashion-show", self._show_model_job(loader, self.model_source or "shipped model"))
+        self._submit_show(loader, self.model_source or "shipped model")
 
     def autorun(self) -> None:
         self.show_noising()
