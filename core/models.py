@@ -157,7 +157,10 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return "tiny" if self.spec == "tiny" else self.spec
+        """``tiny``, a Hub id as given, or a local folder's own name (paths are long for a header)."""
+        if self.spec == "tiny" or not Path(self.spec).expanduser().is_dir():
+            return self.spec
+        return Path(self.spec).expanduser().resolve().name
 
     @property
     def prediction_type(self) -> str:

@@ -87,3 +87,20 @@ class TestHelpScreen:
             await pilot.press("f1")
 
         assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+class TestSdxlTokens:
+    def test_two_tokenizers_side_by_side(self, snap_compare, tmp_path):
+        """An SDXL-shaped model: CLIP ViT-L and OpenCLIP bigG tables side by side (the header names the folder)."""
+        from tests.sd_factory import save_sdxl_pipeline
+
+        folder = save_sdxl_pipeline(tmp_path / "sdxl-test")
+
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            pilot.app.query_one("#prompt", Input).value = "a collie in a top hat"
+            await wait_for(pilot, lambda: len(pilot.app.query_one("TokensPane").breakdowns) == 2, what="tables")
+            await pilot.pause()
+
+        app = _app(tmp_path, model=str(folder), prompt="")
+        assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)
