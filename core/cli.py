@@ -74,8 +74,10 @@ def _sampling(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sd-explorer", description=__doc__.split("\n\n")[0],
-                                     parents=[_common(False)])
+    parser = argparse.ArgumentParser(
+        prog="sd-explorer", parents=[_common(False)],
+        description="Explore how Stable Diffusion works. Without a COMMAND it opens the explorer (a terminal UI); "
+                    "with one it works headless. Bad input: one line naming the fix, exit code 2.")
     parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
     parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
     parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-n", "--count", type=int, default=1)
     g.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("sweep", parents=[common], help="one seed at several guidance scales, as one batch")
+    s = sub.add_parser("sweep", parents=[common],
+                       help="one seed, several guidance scales (or negative prompts, strengths, ...) as one grid")
     _sampling(s)
     s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
     s.add_argument("--guidance", type=float, default=7.5, help="the fixed scale when another axis is swept")
