@@ -18,33 +18,9 @@ import sys
 from typing import Callable
 
 from core.errors import Cancelled, UserError
+from core.fields import parse_scales, parse_size
 
 SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``512``, ``512x768`` -> (width, height)."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise UserError(f"size {text!r} is not WIDTHxHEIGHT: use e.g. 512x512.") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2:
-        raise UserError(f"size {text!r} is not WIDTHxHEIGHT: use e.g. 512x512.")
-    return values[0], values[1]
-
-
-def parse_scales(text: str) -> list[float]:
-    """``1,2,4,12`` -> [1.0, 2.0, 4.0, 12.0] (validated by the sampler)."""
-    items = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
-    if not items:
-        raise UserError("the scale list is empty: give at least one scale, e.g. --scales 1,2,4,12.")
-    try:
-        return [float(p) for p in items]
-    except ValueError:
-        raise UserError(f"--scales {text!r} has a value that is not a number: use e.g. 1,2,4,12.") from None
 
 
 def _common(suppress: bool) -> argparse.ArgumentParser:
@@ -145,7 +121,7 @@ def _settings(args, guidance: float = 7.5):
     from core.results import SampleSettings
     from core.vae import load_image
 
-    width, height = parse_size(args.size) if args.size else (None, None)
+    width, height = parse_size(args.size or "")
     return SampleSettings(prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
                           guidance_scale=guidance, seed=args.seed or 0, width=width, height=height,
                           scheduler=args.scheduler,

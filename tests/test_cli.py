@@ -74,7 +74,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 def test_parsers():
     assert parse_size("512") == (512, 512) and parse_size("640x480") == (640, 480)
-    assert parse_scales("1, 2,4 12") == [1, 2, 4, 12]
+    assert parse_scales("1, 2,4 12") == [1, 2, 4, 12] == parse_scales("1; 2; 4; 12")
+    assert parse_size("") == (None, None) and parse_size("640*480") == parse_size("640×480") == (640, 480)
     with pytest.raises(UserError):
         parse_size("big")
     with pytest.raises(UserError):

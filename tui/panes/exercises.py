@@ -20,7 +20,7 @@ from textual.widgets import Input, Label, ProgressBar, Select
 from core.errors import UserError
 from core.jobs import JobEvent
 from tui.panes.grid import GridCell, GridPane
-from tui.panes.sweep import parse_int, parse_scales
+from core.fields import parse_int, parse_scales
 
 #: (label in the selector, ``run_axis`` axis, example values)
 AXES: list[tuple[str, str, str]] = [

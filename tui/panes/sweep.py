@@ -15,47 +15,12 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
 from core.errors import UserError
+from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
 from tui.panes.grid import GridCell, GridPane
 
 DEFAULT_SCALES = "1, 2, 4, 12"
-
-
-def parse_scales(text: str) -> list[float]:
-    """``"1, 2, 4, 12"`` -> ``[1.0, 2.0, 4.0, 12.0]``; a ``UserError`` naming the fix otherwise."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    try:
-        scales = [float(p) for p in parts]
-    except ValueError:
-        raise UserError(f"scales {text!r}: write numbers separated by commas, e.g. 1, 2, 4, 12.") from None
-    if not scales:
-        raise UserError("no scales: write numbers separated by commas, e.g. 1, 2, 4, 12.")
-    return scales
-
-
-def parse_size(text: str) -> tuple[int | None, int | None]:
-    """``""`` (the model's own size), ``"512"`` or ``"512x768"`` (width x height)."""
-    text = text.strip().lower()
-    if not text:
-        return None, None
-    parts = text.replace("*", "x").split("x")
-    try:
-        sides = [int(p) for p in parts]
-    except ValueError:
-        raise UserError(f"size {text!r}: write WIDTHxHEIGHT like 512x512, or leave it empty for the model's size.") from None
-    if len(sides) == 1:
-        return sides[0], sides[0]
-    if len(sides) == 2:
-        return sides[0], sides[1]
-    raise UserError(f"size {text!r}: write WIDTHxHEIGHT like 512x512.")
-
-
-def parse_int(text: str, what: str, example: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise UserError(f"{what} {text!r} is not a whole number: e.g. {example}.") from None
 
 
 class SweepCell(GridCell):

@@ -20,7 +20,7 @@ from core.errors import UserError
 from core.jobs import JobEvent
 from tui.messages import Milestone
 from tui.panes.base import JobPane
-from tui.panes.sweep import parse_int
+from core.fields import parse_int
 from tui.panes.train_views import ema, fmt_eta, noising_strip, parse_grey, sample_grid
 from tui.widgets.image_view import ImageView
 
