@@ -192,13 +192,9 @@ def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCa
     Each row draws its noise from its own generator seeded with ``settings.seed``, so cell i equals a
     single ``generate`` at ``scales[i]`` (stochastic schedulers included).
     """
-    settings = _check(model, settings)
-    scales = [check_scale(s) for s in scales]
     if not scales:
         raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
-    if len(scales) > 16:
-        raise UserError(f"{len(scales)} scales is too many for one batch: use at most 16.")
-    rows = [Row(scale, settings.negative_prompt) for scale in scales]
+    rows = [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
     return sweep_rows(model, settings, rows, callback, cancel)
 
 

@@ -166,3 +166,8 @@ def test_empty_or_bad_scale_list(sd1):
         sweep(sd1, SampleSettings(PROMPT, steps=1), [])
     with pytest.raises(UserError, match="finite"):
         sweep(sd1, SampleSettings(PROMPT, steps=1), [1, float("nan")])
+
+
+def test_at_most_16_cells_in_one_batch(sd1):
+    with pytest.raises(UserError, match="at most 16"):
+        sweep(sd1, SampleSettings(PROMPT, steps=1), [2.0] * 17)
