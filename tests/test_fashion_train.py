@@ -166,3 +166,32 @@ def test_cuda_graph_training_matches_eager():
     assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), (a - b).abs().max()
     wa, wb = weights(runs[True].model), weights(runs[False].model)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-3
+
+
+def test_cancel_raised_by_the_step_callback_still_writes_a_checkpoint(data, tmp_path):
+    """The TUI's progress report raises ``Cancelled`` once stop is pressed: the run must stay resumable."""
+    straight = Trainer(cfg(epochs=2), data, device="cpu").run()
+
+    def on_step(s):
+        if s.step == 2:
+            raise Cancelled("stopped from the callback")
+
+    trainer = Trainer(cfg(epochs=2, out_dir=str(tmp_path)), data, device="cpu", on_step=on_step)
+    with pytest.raises(Cancelled):
+        trainer.run()
+    state = load_checkpoint(trainer.last_checkpoint)
+    assert state["step"] == 2 and state["epoch"] == 0 and state["step_in_epoch"] == 2
+    resumed = Trainer(resume_config(trainer.last_checkpoint), data, device="cpu").run()
+    assert resumed.losses == pytest.approx(straight.losses, abs=0)
+
+
+def test_cancel_raised_by_the_epoch_callback_between_checkpoints_writes_one(data, tmp_path):
+    def on_epoch(e):
+        raise Cancelled("stopped while sampling the per-class grid")
+
+    trainer = Trainer(cfg(epochs=3, checkpoint_every_epochs=2, out_dir=str(tmp_path)), data, device="cpu",
+                      on_epoch=on_epoch)
+    with pytest.raises(Cancelled):
+        trainer.run()
+    state = load_checkpoint(trainer.last_checkpoint)
+    assert state["step"] == 3 and state["epoch"] == 0 and state["step_in_epoch"] == 3

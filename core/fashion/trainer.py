@@ -294,8 +294,12 @@ class Trainer:
                     now = time.perf_counter()
                     rate = (step - last_log_step) * cfg.batch_size / max(now - last_log_t, 1e-9)
                     per_step = elapsed() / max(step - base_step, 1)
-                    self.on_step(StepStats(step, total, ep, cfg.epochs, window, rate,
-                                           per_step * (total - step), str(dev)))
+                    try:
+                        self.on_step(StepStats(step, total, ep, cfg.epochs, window, rate,
+                                               per_step * (total - step), str(dev)))
+                    except Cancelled:  # a callback that checks the cancel event: still resumable
+                        write_checkpoint(ep, s + 1)
+                        raise
                     last_log_t, last_log_step = now, step
             s0 = 0
             first = (ep * spe) - base_step
@@ -307,8 +311,14 @@ class Trainer:
             if (ep + 1) % cfg.checkpoint_every_epochs == 0 or ep + 1 == cfg.epochs:
                 ckpt = write_checkpoint(ep, spe)
             if self.on_epoch is not None:
-                self.on_epoch(EpochStats(ep, cfg.epochs, ep_loss, elapsed(), images_done / max(elapsed(), 1e-9),
-                                         ckpt if (ep + 1) % cfg.checkpoint_every_epochs == 0 else None))
+                wrote = (ep + 1) % cfg.checkpoint_every_epochs == 0
+                try:
+                    self.on_epoch(EpochStats(ep, cfg.epochs, ep_loss, elapsed(),
+                                             images_done / max(elapsed(), 1e-9), ckpt if wrote else None))
+                except Cancelled:
+                    if not (wrote or ep + 1 == cfg.epochs):
+                        write_checkpoint(ep, spe)
+                    raise
         acc.wait_for_everyone()
         _write_rank_digest(self.model, rank)
         losses = prior_losses + step_losses[: step - base_step].tolist()
