@@ -206,3 +206,27 @@ def test_default_prompt_suits_the_model(tmp_path, monkeypatch):
     assert load_settings(SimpleNamespace()).prompt == TINY_PROMPT
     assert load_settings(SimpleNamespace(model="some/model")).prompt == CHAPTER_PROMPT
     assert load_settings(SimpleNamespace(model="some/model", prompt="a cat")).prompt == "a cat"
+
+
+@sync
+async def test_loaded_model_leaves_the_collectors_scans_until_reload_and_exit(tmp_path):
+    """Full GC passes over torch + Textual took ~0.3 s with the GIL held (a UI freeze every few
+    seconds of sampling); the app freezes what is alive once the model has loaded."""
+    import gc
+
+    def scanned(obj) -> bool:
+        return any(o is obj for o in gc.get_objects())
+
+    from tui.heap import THRESHOLDS
+
+    before = gc.get_threshold()
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        assert gc.get_freeze_count() > 10_000 and gc.get_threshold() == THRESHOLDS
+        assert not scanned(app.model.unet)
+        first = app.model
+        await pilot.press("ctrl+l")  # reload: unfreezes (the old model may be collected), freezes the new one
+        await wait_for(pilot, lambda: app.model is not None and app.model is not first, what="reloaded model")
+        assert not scanned(app.model.unet)
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before

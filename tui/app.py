@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from core.jobs import JobEvent
+from tui import heap
 from tui.config import Settings
 from tui.messages import ImageSelected, JobUpdate, PaneReady
 from tui.panes.exercises import ExercisesPane
@@ -74,6 +75,7 @@ class ExplorerApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        heap.quiet()
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
@@ -86,6 +88,7 @@ class ExplorerApp(App[int]):
 
     def on_unmount(self) -> None:
         self.model_worker.shutdown()
+        heap.restore()  # tests run many apps in one process
 
     # -- panes -------------------------------------------------------------------------------
     def pane(self, name: str):
@@ -124,6 +127,7 @@ class ExplorerApp(App[int]):
         if self.model_worker.busy("load"):
             return
         self.model = None
+        heap.thaw()  # the old model's objects may be collected again
         self.sub_title = f"loading {self.settings.model}…"
         self.model_worker.load_model(target=self)
 
@@ -135,6 +139,7 @@ class ExplorerApp(App[int]):
         if ev.event == "finished":
             self.model = ev.result
             self.sub_title = ev.result.describe()
+            heap.freeze()  # no 0.3 s full collections while sampling (tui/heap.py)
         elif ev.event == "failed":
             self.sub_title = f"no model ({self.settings.model} failed to load)"
             self.notify(ev.message, title="Model", severity="error", timeout=15)
