@@ -195,3 +195,14 @@ def test_cancel_raised_by_the_epoch_callback_between_checkpoints_writes_one(data
         trainer.run()
     state = load_checkpoint(trainer.last_checkpoint)
     assert state["step"] == 3 and state["epoch"] == 0 and state["step_in_epoch"] == 3
+
+
+def test_slow_steps_are_reported_by_time_as_well(data):
+    """On a CPU a step of the chapter's model takes seconds: the pane must not wait 10 steps for news."""
+    by_count, by_time = [], []
+    Trainer(cfg(epochs=1, log_every=100), data, device="cpu", on_step=by_count.append).run()
+    Trainer(cfg(epochs=1, log_every=100, log_seconds=1e-9), data, device="cpu", on_step=by_time.append).run()
+    assert [s.step for s in by_count] == [3]  # only the epoch's last step
+    assert [s.step for s in by_time] == [1, 2, 3]
+    with pytest.raises(UserError, match="log_seconds"):
+        cfg(log_seconds=float("nan")).validate()

@@ -255,3 +255,25 @@ async def test_sdxl_shows_both_tokenizers_side_by_side(tmp_path):
         assert "CLIP ViT-L: 2/75 tokens" in str(app.query_one("#count", Label).render())
         assert "OpenCLIP bigG: 2/75 tokens" in str(app.query_one("#count-2", Label).render())
         assert first.region.y == second.region.y and first.region.x < second.region.x  # side by side
+
+
+@sync
+async def test_hours_long_cpu_training_says_so_once(tmp_path):
+    from core.fashion.trainer import StepStats
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("TrainingPane")
+        first = StepStats(1, 800, 0, 25, 1.07, 13.0, 4 * 3600.0, "cpu")
+        pane._on_step(first, [(1, 1.07)])
+        pane._on_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
+        await pilot.pause()
+        warnings = [n.message for n in app._notifications if "tiny model" in n.message]
+        assert len(warnings) == 1 and warnings[0].startswith("About 4:00:00 on the CPU")
+        assert "ETA 4:00:00 · cpu" in str(app.query_one("#rate", Label).render())
+        pane.stats = None
+        app.query_one("#arch").value = "tiny"
+        pane._on_step(first, [(1, 1.07)])
+        await pilot.pause()
+        assert len([n for n in app._notifications if "tiny model" in n.message]) == 1

@@ -27,7 +27,7 @@ Model — ``core.fashion.model``
 
 Training — ``core.fashion.trainer``
     ``TrainConfig(epochs=25, batch_size=256, lr=3e-4, eps=1e-5, seed=0, model=ModelConfig(),
-        out_dir=None, checkpoint_every_epochs=1, log_every=10, resume=None, channels_last=True,
+        out_dir=None, checkpoint_every_epochs=1, log_every=10, log_seconds=0, resume=None, channels_last=True,
         mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False)``;
         ``resume_config(ckpt, **overrides) -> TrainConfig`` rebuilds a run's config from its checkpoint.
     ``Trainer(config, data, device=None, on_step=None, on_epoch=None)``;
@@ -36,7 +36,8 @@ Training — ``core.fashion.trainer``
         While ``pause`` is set it waits between steps (sleeping, no busy loop); when ``cancel`` is set it
         stops within one step, writes a resumable checkpoint if ``out_dir`` is set
         (``trainer.last_checkpoint``), and raises ``Cancelled``.
-    ``on_step(StepStats)``: every ``log_every`` steps and on an epoch's last step. Fields ``step``,
+    ``on_step(StepStats)``: every ``log_every`` steps, after ``log_seconds`` without a report (one
+        process; 0 = off), and on an epoch's last step. Fields ``step``,
         ``total_steps``, ``epoch`` (0-based), ``epochs``, ``loss`` (mean since the last call),
         ``images_per_s``, ``eta_s``, ``device``.
     ``on_epoch(EpochStats)``: ``epoch``, ``epochs``, ``mean_loss``, ``elapsed_s``, ``images_per_s``,

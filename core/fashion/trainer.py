@@ -53,6 +53,7 @@ class TrainConfig:
     out_dir: str | None = None
     checkpoint_every_epochs: int = 1
     log_every: int = 10
+    log_seconds: float = 0.0  # also report when this long has passed since the last report (0 = off)
     resume: str | None = None
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
@@ -70,13 +71,15 @@ class TrainConfig:
             raise UserError(f"learning rate must be positive, not {self.lr}")
         if self.log_every < 1 or self.checkpoint_every_epochs < 1:
             raise UserError("log_every and checkpoint_every_epochs must be at least 1")
+        if not self.log_seconds >= 0:
+            raise UserError(f"log_seconds must be 0 or more, not {self.log_seconds}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise UserError(f"mixed precision must be auto, no or bf16, not {self.mixed_precision!r}")
 
 
 @dataclass
 class StepStats:
-    """Progress every ``log_every`` steps (and on each epoch's last step)."""
+    """Progress every ``log_every`` steps, after ``log_seconds`` without one, and on each epoch's last step."""
 
     step: int
     total_steps: int
@@ -289,9 +292,10 @@ class Trainer:
                     window = step_losses[reduced_to - base_step: step - base_step]
                     step_losses[reduced_to - base_step: step - base_step] = acc.reduce(window.clone(), "mean")
                     reduced_to = step
-                if self.on_step is not None and (step % cfg.log_every == 0 or last_in_epoch):
+                now = time.perf_counter()
+                overdue = world == 1 and cfg.log_seconds > 0 and now - last_log_t >= cfg.log_seconds
+                if self.on_step is not None and (step % cfg.log_every == 0 or last_in_epoch or overdue):
                     window = step_losses[last_log_step - base_step: step - base_step].mean().item()
-                    now = time.perf_counter()
                     rate = (step - last_log_step) * cfg.batch_size / max(now - last_log_t, 1e-9)
                     per_step = elapsed() / max(step - base_step, 1)
                     try:

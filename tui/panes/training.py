@@ -199,7 +199,7 @@ class TrainingPane(JobPane):
         model_cfg = fm.ModelConfig.tiny() if arch == "tiny" else fm.ModelConfig()
         out = str(Path(self.app.settings.output_dir) / "fashion")
         return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out,
-                              log_every=10, data=self.data_source)
+                              log_every=10, log_seconds=1.0, data=self.data_source)
 
     def action_start(self) -> None:
         if self.worker.busy("train"):
@@ -303,6 +303,10 @@ class TrainingPane(JobPane):
             self._on_step(stats, history)
 
     def _on_step(self, stats, history: list[tuple[int, float]]) -> None:
+        slow = stats.device == "cpu" and stats.eta_s > 3600 and self.query_one("#arch", Select).value != "tiny"
+        if self.stats is None and slow:  # say so once, at the run's first report
+            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the tiny model for a run in minutes, "
+                        "or train the chapter's UNet on a GPU.", title="Training", severity="warning", timeout=12)
         self.steps = [step for step, _ in history]
         self.losses = [loss for _, loss in history]
         self.stats = stats
