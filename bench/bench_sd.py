@@ -42,7 +42,11 @@ VARIANTS = {  # UNet ablation: enable_fast_paths options (the default turns ever
     "graphs + cudnn.benchmark": dict(channels_last=False, fuse_qkv=False, cudnn_benchmark=True),
     "graphs + channels_last + fused QKV + cudnn.benchmark": dict(cudnn_benchmark=True),
     "eager + channels_last + fused QKV": dict(graphs=False),
+    "default + torch.compile (Inductor, default mode)": dict(compile="default"),
 }
+GPU_TESTS = ("tests/test_fast_gpu.py", "tests/test_sampler.py", "tests/test_gpu_engine.py")
+#: ``--compile-autotune`` adds Inductor's max-autotune (minutes of tuning per shape)
+AUTOTUNE = {"default + torch.compile (max-autotune-no-cudagraphs)": dict(compile="max-autotune-no-cudagraphs")}
 ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")  # SDPA backends, tried at capture
 
 
@@ -85,7 +89,7 @@ def unet_inputs(batch: int, side: int, width: int, dtype=torch.float16) -> tuple
     return x, torch.tensor(500, device="cuda"), cond
 
 
-def bench_sd15(r: dict, save, runs: int) -> None:
+def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     from core.fast import disable_fast_paths, enable_fast_paths
@@ -137,7 +141,7 @@ def bench_sd15(r: dict, save, runs: int) -> None:
     eager_image = gen().images[0]
     save()
     log("UNet fast-path variants")
-    for name, options in VARIANTS.items():
+    for name, options in {**VARIANTS, **(AUTOTUNE if autotune else {})}.items():
         enable_fast_paths(model, **options)
         fast = model.unet_forward
         for b in (2, 8):
@@ -199,6 +203,22 @@ def bench_sd15(r: dict, save, runs: int) -> None:
     r["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     disable_fast_paths(model)
     save()
+    log("ours, default fast paths + torch.compile (first calls include compiling)")
+    torch._dynamo.reset()
+    try:
+        enable_fast_paths(model, compile="default")
+        for key, call in (("a", gen), ("b", swp)):
+            t1 = time.perf_counter()
+            call()
+            sync()
+            r[f"{key}_ours_compiled_first_call_s"] = time.perf_counter() - t1
+            r[f"{key}_ours_compiled"] = wall(call, runs + 2, warmup=0)
+        r["a_compiled_image_vs_eager"] = image_diff(gen().images[0], eager_image)
+    except Exception as exc:  # Inductor missing or failing here: keep the rest of the run
+        r["compile_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    disable_fast_paths(model)
+    torch._dynamo.reset()
+    save()
 
 
 def bench_sdxl(r: dict, save, runs: int) -> None:
@@ -242,7 +262,7 @@ def bench_sdxl(r: dict, save, runs: int) -> None:
 
 
 def run_pytest() -> dict:
-    cmd = [sys.executable, "-m", "pytest", "tests/test_fast_gpu.py", "tests/test_sampler.py", "-o", "addopts=",
+    cmd = [sys.executable, "-m", "pytest", *GPU_TESTS, "-o", "addopts=",
            "-q", "-p", "no:cacheprovider"]  # one -q (the project's addopts add another, hiding the totals)
     log("pytest: " + " ".join(cmd[1:]))
     t0 = time.perf_counter()
@@ -250,7 +270,7 @@ def run_pytest() -> dict:
     out = proc.stdout.strip().splitlines()
     print("\n".join(out[-60:]), proc.stderr[-2000:], flush=True)
     totals = [line for line in out if re.search(r"\d+ (passed|failed|error)", line)]
-    return {"command": "python3 -m pytest tests/test_fast_gpu.py tests/test_sampler.py -q", "rc": proc.returncode,
+    return {"command": "python3 -m pytest " + " ".join(GPU_TESTS) + " -q", "rc": proc.returncode,
             "summary": totals[-1].strip("= ") if totals else "(no summary line)", "seconds": time.perf_counter() - t0}
 
 
@@ -260,6 +280,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per end-to-end measurement")
     ap.add_argument("--pytest", action="store_true", help="run the GPU equality tests first and record them")
     ap.add_argument("--no-sdxl", action="store_true")
+    ap.add_argument("--compile-autotune", action="store_true", help="also time Inductor's max-autotune (slow to tune)")
     ap.add_argument("--render", help="render this results JSON into docs/benchmarks.md and exit")
     args = ap.parse_args()
     if args.render:
@@ -283,7 +304,8 @@ def main() -> int:
             continue
         results[name] = {}
         try:
-            fn(results[name], save, args.runs)
+            kwargs = {"autotune": args.compile_autotune} if name == "sd15" else {}
+            fn(results[name], save, args.runs, **kwargs)
         except Exception as exc:  # keep what was measured; say what failed
             import traceback
 

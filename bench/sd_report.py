@@ -43,6 +43,13 @@ def _sd15(r: dict) -> list[str]:
     for n in (1, 4):
         lines.append(f"| (d) VAE decode, {n} image{'s' if n > 1 else ''} 512x512 | {_ms(ms(f'd_vae_b{n}_contiguous'))} | "
                      f"{_ms(ms(f'd_vae_b{n}_ours'))} | {_ratio(ms(f'd_vae_b{n}_contiguous'), ms(f'd_vae_b{n}_ours'))} | |")
+    for key, what in (("a", "(a) with torch.compile under the graphs"), ("b", "(b) with torch.compile under the graphs")):
+        if med(f"{key}_ours_compiled") is not None:
+            lines.append(f"| {what} | {_s(med(f'{key}_diffusers'))} | {_s(med(f'{key}_ours_compiled'))} | "
+                         f"{_ratio(med(f'{key}_diffusers'), med(f'{key}_ours_compiled'))} | (first call "
+                         f"{_s(r.get(f'{key}_ours_compiled_first_call_s'))}) |")
+    if r.get("compile_error"):
+        lines.append(f"| torch.compile failed: {r['compile_error'][:120]} | | | | |")
     with_cb, without = med("e_with_callback"), med("a_ours")
     per_step = None if with_cb is None or without is None else (with_cb - without) / r.get("steps", 50) * 1000
     lines.append(f"| (e) per-step preview (x0 -> RGB -> host), cost per step | — | {_ms(per_step)} | | cheap |")

@@ -20,6 +20,7 @@ from typing import Callable
 from core.errors import Cancelled, UserError
 from core.fields import parse_scales, parse_size
 
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")  #: core.fast.COMPILE_MODES (no torch import here)
 SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
 
 
@@ -34,6 +35,8 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d(None), help="random seed (default 0, or the settings file's)")
     p.add_argument("--out", default=d(None), help="output folder (default ./outputs)")
     p.add_argument("--offline", action="store_true", default=d(False), help="never touch the network (as HF_HUB_OFFLINE=1)")
+    p.add_argument("--compile", default=d(None), choices=COMPILE_MODES,
+                   help="CUDA: torch.compile the UNet under its CUDA graphs (the first run per size compiles for minutes)")
     return p
 
 
@@ -113,7 +116,8 @@ def _load(args):
     from core.models import load_model
 
     print(f"loading {args.model or 'tiny'} …", file=sys.stderr)
-    return load_model(args.model or "tiny", device=args.device, dtype=args.dtype, vae=args.vae)
+    return load_model(args.model or "tiny", device=args.device, dtype=args.dtype, vae=args.vae,
+                      compile=getattr(args, "compile", None), status=lambda text: print(f"sd-explorer: {text}", file=sys.stderr))
 
 
 def _settings(args, guidance: float = 7.5):

@@ -1,4 +1,5 @@
-"""GPU fast paths for the UNet: CUDA graphs, SDPA attention, channels_last, fused QKV, cuDNN autotuning.
+"""GPU fast paths for the UNet: CUDA graphs, SDPA attention, channels_last, fused QKV, cuDNN autotuning,
+and (opt-in) torch.compile under the graphs.
 
 Eager diffusers spends most of an SD 1.5 step launching ~1,500 small kernels from Python (the GPU
 idles between them). A CUDA graph records one UNet call per input shape and replays it with one
@@ -8,6 +9,11 @@ hook that ``LoadedModel.predict`` calls); ``disable_fast_paths(model)`` puts eve
 Graphs are captured lazily, one per input signature (batch rows, latent size, dtypes), on first use;
 ``status(text)`` is told before and after ("capturing CUDA graph…", "… in 0.31 s") so a UI can show
 the one-time cost. On a CPU or MPS device every fast path is a no-op and the eager UNet runs.
+
+``compile`` (a ``torch.compile`` mode: "default", "max-autotune-no-cudagraphs") fuses the UNet's
+small kernels with Inductor before the graph is captured; the compile happens in the capture's
+warm-up (a minute or more per input shape, reported as warm-up time). Off by default until the
+benchmark shows it pays (``bench/bench_sd.py`` times it beside the other variants).
 
 ``GraphedCallable`` is generic (tensors anywhere in positional/keyword arguments, nested in tuples,
 lists or dicts), so it can also wrap ``pipe.unet.forward`` of a diffusers pipeline (the SDXL bench).
@@ -26,6 +32,9 @@ Status = Callable[[str], None]
 
 #: attention processors that already use torch's scaled_dot_product_attention
 SDPA_PROCESSORS = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
+#: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+COMPILE_BACKEND = "inductor"  #: tests on the CPU swap in "eager" (tracing only, no C++ build)
 
 
 @dataclass
@@ -49,9 +58,10 @@ class FastOptions:
     #: (9.99 vs 10.00 ms at batch 2) and 2.5-3.5x eager fp16's error per call, so off by default
     cudnn_benchmark: bool = False
     vae_channels_last: bool = False  #: measured slower (26 vs 21 ms per 512x512 decode): off
+    compile: str = ""  #: a torch.compile mode from COMPILE_MODES, or "" (off: not yet measured a win)
 
     def describe(self) -> str:
-        on = [name for name, value in vars(self).items() if value]
+        on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
         return ", ".join(on) if on else "none"
 
 
@@ -219,8 +229,10 @@ class FastUNet:
 
     def __init__(self, unet: torch.nn.Module, options: FastOptions, status: Status | None = None):
         self.unet, self.options = unet, options
+        self.module = compiled(unet, options.compile) if options.compile else unet
         self.setup = (lambda: cudnn_benchmark(True)) if options.cudnn_benchmark else contextlib.nullcontext
-        self.graphed = GraphedCallable(self._eager, "UNet", status, setup=self.setup) if options.graphs else None
+        name = f"UNet (torch.compile {options.compile})" if options.compile else "UNet"
+        self.graphed = GraphedCallable(self._eager, name, status, setup=self.setup) if options.graphs else None
 
     @property
     def status(self) -> Status | None:
@@ -237,7 +249,7 @@ class FastUNet:
 
     def _eager(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                added: dict | None = None) -> torch.Tensor:
-        return self.unet(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added, return_dict=False)[0]
+        return self.module(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added, return_dict=False)[0]
 
     @staticmethod
     def timestep(t: Any, device: torch.device) -> torch.Tensor:
@@ -256,6 +268,12 @@ class FastUNet:
         return self.graphed(latents, t, cond, added)
 
 
+def compiled(unet: torch.nn.Module, mode: str) -> Callable:
+    """``torch.compile(unet)`` for fixed shapes (each new shape compiles once, then is graphed)."""
+    options = {"mode": mode} if COMPILE_BACKEND == "inductor" else {}
+    return torch.compile(unet, backend=COMPILE_BACKEND, dynamic=False, **options)
+
+
 def _attn_names(unet: torch.nn.Module) -> set[str]:
     return {type(p).__name__ for p in getattr(unet, "attn_processors", {}).values()}
 
@@ -266,17 +284,21 @@ def _set_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> Non
 
 def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True, fuse_qkv: bool = True,
                       sdpa: bool = True, cudnn_benchmark: bool = False, vae_channels_last: bool = False,
-                      status: Status | None = None) -> FastOptions:
+                      compile: str = "", status: Status | None = None) -> FastOptions:
     """Turn on the fast paths for ``model`` (a ``LoadedModel``); returns what is actually on.
 
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
     """
+    if compile and compile not in COMPILE_MODES:
+        from core.errors import UserError
+
+        raise UserError(f"compile mode {compile!r} is not one of {', '.join(COMPILE_MODES)}: pick one, or leave it off.")
     disable_fast_paths(model)
     if model.device.type != "cuda":
         if status is not None:
             status(f"fast paths are for CUDA; {model.device.type} runs the eager UNet")
-        return FastOptions(False, False, False, False, False, False)
+        return FastOptions(False, False, False, False, False, False, "")
     unet = model.unet
     saved = {"attn": dict(unet.attn_processors)}
     if sdpa and not _attn_names(unet) <= set(SDPA_PROCESSORS):
@@ -293,7 +315,7 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     if vae_channels_last:
         _set_memory_format(model.vae, torch.channels_last)
     options = FastOptions(graphs, channels_last, fuse_qkv, sdpa and _attn_names(unet) <= set(SDPA_PROCESSORS),
-                          cudnn_benchmark, vae_channels_last)
+                          cudnn_benchmark, vae_channels_last, compile)
     fast = FastUNet(unet, options, status)
     fast.saved = saved
     model.unet_forward = fast

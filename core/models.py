@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -222,10 +223,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | None = None,
-               vae: str | None = None, fast: bool | None = None) -> LoadedModel:
+               vae: str | None = None, fast: bool | None = None, compile: str | None = None,
+               status: Callable[[str], None] | None = None) -> LoadedModel:
     """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE.
 
     ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
+    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fast.COMPILE_MODES``).
+    ``status(text)``: told what the fast paths do, now and later (graph captures, their cost).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -268,5 +272,5 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     if fast or (fast is None and dev.type == "cuda"):
         from core.fast import enable_fast_paths
 
-        enable_fast_paths(model)
+        enable_fast_paths(model, compile=compile or "", status=status)
     return model

@@ -51,6 +51,31 @@ def test_fast_unet_without_graphs_is_the_eager_unet(sd1):
     assert not torch.allclose(fast(x, 20, cond), want)
 
 
+def test_compiled_unet_traces_and_matches_eager_on_cpu(sd1, monkeypatch):
+    """torch.compile's plumbing through the hook: Dynamo traces the UNet ("eager" backend on the CPU;
+    the GPU test below compiles with Inductor) and gives the same numbers."""
+    import core.fast as fast_mod
+
+    monkeypatch.setattr(fast_mod, "COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    fast = FastUNet(sd1.unet, FastOptions(graphs=False, compile="default"))
+    assert fast.module is not sd1.unet
+    g = torch.Generator().manual_seed(0)
+    x, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    want = sd1.unet(x, torch.tensor(500), encoder_hidden_states=cond).sample
+    torch.testing.assert_close(fast(x, 500, cond), want)
+    torch.testing.assert_close(fast(x, 501, cond), sd1.unet(x, torch.tensor(501), encoder_hidden_states=cond).sample)
+    torch._dynamo.reset()
+
+
+def test_bad_compile_mode_is_a_user_error(sd1):
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="compile mode 'fast'.*default"):
+        enable_fast_paths(sd1, compile="fast")
+    assert sd1.unet_forward is None
+
+
 def test_signature_keys_and_rebuild():
     a, b = torch.zeros(2, 3), torch.ones(1, 3)
     leaves: list = []
@@ -148,6 +173,24 @@ def test_default_fast_paths_equal_eager_within_fp16(gpu16, gpu32, kind, schedule
         assert gpu16.unet_forward.graphed.replays == _unet_calls(gpu16, scheduler)
     finally:
         disable_fast_paths(gpu16)
+    _within_fp16(fast, eager16, ref32)
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("kind", ["generate", "sweep"])
+def test_compiled_and_graphed_unet_equals_eager_within_fp16(gpu16, gpu32, kind):
+    """torch.compile (Inductor) under the graphs: its fused kernels round differently, within fp16."""
+    eager16, ref32 = _run(gpu16, kind), _run(gpu32, kind)
+    torch._dynamo.reset()
+    options = enable_fast_paths(gpu16, compile="default")
+    try:
+        assert options.compile == "default" and "compile" in gpu16.unet_forward.graphed.name
+        fast = _run(gpu16, kind)
+        assert gpu16.unet_forward.graphed.replays == _unet_calls(gpu16, None)
+    finally:
+        disable_fast_paths(gpu16)
+        torch._dynamo.reset()
     _within_fp16(fast, eager16, ref32)
 
 

@@ -230,3 +230,50 @@ async def test_loaded_model_leaves_the_collectors_scans_until_reload_and_exit(tm
         await wait_for(pilot, lambda: app.model is not None and app.model is not first, what="reloaded model")
         assert not scanned(app.model.unet)
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+
+@sync
+async def test_engine_status_shows_in_the_header_then_clears(tmp_path, monkeypatch):
+    """Graph captures / torch.compile report through load_model's status callback, from the worker."""
+    import threading
+
+    import core.models
+    from tui.messages import EngineStatus
+
+    real, seen = core.models.load_model, {}
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.models, "load_model", recording)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        assert seen["compile"] is None and callable(seen["status"])
+        plain = app.sub_title
+        worker = threading.Thread(target=seen["status"], args=("capturing CUDA graph for UNet [7x4x64x64]…",))
+        worker.start()
+        worker.join()
+        await wait_for(pilot, lambda: "capturing CUDA graph" in app.sub_title, what="status in header")
+        assert app._status_timer is None  # in progress: stays until the next status
+        app.post_message(EngineStatus("captured CUDA graph for UNet [7x4x64x64] in 1.48 s"))
+        await wait_for(pilot, lambda: "in 1.48 s" in app.sub_title, what="finished status")
+        app._status_timer.stop()
+        app._plain_sub_title()
+        assert app.sub_title == plain
+
+
+def test_compile_setting_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert load_settings(Namespace(compile="default")).compile == "default"
+    cfg = _write_config(tmp_path, 'compile = "fast"\n')
+    with pytest.raises(UserError, match="compile = 'fast'.*default"):
+        load_settings(Namespace(config=str(cfg)))
+
+
+def test_cli_compile_modes_are_the_engines():
+    from core.cli import COMPILE_MODES
+    from core.fast import COMPILE_MODES as ENGINE
+
+    assert COMPILE_MODES == ENGINE

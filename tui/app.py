@@ -19,7 +19,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from core.jobs import JobEvent
 from tui import heap
 from tui.config import Settings
-from tui.messages import ImageSelected, JobUpdate, PaneReady
+from tui.messages import EngineStatus, ImageSelected, JobUpdate, PaneReady
 from tui.panes.exercises import ExercisesPane
 from tui.panes.latents import LatentsPane
 from tui.panes.sweep import SweepPane
@@ -56,6 +56,7 @@ class ExplorerApp(App[int]):
         self._sweep_size = size
         self.model_worker = ModelWorker(self, self.settings)
         self.model = None  #: the LoadedModel once the worker has it
+        self._status_timer = None
         self.screenshot_saved: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -143,6 +144,23 @@ class ExplorerApp(App[int]):
         elif ev.event == "failed":
             self.sub_title = f"no model ({self.settings.model} failed to load)"
             self.notify(ev.message, title="Model", severity="error", timeout=15)
+
+    @on(EngineStatus)
+    def _engine_status(self, message: EngineStatus) -> None:
+        """Graph captures / compiles (seconds to minutes, once per shape) show in the header."""
+        if self.model is None:
+            return  # while loading, the header says so
+        self.sub_title = f"{self.model.describe()} · {message.text}"
+        if self._status_timer is not None:
+            self._status_timer.stop()
+            self._status_timer = None
+        if not message.text.endswith("…"):  # a finished step stays for a while; one in progress until it ends
+            self._status_timer = self.set_timer(8, self._plain_sub_title)
+
+    def _plain_sub_title(self) -> None:
+        self._status_timer = None
+        if self.model is not None:
+            self.sub_title = self.model.describe()
 
     # -- messages between panes --------------------------------------------------------------
     @on(TokensPane.PromptChanged)

@@ -6,6 +6,7 @@ or the one ``--config`` names::
     model = "tiny"            # tiny | a diffusers folder | a Hub id (from the local cache)
     device = "auto"           # auto | cuda | cuda:1 | mps | cpu
     dtype = "auto"            # auto | fp32 | fp16 | bf16
+    compile = ""              # CUDA: "default" or "max-autotune-no-cudagraphs" torch.compiles the UNet
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
     graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
@@ -34,6 +35,7 @@ class Settings:
     vae: str | None = None
     device: str | None = None
     dtype: str | None = None
+    compile: str | None = None  #: a torch.compile mode for the UNet on CUDA (core.fast.COMPILE_MODES)
     output_dir: str = "outputs"
     theme: str = "textual-dark"
     graphics: str = "cells"  #: cells | auto (Kitty/Sixel through textual-image when available)
@@ -69,7 +71,8 @@ def default_config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-_FILE_KEYS = {"model", "vae", "device", "dtype", "output_dir", "theme", "data", "seed", "steps", "prompt", "pane", "graphics"}
+_FILE_KEYS = {"model", "vae", "device", "dtype", "compile", "output_dir", "theme", "data", "seed", "steps", "prompt",
+              "pane", "graphics"}
 
 
 def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
@@ -99,6 +102,10 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
 def _check(settings: Settings) -> Settings:
     if settings.pane not in PANES:
         raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
+    from core.cli import COMPILE_MODES
+
+    if settings.compile and settings.compile not in COMPILE_MODES:
+        raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")
     if settings.graphics not in ("cells", "auto"):
         raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
     if not isinstance(settings.seed, int):
@@ -111,8 +118,8 @@ def load_settings(args: Any = None) -> Settings:
     cfg_path = getattr(args, "config", None)
     data = read_config(Path(cfg_path).expanduser() if cfg_path else None, required=bool(cfg_path))
     settings = replace(Settings(), **data)
-    flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "out": "output_dir",
-                "seed": "seed", "steps": "steps", "prompt": "prompt", "pane": "pane", "screenshot": "screenshot",
+    flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "compile": "compile",
+                "out": "output_dir", "seed": "seed", "steps": "steps", "prompt": "prompt", "pane": "pane", "screenshot": "screenshot",
                 "data": "data", "theme": "theme", "log_file": "log_file"}
     overrides = {}
     for flag, key in flag_map.items():

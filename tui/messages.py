@@ -61,3 +61,11 @@ class ImageSelected(Message):
         super().__init__()
         self.image = image
         self.caption = caption
+
+
+class EngineStatus(Message):
+    """What the engine's fast paths are doing (e.g. capturing a CUDA graph, and what it cost)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -14,7 +14,7 @@ from textual.message_pump import MessagePump
 
 from core.jobs import Job, JobEvent, JobRunner
 from tui.config import Settings
-from tui.messages import JobUpdate
+from tui.messages import EngineStatus, JobUpdate
 
 
 class ModelWorker:
@@ -50,7 +50,8 @@ class ModelWorker:
 
             quiet_libraries()
             job.resources.pop("model", None)
-            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae)
+            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile,
+                               status=lambda text: self.app.post_message(EngineStatus(text)))
             job.resources["model"] = model
             return model
 
