@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-FASHION_DIR = SHARED / "data" / "fashion-mnist-8k"
+#: the GPU machine gets no ../shared: bench/gpu_session.sh points this at a carried copy
+FASHION_DIR = Path(os.environ.get("SD_EXPLORER_FASHION_DATA") or SHARED / "data" / "fashion-mnist-8k")
 CLIP_BPE = SHARED / "data" / "clip-bpe" / "bpe_simple_vocab_16e6.txt.gz"
 
 # Tests never touch the network, and never write into the user's real caches.

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU work of a session, one step per device call (each fits the 10-minute limit of a call).
+#
+#   here:    echo /.fmdata/ >> .git/info/exclude; cp -r ../shared/data/fashion-mnist-8k .fmdata
+#            (and the wheels in .whl/: diffusers, importlib_metadata, open_clip_torch; see the device README)
+#   device:  bash bench/gpu_session.sh sd|fashion|ship     (carry .whl, and .fmdata for fashion/ship)
+#   here:    python3 bench/bench_sd.py --render OUT/sd/bench_sd.json      (and bench_fashion.py --render …)
+#
+#   sd       bench/bench_sd.py --pytest: the GPU equality tests (fast paths, torch.compile, tests/test_gpu_engine.py)
+#            then diffusers vs the engine, SD 1.5 and SDXL shapes               -> $OUT/sd/
+#   fashion  bench/bench_fashion.py (chapter's loops vs ours) + the Fashion GPU tests  -> $OUT/fashion/
+#   ship     core.fashion.train_shipped: the chapter's 25 epochs, then as many more as fit in EXTRA_S seconds,
+#            with the class fidelity of each                                  -> $OUT/ship/
+set -euo pipefail
+step=${1:?usage: gpu_session.sh sd|fashion|ship}
+out=${OUT:-out}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"
+mkdir -p "$out/$step"
+case $step in
+  sd) python3 bench/bench_sd.py --out "$out/sd" --pytest ;;
+  fashion)
+    python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu tests/test_fashion_sampler.py tests/test_fashion_train.py \
+      2>&1 | tail -15 | tee "$out/fashion/pytest.txt"
+    python3 bench/bench_fashion.py --data .fmdata --json "$out/fashion/bench_fashion.json" ;;
+  ship)
+    python3 -m core.fashion.train_shipped --data .fmdata --out "$out/ship" \
+      --classifier assets/fashion/classifier.safetensors --per-class 50 --extra-seconds "${EXTRA_S:-400}" ;;
+  *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
+esac
