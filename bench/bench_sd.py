@@ -92,10 +92,10 @@ def unet_inputs(batch: int, side: int, width: int, dtype=torch.float16) -> tuple
 def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from core.fast import disable_fast_paths, enable_fast_paths
+    from core.fast import disable_fast_paths, enable_fast_paths, graph_module_forward, restore_module_forward
     from core.preview import latents_to_rgb
     from core.results import SampleSettings
-    from core.sampler import generate, sweep
+    from core.sampler import decode, generate, sweep
     from sd_shapes import count_params, sd15_model, sd15_pipeline
 
     t0 = time.perf_counter()
@@ -191,6 +191,14 @@ def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
         r[f"c_unet_b{b}_ours"] = per_call_ms(lambda: fast(x, t, cond))
     for n, z in ((1, z1), (4, z4)):
         r[f"d_vae_b{n}_ours"] = per_call_ms(lambda: model.vae.decode(z).sample, iters=3, repeats=3, warmup=1)
+    # (a)'s breakdown showed decode ~120 ms against ~21 ms per back-to-back call: time the sampler's own
+    # decode() one call at a time (launch + run + copy to PIL), then with the VAE decode in a CUDA graph
+    r["d_decode_wall_b1"] = wall(lambda: decode(model, z1), 5, warmup=1)
+    graphed_vae = graph_module_forward(model.vae.decoder, "VAE decoder")
+    r["d_decode_wall_b1_graphed"] = wall(lambda: decode(model, z1), 5, warmup=1)
+    r["a_ours_vae_graphed"] = wall(gen, runs, warmup=1)
+    r["captures_vae"] = [vars(c) for c in graphed_vae.captures]
+    restore_module_forward(model.vae.decoder)
     save()
     log("(e) previews and the scheduler's timesteps")
     r["e_with_callback"] = wall(lambda: gen(callback=lambda info: None), runs, warmup=0)

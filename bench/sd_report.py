@@ -48,6 +48,11 @@ def _sd15(r: dict) -> list[str]:
             lines.append(f"| {what} | {_s(med(f'{key}_diffusers'))} | {_s(med(f'{key}_ours_compiled'))} | "
                          f"{_ratio(med(f'{key}_diffusers'), med(f'{key}_ours_compiled'))} | (first call "
                          f"{_s(r.get(f'{key}_ours_compiled_first_call_s'))}) |")
+    if med("d_decode_wall_b1") is not None:
+        lines.append(f"| (d) the sampler's decode(), 1 image, one call at a time (wall) | | {_s(med('d_decode_wall_b1'))} | | |")
+        lines.append(f"| (d) same, VAE decoder in a CUDA graph | | {_s(med('d_decode_wall_b1_graphed'))} | | |")
+        lines.append(f"| (a) with the VAE decoder graphed too | {_s(med('a_diffusers'))} | {_s(med('a_ours_vae_graphed'))} | "
+                     f"{_ratio(med('a_diffusers'), med('a_ours_vae_graphed'))} | |")
     if r.get("compile_error"):
         lines.append(f"| torch.compile failed: {r['compile_error'][:120]} | | | | |")
     with_cb, without = med("e_with_callback"), med("a_ours")
