@@ -2,6 +2,7 @@
 
     sd-explorer [--model M]                       the explorer (the TUI)
     sd-explorer generate "prompt" [-n 4]          images, with their settings inside the PNGs
+    sd-explorer generate "prompt" --model SDXL --refiner REFINER [--refiner-at 0.8]   SDXL base + refiner
     sd-explorer sweep "prompt" --scales 1,2,4,12  one seed, several guidance scales, one batch
     sd-explorer latents IMAGE                     the VAE's 4 channels and the round trip
     sd-explorer tokens "prompt"                   what CLIP sees
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling(g)
     g.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
     g.add_argument("-n", "--count", type=int, default=1)
+    g.add_argument("--refiner", default=None, metavar="FOLDER_OR_ID",
+                   help="SDXL refiner (folder or Hub id): the base denoises to --refiner-at, the refiner finishes")
+    g.add_argument("--refiner-at", type=float, default=None, metavar="F",
+                   help="with --refiner: the base's share of the schedule, between 0 and 1 (default 0.8)")
     g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("sweep", parents=[common],
@@ -112,12 +117,14 @@ def _progress(total_hint: int, desc: str):
     return bar, on_step
 
 
-def _load(args):
+def _load(args, spec: str | None = None):
+    """``--model`` (or ``spec``, e.g. the refiner) on the chosen device, dtype and VAE."""
     from core.models import load_model
 
-    print(f"loading {args.model or 'tiny'} …", file=sys.stderr)
-    return load_model(args.model or "tiny", device=args.device, dtype=args.dtype, vae=args.vae,
-                      compile=getattr(args, "compile", None), status=lambda text: print(f"sd-explorer: {text}", file=sys.stderr))
+    spec = spec or args.model or "tiny"
+    print(f"loading {spec} …", file=sys.stderr)
+    return load_model(spec, device=args.device, dtype=args.dtype, vae=args.vae, compile=getattr(args, "compile", None),
+                      status=lambda text: print(f"sd-explorer: {text}", file=sys.stderr))
 
 
 def _settings(args, guidance: float = 7.5):
@@ -163,15 +170,40 @@ def _report_dropped(result) -> None:
 
 
 def cmd_generate(args) -> int:
-    from core.outputs import save_png
     from core.sampler import generate
 
     settings = _settings(args, args.guidance).validate()
+    if args.refiner is not None or args.refiner_at is not None:
+        return _generate_refined(args, settings)
     model = _load(args)
     settings.validate(model.vae_scale_factor)
     bar, on_step = _progress(args.steps, "generate")
     with bar:
         result = generate(model, settings, n=args.count, callback=on_step)
+    return _save_generated(args, result)
+
+
+def _generate_refined(args, settings) -> int:
+    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
+    from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, generate_refined
+
+    if not args.refiner:
+        raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
+    fraction = check_fraction(DEFAULT_FRACTION if args.refiner_at is None else args.refiner_at)
+    if settings.init_image is not None:
+        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
+    model = _load(args)
+    check_base(model)  # before the refiner's minutes of loading
+    refiner = _load(args, args.refiner)
+    bar, on_step = _progress(args.steps, "generate + refine")
+    with bar:
+        result = generate_refined(model, refiner, settings, fraction, n=args.count, callback=on_step)
+    return _save_generated(args, result)
+
+
+def _save_generated(args, result) -> int:
+    from core.outputs import save_png
+
     _report_dropped(result)
     for i, image in enumerate(result.images):
         print(save_png(image, _out(args), args.prompt, result.parameters(i)))

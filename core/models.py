@@ -23,8 +23,9 @@ from core.errors import UserError
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TINY = ASSETS / "tiny-sd"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-SUPPORTED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
-LATER = {"StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux", "StableDiffusionXLImg2ImgPipeline": "SDXL refiner"}
+XL_PIPELINES = {"StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"}  #: the refiner's class is the second
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline"} | XL_PIPELINES
+LATER = {"StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux"}
 COMPONENTS = ("text_encoder", "unet", "vae", "scheduler")
 #: SD 1.x / 2.x VAE latent -> RGB, applied to the x0 estimate (docs: model-shapes.md)
 SD_PREVIEW = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
@@ -82,7 +83,9 @@ def read_index(folder: Path) -> dict:
         raise UserError(f"{folder} is an {LATER[cls]} pipeline, which is not supported yet: use an SD 1.x or 2.x model.")
     if cls not in SUPPORTED_PIPELINES:
         raise UserError(f"{folder} is a {cls}, not supported: use an SD 1.x, 2.x or SDXL model.")
-    needed = COMPONENTS + (("text_encoder_2",) if cls == "StableDiffusionXLPipeline" else ())
+    needed = COMPONENTS + (("text_encoder_2",) if cls in XL_PIPELINES else ())
+    if cls in XL_PIPELINES and _absent(index, "text_encoder"):  # the refiner: only OpenCLIP bigG
+        needed = tuple(n for n in needed if n != "text_encoder")
     for name in needed:
         if not (folder / name).is_dir():
             raise UserError(f"{folder} has no {name}/ folder: the download is incomplete; fetch the model again.")
@@ -96,12 +99,32 @@ def read_index(folder: Path) -> dict:
     return index
 
 
+def _absent(index: dict, name: str) -> bool:
+    """A component the index leaves out (``[null, null]`` or no entry), as the refiner's first text encoder."""
+    entry = index.get(name)
+    return not entry or not isinstance(entry, list) or entry[0] is None
+
+
+def _is_refiner(folder: Path, unet_cfg: dict) -> bool:
+    """SDXL refiner: its UNet adds 5 time ids (original size, crop, aesthetic score) to the pooled text
+    instead of base's 6 (original size, crop, target size); its model_index says ``requires_aesthetics_score``."""
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text()) if index_file.is_file() else {}
+    if index.get("requires_aesthetics_score") is True:
+        return True
+    te2 = folder / "text_encoder_2" / "config.json"
+    pooled = json.loads(te2.read_text()).get("projection_dim") if te2.is_file() else None
+    time_dim = unet_cfg.get("addition_time_embed_dim")
+    width = unet_cfg.get("projection_class_embeddings_input_dim")
+    return None not in (pooled, time_dim, width) and width - pooled == 5 * time_dim
+
+
 def detect_family(folder: Path) -> str:
-    """``sdxl`` (text+time added conditioning), else ``sd1`` / ``sd2`` from the UNet's cross-attention width
-    (768 / 1024) and its projection style."""
+    """``sdxl`` / ``sdxl-refiner`` (text+time added conditioning; 6 or 5 time ids), else ``sd1`` / ``sd2``
+    from the UNet's cross-attention width (768 / 1024) and its projection style."""
     cfg = json.loads((folder / "unet" / "config.json").read_text())
     if cfg.get("addition_embed_type") == "text_time":
-        return "sdxl"
+        return "sdxl-refiner" if _is_refiner(folder, cfg) else "sdxl"
     if cfg.get("cross_attention_dim") == 1024 or cfg.get("use_linear_projection"):
         return "sd2"
     return "sd1"
@@ -120,8 +143,11 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
 
 
 def resolve_tokenizers(spec: str) -> list[tuple[str, object]]:
-    """Every tokenizer the model uses, labelled: one for SD 1.x/2.x, two for SDXL (CLIP ViT-L, OpenCLIP bigG)."""
+    """Every tokenizer the model uses, labelled: one for SD 1.x/2.x, two for SDXL (CLIP ViT-L, OpenCLIP bigG),
+    OpenCLIP bigG alone for the SDXL refiner."""
     folder = resolve_folder(spec)
+    if (folder / "tokenizer_2").is_dir() and not (folder / "tokenizer").is_dir():
+        return [("OpenCLIP bigG", resolve_tokenizer(spec, "tokenizer_2"))]
     if (folder / "tokenizer_2").is_dir():
         return [("CLIP ViT-L", resolve_tokenizer(spec)), ("OpenCLIP bigG", resolve_tokenizer(spec, "tokenizer_2"))]
     return [("CLIP", resolve_tokenizer(spec))]
@@ -133,9 +159,9 @@ class LoadedModel:
 
     spec: str
     folder: Path
-    family: str
-    tokenizer: object
-    text_encoder: torch.nn.Module
+    family: str  #: sd1, sd2, sdxl or sdxl-refiner
+    tokenizer: object  #: the first tokenizer (the refiner's only one: OpenCLIP bigG's, also ``tokenizer_2``)
+    text_encoder: torch.nn.Module | None  #: None for the SDXL refiner (it reads OpenCLIP bigG only)
     unet: torch.nn.Module
     vae: torch.nn.Module
     scheduler: object
@@ -187,7 +213,7 @@ def _preview(folder: Path, latent_channels: int, family: str = "sd1") -> tuple[t
         data = json.loads(custom.read_text())
         bias = torch.tensor(data["bias"]) if data.get("bias") else None
         return torch.tensor(data["factors"]), bias
-    if latent_channels == 4 and family == "sdxl":
+    if latent_channels == 4 and family.startswith("sdxl"):
         return torch.tensor(SDXL_PREVIEW), torch.tensor(SDXL_PREVIEW_BIAS)
     if latent_channels == 4:
         return torch.tensor(SD_PREVIEW), None
@@ -242,14 +268,17 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     folder = resolve_folder(spec)
     index = read_index(folder)
     family = detect_family(folder)
-    tokenizer = resolve_tokenizer(str(folder))
+    refiner = family == "sdxl-refiner"
+    if not refiner and not (folder / "text_encoder").is_dir():
+        raise UserError(f"{folder} has no text_encoder/ but is not an SDXL refiner: fetch the complete model.")
     kw = dict(torch_dtype=dt, use_safetensors=True)
     try:
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        text_encoder = None if refiner else CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        tokenizer = resolve_tokenizer(str(folder), "tokenizer_2" if refiner else "tokenizer")
         text_encoder_2 = tokenizer_2 = None
-        if family == "sdxl":
+        if family.startswith("sdxl"):
             text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", **kw)
-            tokenizer_2 = resolve_tokenizer(str(folder), "tokenizer_2")
+            tokenizer_2 = tokenizer if refiner else resolve_tokenizer(str(folder), "tokenizer_2")
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
         vae_model = load_vae(vae, dt, dev) if vae else AutoencoderKL.from_pretrained(folder / "vae", **kw)
         sched_cls = index.get("scheduler", [None, "PNDMScheduler"])[1]
@@ -261,7 +290,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     for module in (text_encoder, text_encoder_2, unet, vae_model):
         if module is not None:
             module.to(dev).eval().requires_grad_(False)
-    if dt == torch.float16 and vae_model.config.get("force_upcast", False) and family == "sdxl":
+    if dt == torch.float16 and vae_model.config.get("force_upcast", False) and family.startswith("sdxl"):
         vae_model.to(torch.float32)  # SDXL's VAE overflows in fp16 (diffusers upcasts it the same way)
     factors, bias = _preview(folder, unet.config.in_channels, family)
     model = LoadedModel(spec=spec, folder=folder, family=family, tokenizer=tokenizer,

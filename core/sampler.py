@@ -3,6 +3,7 @@
 One function, ``denoise``, runs every kind of request: one prompt at one guidance scale (``generate``)
 or one prompt at several scales sampled as one batch (``sweep``). Each row of the batch has its own
 guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as diffusers does.
+A ``Span`` runs only part of the schedule (a hand-off between two models, ``core.refiner``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,6 +27,25 @@ from core.schedulers import make_scheduler, name_of
 from core.tokens import breakdown
 
 StepCallback = Callable[[StepInfo], None]
+
+
+@dataclass(frozen=True)
+class Span:
+    """Run only ``timesteps[first:stop]`` of the full schedule (what diffusers' ``denoising_start`` /
+    ``denoising_end`` select). ``latents``: continue from these (another model's half-denoised latents)
+    instead of fresh noise; ``decode``: False hands the latents on undecoded (no images)."""
+
+    first: int = 0
+    stop: int | None = None
+    latents: torch.Tensor | None = None
+    decode: bool = True
+
+
+def _window(scheduler, timesteps, span: Span):
+    """The span's slice of the schedule; a scheduler that counts its steps starts counting at ``first``."""
+    if span.first and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(span.first)
+    return timesteps[span.first:span.stop]
 
 
 def x0_from(scheduler, model_input: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
@@ -80,8 +101,11 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
 
 @torch.no_grad()
 def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.Generator | list,
-            callback: StepCallback | None = None, cancel: threading.Event | None = None) -> GenerationResult:
-    """Sample one image per row of one prompt; each row has its own scale and negative prompt."""
+            callback: StepCallback | None = None, cancel: threading.Event | None = None,
+            span: Span | None = None) -> GenerationResult:
+    """Sample one image per row of one prompt; each row has its own scale and negative prompt.
+
+    ``span``: only part of the schedule, maybe from given latents (None: all of it, from noise)."""
     t_start = time.perf_counter()
     width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
     n = len(rows)
@@ -96,7 +120,12 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     # 2. Prepare the scheduler and the starting latents.
     scheduler = make_scheduler(settings.scheduler, model.scheduler)
     scheduler.set_timesteps(settings.steps)  # host timesteps: scheduler.step needs no GPU->host sync
-    latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
+    if span is None or span.latents is None:
+        latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
+    else:  # a hand-off: the previous model's latents, already at the noise level where this span begins
+        latents, timesteps = span.latents.to(model.device, model.dtype), scheduler.timesteps
+    if span is not None:
+        timesteps = _window(scheduler, timesteps, span)
     step_kwargs = {}
     params = inspect.signature(scheduler.step).parameters
     if "generator" in params:
@@ -149,7 +178,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 
     # 4. Decode: undo the VAE's scaling factor, decode, map [-1, 1] -> [0, 1].
     t_dec = time.perf_counter()
-    images = decode(model, latents)
+    images = decode(model, latents) if span is None or span.decode else []
     timings["decode_s"] = time.perf_counter() - t_dec
     timings["total_s"] = time.perf_counter() - t_start
     dropped = breakdown(model.tokenizer, settings.prompt).dropped_text
@@ -170,6 +199,9 @@ def decode(model, latents: torch.Tensor) -> list[Image.Image]:
 def _check(model, settings: SampleSettings) -> SampleSettings:
     if model is None:
         raise UserError("no model is loaded: load one first (--model tiny).")
+    if model.family == "sdxl-refiner":
+        raise UserError(f"{model.name} is an SDXL refiner, which finishes another model's images: "
+                        "pass it as --refiner with an SDXL base --model.")
     return settings.validate(multiple=model.vae_scale_factor)
 
 

@@ -102,3 +102,44 @@ def build_sdxl_pipeline(seed: int = 0):
 def save_sdxl_pipeline(folder: Path) -> Path:
     build_sdxl_pipeline().save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_sdxl_refiner_pipeline(seed: int = 1):
+    """SDXL refiner's structure scaled down: only the second text encoder (OpenCLIP-with-projection,
+    penultimate states, 32 wide here as 1280 is there), text_time conditioning with 5 time ids (original
+    size, crop top-left, aesthetic score: ``5 * time_dim + pooled``), the base's VAE and Euler settings."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from core.clip_vocab import clip_tokenizer
+
+    torch.manual_seed(seed)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, projection_dim=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    time_dim = 8
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1), attention_head_dim=(2, 4), use_linear_projection=True,
+        cross_attention_dim=32, addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=5 * time_dim + 32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=64, scaling_factor=0.13025, force_upcast=True,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       prediction_type="epsilon")
+    return StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=text_encoder_2,
+                                            tokenizer=None, tokenizer_2=clip_tokenizer(), unet=unet,
+                                            scheduler=scheduler, requires_aesthetics_score=True,
+                                            force_zeros_for_empty_prompt=False)
+
+
+def save_sdxl_refiner_pipeline(folder: Path) -> Path:
+    build_sdxl_refiner_pipeline().save_pretrained(folder, safe_serialization=True)
+    return folder

@@ -1,0 +1,239 @@
+"""SDXL base + refiner hand-off in the engine's own loop, against diffusers' two pipelines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.cli import main
+from core.conditioning import Encoder, Row
+from core.errors import UserError
+from core.models import detect_family, load_model, resolve_tokenizers
+from core.refiner import generate_refined, refiner_first
+from core.results import SampleSettings
+from core.sampler import generate
+from tests.conftest import ROOT
+
+PROMPT = "An oil painting of a collie in a top hat"
+STEPS = 6  # leading spacing: timesteps 831, 665, 499, 333, 167, 1
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from tests.sd_factory import save_sdxl_pipeline, save_sdxl_refiner_pipeline
+
+    root = tmp_path_factory.mktemp("xl")
+    return save_sdxl_pipeline(root / "sdxl-base"), save_sdxl_refiner_pipeline(root / "sdxl-refiner")
+
+
+def _f64(model):
+    for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+        if module is not None:
+            module.double()
+    model.dtype = torch.float64
+    return model
+
+
+@pytest.fixture(scope="module")
+def base(folders):
+    return _f64(load_model(str(folders[0]), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def refiner(folders):
+    return _f64(load_model(str(folders[1]), device="cpu"))
+
+
+def _schedulers(name, base, refiner):
+    """Fresh diffusers schedulers for the reference pipelines, built with diffusers' own classes (DDIM with
+    ``clip_sample=False``, as ``core.schedulers.make_scheduler`` builds it for latents)."""
+    import diffusers
+
+    cls, extra = {None: (None, {}), "DDIM": ("DDIMScheduler", {"clip_sample": False}),
+                  "Euler ancestral": ("EulerAncestralDiscreteScheduler", {})}[name]
+    return [(getattr(diffusers, cls) if cls else type(m.scheduler)).from_config(m.scheduler.config, **extra)
+            for m in (base, refiner)]
+
+
+def _reference(base, refiner, fraction, scheduler=None, negative="", guidance=5.0, n=1, output_type="latent", **kw):
+    """diffusers: the base to ``denoising_end``, then the refiner from ``denoising_start``, one generator."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    base_sched, refiner_sched = _schedulers(scheduler, base, refiner)
+    high = StableDiffusionXLPipeline(vae=base.vae, text_encoder=base.text_encoder, text_encoder_2=base.text_encoder_2,
+                                     tokenizer=base.tokenizer, tokenizer_2=base.tokenizer_2, unet=base.unet,
+                                     scheduler=base_sched, force_zeros_for_empty_prompt=True)
+    low = StableDiffusionXLImg2ImgPipeline(vae=refiner.vae, text_encoder=None, text_encoder_2=refiner.text_encoder_2,
+                                           tokenizer=None, tokenizer_2=refiner.tokenizer_2, unet=refiner.unet,
+                                           scheduler=refiner_sched, requires_aesthetics_score=True,
+                                           force_zeros_for_empty_prompt=refiner.force_zeros_for_empty_prompt)
+    for pipe in (high, low):
+        pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator("cpu").manual_seed(5)
+    common = dict(negative_prompt=negative or None, num_inference_steps=STEPS, guidance_scale=guidance,
+                  num_images_per_prompt=n, generator=generator)
+    latents = high(PROMPT, height=64, width=64, denoising_end=fraction, output_type="latent", **common).images
+    return low(PROMPT, image=latents, denoising_start=fraction, output_type=output_type, **common, **kw).images
+
+
+def _ours(base, refiner, fraction, scheduler=None, negative="", guidance=5.0, n=1, **kw):
+    settings = SampleSettings(PROMPT, negative_prompt=negative, steps=STEPS, guidance_scale=guidance, seed=5,
+                              scheduler=scheduler)
+    return generate_refined(base, refiner, settings, fraction, n=n, **kw)
+
+
+def test_refiner_folder_loads_as_sdxl_refiner(folders, refiner, tmp_path):
+    assert refiner.family == "sdxl-refiner" and refiner.text_encoder is None
+    assert refiner.tokenizer_2 is not None and refiner.text_encoder_2.config.hidden_size == 32
+    assert not refiner.force_zeros_for_empty_prompt and refiner.preview_bias is not None
+    assert [label for label, _ in resolve_tokenizers(str(folders[1]))] == ["OpenCLIP bigG"]
+    assert detect_family(folders[0]) == "sdxl"
+    # without requires_aesthetics_score in model_index.json, the UNet's shape still says "5 time ids"
+    bare = tmp_path / "bare"
+    for name in ("unet", "text_encoder_2"):
+        (bare / name).mkdir(parents=True)
+        shutil.copy(folders[1] / name / "config.json", bare / name / "config.json")
+    index = json.loads((folders[1] / "model_index.json").read_text())
+    del index["requires_aesthetics_score"]
+    (bare / "model_index.json").write_text(json.dumps(index))
+    assert detect_family(bare) == "sdxl-refiner"
+
+
+def test_refiner_alone_is_refused_naming_the_option(refiner):
+    with pytest.raises(UserError, match="--refiner") as err:
+        generate(refiner, SampleSettings(PROMPT, steps=2))
+    assert "\n" not in str(err.value)
+
+
+def test_refiner_conditioning_matches_diffusers(refiner):
+    """OpenCLIP bigG's penultimate states only, its pooled output, and 5 ids ending in the aesthetic score."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    cond = Encoder(refiner).batch(PROMPT, [Row(5.0, "blurry")], 64, 64)
+    pipe = StableDiffusionXLImg2ImgPipeline(vae=refiner.vae, text_encoder=None, text_encoder_2=refiner.text_encoder_2,
+                                            tokenizer=None, tokenizer_2=refiner.tokenizer_2, unet=refiner.unet,
+                                            scheduler=refiner.scheduler, requires_aesthetics_score=True)
+    text, negative, pooled, negative_pooled = pipe.encode_prompt(PROMPT, device="cpu", negative_prompt="blurry")
+    ids, negative_ids = pipe._get_add_time_ids((64, 64), (0, 0), (64, 64), 6.0, 2.5, (64, 64), (0, 0), (64, 64),
+                                               dtype=text.dtype, text_encoder_projection_dim=32)
+    assert cond.hidden.shape == (2, 77, 32)
+    torch.testing.assert_close(cond.hidden, torch.cat([negative, text]), atol=0, rtol=0)
+    torch.testing.assert_close(cond.added["text_embeds"], torch.cat([negative_pooled, pooled]), atol=0, rtol=0)
+    assert cond.added["time_ids"].tolist() == torch.cat([negative_ids, ids]).tolist() == [[64, 64, 0, 0, 2.5],
+                                                                                          [64, 64, 0, 0, 6.0]]
+
+
+@pytest.mark.parametrize("scheduler, negative, guidance, fraction, n", [
+    (None, "", 5.0, 0.8, 1),  # SDXL's own EulerDiscrete, the documented split
+    (None, "blurry", 5.0, 0.5, 1),
+    ("DDIM", "", 5.0, 0.5, 1),
+    ("DDIM", "blurry", 5.0, 0.8, 1),
+    (None, "", 5.0, 0.667, 1),  # cut-off 333 is a timestep: the base runs it (t >= cutoff)
+    (None, "", 5.0, 0.6664, 1),  # cut-off round(333.6) = 334: timestep 333 is the refiner's
+    ("Euler ancestral", "blurry", 5.0, 0.8, 2),  # stochastic: one generator through both stages, a batch
+    (None, "", 1.0, 0.8, 1),  # no CFG
+])
+def test_equals_diffusers_base_then_refiner(base, refiner, scheduler, negative, guidance, fraction, n):
+    ours = _ours(base, refiner, fraction, scheduler, negative, guidance, n)
+    ref = _reference(base, refiner, fraction, scheduler, negative, guidance, n)
+    assert ours.base_steps + ours.refiner_steps == STEPS
+    torch.testing.assert_close(ours.latents, ref, atol=1e-7, rtol=1e-7)
+
+
+def test_second_order_scheduler_does_not_split_a_step(base, refiner):
+    """Heun lists 831, 665, 665, …, 1, 1: four timesteps below 200 is an even count, so the refiner starts one
+    earlier (diffusers' special case), and the result still equals diffusers'."""
+    from diffusers import HeunDiscreteScheduler
+
+    saved = base.scheduler, refiner.scheduler
+    base.scheduler, refiner.scheduler = (HeunDiscreteScheduler.from_config(s.config) for s in saved)
+    try:
+        probe = HeunDiscreteScheduler.from_config(refiner.scheduler.config)
+        probe.set_timesteps(STEPS)
+        assert int((probe.timesteps < 200).sum()) == 4 and refiner_first(probe, 0.8) == len(probe.timesteps) - 5
+        ours = _ours(base, refiner, 0.8)
+        torch.testing.assert_close(ours.latents, _reference(base, refiner, 0.8), atol=1e-7, rtol=1e-7)
+    finally:
+        base.scheduler, refiner.scheduler = saved
+
+
+def test_aesthetic_scores_reach_the_refiner(base, refiner):
+    ours = _ours(base, refiner, 0.5, negative="blurry", aesthetic_score=7.0, negative_aesthetic_score=1.0)
+    ref = _reference(base, refiner, 0.5, negative="blurry", aesthetic_score=7.0, negative_aesthetic_score=1.0)
+    torch.testing.assert_close(ours.latents, ref, atol=1e-7, rtol=1e-7)
+    assert not torch.allclose(ours.latents, _ours(base, refiner, 0.5, negative="blurry").latents, atol=1e-4)
+
+
+def test_image_and_progress(base, refiner):
+    seen = []
+    ours = _ours(base, refiner, 0.5, callback=lambda info: seen.append((info.index, info.total)))
+    ref = _reference(base, refiner, 0.5, output_type="np")
+    ours_np = np.asarray(ours.images[0], dtype=np.float64) / 255
+    assert np.abs(ours_np - ref[0]).max() <= 0.5 / 255 + 1e-9  # the same pixels, up to the uint8 rounding
+    assert seen == [(i, STEPS) for i in range(STEPS)] and (ours.base_steps, ours.refiner_steps) == (2, 4)
+    assert "Refiner: sdxl-refiner, Refiner switch at: 0.5" in ours.parameters(0)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.0, -0.2, 1.5, float("nan"), True, "0.8"])
+def test_bad_fraction_names_the_fix(base, refiner, fraction):
+    with pytest.raises(UserError, match=r"--refiner-at must be between 0 and 1.*try 0\.8"):
+        _ours(base, refiner, fraction)
+
+
+def test_wrong_models_and_settings_are_refused(base, refiner, sd1):
+    with pytest.raises(UserError, match="pass an SDXL base model"):
+        _ours(sd1, refiner, 0.8)
+    with pytest.raises(UserError, match="not an SDXL refiner"):
+        _ours(base, base, 0.8)
+    with pytest.raises(UserError, match="pass an SDXL base model"):
+        _ours(refiner, refiner, 0.8)
+    settings = SampleSettings(PROMPT, steps=1)  # one timestep (1): all of it below the cut-off
+    with pytest.raises(UserError, match="leave the base no step: raise --steps"):
+        generate_refined(base, refiner, settings, 0.5)
+    with pytest.raises(UserError, match="--init-image"):
+        generate_refined(base, refiner, SampleSettings(PROMPT, steps=4, init_image=Image.new("RGB", (64, 64))))
+
+
+def test_cli_generate_with_refiner(folders, tmp_path):
+    code = main(["generate", "a red fox", "--model", str(folders[0]), "--refiner", str(folders[1]),
+                 "--refiner-at", "0.5", "--steps", str(STEPS), "--guidance", "5", "--seed", "3", "--device", "cpu",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    (png,) = tmp_path.glob("*.png")
+    params = Image.open(png).text["parameters"]
+    assert "Model: sdxl-base, Refiner: sdxl-refiner, Refiner switch at: 0.5" in params and "Steps: 6" in params
+    expected = generate_refined(load_model(str(folders[0]), device="cpu"), load_model(str(folders[1]), device="cpu"),
+                                SampleSettings("a red fox", steps=STEPS, guidance_scale=5.0, seed=3), 0.5)
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), np.asarray(expected.images[0]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--refiner-at", "0.5"], "needs --refiner REFINER"),
+    (["--refiner", "REF", "--refiner-at", "0"], "--refiner-at must be between 0 and 1"),
+    (["--model", "SD1", "--refiner", "REF"], "pass an SDXL base model"),
+    (["--model", "BASE", "--refiner", "BASE"], "not an SDXL refiner"),
+])
+def test_cli_refiner_errors(folders, sd1_folder, tmp_path, capsys, args, message):
+    names = {"REF": str(folders[1]), "BASE": str(folders[0]), "SD1": str(sd1_folder)}
+    argv = ["generate", "x", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main(argv + [names.get(a, a) for a in args]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sd-explorer: error:")]
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_refiner_at_exits_2_in_one_line(folders, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "core", "generate", "x", "--model", str(folders[0]), "--refiner",
+                          str(folders[1]), "--refiner-at", "1.5", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("sd-explorer: error:")]
+    assert len(errors) == 1 and "--refiner-at must be between 0 and 1" in errors[0] and "try 0.8" in errors[0]
+    assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
