@@ -64,10 +64,25 @@ def save_pipeline(folder: Path, family: str = "sd1", with_tokenizer: bool = True
     return folder
 
 
+def _sdxl_vae_and_scheduler():
+    """SDXL's VAE (scaling 0.13025, upcast in fp16) scaled down, and its Euler schedule."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler
+
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=64, scaling_factor=0.13025, force_upcast=True,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       prediction_type="epsilon")
+    return vae, scheduler
+
+
 def build_sdxl_pipeline(seed: int = 0):
     """SDXL base's structure scaled down: two text encoders (CLIP + OpenCLIP-with-projection, penultimate
     states concatenated), text_time added conditioning (pooled + 6 time ids), Euler, VAE factor 0.13025."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from core.clip_vocab import clip_tokenizer
@@ -86,14 +101,7 @@ def build_sdxl_pipeline(seed: int = 0):
         cross_attention_dim=16 + 32, addition_embed_type="text_time", addition_time_embed_dim=time_dim,
         projection_class_embeddings_input_dim=6 * time_dim + 32,
     )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=64, scaling_factor=0.13025, force_upcast=True,
-    )
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
-                                       prediction_type="epsilon")
+    vae, scheduler = _sdxl_vae_and_scheduler()
     return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                                      tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(), unet=unet,
                                      scheduler=scheduler, force_zeros_for_empty_prompt=True)
@@ -108,7 +116,7 @@ def build_sdxl_refiner_pipeline(seed: int = 1):
     """SDXL refiner's structure scaled down: only the second text encoder (OpenCLIP-with-projection,
     penultimate states, 32 wide here as 1280 is there), text_time conditioning with 5 time ids (original
     size, crop top-left, aesthetic score: ``5 * time_dim + pooled``), the base's VAE and Euler settings."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     from core.clip_vocab import clip_tokenizer
@@ -126,14 +134,7 @@ def build_sdxl_refiner_pipeline(seed: int = 1):
         cross_attention_dim=32, addition_embed_type="text_time", addition_time_embed_dim=time_dim,
         projection_class_embeddings_input_dim=5 * time_dim + 32,
     )
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        sample_size=64, scaling_factor=0.13025, force_upcast=True,
-    )
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
-                                       prediction_type="epsilon")
+    vae, scheduler = _sdxl_vae_and_scheduler()
     return StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=text_encoder_2,
                                             tokenizer=None, tokenizer_2=clip_tokenizer(), unet=unet,
                                             scheduler=scheduler, requires_aesthetics_score=True,
