@@ -70,6 +70,18 @@ def bench_gpu(data_dir: str, epochs: int, baseline_epochs: int) -> dict:
     eager_epochs: list = []
     Trainer(TrainConfig(epochs=3, cuda_graph=False), data, on_epoch=eager_epochs.append).run()
     out["ours_train_eager_images_per_s"] = _steady(eager_epochs, len(data))
+    try:  # torch.compile (Inductor) under the same whole-step graph: fewer, fused kernels
+        torch._dynamo.reset()
+        compiled_epochs: list = []
+        t0 = time.perf_counter()
+        Trainer(TrainConfig(epochs=4, compile=True), data, on_epoch=compiled_epochs.append).run()
+        out["ours_train_compiled"] = {"steady_images_per_s": _steady(compiled_epochs, len(data)),
+                                      "first_epoch_s": compiled_epochs[0].elapsed_s,
+                                      "seconds": time.perf_counter() - t0,
+                                      "epoch_losses": [e.mean_loss for e in compiled_epochs]}
+    except Exception as exc:  # keep the rest of the benchmark
+        out["ours_train_compiled"] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    torch._dynamo.reset()
     print("ours", json.dumps(out["ours_train"])[:300], flush=True)
     ch = chapter_train(data, baseline_epochs, device="cuda")
     out["chapter_train"] = {k: v for k, v in ch.items() if k != "model"}
@@ -104,6 +116,13 @@ def bench_gpu(data_dir: str, epochs: int, baseline_epochs: int) -> dict:
     out["graph_equals_eager"] = bool(torch.equal(g8, e8))
     out["graph_eager_max_diff"] = float((g8 - e8).abs().max())
     out["ours_sample_80_graph_s"], _ = timed(classes=list(range(10)), n=8, use_graph=True)
+    try:
+        out["ours_sample_8_compiled_first_s"], _ = timed(classes=7, n=8, use_graph=True, compile="default")
+        out["ours_sample_8_compiled_s"], c8 = timed(classes=7, n=8, use_graph=True, compile="default")
+        out["compiled_vs_eager_max_diff"] = float((c8 - e8).abs().max())
+        out["ours_sample_80_compiled_s"], _ = timed(classes=list(range(10)), n=8, use_graph=True, compile="default")
+    except Exception as exc:
+        out["compiled_sample_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     out["ours_sample_80_ddim50_s"], _ = timed(classes=list(range(10)), n=8, steps=50, use_graph=True)
     k = min(baseline_epochs, epochs) - 1
     out["loss_at_baseline_epochs"] = {"epochs": k + 1, "chapter": ch["epoch_losses"][k],
@@ -117,6 +136,24 @@ def bench_gpu(data_dir: str, epochs: int, baseline_epochs: int) -> dict:
     }
     print("sampling", json.dumps({k: v for k, v in out.items() if "sample" in k or k == "ratios"}), flush=True)
     return out
+
+
+def _compiled_rows(g: dict) -> list[str]:
+    """Rows for the torch.compile variants (absent from runs before they existed)."""
+    rows, tc, chapter = [], g.get("ours_train_compiled"), g["chapter_train"]["images_per_s"]
+    if tc and "error" in tc:
+        rows.append(f"| training with torch.compile under the graph | | failed: {tc['error'][:100]} | |")
+    elif tc:
+        rows.append(f"| training with torch.compile under the graph (4 epochs; first epoch {tc['first_epoch_s']:.0f} s "
+                    f"with compiling) | | {tc['steady_images_per_s']:,.0f} | {tc['steady_images_per_s'] / chapter:.1f}x |")
+    if "ours_sample_8_compiled_s" in g:
+        rows.append(f"| sample 8 x 1000, torch.compile under the graph (first call {g['ours_sample_8_compiled_first_s']:.0f} s"
+                    f"; max diff vs eager {g['compiled_vs_eager_max_diff']:.1e}) | {g['chapter_sample_8_s']:.2f} s | "
+                    f"{g['ours_sample_8_compiled_s']:.2f} s | {g['chapter_sample_8_s'] / g['ours_sample_8_compiled_s']:.1f}x |")
+        rows.append(f"| 10 classes x 8, 1000 steps, compiled | | {g['ours_sample_80_compiled_s']:.2f} s | |")
+    elif "compiled_sample_error" in g:
+        rows.append(f"| sampling with torch.compile | | failed: {g['compiled_sample_error'][:100]} | |")
+    return rows
 
 
 def render(results: dict) -> str:
@@ -141,7 +178,9 @@ def render(results: dict) -> str:
             f"| same, our loop eager (fp16) | | {g['ours_sample_8_eager_s']:.2f} s | "
             f"{r['sample_8x1000_eager_fp16']:.1f}x |",
             f"| 10 classes x 8 in one batch, 1000 DDPM steps | | {g['ours_sample_80_graph_s']:.2f} s | |",
-            f"| 10 classes x 8, DDIM 50 steps | | {g['ours_sample_80_ddim50_s']:.3f} s | |", "",
+            f"| 10 classes x 8, DDIM 50 steps | | {g['ours_sample_80_ddim50_s']:.3f} s | |",
+            *_compiled_rows(g),
+            "",
             f"CUDA graph vs eager, same seed: identical = {g['graph_equals_eager']} "
             f"(max abs difference {g['graph_eager_max_diff']:.2e}).",
         ]

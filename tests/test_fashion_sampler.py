@@ -70,6 +70,8 @@ def test_bad_arguments():
         generate_from_class(m, 1, n=1, steps=1001)
     with pytest.raises(UserError, match="n must"):
         generate_from_class(m, 1, n=0, steps=2)
+    with pytest.raises(UserError, match="compile mode 'fast'"):
+        generate_from_class(m, 1, n=1, steps=2, compile="fast")
     with pytest.raises(UserError, match="CUDA"):
         if torch.cuda.is_available():
             raise UserError("CUDA present: skip the CPU-only assertion")
@@ -99,6 +101,22 @@ def test_cuda_graph_equals_eager(steps):
     graph = generate_from_class(m, [0, 7, 9], n=2, steps=steps, seed=11, use_graph=True)
     eager = generate_from_class(m, [0, 7, 9], n=2, steps=steps, seed=11, use_graph=False)
     assert torch.equal(graph, eager), (graph - eager).abs().max()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_graph_equals_eager_within_rounding():
+    """torch.compile under the graph (fp32, a short DDIM run): Inductor's fused kernels round differently."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    cfg = ModelConfig()
+    m = FashionDDPM(build_unet(cfg).cuda().eval(), cfg)
+    eager = generate_from_class(m, [0, 7, 9], n=2, steps=10, seed=11, use_graph=False)
+    compiled = generate_from_class(m, [0, 7, 9], n=2, steps=10, seed=11, use_graph=True, compile="default")
+    again = generate_from_class(m, [0, 7, 9], n=2, steps=10, seed=11, use_graph=True, compile="default")
+    assert torch.allclose(compiled, eager, atol=2e-3), (compiled - eager).abs().max()
+    assert torch.equal(compiled, again) and len(m.unet.__dict__["_compiled_by_mode"]) == 1
+    torch._dynamo.reset()
 
 
 @pytest.mark.gpu
@@ -133,3 +151,13 @@ def test_grey_level_loss_guidance_moves_samples_towards_the_target():
     assert torch.equal(same, plain)
     with pytest.raises(UserError):
         generate_from_class(model, [1], n=1, steps=5, color_target=2.0, color_scale=1.0)
+
+
+def test_cli_compile_modes_are_the_samplers():
+    from core.cli import build_parser
+    from core.fashion.sampler import COMPILE_MODES
+
+    args = build_parser().parse_args(["fashion", "sample", "--out", "x", "--compile", COMPILE_MODES[-1]])
+    assert args.compile == COMPILE_MODES[-1]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fashion", "sample", "--out", "x", "--compile", "fast"])

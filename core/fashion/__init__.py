@@ -52,9 +52,10 @@ Checkpoints — ``core.fashion.checkpoint``
 
 Sampling — ``core.fashion.sampler``
     ``generate_from_class(model, classes, n=8, steps=1000, seed=0, callback=None, cancel=None,
-        use_graph=None, callback_every=1) -> torch.Tensor`` float ``[len(classes)*n, 1, 32, 32]`` in [0, 1], class-major.
+        use_graph=None, callback_every=1, compile=None) -> torch.Tensor`` float
+        ``[len(classes)*n, 1, 32, 32]`` in [0, 1], class-major.
         ``steps == 1000`` is the chapter's DDPM loop, fewer steps use DDIM. On CUDA the whole denoising
-        step runs as a CUDA graph (identical to eager). ``callback(SampleStep)`` per step: ``.index``,
+        step runs as a CUDA graph (identical to eager); ``compile="default"`` torch.compiles the UNet first. ``callback(SampleStep)`` per step: ``.index``,
         ``.total``, ``.timestep``, ``.x`` and ``.x0`` (``[B,1,32,32]`` in [-1, 1], CPU copies).
     ``noising_row(image, n=8) -> (images [n,1,32,32] in [0,1], timesteps [n])``: one image noised at
         ``linspace(0, 999, n)`` timesteps (the chapter's figure).

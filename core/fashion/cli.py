@@ -39,6 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
     sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
     sa.add_argument("--checkpoint", default=None, help="weights or ckpt-*.safetensors (default: shipped)")
+    sa.add_argument("--compile", default=None, choices=("default", "max-autotune-no-cudagraphs"),
+                    help="CUDA: torch.compile the UNet under the step's graph (compiles for a minute first)")
     _common(sa, "PNGs")
     sa.set_defaults(func=cmd_sample)
     return fashion
@@ -149,7 +151,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
                                  callback=lambda s: bar.update(s.index + 1 - bar.n),
                                  callback_every=max(1, args.steps // 50),
-                                 color_target=args.grey, color_scale=args.grey_scale)
+                                 color_target=args.grey, color_scale=args.grey_scale, compile=args.compile)
     bar.close()
     labels = [c for c in classes for _ in range(args.n)]
     written = []

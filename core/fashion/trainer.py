@@ -57,7 +57,7 @@ class TrainConfig:
     resume: str | None = None
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
-    compile: bool = False
+    compile: bool = False  # torch.compile the UNet (on CUDA it is then captured in the step's graph)
     cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
     cudnn_benchmark: bool = True
 
@@ -166,7 +166,7 @@ class Trainer:
             unet = unet.to(memory_format=torch.channels_last)
         if cuda and cfg.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
-        self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1 and not cfg.compile
+        self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1  # with compile: compiled, then captured
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
         # the same stream on every rank: each draws the global batch's randomness and keeps its slice
         gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919)
