@@ -42,10 +42,11 @@ VARIANTS = {  # UNet ablation: enable_fast_paths options (the default turns ever
     "graphs + cudnn.benchmark": dict(channels_last=False, fuse_qkv=False, cudnn_benchmark=True),
     "graphs + channels_last + fused QKV + cudnn.benchmark": dict(cudnn_benchmark=True),
     "eager + channels_last + fused QKV": dict(graphs=False),
-    "default + torch.compile (Inductor, default mode)": dict(compile="default"),
 }
 GPU_TESTS = ("tests/test_fast_gpu.py", "tests/test_sampler.py", "tests/test_gpu_engine.py")
-#: ``--compile-autotune`` adds Inductor's max-autotune (minutes of tuning per shape)
+#: ``--compile`` adds torch.compile (a minute or more of compiling per shape, so a run of its own)
+COMPILED = {"default + torch.compile (Inductor, default mode)": dict(compile="default")}
+#: ``--compile-autotune`` also Inductor's max-autotune (minutes of tuning per shape)
 AUTOTUNE = {"default + torch.compile (max-autotune-no-cudagraphs)": dict(compile="max-autotune-no-cudagraphs")}
 ATTENTION = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")  # SDPA backends, tried at capture
 
@@ -89,7 +90,7 @@ def unet_inputs(batch: int, side: int, width: int, dtype=torch.float16) -> tuple
     return x, torch.tensor(500, device="cuda"), cond
 
 
-def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
+def bench_sd15(r: dict, save, runs: int, compile: bool = False, autotune: bool = False) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
     from core.fast import disable_fast_paths, enable_fast_paths, graph_module_forward, restore_module_forward
@@ -141,7 +142,7 @@ def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
     eager_image = gen().images[0]
     save()
     log("UNet fast-path variants")
-    for name, options in {**VARIANTS, **(AUTOTUNE if autotune else {})}.items():
+    for name, options in {**VARIANTS, **(COMPILED if compile else {}), **(AUTOTUNE if autotune else {})}.items():
         enable_fast_paths(model, **options)
         fast = model.unet_forward
         for b in (2, 8):
@@ -151,7 +152,7 @@ def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
     save()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    for backend in ATTENTION:  # exploration: the attention kernel chosen while capturing is baked in
+    for backend in ATTENTION if not compile else ():  # exploration (skipped in a --compile run, for time)
         name = f"default, SDPA forced to {backend} at capture"
         enable_fast_paths(model, status=lambda m: r.setdefault("attention_status", []).append(m))
         fast = model.unet_forward
@@ -204,13 +205,15 @@ def bench_sd15(r: dict, save, runs: int, autotune: bool = False) -> None:
     r["e_with_callback"] = wall(lambda: gen(callback=lambda info: None), runs, warmup=0)
     x0 = torch.randn(2, 4, LATENT, LATENT, device=DEVICE, dtype=DTYPE)
     r["e_latents_to_rgb"] = wall(lambda: latents_to_rgb(x0, model.preview_factors), 20, warmup=2)
-    for where in ("cpu", "cuda"):
+    for where in ("cpu", "cuda") if not compile else ():  # exploration, as above
         with forced_timesteps(where):
             r[f"a_ours_timesteps_{where}"] = wall(gen, runs, warmup=1)
             r[f"e_with_callback_timesteps_{where}"] = wall(lambda: gen(callback=lambda info: None), runs, warmup=0)
     r["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     disable_fast_paths(model)
     save()
+    if not compile:
+        return
     log("ours, default fast paths + torch.compile (first calls include compiling)")
     torch._dynamo.reset()
     try:
@@ -288,7 +291,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per end-to-end measurement")
     ap.add_argument("--pytest", action="store_true", help="run the GPU equality tests first and record them")
     ap.add_argument("--no-sdxl", action="store_true")
-    ap.add_argument("--compile-autotune", action="store_true", help="also time Inductor's max-autotune (slow to tune)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile under the graphs (slow to compile)")
+    ap.add_argument("--compile-autotune", action="store_true", help="with --compile: Inductor's max-autotune too")
     ap.add_argument("--render", help="render this results JSON into docs/benchmarks.md and exit")
     args = ap.parse_args()
     if args.render:
@@ -312,7 +316,7 @@ def main() -> int:
             continue
         results[name] = {}
         try:
-            kwargs = {"autotune": args.compile_autotune} if name == "sd15" else {}
+            kwargs = {"compile": args.compile, "autotune": args.compile_autotune} if name == "sd15" else {}
             fn(results[name], save, args.runs, **kwargs)
         except Exception as exc:  # keep what was measured; say what failed
             import traceback
