@@ -39,11 +39,11 @@ def test_out_of_memory_mid_sweep_is_a_message_and_the_next_job_runs(sd1_folder):
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + (1 << 30)) / total))  # ~1 GiB of headroom
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + (256 << 20)) / total))  # ~256 MiB of headroom
     events = []
     runner = JobRunner(events.append)
     try:
-        big = SampleSettings("a red fox", steps=2, width=2048, height=2048)
+        big = SampleSettings("a red fox", steps=2, width=4096, height=4096)  # 11 rows of 512x512 latents
         runner.submit("sweep", lambda job: sweep(model, big, [1, 2, 4, 8, 12, 16], cancel=job.cancel))
         assert runner.wait_idle(300)
         failed = [e for e in events if e.event == "failed"]
