@@ -27,6 +27,6 @@ case $step in
     python3 bench/bench_fashion.py --data .fmdata --json "$out/fashion/bench_fashion.json" ;;
   ship)
     python3 -m core.fashion.train_shipped --data .fmdata --out "$out/ship" \
-      --classifier assets/fashion/classifier.safetensors --per-class 50 --extra-seconds "${EXTRA_S:-400}" ;;
+      --classifier assets/fashion/classifier.safetensors --per-class 50 --extra-seconds "${EXTRA_S:-360}" ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac
