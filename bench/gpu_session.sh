@@ -10,7 +10,7 @@
 #            then diffusers vs the engine, SD 1.5 and SDXL shapes               -> $OUT/sd/
 #   fashion  bench/bench_fashion.py (chapter's loops vs ours) + the Fashion GPU tests  -> $OUT/fashion/
 #   ship     core.fashion.train_shipped: the chapter's 25 epochs, then as many more as fit in EXTRA_S seconds,
-#            with the class fidelity of each                                  -> $OUT/ship/
+#            with the class fidelity of the weights and of their EMA (0.999)   -> $OUT/ship/
 set -euo pipefail
 step=${1:?usage: gpu_session.sh sd|fashion|ship}
 out=${OUT:-out}
@@ -27,6 +27,6 @@ case $step in
     python3 bench/bench_fashion.py --data .fmdata --json "$out/fashion/bench_fashion.json" ;;
   ship)
     python3 -m core.fashion.train_shipped --data .fmdata --out "$out/ship" \
-      --classifier assets/fashion/classifier.safetensors --per-class 50 --extra-seconds "${EXTRA_S:-360}" ;;
+      --classifier assets/fashion/classifier.safetensors --per-class 50 --ema 0.999 --extra-seconds "${EXTRA_S:-300}" ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac

@@ -24,8 +24,11 @@ def test_parser_registration():
     args = parse(["fashion", "sample", "--class", "0,7", "-n", "3", "--steps", "20", "--out", "o"])
     assert args.command == "fashion" and args.fashion_command == "sample"
     assert args.classes == "0,7" and args.n == 3 and args.steps == 20 and args.out == "o"
-    args = parse(["--out", "top", "--device", "cpu", "fashion", "train", "--epochs", "3"])
+    args = parse(["--out", "top", "--device", "cpu", "fashion", "train", "--epochs", "3", "--ema", "0.999"])
     assert args.out == "top" and args.device == "cpu" and args.epochs == 3  # top-level options survive
+    from core.fashion.cli import build_config
+
+    assert build_config(args).ema_decay == 0.999
     assert callable(args.func)
 
 
@@ -62,6 +65,7 @@ def test_bad_cli_input(tmp_path):
         (["fashion", "train", "--data", str(tmp_path / "none"), "--tiny", "--out", str(tmp_path)], "does not exist"),
         (["fashion", "train", "--tiny"], "--out"),
         (["fashion", "train", "--epochs", "0", "--out", str(tmp_path)], "epochs"),
+        (["fashion", "train", "--ema", "1.5", "--out", str(tmp_path)], "ema_decay"),
     ):
         args = parse(["--device", "cpu", *argv])
         with pytest.raises(UserError, match=msg):

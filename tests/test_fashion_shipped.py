@@ -42,3 +42,24 @@ def test_shipped_model_denoises_and_uses_the_class(fashion_dir):
         base = F.mse_loss(untrained(noisy, t, class_labels=held.labels).sample, noise).item()
     assert right < 0.05 and base > 0.5  # measured: 0.028 vs 1.35
     assert right < 0.8 * wrong  # the class label helps (measured 0.028 vs 0.045 with wrong labels)
+
+
+def test_train_shipped_runs_end_to_end_on_the_cpu(fashion_dir, tmp_path):
+    """The GPU script that makes assets/fashion, in miniature (tiny UNet, 64 images): recipe, extension,
+    weights and their EMA measured side by side, the better one shipped, the grid and results.json."""
+    import json
+
+    from core.fashion.train_shipped import main
+
+    out = tmp_path / "ship"
+    assert main(["--data", str(fashion_dir), "--out", str(out), "--tiny", "--limit", "64", "--epochs", "1",
+                 "--extra-epochs", "1", "--per-class", "1", "--steps", "10", "--ema", "0.5", "--target", "1.01",
+                 "--classifier", "assets/fashion/classifier.safetensors"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    for stage, epochs in (("recipe", 1), ("extended", 2)):
+        run = results[stage]
+        assert run["epochs"] == epochs and set(run["candidates"]) == {"weights", "ema"}
+        assert run["chosen"] in ("weights", "ema") and run["file"] == run["candidates"][run["chosen"]]["file"]
+        assert 0 <= run["fidelity_ddpm1000"]["overall"] <= 1 and run["fidelity_ddpm1000"]["steps"] == 10
+    assert (out / "ddpm.safetensors").read_bytes() == (out / results["shipped"]["file"]).read_bytes()
+    assert (out / "samples_grid.png").is_file() and (out / "ddpm-e2-ema.safetensors").is_file()

@@ -227,3 +227,41 @@ def test_slow_steps_are_reported_by_time_as_well(data):
     assert [s.step for s in by_time] == [1, 2, 3]
     with pytest.raises(UserError, match="log_seconds"):
         cfg(log_seconds=float("nan")).validate()
+
+
+def test_ema_is_the_moving_average_of_the_weights():
+    from core.fashion.ema import EMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = EMA(net, 0.9)
+    want = {k: v.clone() for k, v in net.state_dict().items()}
+    for _ in range(3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))  # in place, as the optimizer does
+        ema.update(net)
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                want[k] = 0.9 * want[k] + 0.1 * v
+    got = ema.state_dict()
+    assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    assert not torch.allclose(got["0.weight"], net.state_dict()["0.weight"])
+    with pytest.raises(ValueError):
+        EMA(net, 1.0)
+
+
+def test_ema_run_checkpoints_resumes_and_samples_from_the_average(data, tmp_path):
+    straight = Trainer(cfg(epochs=2, ema_decay=0.5), data, device="cpu").run()
+    assert straight.ema_model is not None
+    a, b = weights(straight.model), weights(straight.ema_model)
+    assert not torch.equal(a["conv_in.weight"], b["conv_in.weight"])
+    first = Trainer(cfg(epochs=1, ema_decay=0.5, out_dir=str(tmp_path)), data, device="cpu").run()
+    assert load_checkpoint(first.checkpoint)["ema"]
+    resumed = Trainer(resume_config(first.checkpoint, epochs=2), data, device="cpu").run()
+    e1, e2 = weights(straight.ema_model), weights(resumed.ema_model)
+    assert all(torch.equal(e1[k], e2[k]) for k in e1)  # the average continues exactly
+    sampler = load_model(resumed.checkpoint, device="cpu")  # a checkpoint samples from its average
+    assert torch.equal(sampler.unet.state_dict()["conv_in.weight"], e2["conv_in.weight"])
+    with pytest.raises(UserError, match="ema_decay"):
+        cfg(ema_decay=1.0).validate()

@@ -28,11 +28,13 @@ Model — ``core.fashion.model``
 Training — ``core.fashion.trainer``
     ``TrainConfig(epochs=25, batch_size=256, lr=3e-4, eps=1e-5, seed=0, model=ModelConfig(),
         out_dir=None, checkpoint_every_epochs=1, log_every=10, log_seconds=0, resume=None, channels_last=True,
-        mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False)``;
+        mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False, ema_decay=0.0)``;
         ``resume_config(ckpt, **overrides) -> TrainConfig`` rebuilds a run's config from its checkpoint.
     ``Trainer(config, data, device=None, on_step=None, on_epoch=None)``;
     ``trainer.run(cancel=None, pause=None) -> TrainResult`` (``.losses`` per step, ``.epoch_losses``,
-        ``.final_loss``, ``.elapsed_s``, ``.images_per_s``, ``.checkpoint`` path or None, ``.step``).
+        ``.final_loss``, ``.elapsed_s``, ``.images_per_s``, ``.checkpoint`` path or None, ``.step``,
+        ``.ema_model``: with ``ema_decay`` > 0 the weights' moving average, ``core.fashion.ema``, which
+        checkpoints keep and ``load_model`` prefers).
         While ``pause`` is set it waits between steps (sleeping, no busy loop); when ``cancel`` is set it
         stops within one step, writes a resumable checkpoint if ``out_dir`` is set
         (``trainer.last_checkpoint``), and raises ``Cancelled``.

@@ -59,6 +59,7 @@ def save_checkpoint(
     state: dict,
     model_config_json: str = "",
     rng: dict[str, torch.Tensor] | None = None,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``ckpt-<step>.safetensors`` in ``out_dir`` atomically and return its path."""
     from safetensors.torch import save_file
@@ -76,6 +77,8 @@ def save_checkpoint(
         groups = sd["param_groups"]
     for name, value in (rng or {}).items():
         tensors[f"rng.{name}"] = value.detach().cpu().contiguous()
+    for name, value in (ema or {}).items():  # the weights' moving average (core.fashion.ema)
+        tensors[f"ema.{name}"] = value.detach().to("cpu", torch.float32).contiguous()
     meta = {STATE_KEY: json.dumps(state), GROUPS_KEY: json.dumps(groups)}
     if model_config_json:
         from core.fashion.model import CONFIG_KEY
@@ -96,7 +99,8 @@ def load_checkpoint(
 ) -> dict:
     """Read a checkpoint; restore weights/optimizer into the objects given; return its state dict.
 
-    The returned dict has the saved training state plus ``"rng"``: ``{name: uint8 tensor}``.
+    The returned dict has the saved training state plus ``"rng"``: ``{name: uint8 tensor}`` and ``"ema"``:
+    the weights' moving average (empty when the run kept none).
     """
     from safetensors import SafetensorError, safe_open
 
@@ -132,6 +136,7 @@ def load_checkpoint(
         optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         _match_param_layout(optimizer)
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    state["ema"] = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     from core.fashion.model import CONFIG_KEY
 
     state["model_config_json"] = meta.get(CONFIG_KEY, "")

@@ -28,6 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("--resume", default=None, metavar="CKPT", help="continue a run from ckpt-*.safetensors")
     tr.add_argument("--config", default=None, help="JSON file with TrainConfig fields")
     tr.add_argument("--tiny", action="store_true", help="a small model (quick CPU runs)")
+    tr.add_argument("--ema", dest="ema_decay", type=float, default=None, metavar="DECAY",
+                    help="also keep a moving average of the weights (e.g. 0.999); samples come from it")
     tr.add_argument("--limit", type=int, default=None, help="use only the first N images")
     _common(tr, "checkpoints")
     tr.set_defaults(func=cmd_train)
@@ -85,7 +87,7 @@ def build_config(args: argparse.Namespace):
         cfg = TrainConfig()
     if args.tiny:
         cfg.model = ModelConfig.tiny()
-    for key in ("epochs", "batch_size", "lr", "data"):
+    for key in ("epochs", "batch_size", "lr", "data", "ema_decay"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     if getattr(args, "seed", None) is not None and not args.resume:

@@ -135,6 +135,8 @@ def load_model(
 ) -> FashionDDPM:
     """Load a weights file or a training checkpoint (safetensors only) into a ``FashionDDPM``.
 
+    From a checkpoint of a run with ``ema_decay`` the averaged weights load (what DDPM samples from).
+
     ``dtype`` defaults to float16 on CUDA (fast sampling; the shipped weights are fp16) and float32 on CPU.
     """
     from safetensors import SafetensorError, safe_open
@@ -147,7 +149,8 @@ def load_model(
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
             keys = list(fh.keys())
-            prefix = "model." if any(k.startswith("model.") for k in keys) else ""
+            # a training checkpoint: its weights' moving average when it kept one, else the weights
+            prefix = next((p for p in ("ema.", "model.") if any(k.startswith(p) for k in keys)), "")
             state = {k[len(prefix):]: fh.get_tensor(k) for k in keys if k.startswith(prefix)}
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable safetensors file ({exc}); pass a model file") from None

@@ -9,6 +9,7 @@ Run on the GPU machine::
 3. samples 100 images per class with the 1000-step DDPM sampler and classifies them (fidelity);
 4. if fidelity is below the target and ``--extra-epochs`` or ``--extra-seconds`` is given, resumes the
    same run for more epochs and measures again (reported as such); the better model is shipped;
+   with ``--ema 0.999`` the run also keeps a moving average of the weights, measured beside them;
 5. writes a 10 x 8 sample grid and ``results.json``.
 """
 
@@ -28,7 +29,7 @@ from core.fashion.classifier import (
 )
 from core.fashion.data import CLASS_NAMES, load_fashion_mnist
 from core.fashion.grid import class_grid
-from core.fashion.model import FashionDDPM, load_model, save_weights
+from core.fashion.model import FashionDDPM, ModelConfig, load_model, save_weights
 from core.fashion.sampler import generate_from_class
 from core.fashion.trainer import Trainer, TrainConfig
 
@@ -44,6 +45,26 @@ def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:
     rep = class_fidelity(wanted, classify(imgs, clf))
     return {"steps": steps, "per_class_samples": per_class, "overall": rep.overall,
             "per_class": rep.per_class, "sampling_s": secs, "dtype": str(model.dtype)}
+
+
+def weights_and_ema(res, cfg: TrainConfig, out: Path, stem: str, clf, per_class: int, seed: int,
+                    steps: int = 1000) -> dict:
+    """Save the run's weights (and its EMA, if kept) as fp16 files; measure the fidelity of each."""
+    files = {"weights": save_weights(res.model, cfg.model, out / f"{stem}.safetensors")}
+    if res.ema_model is not None:
+        files["ema"] = save_weights(res.ema_model, cfg.model, out / f"{stem}-ema.safetensors")
+    found = {}
+    for label, path in files.items():
+        found[label] = {"file": path.name, "fidelity_ddpm1000": measure(path, clf, per_class, steps, seed),
+                        "fidelity_ddim50": measure(path, clf, per_class, 50, seed)}
+        print(label, "fidelity", json.dumps(found[label]["fidelity_ddpm1000"]), flush=True)
+    return found
+
+
+def best_of(found: dict) -> dict:
+    """The better of the weights and their EMA (by DDPM fidelity), with every candidate's numbers."""
+    label = max(found, key=lambda k: found[k]["fidelity_ddpm1000"]["overall"])
+    return {**found[label], "chosen": label, "candidates": found}
 
 
 def train_ddpm(cfg: TrainConfig, data, log: list) -> tuple:
@@ -69,10 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", type=float, default=0.90)
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ema", type=float, default=0.0, help="also keep an EMA of the weights, e.g. 0.999")
+    ap.add_argument("--tiny", action="store_true", help="the small UNet (a quick CPU check of this script)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images (with --tiny, for tests)")
+    ap.add_argument("--steps", type=int, default=1000, help="sampler steps for fidelity and grid (tests: fewer)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_fashion_mnist(args.data)
+    if args.limit:
+        data = data.subset(0, args.limit)
     results: dict = {"data": {"source": args.data, "images": len(data), "class_counts": data.class_counts()},
                      "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
@@ -89,38 +116,35 @@ def main(argv: list[str] | None = None) -> int:
     print("classifier", json.dumps(results["classifier"]), flush=True)
 
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"),
-                      cuda_graph=not args.no_graph, checkpoint_every_epochs=args.epochs)
+                      cuda_graph=not args.no_graph, checkpoint_every_epochs=args.epochs, ema_decay=args.ema,
+                      model=ModelConfig.tiny() if args.tiny else ModelConfig())
     epochs_log: list = []
     res, secs = train_ddpm(cfg, data, epochs_log)
-    w25 = save_weights(res.model, cfg.model, out / f"ddpm-e{args.epochs}.safetensors")
     run = {"epochs": args.epochs, "steps": res.step, "final_epoch_loss": res.final_loss,
-           "train_s": secs, "images_per_s": res.images_per_s, "epoch_losses": res.epoch_losses}
-    run["fidelity_ddpm1000"] = measure(w25, clf, args.per_class, 1000, args.seed)
-    run["fidelity_ddim50"] = measure(w25, clf, args.per_class, 50, args.seed)
-    print("fidelity", json.dumps(run["fidelity_ddpm1000"]), flush=True)
+           "train_s": secs, "images_per_s": res.images_per_s, "epoch_losses": res.epoch_losses,
+           **best_of(weights_and_ema(res, cfg, out, f"ddpm-e{args.epochs}", clf, args.per_class, args.seed,
+                                       args.steps))}
     results["recipe"] = run
-    best, best_w = run, w25
+    best, best_w = run, out / run["file"]
     extra = args.extra_epochs
     if args.extra_seconds > 0:
         extra = max(extra, min(400, int(args.extra_seconds / (secs / args.epochs))))
     if run["fidelity_ddpm1000"]["overall"] < args.target and extra > 0:
         cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"),
-                           cuda_graph=cfg.cuda_graph,
+                           cuda_graph=cfg.cuda_graph, model=cfg.model, ema_decay=args.ema,
                            checkpoint_every_epochs=args.epochs + extra, resume=res.checkpoint)
         res2, secs2 = train_ddpm(cfg2, data, epochs_log)
-        w2 = save_weights(res2.model, cfg2.model, out / f"ddpm-e{cfg2.epochs}.safetensors")
         ext = {"epochs": cfg2.epochs, "steps": res2.step, "final_epoch_loss": res2.final_loss,
                "train_s": secs + secs2, "images_per_s": res2.images_per_s, "epoch_losses": res2.epoch_losses,
-               "fidelity_ddpm1000": measure(w2, clf, args.per_class, 1000, args.seed),
-               "fidelity_ddim50": measure(w2, clf, args.per_class, 50, args.seed)}
-        print("extended fidelity", json.dumps(ext["fidelity_ddpm1000"]), flush=True)
+               **best_of(weights_and_ema(res2, cfg2, out, f"ddpm-e{cfg2.epochs}", clf, args.per_class, args.seed,
+                                           args.steps))}
         results["extended"] = ext
         if ext["fidelity_ddpm1000"]["overall"] > run["fidelity_ddpm1000"]["overall"]:
-            best, best_w = ext, w2
+            best, best_w = ext, out / ext["file"]
     shutil.copyfile(best_w, out / "ddpm.safetensors")
     results["shipped"] = {"epochs": best["epochs"], "file": best_w.name}
     model: FashionDDPM = load_model(out / "ddpm.safetensors")
-    imgs = generate_from_class(model, list(range(10)), n=8, steps=1000, seed=args.seed)
+    imgs = generate_from_class(model, list(range(10)), n=8, steps=args.steps, seed=args.seed)
     labels = [c for c in range(10) for _ in range(8)]
     grid = class_grid(imgs, labels, CLASS_NAMES, per_row=8)
     grid.save(out / "samples_grid.png")

@@ -58,6 +58,7 @@ class TrainConfig:
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
     compile: bool = False  # torch.compile the UNet (on CUDA it is then captured in the step's graph)
+    ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.fashion.ema), e.g. 0.999
     cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
     cudnn_benchmark: bool = True
 
@@ -71,6 +72,8 @@ class TrainConfig:
             raise UserError(f"learning rate must be positive, not {self.lr}")
         if self.log_every < 1 or self.checkpoint_every_epochs < 1:
             raise UserError("log_every and checkpoint_every_epochs must be at least 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"ema_decay must be from 0 (off) to below 1, e.g. 0.999, not {self.ema_decay}")
         if not self.log_seconds >= 0:
             raise UserError(f"log_seconds must be 0 or more, not {self.log_seconds}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
@@ -115,6 +118,7 @@ class TrainResult:
     step: int
     checkpoint: str | None
     model: torch.nn.Module | None = None
+    ema_model: torch.nn.Module | None = None  #: the weights' moving average, when ``ema_decay`` > 0
 
 
 class Trainer:
@@ -138,6 +142,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.last_checkpoint: str | None = None
         self.model: torch.nn.Module | None = None
+        self.ema = None  #: core.fashion.ema.EMA when ``ema_decay`` > 0
 
     # ---- setup ---------------------------------------------------------------------------------
     def _setup(self):
@@ -177,6 +182,12 @@ class Trainer:
                 gen.set_state(state["rng"]["gen"])
             if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
                 raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
+        if cfg.ema_decay > 0:
+            from core.fashion.ema import EMA
+
+            self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
         if cfg.compile:
             unet = torch.compile(unet)
         model, opt = acc.prepare(unet, opt)
@@ -230,6 +241,7 @@ class Trainer:
             path = save_checkpoint(
                 cfg.out_dir, acc.unwrap_model(model, keep_fp32_wrapper=False), opt, snapshot(ep, s_in),
                 cfg.model.to_json(), {"gen": gen.get_state()},
+                self.ema.state_dict() if self.ema is not None else None,
             )
             self.last_checkpoint = str(path)
             return str(path)
@@ -285,6 +297,8 @@ class Trainer:
                     zero_grad()
                     loss = train_step(*batch, weight)
                 step_losses[step - base_step] = loss
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 step += 1
                 images_done += global_n
                 last_in_epoch = s == spe - 1
@@ -332,6 +346,7 @@ class Trainer:
             final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
             elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
             checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False),
+            ema_model=self.ema.module if self.ema is not None else None,
         )
 
 
