@@ -160,6 +160,11 @@ class JobRunner:
         """The job running now, if any."""
         return self._current
 
+    def ahead(self) -> list[Job]:
+        """The job running now and those waiting, in order: what a job submitted now waits for."""
+        with self._lock:
+            return [j for j in [self._current, *self._pending] if j is not None]
+
     def busy(self, kind: str | None = None) -> bool:
         """Whether a job (of ``kind``) is running or waiting."""
         with self._lock:

@@ -277,3 +277,29 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
         pane._on_step(first, [(1, 1.07)])
         await pilot.pause()
         assert len([n for n in app._notifications if "tiny model" in n.message]) == 1
+
+
+@sync
+async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
+    import threading
+
+    image = write_gradient(tmp_path / "gradient.png")
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        release = threading.Event()
+        app.model_worker.submit("train", lambda job: release.wait(60))  # long work from elsewhere
+        await pilot.press("f4")
+        app.query_one("#path", Input).value = str(image)
+        await pilot.press("enter")
+        await pilot.pause()
+        queued = [n.message for n in app._notifications if n.title == "Worker busy"]
+        assert queued == ["Queued behind training: it starts when that finishes (escape in its pane stops it)."]
+        await pilot.press("f3", "ctrl+r")
+        status = str(app.query_one("SweepPane").query_one("#status", Label).render())
+        assert "queued behind training, an encode" in status
+        assert len([n for n in app._notifications if n.title == "Worker busy"]) == 1  # the grid says it itself
+        release.set()
+        sweep = app.query_one("SweepPane")
+        await wait_for(pilot, lambda: sweep.result is not None and app.query_one("LatentsPane").report is not None,
+                       what="both jobs after the queue")

@@ -16,16 +16,32 @@ from core.jobs import Job, JobEvent
 from tui.messages import JobUpdate, PaneReady
 
 
+#: what the user calls each kind of job, for "queued behind …"
+WORK_NAMES = {"load": "the model load", "train": "training", "fashion-show": "the Fashion model's samples", "fashion-noise": "the noising row",
+              "fashion-save": "saving weights", "sweep": "a sweep", "exercise": "an exercise", "latents": "an encode"}
+
+
 class JobPane(Vertical):
     """A pane whose work runs on the app's model worker."""
 
     pane_name = ""
+    says_when_queued = False  #: True: the pane's own status line tells the user its job waits
 
     @property
     def worker(self):
         return self.app.model_worker  # type: ignore[attr-defined]
 
+    def waiting_for(self, include_load: bool = True) -> str:
+        """What a job submitted now would wait for ("training, a sweep"), or "" when the worker is free."""
+        ahead = [j for j in self.worker.runner.ahead() if include_load or j.kind != "load"]
+        return ", ".join(dict.fromkeys(WORK_NAMES.get(j.kind, j.kind) for j in ahead))
+
     def submit(self, kind: str, fn) -> Job:
+        """Queue ``fn`` on the model worker; a notification says when other work runs first."""
+        ahead = self.waiting_for(include_load=False)  # the header already says the model is loading
+        if ahead and not self.says_when_queued:
+            self.notify(f"Queued behind {ahead}: it starts when that finishes (escape in its pane stops it).",
+                        title="Worker busy", timeout=6)
         return self.worker.submit(kind, fn, target=self)
 
     @on(JobUpdate)

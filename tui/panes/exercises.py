@@ -179,8 +179,8 @@ class ExercisesPane(GridPane):
         self.layout_cells(["waiting"] * len(values))
         self.result = None
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
-        waiting = "waiting for the worker (model load or training)…" if self.worker.busy() else "starting…"
-        self.status(f"seed {settings.seed}: {waiting}")
+        ahead = self.waiting_for()
+        self.status(f"seed {settings.seed}: " + (f"queued behind {ahead}…" if ahead else "starting…"))
 
         def run(job):
             from core.sweeps import SEQUENTIAL, run_axis

@@ -39,6 +39,7 @@ class GridPane(JobPane):
     """A pane whose job samples a grid: cells, live previews, results, cancel and save."""
 
     job_kind = ""  #: the worker job kind this pane submits ("sweep", "exercise")
+    says_when_queued = True  #: the status line says what the grid waits for
     cell_class: type[GridCell] = GridCell
 
     def __init__(self, **kwargs) -> None:

@@ -115,13 +115,9 @@ class SweepPane(GridPane):
         self._layout_cells(scales)
         self.result = None
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
-        if self.worker.busy("train"):
-            waiting = "queued behind training (stop it in the training pane to free the worker)…"
-        elif self.worker.busy("load"):
-            waiting = "waiting for the model to load…"
-        else:
-            waiting = "starting…"
-        self.status(f"seed {settings.seed}: {waiting}")
+        ahead = self.waiting_for()
+        self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
+                                                 else "starting…"))
 
         def run(job):
             from core.sampler import sweep
