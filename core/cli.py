@@ -53,6 +53,13 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color-scale", type=float, default=0.0, help="colour-loss guidance strength (0 = off)")
 
 
+def _refiner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refiner", default=None, metavar="FOLDER_OR_ID",
+                   help="SDXL refiner (folder or Hub id): the base denoises to --refiner-at, the refiner finishes")
+    p.add_argument("--refiner-at", type=float, default=None, metavar="F",
+                   help="with --refiner: the base's share of the schedule, between 0 and 1 (default 0.8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sd-explorer", parents=[_common(False)],
@@ -63,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])
     parser.add_argument("--prompt", default=None, help="start with this prompt")
     parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+    _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common(True)
 
@@ -70,10 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling(g)
     g.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
     g.add_argument("-n", "--count", type=int, default=1)
-    g.add_argument("--refiner", default=None, metavar="FOLDER_OR_ID",
-                   help="SDXL refiner (folder or Hub id): the base denoises to --refiner-at, the refiner finishes")
-    g.add_argument("--refiner-at", type=float, default=None, metavar="F",
-                   help="with --refiner: the base's share of the schedule, between 0 and 1 (default 0.8)")
+    _refiner_args(g)
     g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("sweep", parents=[common],
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling(s)
     s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
     s.add_argument("--guidance", type=float, default=7.5, help="the fixed scale when another axis is swept")
+    _refiner_args(s)
     axis = s.add_mutually_exclusive_group()
     axis.add_argument("--negatives", default=None, help="sweep negative prompts instead: 'a|white hat|hat'")
     axis.add_argument("--original-sizes", default=None, help="SDXL: sweep original size, e.g. 256x256,1024x1024")
@@ -183,9 +189,9 @@ def cmd_generate(args) -> int:
     return _save_generated(args, result)
 
 
-def _generate_refined(args, settings) -> int:
-    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
-    from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, generate_refined
+def _load_pair(args, settings):
+    """``--model`` and ``--refiner`` for the hand-off, checked before anything slow; returns the fraction too."""
+    from core.refiner import DEFAULT_FRACTION, check_base, check_fraction
 
     if not args.refiner:
         raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
@@ -194,7 +200,14 @@ def _generate_refined(args, settings) -> int:
         raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
     model = _load(args)
     check_base(model)  # before the refiner's minutes of loading
-    refiner = _load(args, args.refiner)
+    return model, _load(args, args.refiner), fraction
+
+
+def _generate_refined(args, settings) -> int:
+    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
+    from core.refiner import generate_refined
+
+    model, refiner, fraction = _load_pair(args, settings)
     bar, on_step = _progress(args.steps, "generate + refine")
     with bar:
         result = generate_refined(model, refiner, settings, fraction, n=args.count, callback=on_step)
@@ -217,11 +230,19 @@ def cmd_sweep(args) -> int:
 
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
-    model = _load(args)
+    refined = args.refiner is not None or args.refiner_at is not None
+    if refined and axis != "scale":
+        raise UserError("--refiner sweeps guidance scales (--scales) only: drop the other axis or the refiner.")
+    model, refiner, fraction = _load_pair(args, settings) if refined else (_load(args), None, None)
     settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "sweep")
+    bar, on_step = _progress(args.steps, "sweep + refine" if refined else "sweep")
     with bar:
-        result = run_axis(model, settings, axis, values, callback=on_step)
+        if refined:
+            from core.refiner import sweep_refined
+
+            result = sweep_refined(model, refiner, settings, values, fraction, callback=on_step)
+        else:
+            result = run_axis(model, settings, axis, values, callback=on_step)
     _report_dropped(result)
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"

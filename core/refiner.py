@@ -28,7 +28,7 @@ import torch
 
 from core.conditioning import Row
 from core.errors import UserError
-from core.results import GenerationResult, SampleSettings
+from core.results import GenerationResult, SampleSettings, check_scale
 from core.sampler import Span, StepCallback, denoise
 from core.schedulers import make_scheduler
 
@@ -135,28 +135,49 @@ def generate_refined(base, refiner, settings: SampleSettings, high_noise_frac: f
     One CPU generator seeded with ``settings.seed`` feeds both stages (the starting noise, then any noise
     a stochastic scheduler draws), as one generator passed to both diffusers pipelines does.
     """
-    fraction = check_fraction(high_noise_frac)
-    check_pair(base, refiner)
-    settings = settings.validate(multiple=base.vae_scale_factor)
-    if settings.init_image is not None:
-        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
         raise UserError(f"image count must be from 1 to 64 (got {n}).")
     for score in (aesthetic_score, negative_aesthetic_score):
         if not isinstance(score, (int, float)) or not math.isfinite(score):
             raise UserError(f"aesthetic score {score!r} is not a finite number: use e.g. 6 (and 2.5 for the negative).")
+    row = Row(settings.guidance_scale, settings.negative_prompt, aesthetic_score=float(aesthetic_score),
+              negative_aesthetic_score=float(negative_aesthetic_score))
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    return refine_rows(base, refiner, settings, [row] * n, generator, high_noise_frac, callback, cancel)
+
+
+def sweep_refined(base, refiner, settings: SampleSettings, scales: list[float],
+                  high_noise_frac: float = DEFAULT_FRACTION, callback: StepCallback | None = None,
+                  cancel: threading.Event | None = None) -> RefinedResult:
+    """The guidance sweep through both models: one batch per stage, one row per scale. Each row has its
+    own generator seeded with ``settings.seed``, so cell i equals ``generate_refined`` at ``scales[i]``."""
+    if not scales:
+        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
+    if len(scales) > 16:
+        raise UserError(f"{len(scales)} cells is too many for one batch: use at most 16.")
+    rows = [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
+    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
+    return refine_rows(base, refiner, settings, rows, generators, high_noise_frac, callback, cancel)
+
+
+def refine_rows(base, refiner, settings: SampleSettings, rows: list[Row], generators,
+                high_noise_frac: float = DEFAULT_FRACTION, callback: StepCallback | None = None,
+                cancel: threading.Event | None = None) -> RefinedResult:
+    """The hand-off for any batch of rows: the base to the cut-off, then the refiner from its latents."""
+    fraction = check_fraction(high_noise_frac)
+    check_pair(base, refiner)
+    settings = settings.validate(multiple=base.vae_scale_factor)
+    if settings.init_image is not None:
+        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
     stop, first, refiner_steps = plan(base, refiner, settings, fraction)
     total = stop + refiner_steps
 
     t0 = time.perf_counter()
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    row = Row(settings.guidance_scale, settings.negative_prompt, aesthetic_score=float(aesthetic_score),
-              negative_aesthetic_score=float(negative_aesthetic_score))
     # 1. The base: from pure noise down to the cut-off; its latents are handed on, not decoded.
-    high = denoise(base, settings, [row] * n, generator, _relay(callback, 0, total), cancel,
+    high = denoise(base, settings, rows, generators, _relay(callback, 0, total), cancel,
                    span=Span(stop=stop, decode=False))
     # 2. The refiner: from those latents (same noise level, no noise added) down to t = 0, then the VAE.
-    low = denoise(refiner, settings, [row] * n, generator, _relay(callback, stop, total), cancel,
+    low = denoise(refiner, settings, rows, generators, _relay(callback, stop, total), cancel,
                   span=Span(first=first, latents=high.latents))
     return RefinedResult(images=low.images, scales=low.scales, latents=low.latents, settings=settings,
                          model_name=base.name, scheduler_name=high.scheduler_name,

@@ -237,3 +237,71 @@ def test_cli_bad_refiner_at_exits_2_in_one_line(folders, tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("sd-explorer: error:")]
     assert len(errors) == 1 and "--refiner-at must be between 0 and 1" in errors[0] and "try 0.8" in errors[0]
     assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scheduler", [None, "Euler ancestral"])
+def test_refined_sweep_cells_equal_single_refined_runs(base, refiner, scheduler):
+    """One batch per stage, one row per scale: cell i is generate_refined at scale i (float64, 1e-9),
+    stochastic schedulers included (each row's generator runs through both stages)."""
+    from core.refiner import sweep_refined
+
+    settings = SampleSettings(PROMPT, negative_prompt="blurry", steps=STEPS, seed=5, scheduler=scheduler)
+    swept = sweep_refined(base, refiner, settings, [1.0, 3.0, 7.5], 0.7)
+    assert swept.scales == [1.0, 3.0, 7.5] and "Refiner switch at: 0.7" in swept.parameters(2)
+    for i, scale in enumerate(swept.scales):
+        single = generate_refined(base, refiner, SampleSettings(
+            PROMPT, negative_prompt="blurry", steps=STEPS, seed=5, scheduler=scheduler, guidance_scale=scale), 0.7)
+        torch.testing.assert_close(swept.latents[i:i + 1], single.latents, atol=1e-9, rtol=0)
+    with pytest.raises(UserError, match="at most 16"):
+        sweep_refined(base, refiner, settings, [2.0] * 17)
+
+
+def test_cli_sweep_with_refiner(folders, tmp_path, capsys):
+    code = main(["sweep", "a red fox", "--model", str(folders[0]), "--refiner", str(folders[1]), "--scales", "1,4",
+                 "--steps", str(STEPS), "--seed", "3", "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 0
+    grid = [p for p in tmp_path.glob("sweep-*.png")]
+    assert len(grid) == 1 and "Refiner: sdxl-refiner, Refiner switch at: 0.8" in Image.open(grid[0]).text["parameters"]
+    assert len(list(tmp_path.glob("*.png"))) == 3
+    assert main(["sweep", "x", "--model", str(folders[0]), "--refiner", str(folders[1]), "--negatives", "a|b",
+                 "--device", "cpu", "--out", str(tmp_path / "no")]) == 2
+    assert "sweeps guidance scales (--scales) only" in capsys.readouterr().err
+
+
+def test_tui_sweep_hands_off_to_the_refiner(folders, tmp_path):
+    """The explorer with --refiner: the header names it and the sweep pane's cells are refined runs."""
+    from tests.test_tui_support import SIZE, make_app, sync, wait_for
+
+    @sync
+    async def run():
+        app = make_app(tmp_path, model=str(folders[0]), refiner=str(folders[1]), refiner_at=0.5, steps=STEPS,
+                       prompt=PROMPT)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model is not None, what="base + refiner")
+            assert app.sub_title.endswith("→ sdxl-refiner at 0.5")
+            await pilot.press("f3", "ctrl+r")
+            pane = app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.result is not None, what="refined sweep")
+            result = pane.result
+            assert result.refiner_name == "sdxl-refiner" and result.high_noise_frac == 0.5
+            assert "Refiner switch at: 0.5" in result.parameters(0)
+            base = load_model(str(folders[0]), device="cpu")
+            refiner = load_model(str(folders[1]), device="cpu")
+            single = generate_refined(base, refiner, SampleSettings(PROMPT, steps=STEPS, seed=0,
+                                                                    guidance_scale=result.scales[-1]), 0.5)
+            torch.testing.assert_close(result.latents[-1:], single.latents, atol=1e-4, rtol=1e-4)
+
+    run()
+
+
+def test_tui_refiner_that_is_not_one_fails_to_load_with_one_line(folders, tmp_path):
+    from tests.test_tui_support import SIZE, make_app, sync, wait_for
+
+    @sync
+    async def run():
+        app = make_app(tmp_path, model=str(folders[0]), refiner=str(folders[0]))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "failed to load" in app.sub_title, what="load failure")
+            assert any("not an SDXL refiner" in n.message for n in app._notifications)
+
+    run()

@@ -277,3 +277,13 @@ def test_cli_compile_modes_are_the_engines():
     from core.fast import COMPILE_MODES as ENGINE
 
     assert COMPILE_MODES == ENGINE
+
+
+def test_refiner_settings_are_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    s = load_settings(Namespace(refiner="stabilityai/stable-diffusion-xl-refiner-1.0", refiner_at=0.7))
+    assert s.refiner.endswith("refiner-1.0") and s.refiner_at == 0.7
+    for bad in ("1.0", "0", '"x"'):
+        cfg = _write_config(tmp_path, f"refiner_at = {bad}\n")
+        with pytest.raises(UserError, match="refiner_at = .*between 0 and 1"):
+            load_settings(Namespace(config=str(cfg)))

@@ -139,7 +139,7 @@ class ExplorerApp(App[int]):
             return
         if ev.event == "finished":
             self.model = ev.result
-            self.sub_title = ev.result.describe()
+            self.sub_title = self.model_title()
             heap.freeze()  # no 0.3 s full collections while sampling (tui/heap.py)
         elif ev.event == "failed":
             self.sub_title = f"no model ({self.settings.model} failed to load)"
@@ -150,7 +150,7 @@ class ExplorerApp(App[int]):
         """Graph captures / compiles (seconds to minutes, once per shape) show in the header."""
         if self.model is None:
             return  # while loading, the header says so
-        self.sub_title = f"{self.model.describe()} · {message.text}"
+        self.sub_title = f"{self.model_title()} · {message.text}"
         if self._status_timer is not None:
             self._status_timer.stop()
             self._status_timer = None
@@ -160,7 +160,13 @@ class ExplorerApp(App[int]):
     def _plain_sub_title(self) -> None:
         self._status_timer = None
         if self.model is not None:
-            self.sub_title = self.model.describe()
+            self.sub_title = self.model_title()
+
+    def model_title(self) -> str:
+        """The header: the model, and the refiner its sweeps hand off to."""
+        refiner = self.model_worker.runner.resources.get("refiner")
+        extra = f" → {refiner.name} at {self.settings.refiner_at:g}" if refiner is not None else ""
+        return self.model.describe() + extra
 
     # -- messages between panes --------------------------------------------------------------
     @on(TokensPane.PromptChanged)

@@ -7,6 +7,8 @@ or the one ``--config`` names::
     device = "auto"           # auto | cuda | cuda:1 | mps | cpu
     dtype = "auto"            # auto | fp32 | fp16 | bf16
     compile = ""              # CUDA: "default" or "max-autotune-no-cudagraphs" torch.compiles the UNet
+    refiner = ""              # SDXL: a refiner folder or Hub id; sweeps then hand off to it at refiner_at
+    refiner_at = 0.8          # the base's share of the schedule
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
     graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
@@ -36,6 +38,8 @@ class Settings:
     device: str | None = None
     dtype: str | None = None
     compile: str | None = None  #: a torch.compile mode for the UNet on CUDA (core.fast.COMPILE_MODES)
+    refiner: str | None = None  #: SDXL refiner (folder or Hub id): sweeps run base -> refiner
+    refiner_at: float = 0.8  #: the base's share of the schedule when a refiner is set
     output_dir: str = "outputs"
     theme: str = "textual-dark"
     graphics: str = "cells"  #: cells | auto (Kitty/Sixel through textual-image when available)
@@ -71,7 +75,7 @@ def default_config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-_FILE_KEYS = {"model", "vae", "device", "dtype", "compile", "output_dir", "theme", "data", "seed", "steps", "prompt",
+_FILE_KEYS = {"model", "vae", "device", "dtype", "compile", "refiner", "refiner_at", "output_dir", "theme", "data", "seed", "steps", "prompt",
               "pane", "graphics"}
 
 
@@ -106,6 +110,9 @@ def _check(settings: Settings) -> Settings:
 
     if settings.compile and settings.compile not in COMPILE_MODES:
         raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")
+    ok = isinstance(settings.refiner_at, (int, float)) and not isinstance(settings.refiner_at, bool)
+    if not (ok and 0 < settings.refiner_at < 1):
+        raise UserError(f"refiner_at = {settings.refiner_at!r}: use a number between 0 and 1, e.g. 0.8.")
     if settings.graphics not in ("cells", "auto"):
         raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
     if not isinstance(settings.seed, int):
@@ -118,7 +125,7 @@ def load_settings(args: Any = None) -> Settings:
     cfg_path = getattr(args, "config", None)
     data = read_config(Path(cfg_path).expanduser() if cfg_path else None, required=bool(cfg_path))
     settings = replace(Settings(), **data)
-    flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "compile": "compile",
+    flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "compile": "compile", "refiner": "refiner", "refiner_at": "refiner_at",
                 "out": "output_dir", "seed": "seed", "steps": "steps", "prompt": "prompt", "pane": "pane", "screenshot": "screenshot",
                 "data": "data", "theme": "theme", "log_file": "log_file"}
     overrides = {}

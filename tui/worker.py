@@ -50,9 +50,18 @@ class ModelWorker:
 
             quiet_libraries()
             job.resources.pop("model", None)
-            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile,
-                               status=lambda text: self.app.post_message(EngineStatus(text)))
+            status = lambda text: self.app.post_message(EngineStatus(text))  # noqa: E731
+            job.resources.pop("refiner", None)
+            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile, status=status)
             job.resources["model"] = model
+            if s.refiner:
+                from core.refiner import check_base, check_pair
+
+                check_base(model)
+                refiner = load_model(s.refiner, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile,
+                                     status=status)
+                check_pair(model, refiner)
+                job.resources["refiner"] = refiner
             return model
 
         return self.submit("load", load, target)

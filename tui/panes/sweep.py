@@ -118,6 +118,7 @@ class SweepPane(GridPane):
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
                                                  else "starting…"))
+        refiner_at = self.app.settings.refiner_at
 
         def run(job):
             from core.sampler import sweep
@@ -128,6 +129,12 @@ class SweepPane(GridPane):
             def on_step(info) -> None:
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
+            refiner = job.resources.get("refiner")
+            if refiner is not None:  # SDXL: the base to refiner_at, the refiner for the rest
+                from core.refiner import sweep_refined
+
+                return sweep_refined(model, refiner, settings, scales, refiner_at, callback=on_step,
+                                     cancel=job.cancel)
             return sweep(model, settings, scales, callback=on_step, cancel=job.cancel)
 
         self.job = self.submit("sweep", run)
