@@ -52,6 +52,17 @@ class TestSweepPane:
         assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
 
 
+    def test_queued_behind_other_work(self, snap_compare, tmp_path):
+        """The status line names what the sweep waits for (here: a running training job)."""
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            pilot.app.model_worker.submit("train", lambda job: job.cancel.wait(120))  # stopped at exit
+            await pilot.press("f3", "ctrl+r")
+            pilot.app.set_focus(None)
+
+        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
 class TestLatentsPane:
     def test_round_trip_of_the_sweep_image(self, snap_compare, tmp_path):
         async def run_before(pilot) -> None:
@@ -103,4 +114,24 @@ class TestSdxlTokens:
             await pilot.pause()
 
         app = _app(tmp_path, model=str(folder), prompt="")
+        assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)
+
+
+class TestSdxlRefiner:
+    def test_sweep_through_base_and_refiner(self, snap_compare, tmp_path):
+        """SDXL base + refiner: the header names the hand-off, the cells are refined runs."""
+        from tests.sd_factory import save_sdxl_pipeline, save_sdxl_refiner_pipeline
+
+        base = save_sdxl_pipeline(tmp_path / "sdxl-base")
+        refiner = save_sdxl_refiner_pipeline(tmp_path / "sdxl-refiner")
+
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f3", "ctrl+r")
+            pane = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.result is not None, what="refined sweep")
+            pilot.app.set_focus(None)
+
+        app = _app(tmp_path, model=str(base), refiner=str(refiner), refiner_at=0.5, steps=4,
+                   prompt="a collie in a top hat")
         assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)

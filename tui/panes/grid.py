@@ -93,6 +93,8 @@ class GridPane(JobPane):
             cell.image, cell.caption = image, caption
         s = result.settings
         line = f"{headline}seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
+        if getattr(result, "refiner_name", ""):  # core.refiner: base, then the refiner
+            line += f" ({result.base_steps} base → {result.refiner_steps} refiner)"
         if getattr(self.app, "show_timings", True):
             line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
         self.status(line + " · ctrl+s saves the grid")
