@@ -62,6 +62,9 @@ class ModelWorker:
                                      status=status)
                 check_pair(model, refiner)
                 job.resources["refiner"] = refiner
+            import gc
+
+            gc.collect()  # the loaders' cyclic garbage (CPU copies of weights) goes now, before the app freezes the heap
             return model
 
         return self.submit("load", load, target)
