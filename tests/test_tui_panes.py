@@ -299,6 +299,9 @@ async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
         status = str(app.query_one("SweepPane").query_one("#status", Label).render())
         assert "queued behind training, an encode" in status
         assert len([n for n in app._notifications if n.title == "Worker busy"]) == 1  # the grid says it itself
+        latents = app.query_one("LatentsPane")  # its own queued encode is not news to it; others' work is
+        assert latents.waiting_for() == "training, an encode, a sweep"
+        assert latents.waiting_for(include_own=False) == "training, a sweep"
         release.set()
         sweep = app.query_one("SweepPane")
         await wait_for(pilot, lambda: sweep.result is not None and app.query_one("LatentsPane").report is not None,

@@ -31,14 +31,16 @@ class JobPane(Vertical):
     def worker(self):
         return self.app.model_worker  # type: ignore[attr-defined]
 
-    def waiting_for(self, include_load: bool = True) -> str:
+    def waiting_for(self, include_load: bool = True, include_own: bool = True) -> str:
         """What a job submitted now would wait for ("training, a sweep"), or "" when the worker is free."""
-        ahead = [j for j in self.worker.runner.ahead() if include_load or j.kind != "load"]
+        ahead = [j for j in self.worker.runner.ahead()
+                 if (include_load or j.kind != "load") and (include_own or j.context is not self)]
         return ", ".join(dict.fromkeys(WORK_NAMES.get(j.kind, j.kind) for j in ahead))
 
     def submit(self, kind: str, fn) -> Job:
         """Queue ``fn`` on the model worker; a notification says when other work runs first."""
-        ahead = self.waiting_for(include_load=False)  # the header already says the model is loading
+        # the header already says the model is loading; this pane's own queue is its own business
+        ahead = self.waiting_for(include_load=False, include_own=False)
         if ahead and not self.says_when_queued:
             self.notify(f"Queued behind {ahead}: it starts when that finishes (escape in its pane stops it).",
                         title="Worker busy", timeout=6)
