@@ -33,7 +33,7 @@ Training — ``core.fashion.trainer``
     ``Trainer(config, data, device=None, on_step=None, on_epoch=None)``;
     ``trainer.run(cancel=None, pause=None) -> TrainResult`` (``.losses`` per step, ``.epoch_losses``,
         ``.final_loss``, ``.elapsed_s``, ``.images_per_s``, ``.checkpoint`` path or None, ``.step``,
-        ``.ema_model``: with ``ema_decay`` > 0 the weights' moving average, ``core.fashion.ema``, which
+        ``.ema_model``: with ``ema_decay`` > 0 the weights' moving average, ``core.ema``, which
         checkpoints keep and ``load_model`` prefers).
         While ``pause`` is set it waits between steps (sleeping, no busy loop); when ``cancel`` is set it
         stops within one step, writes a resumable checkpoint if ``out_dir`` is set

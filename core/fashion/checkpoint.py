@@ -77,7 +77,7 @@ def save_checkpoint(
         groups = sd["param_groups"]
     for name, value in (rng or {}).items():
         tensors[f"rng.{name}"] = value.detach().cpu().contiguous()
-    for name, value in (ema or {}).items():  # the weights' moving average (core.fashion.ema)
+    for name, value in (ema or {}).items():  # the weights' moving average (core.ema)
         tensors[f"ema.{name}"] = value.detach().to("cpu", torch.float32).contiguous()
     meta = {STATE_KEY: json.dumps(state), GROUPS_KEY: json.dumps(groups)}
     if model_config_json:

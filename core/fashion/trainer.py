@@ -58,7 +58,7 @@ class TrainConfig:
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
     compile: bool = False  # torch.compile the UNet (on CUDA it is then captured in the step's graph)
-    ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.fashion.ema), e.g. 0.999
+    ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.ema), e.g. 0.999
     cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
     cudnn_benchmark: bool = True
 
@@ -142,7 +142,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.last_checkpoint: str | None = None
         self.model: torch.nn.Module | None = None
-        self.ema = None  #: core.fashion.ema.EMA when ``ema_decay`` > 0
+        self.ema = None  #: core.ema.EMA when ``ema_decay`` > 0
 
     # ---- setup ---------------------------------------------------------------------------------
     def _setup(self):
@@ -183,9 +183,9 @@ class Trainer:
             if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
                 raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
         if cfg.ema_decay > 0:
-            from core.fashion.ema import EMA
+            from core.ema import EMA
 
-            self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights
+            self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
             if state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
         if cfg.compile:
@@ -298,7 +298,7 @@ class Trainer:
                     loss = train_step(*batch, weight)
                 step_losses[step - base_step] = loss
                 if self.ema is not None:
-                    self.ema.update(self.model)
+                    self.ema.update()
                 step += 1
                 images_done += global_n
                 last_in_epoch = s == spe - 1
@@ -346,7 +346,7 @@ class Trainer:
             final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
             elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
             checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False),
-            ema_model=self.ema.module if self.ema is not None else None,
+            ema_model=self.ema.averaged() if self.ema is not None else None,
         )
 
 

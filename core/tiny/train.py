@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core.ema import EMA
 from core.errors import UserError, run_main
 
 from core.tiny import build, captions, configs
@@ -103,25 +104,6 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 512) -> tuple[torch.T
     return torch.cat(means), torch.cat(stds)
 
 
-class EMA:
-    """Exponential moving average of parameters (warm-up: decay grows with the step)."""
-
-    def __init__(self, modules, decay: float) -> None:
-        self.params = [p for m in modules for p in m.parameters()]
-        self.shadow = [p.detach().clone() for p in self.params]
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
-
-    @torch.no_grad()
-    def copy_to_params(self) -> None:
-        for p, s in zip(self.params, self.shadow):
-            p.copy_(s)
-
-
 def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor,
                    scaling: float, table: tuple[torch.Tensor, torch.Tensor], steps: int, batch: int,
                    lr: float, ema_decay: float, empty_p: float, log: list, every: int = 250,
@@ -146,7 +128,7 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
         m.train()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, min(500, steps // 10 + 1)))
-    ema = EMA(modules, ema_decay)
+    ema = EMA(modules, ema_decay, warmup=True)
     start = time.perf_counter()
     n_latents = mean.shape[0]
     for step in range(steps):
