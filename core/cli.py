@@ -19,9 +19,8 @@ import sys
 from typing import Callable
 
 from core.errors import Cancelled, UserError
-from core.fields import parse_scales, parse_size
+from core.fields import COMPILE_MODES, parse_scales, parse_size
 
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")  #: core.fast.COMPILE_MODES (no torch import here)
 SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
 
 

@@ -32,8 +32,6 @@ Status = Callable[[str], None]
 
 #: attention processors that already use torch's scaled_dot_product_attention
 SDPA_PROCESSORS = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
-#: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture)
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 COMPILE_BACKEND = "inductor"  #: tests on the CPU swap in "eager" (tracing only, no C++ build)
 
 
@@ -58,7 +56,7 @@ class FastOptions:
     #: (9.99 vs 10.00 ms at batch 2) and 2.5-3.5x eager fp16's error per call, so off by default
     cudnn_benchmark: bool = False
     vae_channels_last: bool = False  #: measured slower (26 vs 21 ms per 512x512 decode): off
-    compile: str = ""  #: a torch.compile mode from COMPILE_MODES, or "" (off: not yet measured a win)
+    compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off: not yet measured a win)
 
     def describe(self) -> str:
         on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
@@ -290,10 +288,9 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
     """
-    if compile and compile not in COMPILE_MODES:
-        from core.errors import UserError
+    from core.fields import check_compile_mode
 
-        raise UserError(f"compile mode {compile!r} is not one of {', '.join(COMPILE_MODES)}: pick one, or leave it off.")
+    check_compile_mode(compile)
     disable_fast_paths(model)
     if model.device.type != "cuda":
         if status is not None:

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from core.errors import UserError
 
+#: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture);
+#: here, without torch, so the CLI and the settings file can offer them (core.fast, core.fashion use them)
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
+def check_compile_mode(mode: str | None) -> str:
+    """``mode`` if it is one of ``COMPILE_MODES``, ``""`` for none, else a one-line ``UserError``."""
+    if mode and mode not in COMPILE_MODES:
+        raise UserError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}: pick one, or leave it off.")
+    return mode or ""
+
 
 def parse_scales(text: str) -> list[float]:
     """``"1, 2, 4, 12"`` (commas, spaces or semicolons) -> ``[1.0, 2.0, 4.0, 12.0]``."""

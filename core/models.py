@@ -254,7 +254,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE.
 
     ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
-    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fast.COMPILE_MODES``).
+    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fields.COMPILE_MODES``).
     ``status(text)``: told what the fast paths do, now and later (graph captures, their cost).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel

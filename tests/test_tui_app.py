@@ -272,11 +272,13 @@ def test_compile_setting_is_checked(tmp_path, monkeypatch):
         load_settings(Namespace(config=str(cfg)))
 
 
-def test_cli_compile_modes_are_the_engines():
-    from core.cli import COMPILE_MODES
-    from core.fast import COMPILE_MODES as ENGINE
+def test_cli_compile_flag_takes_the_engines_modes():
+    from core.cli import build_parser
+    from core.fields import COMPILE_MODES
 
-    assert COMPILE_MODES == ENGINE
+    assert build_parser().parse_args(["--compile", COMPILE_MODES[-1]]).compile == COMPILE_MODES[-1]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--compile", "fast"])
 
 
 def test_refiner_settings_are_checked(tmp_path, monkeypatch):

@@ -37,7 +37,7 @@ class Settings:
     vae: str | None = None
     device: str | None = None
     dtype: str | None = None
-    compile: str | None = None  #: a torch.compile mode for the UNet on CUDA (core.fast.COMPILE_MODES)
+    compile: str | None = None  #: a torch.compile mode for the UNet on CUDA (core.fields.COMPILE_MODES)
     refiner: str | None = None  #: SDXL refiner (folder or Hub id): sweeps run base -> refiner
     refiner_at: float = 0.8  #: the base's share of the schedule when a refiner is set
     output_dir: str = "outputs"
@@ -106,7 +106,7 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
 def _check(settings: Settings) -> Settings:
     if settings.pane not in PANES:
         raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
-    from core.cli import COMPILE_MODES
+    from core.fields import COMPILE_MODES
 
     if settings.compile and settings.compile not in COMPILE_MODES:
         raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from core.errors import UserError
+from core.fields import COMPILE_MODES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -41,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
     sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
     sa.add_argument("--checkpoint", default=None, help="weights or ckpt-*.safetensors (default: shipped)")
-    sa.add_argument("--compile", default=None, choices=("default", "max-autotune-no-cudagraphs"),
+    sa.add_argument("--compile", default=None, choices=COMPILE_MODES,
                     help="CUDA: torch.compile the UNet under the step's graph (compiles for a minute first)")
     _common(sa, "PNGs")
     sa.set_defaults(func=cmd_sample)

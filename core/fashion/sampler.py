@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from core.errors import Cancelled, UserError
+from core.fields import check_compile_mode
 from core.fashion.model import FashionDDPM, ModelConfig, alphas_cumprod
 
 
@@ -162,14 +163,13 @@ def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
     raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_model) or a UNet2DModel")
 
 
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")  #: modes that leave CUDA graphs to us
-
-
 def _compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """One ``torch.compile`` wrapper per UNet and mode, kept while the UNet lives (compiling takes a minute)."""
+    """One ``core.fast.compiled`` wrapper per UNet and mode, kept while the UNet lives (compiling takes a minute)."""
+    from core.fast import compiled
+
     per_mode = unet.__dict__.setdefault("_compiled_by_mode", {})  # a plain dict: not a submodule
     if mode not in per_mode:
-        per_mode[mode] = torch.compile(unet, mode=mode, dynamic=False)
+        per_mode[mode] = compiled(unet, mode)
     return per_mode[mode]
 
 
@@ -206,12 +206,11 @@ def generate_from_class(
     CUDA (falls back to eager with a warning if capture fails), True = require it, False = eager.
     ``color_target`` / ``color_scale``: loss guidance (the chapter's exercise 9, in grey levels for this
     grayscale model): each step moves x against the gradient of ``|x0 - target|`` (eager only).
-    ``compile``: a ``torch.compile`` mode (``COMPILE_MODES``) for the UNet under the CUDA graph (the
+    ``compile``: a ``torch.compile`` mode (``core.fields.COMPILE_MODES``) for the UNet under the CUDA graph (the
     eager path ignores it).
     """
     steer = color_target is not None and color_scale > 0
-    if compile and compile not in COMPILE_MODES:
-        raise UserError(f"compile mode {compile!r} is not one of {', '.join(COMPILE_MODES)}")
+    check_compile_mode(compile)
     if color_target is not None and not (0.0 <= color_target <= 1.0 and color_scale >= 0):
         raise UserError(f"grey target {color_target} must be in [0, 1] and the scale >= 0: e.g. 0.8 and 20")
     if steer:
