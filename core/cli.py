@@ -190,13 +190,12 @@ def cmd_generate(args) -> int:
 
 def _load_pair(args, settings):
     """``--model`` and ``--refiner`` for the hand-off, checked before anything slow; returns the fraction too."""
-    from core.refiner import DEFAULT_FRACTION, check_base, check_fraction
+    from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
 
     if not args.refiner:
         raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
     fraction = check_fraction(DEFAULT_FRACTION if args.refiner_at is None else args.refiner_at)
-    if settings.init_image is not None:
-        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
+    check_settings(settings)
     model = _load(args)
     check_base(model)  # before the refiner's minutes of loading
     return model, _load(args, args.refiner), fraction

@@ -13,6 +13,11 @@ from core.errors import UserError
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
+def is_fraction(value) -> bool:
+    """A real number strictly between 0 and 1 (not a bool, not NaN): e.g. the refiner's share."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
 def check_compile_mode(mode: str | None) -> str:
     """``mode`` if it is one of ``COMPILE_MODES``, ``""`` for none, else a one-line ``UserError``."""
     if mode and mode not in COMPILE_MODES:

@@ -28,8 +28,9 @@ import torch
 
 from core.conditioning import Row
 from core.errors import UserError
-from core.results import GenerationResult, SampleSettings, check_scale
-from core.sampler import Span, StepCallback, denoise
+from core.fields import is_fraction
+from core.results import GenerationResult, SampleSettings
+from core.sampler import Span, StepCallback, check_count, check_rows, denoise, row_generators, scale_rows
 from core.schedulers import make_scheduler
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
@@ -51,11 +52,17 @@ class RefinedResult(GenerationResult):
 
 def check_fraction(value) -> float:
     """``high_noise_frac`` (``--refiner-at``): the base's share of the schedule, strictly between 0 and 1."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 < value < 1
-    if not ok:
+    if not is_fraction(value):
         raise UserError(f"--refiner-at must be between 0 and 1, exclusive (got {value}): "
                         f"try {DEFAULT_FRACTION}, the base's share of the schedule.")
     return float(value)
+
+
+def check_settings(settings: SampleSettings) -> SampleSettings:
+    """What the hand-off cannot take (an image-to-image start), as a one-line ``UserError``."""
+    if settings.init_image is not None:
+        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
+    return settings
 
 
 def check_base(base) -> None:
@@ -135,8 +142,7 @@ def generate_refined(base, refiner, settings: SampleSettings, high_noise_frac: f
     One CPU generator seeded with ``settings.seed`` feeds both stages (the starting noise, then any noise
     a stochastic scheduler draws), as one generator passed to both diffusers pipelines does.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
-        raise UserError(f"image count must be from 1 to 64 (got {n}).")
+    check_count(n)
     for score in (aesthetic_score, negative_aesthetic_score):
         if not isinstance(score, (int, float)) or not math.isfinite(score):
             raise UserError(f"aesthetic score {score!r} is not a finite number: use e.g. 6 (and 2.5 for the negative).")
@@ -151,13 +157,10 @@ def sweep_refined(base, refiner, settings: SampleSettings, scales: list[float],
                   cancel: threading.Event | None = None) -> RefinedResult:
     """The guidance sweep through both models: one batch per stage, one row per scale. Each row has its
     own generator seeded with ``settings.seed``, so cell i equals ``generate_refined`` at ``scales[i]``."""
-    if not scales:
-        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
-    if len(scales) > 16:
-        raise UserError(f"{len(scales)} cells is too many for one batch: use at most 16.")
-    rows = [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
-    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
-    return refine_rows(base, refiner, settings, rows, generators, high_noise_frac, callback, cancel)
+    rows = scale_rows(settings, scales)
+    check_rows(rows)
+    return refine_rows(base, refiner, settings, rows, row_generators(settings, rows), high_noise_frac, callback,
+                       cancel)
 
 
 def refine_rows(base, refiner, settings: SampleSettings, rows: list[Row], generators,
@@ -166,9 +169,7 @@ def refine_rows(base, refiner, settings: SampleSettings, rows: list[Row], genera
     """The hand-off for any batch of rows: the base to the cut-off, then the refiner from its latents."""
     fraction = check_fraction(high_noise_frac)
     check_pair(base, refiner)
-    settings = settings.validate(multiple=base.vae_scale_factor)
-    if settings.init_image is not None:
-        raise UserError("--init-image cannot be combined with --refiner: drop one of them.")
+    settings = check_settings(settings.validate(multiple=base.vae_scale_factor))
     stop, first, refiner_steps = plan(base, refiner, settings, fraction)
     total = stop + refiner_steps
 

@@ -210,8 +210,7 @@ def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback
     """``n`` images at ``settings.guidance_scale``; one CPU generator seeded with ``settings.seed``,
     so a seed gives the same image on CPU and GPU (and the same as diffusers' pipeline)."""
     settings = _check(model, settings)
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
-        raise UserError(f"image count must be from 1 to 64 (got {n}).")
+    check_count(n)
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     row = Row(settings.guidance_scale, settings.negative_prompt)
     return denoise(model, settings, [row] * n, generator, callback, cancel)
@@ -224,21 +223,41 @@ def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCa
     Each row draws its noise from its own generator seeded with ``settings.seed``, so cell i equals a
     single ``generate`` at ``scales[i]`` (stochastic schedulers included).
     """
-    if not scales:
-        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
-    rows = [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
-    return sweep_rows(model, settings, rows, callback, cancel)
+    return sweep_rows(model, settings, scale_rows(settings, scales), callback, cancel)
 
 
 def sweep_rows(model, settings: SampleSettings, rows: list[Row], callback: StepCallback | None = None,
                cancel: threading.Event | None = None) -> GenerationResult:
     """The general sweep: any mix of scales, negative prompts and SDXL size conditioning, one batch."""
     settings = _check(model, settings)
+    check_rows(rows)
+    return denoise(model, settings, rows, row_generators(settings, rows), callback, cancel)
+
+
+def check_count(n: int) -> int:
+    """An image count for one batch, or a one-line ``UserError``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+        raise UserError(f"image count must be from 1 to 64 (got {n}).")
+    return n
+
+
+def scale_rows(settings: SampleSettings, scales: list[float]) -> list[Row]:
+    """The guidance sweep's rows: one per scale, each with the settings' negative prompt."""
+    if not scales:
+        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
+    return [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
+
+
+def check_rows(rows: list[Row]) -> None:
+    """One batch's rows: at least one, at most 16, every scale valid."""
     if not rows:
         raise UserError("nothing to sweep: give at least one value.")
     if len(rows) > 16:
         raise UserError(f"{len(rows)} cells is too many for one batch: use at most 16.")
     for row in rows:
         check_scale(row.scale)
-    generators = [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
-    return denoise(model, settings, rows, generators, callback, cancel)
+
+
+def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
+    """A CPU generator per row, each seeded with the settings' seed: cell i equals a single run."""
+    return [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]

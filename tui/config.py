@@ -106,12 +106,11 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
 def _check(settings: Settings) -> Settings:
     if settings.pane not in PANES:
         raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
-    from core.fields import COMPILE_MODES
+    from core.fields import COMPILE_MODES, is_fraction
 
     if settings.compile and settings.compile not in COMPILE_MODES:
         raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")
-    ok = isinstance(settings.refiner_at, (int, float)) and not isinstance(settings.refiner_at, bool)
-    if not (ok and 0 < settings.refiner_at < 1):
+    if not is_fraction(settings.refiner_at):
         raise UserError(f"refiner_at = {settings.refiner_at!r}: use a number between 0 and 1, e.g. 0.8.")
     if settings.graphics not in ("cells", "auto"):
         raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
