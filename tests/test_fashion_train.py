@@ -26,6 +26,15 @@ def cfg(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def synthetic_data(n: int = 1024):
+    """Random images and labels: enough for the GPU trainer's graph-vs-eager comparisons."""
+    from core.fashion.data import FashionData
+
+    g = torch.Generator().manual_seed(0)
+    return FashionData(torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
+                       torch.randint(0, 10, (n,), generator=g), "synthetic")
+
+
 def weights(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -152,11 +161,7 @@ def test_bad_inputs(data, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_training_matches_eager():
     """The captured whole step trains exactly like the eager step (same randomness, same kernels)."""
-    from core.fashion.data import FashionData
-
-    g = torch.Generator().manual_seed(0)
-    synthetic = FashionData(torch.randint(0, 256, (1024, 28, 28), dtype=torch.uint8, generator=g),
-                            torch.randint(0, 10, (1024,), generator=g), "synthetic")
+    synthetic = synthetic_data()
     runs = {}
     for graph in (True, False):
         c = TrainConfig(epochs=2, batch_size=128, seed=3, cuda_graph=graph, cudnn_benchmark=False)
@@ -172,11 +177,7 @@ def test_cuda_graph_training_matches_eager():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_compiled_model_in_the_step_graph_trains_like_eager():
     """torch.compile'd UNet captured in the whole-step graph: the same run within bf16 rounding."""
-    from core.fashion.data import FashionData
-
-    g = torch.Generator().manual_seed(0)
-    synthetic = FashionData(torch.randint(0, 256, (1024, 28, 28), dtype=torch.uint8, generator=g),
-                            torch.randint(0, 10, (1024,), generator=g), "synthetic")
+    synthetic = synthetic_data()
     torch._dynamo.reset()
     runs = {}
     for compiled in (True, False):
