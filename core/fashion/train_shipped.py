@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="the small UNet (a quick CPU check of this script)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (with --tiny, for tests)")
     ap.add_argument("--steps", type=int, default=1000, help="sampler steps for fidelity and grid (tests: fewer)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the UNet inside the step's CUDA graph (falls back to eager if it fails)")
+    ap.add_argument("--skip-recipe-measure", action="store_true",
+                    help="with extra training: measure only the final model (saves device time)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,21 +121,38 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"),
                       cuda_graph=not args.no_graph, checkpoint_every_epochs=args.epochs, ema_decay=args.ema,
-                      model=ModelConfig.tiny() if args.tiny else ModelConfig())
+                      model=ModelConfig.tiny() if args.tiny else ModelConfig(), compile=args.compile)
     epochs_log: list = []
-    res, secs = train_ddpm(cfg, data, epochs_log)
-    run = {"epochs": args.epochs, "steps": res.step, "final_epoch_loss": res.final_loss,
-           "train_s": secs, "images_per_s": res.images_per_s, "epoch_losses": res.epoch_losses,
-           **best_of(weights_and_ema(res, cfg, out, f"ddpm-e{args.epochs}", clf, args.per_class, args.seed,
-                                       args.steps))}
-    results["recipe"] = run
-    best, best_w = run, out / run["file"]
+    try:
+        res, secs = train_ddpm(cfg, data, epochs_log)
+    except Exception as exc:  # noqa: BLE001 - a compiler failure must not cost the whole GPU call
+        if not args.compile:
+            raise
+        print(f"compiled training failed ({type(exc).__name__}: {str(exc)[:300]}); training eagerly", flush=True)
+        results["compile_failed"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        cfg.compile = False
+        epochs_log.clear()
+        res, secs = train_ddpm(cfg, data, epochs_log)
+    # steady seconds per epoch: the last epochs' wall times (the first ones include compiling and capture)
+    walls = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(epochs_log, epochs_log[1:])][-5:]
+    per_epoch = sorted(walls)[len(walls) // 2] if walls else secs / args.epochs
+    results["steady_images_per_s"] = len(data) / per_epoch if per_epoch > 0 else None
+    print(f"steady {results['steady_images_per_s']:.0f} img/s ({per_epoch:.3f} s/epoch)", flush=True)
     extra = args.extra_epochs
     if args.extra_seconds > 0:
-        extra = max(extra, min(400, int(args.extra_seconds / (secs / args.epochs))))
-    if run["fidelity_ddpm1000"]["overall"] < args.target and extra > 0:
+        extra = max(extra, min(2000, int(args.extra_seconds / per_epoch)))
+    skip = args.skip_recipe_measure and extra > 0
+    run = {"epochs": args.epochs, "steps": res.step, "final_epoch_loss": res.final_loss,
+           "train_s": secs, "images_per_s": res.images_per_s, "epoch_losses": res.epoch_losses,
+           "compile": cfg.compile}
+    if not skip:
+        run.update(best_of(weights_and_ema(res, cfg, out, f"ddpm-e{args.epochs}", clf, args.per_class,
+                                           args.seed, args.steps)))
+    results["recipe"] = run
+    best, best_w = run, (out / run["file"]) if not skip else None
+    if (skip or run["fidelity_ddpm1000"]["overall"] < args.target) and extra > 0:
         cfg2 = TrainConfig(epochs=args.epochs + extra, seed=args.seed, out_dir=str(out / "ckpt"),
-                           cuda_graph=cfg.cuda_graph, model=cfg.model, ema_decay=args.ema,
+                           cuda_graph=cfg.cuda_graph, model=cfg.model, ema_decay=args.ema, compile=cfg.compile,
                            checkpoint_every_epochs=args.epochs + extra, resume=res.checkpoint)
         res2, secs2 = train_ddpm(cfg2, data, epochs_log)
         ext = {"epochs": cfg2.epochs, "steps": res2.step, "final_epoch_loss": res2.final_loss,
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                **best_of(weights_and_ema(res2, cfg2, out, f"ddpm-e{cfg2.epochs}", clf, args.per_class, args.seed,
                                            args.steps))}
         results["extended"] = ext
-        if ext["fidelity_ddpm1000"]["overall"] > run["fidelity_ddpm1000"]["overall"]:
+        if skip or ext["fidelity_ddpm1000"]["overall"] > run["fidelity_ddpm1000"]["overall"]:
             best, best_w = ext, out / ext["file"]
     shutil.copyfile(best_w, out / "ddpm.safetensors")
     results["shipped"] = {"epochs": best["epochs"], "file": best_w.name}
