@@ -12,7 +12,7 @@
 #   ship     core.fashion.train_shipped: the chapter's 25 epochs, then as many more as fit in EXTRA_S seconds,
 #            with the class fidelity of the weights and of their EMA (0.999)   -> $OUT/ship/
 set -euo pipefail
-step=${1:?usage: gpu_session.sh sd|fashion|ship}
+step=${1:?usage: gpu_session.sh sd|fashion|ship|ship-more|gpu-tests}
 out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
@@ -34,5 +34,17 @@ case $step in
       --skip-recipe-measure --extra-seconds "${EXTRA_S:-300}" 2>&1 | tee "$out/ship/log.txt"
     cp .ship/results.json .ship/samples_grid.png "$out/ship/"
     split -b 15M .ship/ddpm.safetensors "$out/ship/ddpm.safetensors.part-" ;;
+  ship-more)
+    # continue the shipped weights (fresh optimizer, EMA from them) for EPOCHS more epochs; PRIOR_STEPS are behind them
+    mkdir -p .ship
+    python3 -m core.fashion.train_shipped --data .fmdata --out .ship --init-weights assets/fashion/ddpm.safetensors \
+      --prior-steps "${PRIOR_STEPS:?}" --epochs "${EPOCHS:?}" --classifier assets/fashion/classifier.safetensors \
+      --per-class 50 --ema 0.999 --compile 2>&1 | tee "$out/ship-more/log.txt"
+    cp .ship/results.json .ship/samples_grid.png "$out/ship-more/"
+    split -b 15M .ship/ddpm.safetensors "$out/ship-more/ddpm.safetensors.part-" ;;
+  diag) python3 bench/gpu_diag.py "$out/diag/diag.json" ;;
+  gpu-tests)
+    python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu -rfE ${GPU_TESTS:-tests/test_gpu_engine.py \
+      tests/test_fast_gpu.py tests/test_fashion_sampler.py tests/test_fashion_train.py} 2>&1 | tee "$out/gpu-tests/pytest.txt" | tail -40 ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac

@@ -124,6 +124,47 @@ def cudnn_benchmark(on: bool = True):
         torch.backends.cudnn.benchmark = before
 
 
+# ---------------------------------------------------------------- fp32 means fp32
+def ieee_fp32(fn):
+    """Run ``fn(model, ...)`` with cuDNN's TF32 convolutions off when ``model`` is fp32 on CUDA.
+
+    cuDNN rounds fp32 convolution inputs to TF32 (10-bit mantissa) by default; a few steps of a
+    stochastic sampler amplify that, so an fp32 model on the GPU would not give the CPU's image for
+    the same seed, which the README promises. fp16/bf16 models are unaffected (no TF32 there)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model, *args, **kwargs):
+        device, dtype = getattr(model, "device", None), getattr(model, "dtype", None)
+        if getattr(device, "type", None) != "cuda" or dtype != torch.float32:
+            return fn(model, *args, **kwargs)
+        before = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            return fn(model, *args, **kwargs)
+        finally:
+            torch.backends.cudnn.allow_tf32 = before
+
+    return wrapper
+
+
+# ---------------------------------------------------------------- after a failed capture
+def heal_rng_after_failed_capture() -> None:
+    """Leave every CUDA generator usable after a capture that failed part-way.
+
+    A capture that is invalidated (an op that syncs or allocates on the host, say) makes
+    ``cudaStreamEndCapture`` fail before PyTorch ends the capture for the generators the capture
+    registered, so they stay marked as capturing and every later random op on them raises "Offset
+    increment outside graph capture encountered unexpectedly" -- e.g. the weight initialisation of
+    the next model a user loads. A clone of a generator's state is never capturing (same seed and
+    offset): swapping it in is the whole repair.
+    """
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    for gen in torch.cuda.default_generators:
+        gen.graphsafe_set_state(gen.clone_state())
+
+
 # ---------------------------------------------------------------- the graph cache
 class GraphedCallable:
     """``fn(*args, **kwargs)`` replayed from one CUDA graph per call signature.
@@ -188,6 +229,7 @@ class GraphedCallable:
                 return self._record(key, label, spec, static)
         except Exception as exc:  # an op that cannot be captured: run this signature eagerly
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            heal_rng_after_failed_capture()
             self.eager[key] = reason
             self._say(f"CUDA graph capture failed for {label} ({reason}); running it eagerly")
             return None

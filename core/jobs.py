@@ -229,6 +229,7 @@ class JobRunner:
             kind, message = describe_error(exc, self.log_file)
             if kind == "internal":
                 self._log_traceback(job, exc)
+            _release(exc, collect=kind == "oom")
             self._emit(
                 JobEvent("failed", job, error_kind=kind, message=message,
                          seconds=time.perf_counter() - start)
@@ -250,3 +251,24 @@ class JobRunner:
                 fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} job {job.id} ({job.kind})\n{text}\n")
         except OSError:
             log.exception("could not write %s", self.log_file)
+
+
+def _release(exc: BaseException | None, collect: bool) -> None:
+    """Free what a failed job's frames still hold (after an out-of-memory: its half-built batch).
+
+    The traceback keeps every frame of the job alive, and with them their tensors; a frame in a
+    reference cycle (an exception chained through ``raise ... from``) outlives the ``except``
+    block until the next full collection, which the app defers (``tui/heap.py``). Clearing the
+    frames' locals and collecting once gives the memory back before the next job starts."""
+    import gc
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)  # skips the frames still running (this one)
+        exc = exc.__cause__ or exc.__context__
+    if collect:
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()

@@ -20,6 +20,7 @@ from PIL import Image
 
 from core.conditioning import Encoder, Row
 from core.errors import Cancelled, UserError
+from core.fast import ieee_fp32
 from core.guidance import steer
 from core.preview import latents_to_rgb
 from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
@@ -100,6 +101,7 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
 
 
 @torch.no_grad()
+@ieee_fp32
 def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.Generator | list,
             callback: StepCallback | None = None, cancel: threading.Event | None = None,
             span: Span | None = None) -> GenerationResult:
@@ -188,6 +190,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 
 
 @torch.no_grad()
+@ieee_fp32
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     """Latents (in the sampler's scaled space) -> PIL images."""
     image = model.vae.decode((latents / model.vae.config.scaling_factor).to(model.vae.dtype)).sample

@@ -58,3 +58,35 @@ def test_out_of_memory_mid_sweep_is_a_message_and_the_next_job_runs(sd1_folder):
     finally:
         runner.shutdown()
         torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def test_a_failed_capture_leaves_random_numbers_and_the_next_load_working(sd1_folder):
+    """A capture invalidated part-way (here a host sync) used to leave the CUDA generator marked as
+    capturing: the next model's weight init raised "Offset increment outside graph capture"."""
+    from core.fast import GraphedCallable
+    from core.models import load_model
+
+    def syncs(x):
+        y = torch.nn.functional.dropout(x, 0.5)  # draws from the default CUDA generator
+        return y * float(y.sum().item())  # .item() is forbidden while capturing
+
+    graphed = GraphedCallable(syncs, "probe")
+    x = torch.ones(64, device="cuda")
+    graphed(x)  # capture fails, the call runs eagerly
+    assert graphed.eager, "the capture was expected to fail"
+    torch.nn.Linear(16, 16, device="cuda")  # kaiming_uniform_ on the GPU's generator
+    torch.randn(8, device="cuda")
+    model = load_model(str(sd1_folder), device="cuda", dtype="fp16")
+    assert len(sweep(model, SampleSettings("a red fox", steps=2, seed=1), [1, 4]).images) == 2
+
+
+def test_load_a_sweep_load_b_sweep(sd1_folder, sd2v_folder):
+    """The user story behind the RNG failure: another --model (or a refiner) after a sweep."""
+    from core.models import load_model
+
+    a = load_model(str(sd1_folder), device="cuda", dtype="fp16")
+    first = sweep(a, SampleSettings("a red fox", steps=3, seed=2), [1, 4])
+    b = load_model(str(sd2v_folder), device="cuda", dtype="fp16")
+    assert len(sweep(b, SampleSettings("a red fox", steps=3, seed=2), [1, 4]).images) == 2
+    again = sweep(a, SampleSettings("a red fox", steps=3, seed=2), [1, 4])
+    torch.testing.assert_close(again.latents, first.latents)

@@ -238,6 +238,9 @@ def generate_from_class(
         try:
             graph = _GraphedSampler(_compiled(unet, compile) if compile else unet, x, labels, tab)
         except Exception as exc:  # capture is an optimisation: fall back unless asked for explicitly
+            from core.fast import heal_rng_after_failed_capture
+
+            heal_rng_after_failed_capture()
             if required:
                 raise
             warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); sampling eagerly")

@@ -44,7 +44,13 @@ def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:
     wanted = torch.arange(10).repeat_interleave(per_class)
     rep = class_fidelity(wanted, classify(imgs, clf))
     return {"steps": steps, "per_class_samples": per_class, "overall": rep.overall,
-            "per_class": rep.per_class, "sampling_s": secs, "dtype": str(model.dtype)}
+            "per_class": rep.per_class, "sampling_s": secs, "dtype": str(model.dtype),
+            "mean_brightness": float(imgs.float().mean())}
+
+
+def real_brightness(data) -> float:
+    """Mean pixel of the real images as the model sees them: [0, 1], padded with black to 32x32."""
+    return float(data.images.float().mean() / 255.0 * (28 * 28) / (32 * 32))
 
 
 def weights_and_ema(res, cfg: TrainConfig, out: Path, stem: str, clf, per_class: int, seed: int,
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1000, help="sampler steps for fidelity and grid (tests: fewer)")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the UNet inside the step's CUDA graph (falls back to eager if it fails)")
+    ap.add_argument("--init-weights", default=None,
+                    help="start from these fp16 weights (continue a shipped model with a fresh optimizer)")
+    ap.add_argument("--prior-steps", type=int, default=0, help="optimizer steps already behind --init-weights")
     ap.add_argument("--skip-recipe-measure", action="store_true",
                     help="with extra training: measure only the final model (saves device time)")
     args = ap.parse_args(argv)
@@ -105,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         data = data.subset(0, args.limit)
     results: dict = {"data": {"source": args.data, "images": len(data), "class_counts": data.class_counts()},
-                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                     "real_mean_brightness": real_brightness(data)}
+    if args.init_weights:
+        results["continued_from"] = {"weights": args.init_weights, "prior_steps": args.prior_steps}
 
     if args.classifier:
         from safetensors import safe_open
@@ -121,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = TrainConfig(epochs=args.epochs, seed=args.seed, out_dir=str(out / "ckpt"),
                       cuda_graph=not args.no_graph, checkpoint_every_epochs=args.epochs, ema_decay=args.ema,
-                      model=ModelConfig.tiny() if args.tiny else ModelConfig(), compile=args.compile)
+                      model=ModelConfig.tiny() if args.tiny else ModelConfig(), compile=args.compile,
+                      init_weights=args.init_weights)
     epochs_log: list = []
     try:
         res, secs = train_ddpm(cfg, data, epochs_log)

@@ -58,6 +58,7 @@ class TrainConfig:
     channels_last: bool = True
     mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
     compile: bool = False  # torch.compile the UNet (on CUDA it is then captured in the step's graph)
+    init_weights: str | None = None  # start from these weights (a .safetensors file), e.g. to train on
     ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.ema), e.g. 0.999
     cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
     cudnn_benchmark: bool = True
@@ -166,6 +167,13 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             unet = build_unet(cfg.model)
+        if cfg.init_weights and not cfg.resume:
+            from core.fashion.model import load_model
+
+            start = load_model(cfg.init_weights, device="cpu", dtype=torch.float32)
+            if start.config.to_json() != cfg.model.to_json():
+                raise UserError(f"{cfg.init_weights} holds another model configuration than this run's")
+            unet.load_state_dict(start.unet.state_dict())
         unet = unet.to(dev)
         if cuda and cfg.channels_last:
             unet = unet.to(memory_format=torch.channels_last)
@@ -188,9 +196,9 @@ class Trainer:
             self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
             if state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
-        if cfg.compile:
-            unet = torch.compile(unet)
         model, opt = acc.prepare(unet, opt)
+        if cfg.compile:  # after prepare: Accelerate re-binds forward for autocast, which a compiled module refuses
+            model = torch.compile(model)
         return acc, model, opt, gen, state
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ class Trainer:
         cfg = self.config
         acc, model, opt, gen, state = self._setup()
         dev = acc.device
-        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
+        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False)
         n = len(self.data)
         images = self.data.images.to(dev)
         labels = self.data.labels.to(dev)
@@ -239,7 +247,7 @@ class Trainer:
             if not cfg.out_dir or not acc.is_main_process:
                 return None
             path = save_checkpoint(
-                cfg.out_dir, acc.unwrap_model(model, keep_fp32_wrapper=False), opt, snapshot(ep, s_in),
+                cfg.out_dir, acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False), opt, snapshot(ep, s_in),
                 cfg.model.to_json(), {"gen": gen.get_state()},
                 self.ema.state_dict() if self.ema is not None else None,
             )
@@ -345,7 +353,7 @@ class Trainer:
             losses=losses, epoch_losses=epoch_losses,
             final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
             elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
-            checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False),
+            checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False),
             ema_model=self.ema.averaged() if self.ema is not None else None,
         )
 
