@@ -135,7 +135,7 @@ def ieee_fp32(fn):
 
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
-        device, dtype = getattr(model, "device", None), getattr(model, "dtype", None)
+        device, dtype = _device_and_dtype(model)
         if getattr(device, "type", None) != "cuda" or dtype != torch.float32:
             return fn(model, *args, **kwargs)
         before = torch.backends.cudnn.allow_tf32
@@ -146,6 +146,18 @@ def ieee_fp32(fn):
             torch.backends.cudnn.allow_tf32 = before
 
     return wrapper
+
+
+def _device_and_dtype(model) -> tuple[Any, Any]:
+    """A model's device and dtype: its own attributes (engine models), else its (UNet's) first parameter."""
+    if getattr(model, "device", None) is not None and getattr(model, "dtype", None) is not None:
+        return model.device, model.dtype
+    module = getattr(model, "unet", model)
+    if isinstance(module, torch.nn.Module):
+        param = next(module.parameters(), None)
+        if param is not None:
+            return param.device, param.dtype
+    return None, None
 
 
 # ---------------------------------------------------------------- after a failed capture

@@ -16,10 +16,22 @@ pytestmark = [pytest.mark.gpu,
 def test_same_seed_same_image_on_cpu_and_gpu(sd1_folder):
     from core.models import load_model
 
+    """The README's promise: a seed gives the same image on the CPU and the GPU (fp32, CPU generator).
+
+    Measured on an H200 (bench/gpu_diag.py): cuDNN's default TF32 convolutions put one UNet call 1e-3
+    (relative) off the CPU's, which a stochastic sampler carries into the image; the engine now samples
+    fp32 models in IEEE fp32. What is left is summation order (GPU vs CPU kernels): 2e-5 of the latents'
+    scale per run for Euler/DDIM, and Euler ancestral's long first step (sigma_down << sigma) multiplies
+    it by ~10 (5.3e-3 at a latent scale of 20.5, i.e. 2.6e-4)."""
+    import numpy as np
+
     settings = SampleSettings("a red fox", steps=6, guidance_scale=5.0, seed=123, scheduler="Euler ancestral")
     cpu = generate(load_model(str(sd1_folder), device="cpu"), settings)
     gpu = generate(load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=False), settings)
-    torch.testing.assert_close(gpu.latents.cpu(), cpu.latents, atol=2e-3, rtol=2e-3)
+    scale = cpu.latents.abs().max().item()
+    assert (gpu.latents.cpu() - cpu.latents).abs().max().item() <= 5e-4 * scale
+    for a, b in zip(gpu.images, cpu.images):  # what the user compares: the PNGs
+        assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
 
 
 def test_fp16_and_bf16_run(sd1_folder):

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from core.errors import Cancelled, UserError
+from core.fast import ieee_fp32
 from core.fields import check_compile_mode
 from core.fashion.model import FashionDDPM, ModelConfig, alphas_cumprod
 
@@ -186,6 +187,7 @@ def _class_list(classes: int | Sequence[int], n: int) -> list[int]:
 
 
 @torch.no_grad()
+@ieee_fp32
 def generate_from_class(
     model,
     classes: int | Sequence[int],
