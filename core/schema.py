@@ -120,3 +120,21 @@ def from_dict(cls: type[T], raw: Any, where: str, *, ignore: tuple[str, ...] = (
         raise UserError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(known)}.")
     values = {k: check_value(v, hints[k], f"{where}: {k}") for k, v in raw.items() if k in known}
     return cls(**values)
+
+
+def read_json_file(path, fix: str) -> dict:
+    """A JSON object from ``path``; a missing, unreadable, non-UTF-8 or non-JSON file, or JSON that is not an
+    object (``null``, a list), is a one-line ``UserError`` naming the file and ending with ``fix``."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: {fix}.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}): {fix}.") from None
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): {fix}.") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a JSON object {{…}}, not {kind(raw)}: {fix}.")
+    return raw
