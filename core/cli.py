@@ -8,7 +8,8 @@
     sd-explorer tokens "prompt"                   what CLIP sees
     sd-explorer fashion train|sample              the class-conditional Fashion-MNIST model
 
-Bad input prints one line naming the fix and exits with code 2.
+Bad input prints one line naming the fix and exits with code 2; anything unexpected prints one
+``internal error`` line naming the log file that holds its traceback (``core.crash``) and exits with 1.
 """
 
 from __future__ import annotations
@@ -305,3 +306,8 @@ def main(argv: list[str] | None = None, tui_launcher: Callable | None = None) ->
     except KeyboardInterrupt:
         print("sd-explorer: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last-resort guard: one line, the traceback to the log file (core.crash)
+        from core.crash import report
+
+        print(f"sd-explorer: {report(exc, context='sd-explorer ' + ' '.join(sys.argv[1:])[:200])}", file=sys.stderr)
+        return 1

@@ -111,10 +111,10 @@ def tokenizer_folder() -> Path:
              "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
         ),
     }
+    from core.atomic import write_bytes
+
     for name, text in files.items():
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / name)
+        write_bytes(folder / name, text.encode("utf-8"))
     return folder
 
 

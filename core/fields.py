@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from core.errors import UserError
 
+#: seeds: what torch.Generator.manual_seed takes (64 bits)
+MAX_SEED = 2**64 - 1
+#: guidance scales: the chapter uses 1-12, SD users rarely pass 30; far beyond, the latents overflow (black images)
+MAX_GUIDANCE = 100.0
+
 #: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture);
 #: here, without torch, so the CLI and the settings file can offer them (core.fast, core.fashion use them)
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
@@ -16,6 +21,33 @@ COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 def is_fraction(value) -> bool:
     """A real number strictly between 0 and 1 (not a bool, not NaN): e.g. the refiner's share."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """A seed torch accepts (0 to 2^64-1), or a one-line ``UserError``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        shown = str(seed) if len(str(seed)) <= 24 else str(seed)[:24] + "…"
+        raise UserError(f"{what} must be a whole number from 0 to 2^64-1 (got {shown}): e.g. 0 or 42.")
+    return seed
+
+
+def check_text(text, what: str = "the prompt") -> str:
+    """Text that can be tokenized: a ``str`` that is valid Unicode (a non-UTF-8 argument or file is not)."""
+    if not isinstance(text, str):
+        raise UserError(f"{what} must be text, not {type(text).__name__}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{what} is not valid UTF-8 text: retype it, or save the file as UTF-8.") from None
+    return text
+
+
+def check_whole(value, what: str, low: int, high: int, example: int | None = None) -> int:
+    """A whole number from ``low`` to ``high`` (counts: images, epochs, limits), or a one-line ``UserError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        hint = f": e.g. {example}" if example is not None else ""
+        raise UserError(f"{what} must be a whole number from {low} to {high} (got {value}){hint}.")
+    return value
 
 
 def check_compile_mode(mode: str | None) -> str:

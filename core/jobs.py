@@ -7,8 +7,8 @@ Each job has its own cancel :class:`threading.Event`; functions pass it to the c
 A failing or cancelled job never kills the thread: the next job runs normally.
 
 Errors become one line a person can act on (:func:`describe_error`): ``UserError`` keeps its
-message, out-of-memory suggests smaller work, anything else names the exception and the log file
-that holds the traceback. This module is UI-free (no textual, no rich) so it is testable alone.
+message, out-of-memory suggests smaller work, anything else is an internal error (``core.crash``): one
+line naming the exception and the log file that holds the traceback. This module is UI-free (no textual, no rich) so it is testable alone.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[Er
             "Out of GPU memory: use fewer scales, a smaller size or fewer images, "
             "or free memory held by other processes (nvidia-smi), then try again."
         )
-    where = f" (traceback in {log_file})" if log_file else ""
-    text = " ".join(str(exc).split())[:200]
-    return "internal", f"{type(exc).__name__}: {text}{where}"
+    from core.crash import message
+
+    return "internal", message(exc, log_file)
 
 
 def lower_thread_priority(nice: int) -> bool:
@@ -227,8 +227,8 @@ class JobRunner:
             result = job.fn(job)
         except BaseException as exc:  # noqa: BLE001 - the thread must survive every job
             kind, message = describe_error(exc, self.log_file)
-            if kind == "internal":
-                self._log_traceback(job, exc)
+            if kind == "internal" and not self._log_traceback(job, exc):
+                kind, message = describe_error(exc, None)
             _release(exc, collect=kind == "oom")
             self._emit(
                 JobEvent("failed", job, error_kind=kind, message=message,
@@ -239,18 +239,15 @@ class JobRunner:
             return
         self._emit(JobEvent("finished", job, result=result, seconds=time.perf_counter() - start))
 
-    def _log_traceback(self, job: Job, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def _log_traceback(self, job: Job, exc: BaseException) -> bool:
+        """The traceback to the log file (``core.crash.record``); False if there is none or it cannot be written."""
         if self.log_file is None:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
-            return
-        log.debug("job %s (%s) failed:\n%s", job.id, job.kind, text)
-        try:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_file.open("a", encoding="utf-8") as fh:
-                fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} job {job.id} ({job.kind})\n{text}\n")
-        except OSError:
-            log.exception("could not write %s", self.log_file)
+            return False
+        from core.crash import record
+
+        return record(exc, self.log_file, f"job {job.id} ({job.kind})") is not None
 
 
 def _release(exc: BaseException | None, collect: bool) -> None:

@@ -19,6 +19,9 @@ import torch
 
 from core.devices import dtype_name, pick_device, pick_dtype
 from core.errors import UserError
+from core.schema import read_json_file
+
+REFETCH = "re-download or re-save the model"
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TINY = ASSETS / "tiny-sd"
@@ -71,11 +74,10 @@ def read_index(folder: Path) -> dict:
         if (folder / "config.json").is_file() or (folder / "diffusion_pytorch_model.safetensors").is_file():
             raise UserError(f"{folder} holds a single model, not a pipeline: pass the folder above it with model_index.json.")
         raise UserError(f"{folder} is not a diffusers pipeline (no model_index.json): pass a folder saved by save_pretrained.")
-    try:
-        index = json.loads(index_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{index_file} is not valid JSON ({exc}): re-download or re-save the model.") from None
-    cls = index.get("_class_name", "?") if isinstance(index, dict) else "?"
+    index = read_json_file(index_file, REFETCH)
+    cls = index.get("_class_name")
+    if cls is None:
+        raise UserError(f"{index_file} has no _class_name: {REFETCH}.")
     if not isinstance(cls, str):
         raise UserError(f"{folder} asks for custom pipeline code ({cls}), which is never run: "
                         "use a standard SD 1.x, 2.x or SDXL folder.")
@@ -96,7 +98,24 @@ def read_index(folder: Path) -> dict:
                 raise UserError(f"{sub} has only pickle weights (.bin), refused because unpickling can run code: "
                                 "convert them to safetensors or use a safetensors download.")
             raise UserError(f"{sub} has no weights: the download is incomplete; fetch the model again.")
+    for name in needed:  # every component's config: a JSON object, before any weights load
+        config = folder / name / ("scheduler_config.json" if name == "scheduler" else "config.json")
+        read_json_file(config, REFETCH)
+    scheduler_class(index, index_file)
     return index
+
+
+def scheduler_class(index: dict, index_file: Path):
+    """The diffusers scheduler class ``model_index.json`` names (``"scheduler": ["diffusers", "PNDMScheduler"]``)."""
+    import diffusers
+
+    entry = index.get("scheduler", [None, "PNDMScheduler"])
+    name = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+    cls = getattr(diffusers, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise UserError(f"{index_file}: scheduler must name a diffusers scheduler class, e.g. "
+                        f'["diffusers", "PNDMScheduler"], not {json.dumps(entry)[:60]}: fix the file or {REFETCH}.')
+    return cls
 
 
 def _absent(index: dict, name: str) -> bool:
@@ -109,20 +128,21 @@ def _is_refiner(folder: Path, unet_cfg: dict) -> bool:
     """SDXL refiner: its UNet adds 5 time ids (original size, crop, aesthetic score) to the pooled text
     instead of base's 6 (original size, crop, target size); its model_index says ``requires_aesthetics_score``."""
     index_file = folder / "model_index.json"
-    index = json.loads(index_file.read_text()) if index_file.is_file() else {}
+    index = read_json_file(index_file, REFETCH) if index_file.is_file() else {}
     if index.get("requires_aesthetics_score") is True:
         return True
     te2 = folder / "text_encoder_2" / "config.json"
-    pooled = json.loads(te2.read_text()).get("projection_dim") if te2.is_file() else None
+    pooled = read_json_file(te2, REFETCH).get("projection_dim") if te2.is_file() else None
     time_dim = unet_cfg.get("addition_time_embed_dim")
     width = unet_cfg.get("projection_class_embeddings_input_dim")
-    return None not in (pooled, time_dim, width) and width - pooled == 5 * time_dim
+    numbers = [v for v in (pooled, time_dim, width) if isinstance(v, int) and not isinstance(v, bool)]
+    return len(numbers) == 3 and width - pooled == 5 * time_dim
 
 
 def detect_family(folder: Path) -> str:
     """``sdxl`` / ``sdxl-refiner`` (text+time added conditioning; 6 or 5 time ids), else ``sd1`` / ``sd2``
     from the UNet's cross-attention width (768 / 1024) and its projection style."""
-    cfg = json.loads((folder / "unet" / "config.json").read_text())
+    cfg = read_json_file(folder / "unet" / "config.json", REFETCH)
     if cfg.get("addition_embed_type") == "text_time":
         return "sdxl-refiner" if _is_refiner(folder, cfg) else "sdxl"
     if cfg.get("cross_attention_dim") == 1024 or cfg.get("use_linear_projection"):
@@ -136,7 +156,11 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
     if (folder / subfolder).is_dir():
         from transformers import CLIPTokenizer
 
-        return CLIPTokenizer.from_pretrained(str(folder / subfolder))
+        try:
+            return CLIPTokenizer.from_pretrained(str(folder / subfolder))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise UserError(f"{folder / subfolder} is not a readable CLIP tokenizer "
+                            f"({type(exc).__name__}: {_first_line(exc)}): {REFETCH}.") from None
     from core.clip_vocab import clip_tokenizer
 
     return clip_tokenizer()
@@ -210,14 +234,33 @@ def _preview(folder: Path, latent_channels: int, family: str = "sd1") -> tuple[t
     """Latent->RGB factors: the folder's own ``preview_factors.json`` if it ships one, else SD's."""
     custom = folder / "preview_factors.json"
     if custom.is_file():
-        data = json.loads(custom.read_text())
-        bias = torch.tensor(data["bias"]) if data.get("bias") else None
-        return torch.tensor(data["factors"]), bias
+        return _custom_preview(custom, latent_channels)
     if latent_channels == 4 and family.startswith("sdxl"):
         return torch.tensor(SDXL_PREVIEW), torch.tensor(SDXL_PREVIEW_BIAS)
     if latent_channels == 4:
         return torch.tensor(SD_PREVIEW), None
     return torch.full((latent_channels, 3), 1.0 / latent_channels), None
+
+
+def _custom_preview(path: Path, latent_channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A folder's ``preview_factors.json``: ``factors`` (one row of 3 numbers per latent channel), ``bias`` (3 or null)."""
+    import math
+
+    data = read_json_file(path, "fix it, or delete it to use SD's factors")
+
+    def numbers(value, rows: int | None) -> bool:
+        if rows is not None:
+            return isinstance(value, list) and len(value) == rows and all(numbers(v, None) for v in value)
+        return (isinstance(value, list) and len(value) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value))
+
+    if not numbers(data.get("factors"), latent_channels):
+        raise UserError(f"{path}: factors must be {latent_channels} rows of 3 numbers (latent channel -> RGB): "
+                        "fix it, or delete it to use SD's factors.")
+    bias = data.get("bias")
+    if bias is not None and not numbers(bias, None):
+        raise UserError(f"{path}: bias must be 3 numbers (or null): fix it, or delete it to use SD's factors.")
+    return torch.tensor(data["factors"], dtype=torch.float32), torch.tensor(bias, dtype=torch.float32) if bias else None
 
 
 def load_vae(spec: str, dtype: torch.dtype, device: torch.device):
@@ -260,8 +303,6 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    import diffusers
-
     quiet_progress_bars()
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
@@ -281,12 +322,13 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
             tokenizer_2 = tokenizer if refiner else resolve_tokenizer(str(folder), "tokenizer_2")
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
         vae_model = load_vae(vae, dt, dev) if vae else AutoencoderKL.from_pretrained(folder / "vae", **kw)
-        sched_cls = index.get("scheduler", [None, "PNDMScheduler"])[1]
-        scheduler = getattr(diffusers, sched_cls).from_pretrained(folder / "scheduler")
+        scheduler = scheduler_class(index, folder / "model_index.json").from_pretrained(folder / "scheduler")
     except UserError:
         raise
-    except (OSError, ValueError, EnvironmentError, RuntimeError) as exc:
-        raise UserError(f"{folder} could not be loaded ({_first_line(exc)}): the files are damaged; fetch the model again.") from None
+    except (OSError, ValueError, EnvironmentError, RuntimeError, TypeError, KeyError, AttributeError, IndexError,
+            ZeroDivisionError) as exc:  # a config value of the wrong type or shape reaches the constructors
+        raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}): "
+                        "a config.json holds a value these models cannot take; fetch the model again.") from None
     for module in (text_encoder, text_encoder_2, unet, vae_model):
         if module is not None:
             module.to(dev).eval().requires_grad_(False)

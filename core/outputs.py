@@ -1,24 +1,22 @@
 """Writing results: PNGs with their settings inside, grids with captions, atomically, never overwriting.
 
 A file is written to a temporary name in the target folder, then hard-linked to the first free
-numbered name (``sweep-0001.png``, ``sweep-0002.png`` …). A link never replaces an existing file, so two
-instances writing to one folder cannot overwrite each other, and a crash leaves no half-written PNG.
+numbered name (``sweep-0001.png``, ``sweep-0002.png`` …) by ``core.atomic``. A link never replaces an
+existing file, so two instances writing to one folder cannot overwrite each other, and a crash leaves no
+half-written PNG.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+from core import atomic
 from core.errors import UserError
-
-MAX_TRIES = 100_000
 
 
 def default_output_dir() -> Path:
@@ -31,55 +29,9 @@ def safe_stem(text: str, limit: int = 40) -> str:
     return stem or "image"
 
 
-def _reserve(tmp: Path, out_dir: Path, stem: str, suffix: str) -> Path:
-    for n in range(1, MAX_TRIES):
-        target = out_dir / f"{stem}-{n:04d}{suffix}"
-        if target.exists():
-            continue
-        try:
-            os.link(tmp, target)
-            return target
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
-                raise
-            # File systems without hard links: claim the name exclusively, then move the data in.
-            try:
-                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                continue
-            os.close(fd)
-            os.replace(tmp, target)
-            return target
-    raise UserError(f"{out_dir} has no free name for {stem}: choose another --out folder.")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_new(out_dir: Path | str, stem: str, suffix: str, writer) -> Path:
-    """Call ``writer(path)`` on a temp file in ``out_dir``, then publish it under a new numbered name."""
-    out_dir = Path(out_dir).expanduser()
-    stem = safe_stem(stem)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=out_dir)
-        os.close(fd)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out_dir} ({exc.strerror}): choose a writable --out folder.") from None
-    tmp = Path(tmp_name)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are ordinary files
-        return _reserve(tmp, out_dir, stem, suffix)
-    except OSError as exc:
-        raise UserError(f"could not save into {out_dir} ({exc.strerror or exc}): free some space or choose another --out folder.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Call ``writer(path)`` on a temp file in ``out_dir``, then publish it as ``<stem>-NNNN<suffix>``."""
+    return atomic.write_new(out_dir, atomic.numbered(safe_stem(stem), suffix), writer)
 
 
 def save_png(image: Image.Image, out_dir: Path | str, stem: str, parameters: str | None = None) -> Path:

@@ -31,7 +31,7 @@ from core.errors import UserError
 from core.fields import is_fraction
 from core.results import GenerationResult, SampleSettings
 from core.sampler import Span, StepCallback, check_count, check_rows, denoise, row_generators, scale_rows
-from core.schedulers import make_scheduler
+from core.schedulers import make_scheduler, set_steps
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
 
@@ -117,7 +117,7 @@ def plan(base, refiner, settings: SampleSettings, fraction: float) -> tuple[int,
     marks = []
     for model, where in ((base, base_stop), (refiner, refiner_first)):
         scheduler = make_scheduler(settings.scheduler, model.scheduler)
-        scheduler.set_timesteps(settings.steps)
+        set_steps(scheduler, settings.steps)
         marks.append((where(scheduler, fraction), len(scheduler.timesteps)))
     (stop, _), (first, length) = marks
     if stop < 1 or first >= length:

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.fields import MAX_GUIDANCE, MAX_SEED, check_seed, check_text  # noqa: F401  (MAX_SEED: re-exported)
 
-MAX_STEPS = 1000
+MAX_STEPS = 1000  #: a scheduler may take fewer (``core.schedulers.set_steps`` says how many)
 MAX_SIDE = 4096
-MAX_SEED = 2**63 - 1
 
 
 def scale_caption(scale: float) -> str:
@@ -25,8 +25,8 @@ def check_scale(scale: float, what: str = "guidance scale") -> float:
         value = float(scale)
     except (TypeError, ValueError):
         raise UserError(f"{what} {scale!r} is not a number: use e.g. 7.5.") from None
-    if not math.isfinite(value) or value < 0:
-        raise UserError(f"{what} must be a finite number >= 0 (got {scale}): use e.g. 7.5, or 1 for no CFG.")
+    if not math.isfinite(value) or not 0 <= value <= MAX_GUIDANCE:
+        raise UserError(f"{what} must be a number from 0 to {MAX_GUIDANCE:g} (got {scale}): use e.g. 7.5, or 1 for no CFG.")
     return value
 
 
@@ -49,13 +49,12 @@ class SampleSettings:
 
     def validate(self, multiple: int = 8) -> SampleSettings:
         """Raise ``UserError`` naming the fix for anything a run cannot use."""
-        if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
-            raise UserError("the prompt must be text.")
+        check_text(self.prompt)
+        check_text(self.negative_prompt, "the negative prompt")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS} (got {self.steps}): try 30.")
         self.guidance_scale = check_scale(self.guidance_scale)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise UserError(f"seed must be a whole number from 0 to 2^63-1 (got {self.seed}).")
+        check_seed(self.seed)
         for side, value in (("width", self.width), ("height", self.height)):
             if value is None:
                 continue

@@ -24,7 +24,7 @@ from core.fast import ieee_fp32
 from core.guidance import steer
 from core.preview import latents_to_rgb
 from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
-from core.schedulers import make_scheduler, name_of
+from core.schedulers import make_scheduler, name_of, set_steps
 from core.tokens import breakdown
 
 StepCallback = Callable[[StepInfo], None]
@@ -121,7 +121,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 
     # 2. Prepare the scheduler and the starting latents.
     scheduler = make_scheduler(settings.scheduler, model.scheduler)
-    scheduler.set_timesteps(settings.steps)  # host timesteps: scheduler.step needs no GPU->host sync
+    set_steps(scheduler, settings.steps)  # host timesteps (no GPU->host sync in step); refuses counts it cannot take
     if span is None or span.latents is None:
         latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
     else:  # a hand-off: the previous model's latents, already at the noise level where this span begins

@@ -56,3 +56,18 @@ def make_scheduler(name: str | None, base):
     if "steps_offset" in scheduler.config and scheduler.config.steps_offset != 1:
         fixes["steps_offset"] = 1
     return type(scheduler).from_config(scheduler.config, **fixes) if fixes else scheduler
+
+
+def set_steps(scheduler, steps: int) -> None:
+    """``scheduler.set_timesteps(steps)``, refused with the largest count that works when a timestep would
+    fall outside the training schedule (e.g. PNDM or DDIM at 1000 steps with ``steps_offset`` 1 reach
+    timestep 1000 of 0-999): a one-line ``UserError`` before the first step, not an ``IndexError`` after the last."""
+    total = int(scheduler.config.num_train_timesteps)
+    offset = int(scheduler.config.get("steps_offset", 0) or 0)
+    limit = total - offset if scheduler.config.get("timestep_spacing", "leading") == "leading" else total
+    if steps > limit:
+        raise UserError(f"{steps} steps is more than {name_of(scheduler)} can take with this model "
+                        f"({total} training timesteps): use at most {limit}.")
+    scheduler.set_timesteps(steps)
+    if len(scheduler.timesteps) and float(max(scheduler.timesteps)) >= total:
+        raise UserError(f"{steps} steps is more than {name_of(scheduler)} can take with this model: use fewer, e.g. {limit // 2}.")

@@ -57,6 +57,9 @@ class TokenBreakdown:
 
 def breakdown(tokenizer, text: str) -> TokenBreakdown:
     """Tokenize ``text`` as the pipeline does (pad to the window, truncate) and explain every id."""
+    from core.fields import check_text
+
+    check_text(text)
     window = int(min(tokenizer.model_max_length, 10_000))
     ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id

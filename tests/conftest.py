@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _hermetic_cache(tmp_path_factory):
     os.environ["SD_EXPLORER_CACHE"] = str(tmp_path_factory.mktemp("sd-explorer-cache"))
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    os.environ["SD_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("sd-explorer-state"))  # core.crash's log
     yield
 
 

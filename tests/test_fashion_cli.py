@@ -48,12 +48,25 @@ def test_train_then_sample_and_resume(fashion_dir, tmp_path, capsys):
                   "--checkpoint", str(ck / "ckpt-000004.safetensors"), "--out", str(out)])
     assert args.func(args) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["class7_00.png", "class7_01.png", "grid.png"]
-    with Image.open(out / "class7_00.png") as im:
+    assert names == ["fashion-class7-0001.png", "fashion-class7-0002.png", "fashion-grid-0001.png"]
+    with Image.open(out / "fashion-class7-0001.png") as im:
         assert im.size == (32, 32) and im.mode == "L"
+        assert im.info["parameters"].startswith("Fashion-MNIST class 7 (Sneaker)\nSteps: 3, Sampler: DDIM, Seed: 0")
+    with Image.open(out / "fashion-grid-0001.png") as im:
+        assert "Grid: 1 classes x 2 samples" in im.info["parameters"]
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~_umask() for p in out.iterdir())  # not mkstemp's 0600
     assert args.func(args) == 0  # a second run never overwrites
-    assert "class7_00-1.png" in {p.name for p in out.iterdir()}
+    assert {"fashion-class7-0003.png", "fashion-grid-0002.png"} <= {p.name for p in out.iterdir()}
     assert "wrote 2 images" in capsys.readouterr().out
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~_umask() for p in ck.iterdir())  # checkpoints too
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_bad_cli_input(tmp_path):
@@ -66,6 +79,14 @@ def test_bad_cli_input(tmp_path):
         (["fashion", "train", "--tiny"], "--out"),
         (["fashion", "train", "--epochs", "0", "--out", str(tmp_path)], "epochs"),
         (["fashion", "train", "--ema", "1.5", "--out", str(tmp_path)], "ema_decay"),
+        (["fashion", "train", "--lr", "inf", "--out", str(tmp_path)], "learning rate"),
+        (["fashion", "train", "--lr", "nan", "--out", str(tmp_path)], "learning rate"),
+        (["fashion", "train", "--limit", "-5", "--out", str(tmp_path)], "--limit"),
+        (["fashion", "train", "--seed", str(2**64), "--out", str(tmp_path)], "seed"),
+        (["fashion", "sample", "-n", "100000000", "--out", str(tmp_path)], "-n"),
+        (["fashion", "sample", "--seed", str(2**64), "--out", str(tmp_path)], "seed"),
+        (["fashion", "sample", "--steps", "0", "--out", str(tmp_path)], "--steps"),
+        (["fashion", "sample", "--grey", "2", "--grey-scale", "5", "--out", str(tmp_path)], "--grey"),
     ):
         args = parse(["--device", "cpu", *argv])
         with pytest.raises(UserError, match=msg):

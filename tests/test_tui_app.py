@@ -143,7 +143,8 @@ async def test_job_errors_become_notifications_and_the_app_keeps_running(tmp_pat
                        what="two failures")
         messages = [n.message for n in app._notifications]
         assert any("Out of GPU memory" in m and "smaller size" in m for m in messages)
-        assert any(m.startswith("KeyError: 'unet'") and "worker.log" in m for m in messages)
+        assert any(m.startswith("internal error: KeyError: 'unet' (please report; details in") and "worker.log" in m
+                   for m in messages)
         assert "KeyError" in (tmp_path / "worker.log").read_text()
         assert app.model_worker.runner.alive
         await pilot.press("f2", "x")

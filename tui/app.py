@@ -87,6 +87,21 @@ class ExplorerApp(App[int]):
         if self.settings.screenshot and self.settings.pane != "tokens":
             self.pane(self.settings.pane).autorun()
 
+    def _fatal_error(self) -> None:
+        """Textual's handler of an exception nobody caught: the last-resort guard (``core.crash``) instead of
+        a traceback on the terminal: it goes to the log file, and one line is printed as the app exits (code 1)."""
+        import sys
+
+        from rich.text import Text
+
+        from core.crash import report
+
+        exc = sys.exc_info()[1] or self._exception
+        line = report(exc, self.settings.log_path(), "app") if exc is not None else "internal error"
+        self.bell()
+        self._exit_renderables.append(Text(f"sd-explorer: {line}"))
+        self._close_messages_no_wait()
+
     def on_unmount(self) -> None:
         self.model_worker.shutdown()
         heap.restore()  # tests run many apps in one process

@@ -60,9 +60,9 @@ class Settings:
     def log_path(self) -> Path:
         if self.log_file:
             return Path(self.log_file)
-        from platformdirs import user_state_dir
+        from core.crash import state_dir
 
-        return Path(user_state_dir("sd-explorer")) / "worker.log"
+        return state_dir() / "worker.log"
 
 
 def config_dir() -> Path:

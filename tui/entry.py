@@ -37,7 +37,7 @@ def launch(args: Any) -> int:
         return int(result or 0)
     result = app.run()
     app.model_worker.runner.wait_idle(30)  # cancelled on exit; a model load cannot be interrupted
-    return int(result or 0)
+    return app.return_code or int(result or 0)  # 1 after a crash (tui.app's last-resort guard), not 0
 
 
 def main(argv: list[str] | None = None) -> int:

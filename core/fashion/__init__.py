@@ -69,7 +69,7 @@ Classifier — ``core.fashion.classifier``
 
 CLI — ``core.fashion.cli.add_parser(subparsers)`` registers ``fashion train`` and ``fashion sample``.
 
-Also: ``core.fashion.grid`` (``to_pil``, ``class_grid``, ``save_png_atomic``), ``core.fashion.chapter`` (the
+Also: ``core.fashion.grid`` (``to_pil``, ``class_grid``; PNGs are saved by ``core.outputs.save_png``), ``core.fashion.chapter`` (the
 chapter's own loops, for tests and benchmarks), ``core.fashion.train_shipped`` (rebuilds ``assets/fashion``).
 """
 

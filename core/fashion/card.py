@@ -142,17 +142,12 @@ def loss_curve(stages: list[dict], size: tuple[int, int] = (640, 240)) -> Image.
 
 def write_card(folder: str | Path) -> Path:
     """Rewrite ``MODEL_CARD.md`` and ``training_curve.png`` in ``folder`` from its ``training_results.json``."""
-    from core.fashion.checkpoint import atomic_target
+    from core.atomic import write_replacing
 
     folder = Path(folder)
     results = json.loads((folder / "training_results.json").read_text())
-    with atomic_target(folder / CURVE) as tmp:
-        loss_curve(results["stages"]).save(tmp, format="PNG")
-    with atomic_target(folder / "MODEL_CARD.md") as tmp:
-        tmp.write_text(render_markdown(results))
-    for name in (CURVE, "MODEL_CARD.md"):
-        (folder / name).chmod(0o644)  # package data: readable by everyone
-    return folder / "MODEL_CARD.md"
+    write_replacing(folder / CURVE, lambda tmp: loss_curve(results["stages"]).save(tmp, format="PNG"))
+    return write_replacing(folder / "MODEL_CARD.md", lambda tmp: tmp.write_text(render_markdown(results)))
 
 
 def main(argv: list[str] | None = None) -> int:

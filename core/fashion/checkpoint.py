@@ -6,50 +6,23 @@ Layout of a checkpoint file:
 - ``rng.<name>``: random generator states (uint8 tensors);
 - metadata: ``fashion_model_config`` (JSON), ``fashion_state`` (JSON: step, epoch, config, ...),
   ``optim_param_groups`` (JSON).
-Files are written to a temporary name in the same folder and renamed (atomic), and never replace an
-existing file: ``ckpt-<step>.safetensors``, then ``ckpt-<step>-1.safetensors``, ...
+Files are written to a temporary name in the same folder and hard-linked to a free name (``core.atomic``,
+as the PNGs are), so they never replace an existing file, not even one a second writer publishes at the
+same moment: ``ckpt-<step>.safetensors``, then ``ckpt-<step>-1.safetensors``, ...
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
+from core import atomic
 from core.errors import UserError
 
 STATE_KEY = "fashion_state"
 GROUPS_KEY = "optim_param_groups"
-
-
-@contextlib.contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def fresh_path(folder: Path, stem: str, suffix: str) -> Path:
-    """``folder/stem+suffix``, or ``stem-1``, ``stem-2``... if that name is taken."""
-    candidate = folder / f"{stem}{suffix}"
-    n = 0
-    while candidate.exists():
-        n += 1
-        candidate = folder / f"{stem}-{n}{suffix}"
-    return candidate
 
 
 def save_checkpoint(
@@ -84,12 +57,8 @@ def save_checkpoint(
         from core.fashion.model import CONFIG_KEY
 
         meta[CONFIG_KEY] = model_config_json
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = fresh_path(folder, f"ckpt-{int(state.get('step', 0)):06d}", ".safetensors")
-    with atomic_target(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
-    return path
+    names = atomic.then_numbered(f"ckpt-{int(state.get('step', 0)):06d}", ".safetensors")
+    return atomic.write_new(out_dir, names, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def load_checkpoint(
@@ -115,7 +84,7 @@ def load_checkpoint(
         raise UserError(f"{path} is not a readable checkpoint ({exc}); pass another one") from None
     if STATE_KEY not in meta:
         raise UserError(f"{path} is a weights file, not a training checkpoint; resume from a ckpt-*.safetensors")
-    state = json.loads(meta[STATE_KEY])
+    state = read_state(meta, path)
     if model is not None:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
@@ -129,17 +98,59 @@ def load_checkpoint(
             if key.startswith("optim."):
                 _, idx, name = key.split(".", 2)
                 opt_state.setdefault(int(idx), {})[name] = value
-        groups = json.loads(meta[GROUPS_KEY])
+        groups = _json(meta, GROUPS_KEY, path, list, "[]")
         for group in groups:  # JSON turned tuples into lists
+            if not isinstance(group, dict):
+                raise UserError(f"{path}: {GROUPS_KEY} must list objects; the checkpoint is damaged, use an earlier one")
             if isinstance(group.get("betas"), list):
                 group["betas"] = tuple(group["betas"])
-        optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        try:
+            optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            raise UserError(f"{path}: the optimizer state does not fit this model ({first}); use the same model config") from None
         _match_param_layout(optimizer)
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     state["ema"] = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     from core.fashion.model import CONFIG_KEY
 
     state["model_config_json"] = meta.get(CONFIG_KEY, "")
+    return state
+
+
+#: the training state's fields a resume reads, and their JSON types
+STATE_FIELDS = {"step": int, "epoch": int, "step_in_epoch": int, "epochs": int, "batch_size": int,
+                "num_images": int, "seed": int, "losses": list, "epoch_losses": list, "elapsed_s": (int, float),
+                "train_config": dict}
+
+
+def _json(meta: dict, key: str, path: Path, kind: type, default: str):
+    try:
+        value = json.loads(meta.get(key, default))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: {key} is not valid JSON ({exc}); the checkpoint is damaged, use an earlier one") from None
+    if not isinstance(value, kind):
+        raise UserError(f"{path}: {key} must be a JSON {kind.__name__}; the checkpoint is damaged, use an earlier one")
+    return value
+
+
+def read_state(meta: dict, path: Path) -> dict:
+    """The checkpoint's training state (``fashion_state``), every field a resume reads checked for type and range."""
+    state = _json(meta, STATE_KEY, path, dict, "{}")
+    for key, kind in STATE_FIELDS.items():
+        if key not in state:
+            if key in ("step", "epoch", "step_in_epoch"):
+                raise UserError(f"{path}: {STATE_KEY} has no {key}; the checkpoint is damaged, use an earlier one")
+            continue
+        value = state[key]
+        bad = isinstance(value, bool) or not isinstance(value, kind)
+        if not bad and kind is int and not 0 <= value < 2**64:
+            bad = True
+        if not bad and kind is list and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            bad = True
+        if bad:
+            raise UserError(f"{path}: {STATE_KEY}.{key} = {str(value)[:40]} is not a valid value; "
+                            "the checkpoint is damaged, use an earlier one")
     return state
 
 

@@ -125,14 +125,11 @@ def save_classifier(model: FashionCNN, path: str | Path, report: ClassifierRepor
 
     from safetensors.torch import save_file
 
-    from core.fashion.checkpoint import atomic_target
+    from core import atomic
 
-    path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"report": json.dumps(asdict(report))} if report else {}
-    with atomic_target(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-    return path
+    return atomic.write_replacing(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def load_classifier(device=None, path: str | Path | None = None) -> FashionCNN:

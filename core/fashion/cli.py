@@ -1,18 +1,26 @@
 """``sd-explorer fashion train|sample``: argparse wiring for the Fashion-MNIST DDPM.
 
 The lead's ``core/cli.py`` calls ``add_parser(subparsers)``; each handler takes the parsed args and
-returns an exit code. ``UserError`` propagates to the top-level CLI (exit 2, one line).
+returns an exit code. ``UserError`` propagates to the top-level CLI (exit 2, one line). Everything is
+checked (and ``--out`` proven writable) before data loads or a progress bar starts. ``fashion train``
+stops cleanly on SIGINT/SIGTERM: it writes a resumable checkpoint and prints the command that resumes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from dataclasses import fields
+import math
+import signal
+import sys
+import threading
 from pathlib import Path
 
-from core.errors import UserError
-from core.fields import COMPILE_MODES
+from core.errors import Cancelled, UserError
+from core.fields import COMPILE_MODES, check_seed, check_whole
+
+MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -67,23 +75,19 @@ def _parse_classes(text: str) -> list[int]:
 
 
 def build_config(args: argparse.Namespace):
-    """The ``TrainConfig`` for ``fashion train`` (config file < checkpoint < flags)."""
+    """The ``TrainConfig`` for ``fashion train`` (config file < checkpoint < flags), every field checked."""
     from core.fashion.model import ModelConfig
-    from core.fashion.trainer import TrainConfig, resume_config
+    from core.fashion.trainer import TrainConfig, config_from_dict, resume_config
 
     if args.resume:
         cfg = resume_config(args.resume)
     elif args.config:
         try:
-            raw = json.loads(Path(args.config).read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"Cannot read config {args.config}: {exc}; pass a JSON file") from None
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"Unknown config keys {unknown}; allowed: {sorted(known)}")
-        model = raw.pop("model", None)
-        cfg = TrainConfig(**raw, model=ModelConfig.from_json(json.dumps(model)) if model else ModelConfig())
+            raw = json.loads(Path(args.config).expanduser().read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
+            raise UserError(f"cannot read --config {args.config} ({why}): pass a UTF-8 JSON file of TrainConfig fields") from None
+        cfg = config_from_dict(raw, f"--config {args.config}")
     else:
         cfg = TrainConfig()
     if args.tiny:
@@ -96,23 +100,59 @@ def build_config(args: argparse.Namespace):
     out = getattr(args, "out", None)
     if not out:
         raise UserError("fashion train needs --out DIR for its checkpoints")
+    if getattr(args, "limit", None) is not None:
+        check_whole(args.limit, "--limit", 1, 10_000_000, 1000)
     cfg.out_dir = str(out)
     cfg.validate()
     return cfg
 
 
+@contextlib.contextmanager
+def stop_on_signals(cancel: threading.Event, say):
+    """SIGINT/SIGTERM set ``cancel`` (the trainer then writes a checkpoint and stops); a second one stops at once.
+
+    Yields a list that holds the signal received, if any. Only the main thread can install handlers.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        cancel.set()
+        say(f"sd-explorer: {signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
+            "(press ctrl+c again to stop at once, without one)")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train with a tqdm bar showing the loss; prints the final checkpoint path."""
+    """Train with a progress bar from the first step; prints the final checkpoint path.
+
+    SIGINT/SIGTERM: a checkpoint, the command that resumes it, exit 130/143."""
     from tqdm import tqdm
 
+    from core.atomic import check_writable
     from core.fashion.data import load_fashion_mnist
     from core.fashion.trainer import Trainer
 
     cfg = build_config(args)
+    check_writable(cfg.out_dir)
     data = load_fashion_mnist(cfg.data)
     if args.limit:
         data = data.subset(0, args.limit)
-    bar = tqdm(desc="fashion train", unit="step", dynamic_ncols=True)
+    cfg.log_seconds = cfg.log_seconds or 0.5  # the bar moves from the first step, not only every log_every
+    total = cfg.epochs * math.ceil(len(data) / cfg.batch_size)
+    trainer = Trainer(cfg, data, device=getattr(args, "device", None))
+    bar = tqdm(total=total, desc="fashion train", unit="step", dynamic_ncols=True)
 
     def on_step(s) -> None:
         bar.total = s.total_steps
@@ -123,9 +163,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.write(f"epoch {e.epoch + 1}/{e.epochs}: mean loss {e.mean_loss:.4f}"
                   + (f", checkpoint {e.checkpoint}" if e.checkpoint else ""))
 
-    trainer = Trainer(cfg, data, device=getattr(args, "device", None), on_step=on_step, on_epoch=on_epoch)
+    trainer.on_step, trainer.on_epoch = on_step, on_epoch
+    cancel = threading.Event()
     try:
-        result = trainer.run()
+        with stop_on_signals(cancel, lambda text: bar.write(text, file=sys.stderr)) as received:
+            result = trainer.run(cancel=cancel)
+    except Cancelled:
+        bar.close()
+        return _stopped(args, cfg, trainer.last_checkpoint, received[0] if received else signal.SIGINT)
     finally:
         bar.close()
     print(f"final loss {result.final_loss:.4f} after {result.step} steps "
@@ -133,33 +178,86 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stopped(args: argparse.Namespace, cfg, checkpoint: str | None, signum: int) -> int:
+    """What an interrupted run says: where its checkpoint is and the command that continues it."""
+    name = signal.Signals(signum).name
+    if checkpoint:
+        data = f" --data {cfg.data}" if cfg.data else ""
+        limit = f" --limit {args.limit}" if getattr(args, "limit", None) else ""
+        print(f"sd-explorer: {name}: stopped; checkpoint {checkpoint}; resume with: sd-explorer fashion train "
+              f"--resume {checkpoint}{data}{limit} --epochs {cfg.epochs} --out {cfg.out_dir}", file=sys.stderr)
+    else:
+        print(f"sd-explorer: {name}: stopped before the first step; nothing to resume", file=sys.stderr)
+    return 128 + int(signum)
+
+
+def _sample_parameters(args, classes: list[int], model, k: int | None) -> str:
+    """The ``parameters`` text of one sample (``k``) or of the grid (``None``), as the other PNGs carry."""
+    from core.fashion.data import CLASS_NAMES
+
+    sampler = "DDPM" if args.steps >= model.config.num_train_timesteps else "DDIM"
+    source = Path(model.source).name if model.source else "shipped"
+    if k is None:
+        first = "Fashion-MNIST classes " + ", ".join(f"{c} ({CLASS_NAMES[c]})" for c in classes)
+    else:
+        c = classes[k // args.n]
+        first = f"Fashion-MNIST class {c} ({CLASS_NAMES[c]})"
+    line = f"Steps: {args.steps}, Sampler: {sampler}, Seed: {getattr(args, 'seed', 0) or 0}, Size: 32x32, Model: {source}"
+    line += f", Batch index: {k}" if k is not None else f", Grid: {len(classes)} classes x {args.n} samples"
+    if args.grey is not None and args.grey_scale > 0:
+        line += f", Grey guidance: {args.grey:g} x {args.grey_scale:g}"
+    return f"{first}\n{line}"
+
+
+def _check_sample_args(args: argparse.Namespace) -> list[int]:
+    """Everything ``fashion sample`` takes, checked before the model loads or a bar starts."""
+    classes = _parse_classes(args.classes)
+    check_whole(args.n, "-n (samples per class)", 1, MAX_PER_CLASS, 8)
+    check_whole(args.steps, "--steps", 1, 1000, 50)
+    check_seed(getattr(args, "seed", 0) or 0, "--seed")
+    if args.grey is not None and not (math.isfinite(args.grey) and 0 <= args.grey <= 1):
+        raise UserError(f"--grey must be a grey level from 0 to 1, not {args.grey}: e.g. 0.9")
+    if not (math.isfinite(args.grey_scale) and 0 <= args.grey_scale <= 1000):
+        raise UserError(f"--grey-scale must be from 0 (off) to 1000, not {args.grey_scale}: e.g. 30")
+    if not getattr(args, "out", None):
+        raise UserError("fashion sample needs --out DIR for its PNGs")
+    return classes
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Write one PNG per sample (``class7_00.png``) and a captioned grid; prints the paths."""
+    """Write one numbered PNG per sample (``fashion-class7-0001.png``) and a captioned grid, each with its
+    ``parameters``, through ``core.outputs.save_png`` (atomic, never overwrites); prints the paths."""
     from tqdm import tqdm
 
+    from core.atomic import check_writable
     from core.fashion.data import CLASS_NAMES
-    from core.fashion.grid import class_grid, save_png_atomic, to_pil
+    from core.fashion.grid import class_grid, to_pil
     from core.fashion.model import load_model, load_shipped
     from core.fashion.sampler import generate_from_class
+    from core.outputs import save_png
 
-    classes = _parse_classes(args.classes)
-    if args.n < 1:
-        raise UserError(f"-n must be at least 1, not {args.n}")
-    out = getattr(args, "out", None)
-    if not out:
-        raise UserError("fashion sample needs --out DIR for its PNGs")
+    classes = _check_sample_args(args)
+    out = check_writable(args.out)
     device = getattr(args, "device", None)
     model = load_model(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
-    bar = tqdm(total=args.steps, desc=f"sampling {'DDPM' if args.steps >= 1000 else 'DDIM'}", unit="step")
-    images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
-                                 callback=lambda s: bar.update(s.index + 1 - bar.n),
-                                 callback_every=max(1, args.steps // 50),
-                                 color_target=args.grey, color_scale=args.grey_scale, compile=args.compile)
-    bar.close()
+    if args.steps > model.config.num_train_timesteps:
+        raise UserError(f"--steps must be at most {model.config.num_train_timesteps} for this model, not {args.steps}")
+    sampler = "DDPM" if args.steps >= model.config.num_train_timesteps else "DDIM"
+    bar = tqdm(total=args.steps, desc=f"sampling {sampler}", unit="step")
+    try:
+        images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
+                                     callback=lambda s: bar.update(s.index + 1 - bar.n),
+                                     callback_every=max(1, args.steps // 50),
+                                     color_target=args.grey, color_scale=args.grey_scale, compile=args.compile)
+    finally:
+        bar.close()
     labels = [c for c in classes for _ in range(args.n)]
     written = []
     for k, (img, c) in enumerate(zip(images, labels)):
-        written.append(save_png_atomic(to_pil(img), out, f"class{c}_{k % args.n:02d}"))
-    grid = save_png_atomic(class_grid(images, labels, CLASS_NAMES, per_row=min(args.n, 10)), out, "grid")
+        written.append(save_png(to_pil(img), out, f"fashion-class{c}", _sample_parameters(args, classes, model, k)))
+    grid = save_png(class_grid(images, labels, CLASS_NAMES, per_row=min(args.n, 10)), out, "fashion-grid",
+                    _sample_parameters(args, classes, model, None))
+    for path in written:
+        print(path)
     print(f"wrote {len(written)} images and {grid}")
     return 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,39 +61,66 @@ class FashionData:
         return torch.bincount(self.labels, minlength=10).tolist()
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        return raw
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UserError(f"Cannot read {path}: {exc}; re-download the Fashion-MNIST file") from None
+#: Fashion-MNIST has 70,000 images; a header that declares more is refused before its body is read
+MAX_ITEMS = 1_000_000
+IMAGE_SIDE = 28
 
 
-def parse_idx(data: bytes, expected_magic: int, name: str = "IDX data") -> np.ndarray:
-    """Parse one IDX file's bytes (images: magic 2051, [N, rows, cols]; labels: magic 2049, [N])."""
+def _header(head: bytes, expected_magic: int, name: str) -> tuple[int, ...]:
+    """The dimensions an IDX header declares, checked before any of the body is read: the magic number,
+    no negative sizes, 28x28 images, at most ``MAX_ITEMS`` items (so the size cannot overflow or exhaust memory)."""
     ndim = 3 if expected_magic == IMAGES_MAGIC else 1
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{name} is truncated ({len(data)} bytes, no complete header); re-download it")
-    magic = struct.unpack(">i", data[:4])[0]
+    if len(head) < 4 + 4 * ndim:
+        raise UserError(f"{name} is truncated ({len(head)} bytes, no complete header); re-download it")
+    magic = struct.unpack(">i", head[:4])[0]
     if magic != expected_magic:
         kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
         raise UserError(f"{name} is not an IDX {kind} file (magic {magic}, expected {expected_magic})")
-    dims = struct.unpack(f">{ndim}i", data[4:header])
+    dims = struct.unpack(f">{ndim}i", head[4:4 + 4 * ndim])
     if any(d < 0 for d in dims):
         raise UserError(f"{name} has a negative dimension in its header {dims}; the file is corrupt")
-    size = int(np.prod(dims, dtype=np.int64))
-    present = len(data) - header
-    if present < size:
+    if ndim == 3 and dims[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise UserError(f"{name}'s header declares {dims[1]}x{dims[2]} images; Fashion-MNIST's are 28x28: "
+                        "pass the original files")
+    if dims[0] > MAX_ITEMS:
+        raise UserError(f"{name}'s header declares {dims[0]} items, more than {MAX_ITEMS:,}: it is not a "
+                        "Fashion-MNIST file; re-download it")
+    return dims
+
+
+def _body(dims: tuple[int, ...], body: bytes, name: str) -> np.ndarray:
+    size = math.prod(dims)  # Python integers: no overflow
+    if len(body) < size:
         raise UserError(
             f"{name} is truncated: its header promises {dims[0]} items ({size} bytes) but only "
-            f"{present} bytes follow; re-download it"
+            f"{len(body)} bytes follow; re-download it"
         )
-    if present > size:
-        raise UserError(f"{name} has {present - size} bytes after its {dims[0]} items; the file is corrupt")
-    return np.frombuffer(data, dtype=np.uint8, count=size, offset=header).reshape(dims).copy()
+    if len(body) > size:
+        raise UserError(f"{name} has bytes after its {dims[0]} items; the file is corrupt")
+    return np.frombuffer(body, dtype=np.uint8, count=size).reshape(dims).copy()
+
+
+def parse_idx(data: bytes, expected_magic: int, name: str = "IDX data") -> np.ndarray:
+    """Parse one IDX file's bytes (images: magic 2051, [N, 28, 28]; labels: magic 2049, [N])."""
+    header = 4 + 4 * (3 if expected_magic == IMAGES_MAGIC else 1)
+    return _body(_header(data[:header], expected_magic, name), data[header:], name)
+
+
+def read_idx_file(path: str | Path, expected_magic: int) -> np.ndarray:
+    """One IDX file, gzip-compressed or not, streamed: the header is checked first, then exactly the bytes it
+    declares are read (one more proves there is no trailing junk). A gzip bomb or a corrupt stream is refused
+    without inflating more than the declared size."""
+    path = Path(path)
+    header = 4 + 4 * (3 if expected_magic == IMAGES_MAGIC else 1)
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as fh:
+            dims = _header(fh.read(header), expected_magic, path.name)
+            body = fh.read(math.prod(dims) + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise UserError(f"Cannot read {path}: {exc}; re-download the Fashion-MNIST file") from None
+    return _body(dims, body, path.name)
 
 
 def _find(folder: Path, stem: str) -> Path:
@@ -107,10 +136,8 @@ def load_idx_folder(folder: str | Path, split: str = "train") -> FashionData:
     prefix = _PREFIX[split]
     img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
     lab_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
-    images = parse_idx(_read_bytes(img_path), IMAGES_MAGIC, img_path.name)
-    labels = parse_idx(_read_bytes(lab_path), LABELS_MAGIC, lab_path.name)
-    if images.shape[1:] != (28, 28):
-        raise UserError(f"{img_path.name} holds {images.shape[1:]} images; Fashion-MNIST is 28x28")
+    images = read_idx_file(img_path, IMAGES_MAGIC)
+    labels = read_idx_file(lab_path, LABELS_MAGIC)
     if len(images) != len(labels):
         raise UserError(
             f"{img_path.name} has {len(images)} images but {lab_path.name} has {len(labels)} labels; "

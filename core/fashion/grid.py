@@ -1,15 +1,13 @@
-"""Pictures of samples: PIL conversion, a captioned class grid, and atomic, non-overwriting PNG writes."""
+"""Pictures of samples: PIL conversion and a captioned class grid (saved through ``core.outputs.save_png``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from core.fashion.checkpoint import atomic_target, fresh_path
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -32,13 +30,3 @@ def class_grid(images: torch.Tensor, labels: Sequence[int], names: Sequence[str]
             label = int(labels[k])
             draw.text((4, r * cell + cell // 2 - 6), f"{label} {names[label]}", fill=0)
     return grid
-
-
-def save_png_atomic(image: Image.Image, folder: str | Path, stem: str) -> Path:
-    """Save ``folder/stem.png`` (or ``stem-1.png``... if taken) via a temporary file and rename."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = fresh_path(folder, stem, ".png")
-    with atomic_target(path) as tmp:
-        image.save(tmp, format="PNG")
-    return path

@@ -18,6 +18,11 @@ from core.errors import UserError
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
 CONFIG_KEY = "fashion_model_config"
+DOWN_BLOCKS = ("DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D", "AttnSkipDownBlock2D", "SkipDownBlock2D")
+UP_BLOCKS = ("UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D", "AttnSkipUpBlock2D", "SkipUpBlock2D")
+#: refuse configs above this many (estimated) parameters before building them: 200M fp32 weights plus
+#: AdamW's two moments are ~2.4 GB; the chapter's model has 15.9M
+MAX_PARAMETERS = 200_000_000
 
 
 @dataclass
@@ -52,14 +57,74 @@ class ModelConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
-        """Inverse of :meth:`to_json`; tuples come back as tuples."""
-        raw = json.loads(text)
-        for key in ("block_out_channels", "down_block_types", "up_block_types"):
-            if raw.get(key) is not None:
-                raw[key] = tuple(raw[key])
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+    def from_json(cls, text: str, where: str = "model config") -> "ModelConfig":
+        """Inverse of :meth:`to_json` (tuples come back as tuples), checked: types, shapes, size."""
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where} is not valid JSON ({exc}): use a file written by sd-explorer.") from None
+        return cls.from_dict(raw, where)
+
+    @classmethod
+    def from_dict(cls, raw, where: str = "model config") -> "ModelConfig":
+        """A checked config from a JSON object (a checkpoint's metadata, ``fashion train --config``'s ``model``)."""
+        from core.schema import from_dict
+
+        return from_dict(cls, raw, where).validate(where)
+
+    def estimated_parameters(self) -> int:
+        """A rough upper estimate of the UNet's size (3x3 convolutions of the ResNet blocks, attention)."""
+        layers = self.layers_per_block  # x1.5: skip connections, embeddings, norms (the chapter's: 19M for 15.9M)
+        return int(1.5 * sum(9 * c * c * (5 * layers + 4) + 4 * c * c * (2 * layers + 1) for c in self.block_out_channels))
+
+    def validate(self, where: str = "model config") -> "ModelConfig":
+        """Raise a one-line ``UserError`` for a UNet that cannot be built here, before any memory is taken."""
+        levels = self.block_out_channels
+        if not 1 <= len(levels) <= 6 or any(not 1 <= c <= 2048 for c in levels):
+            raise UserError(f"{where}: block_out_channels {list(levels)} must be 1 to 6 widths of 1-2048, e.g. [32, 64, 128, 256].")
+        if not 1 <= self.norm_num_groups <= min(levels) or any(c % self.norm_num_groups for c in levels):
+            raise UserError(f"{where}: every width in block_out_channels {list(levels)} must be divisible by "
+                            f"norm_num_groups ({self.norm_num_groups}): e.g. 32 with [32, 64, 128, 256].")
+        if not 1 <= self.layers_per_block <= 8:
+            raise UserError(f"{where}: layers_per_block must be from 1 to 8, not {self.layers_per_block}.")
+        for key, names in (("down_block_types", DOWN_BLOCKS), ("up_block_types", UP_BLOCKS)):
+            blocks = getattr(self, key)
+            if blocks is None:
+                if len(levels) != 4:
+                    raise UserError(f"{where}: {key} must list one block per width ({len(levels)}) when there are not 4.")
+                continue
+            if len(blocks) != len(levels) or any(b not in names for b in blocks):
+                raise UserError(f"{where}: {key} must list {len(levels)} of {', '.join(names)}.")
+        if self.sample_size != 32:
+            raise UserError(f"{where}: sample_size must be 32 (padded Fashion-MNIST), not {self.sample_size}.")
+        if not 10 <= self.num_classes <= 1000:
+            raise UserError(f"{where}: num_classes must be from 10 to 1000, not {self.num_classes}.")
+        if not 2 <= self.num_train_timesteps <= 10_000:
+            raise UserError(f"{where}: num_train_timesteps must be from 2 to 10000, not {self.num_train_timesteps}.")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise UserError(f"{where}: need 0 < beta_start < beta_end < 1, not {self.beta_start} and {self.beta_end}.")
+        self._check_extra(where)
+        size = self.estimated_parameters()
+        if size > MAX_PARAMETERS:
+            raise UserError(f"{where}: this UNet would have about {size / 1e6:.0f}M parameters (more than "
+                            f"{MAX_PARAMETERS // 1_000_000}M): use smaller block_out_channels or fewer layers.")
+        return self
+
+    def _check_extra(self, where: str) -> None:
+        """``extra``: further ``UNet2DModel`` arguments, JSON scalars only, none that the fields above set."""
+        import inspect
+
+        from diffusers import UNet2DModel
+
+        allowed = set(inspect.signature(UNet2DModel.__init__).parameters) - {
+            "self", "in_channels", "out_channels", "sample_size", "block_out_channels", "layers_per_block",
+            "norm_num_groups", "num_class_embeds", "down_block_types", "up_block_types"}
+        for key, value in self.extra.items():
+            if key not in allowed:
+                raise UserError(f"{where}: extra.{key} is not a UNet2DModel setting: remove it.")
+            if isinstance(value, (dict, list)) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                    and not -1e6 <= value <= 1e6):
+                raise UserError(f"{where}: extra.{key} = {value!r} is not a small number, text or true/false.")
 
 
 def build_unet(cfg: ModelConfig | None = None):
@@ -156,9 +221,13 @@ def load_model(
         raise UserError(f"{path} is not a readable safetensors file ({exc}); pass a model file") from None
     if CONFIG_KEY not in meta:
         raise UserError(f"{path} has no Fashion-MNIST model config; pass a file written by sd-explorer")
-    cfg = ModelConfig.from_json(meta[CONFIG_KEY])
-    unet = build_unet(cfg)
-    missing, unexpected = unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    cfg = ModelConfig.from_json(meta[CONFIG_KEY], f"{path.name}'s {CONFIG_KEY}")
+    try:
+        unet = build_unet(cfg)
+        missing, unexpected = unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{path} does not fit its config ({first}); pass a file written by sd-explorer") from None
     if missing or unexpected:
         raise UserError(f"{path} does not match its config ({len(missing)} missing, {len(unexpected)} extra)")
     if dtype is None:
@@ -175,14 +244,16 @@ def load_shipped(device: str | torch.device | None = None, dtype: torch.dtype | 
     return load_model(SHIPPED_WEIGHTS, device=device, dtype=dtype)
 
 
-def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
-    """Write the UNet's weights (fp16 by default) with its config, atomically."""
+def write_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> None:
+    """Write the UNet's weights (fp16 by default) with its config to ``path`` (a ``core.atomic`` writer)."""
     from safetensors.torch import save_file
 
-    from core.fashion.checkpoint import atomic_target
-
-    path = Path(path)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in unet.state_dict().items()}
-    with atomic_target(path) as tmp:
-        save_file(state, str(tmp), metadata={CONFIG_KEY: cfg.to_json()})
-    return path
+    save_file(state, str(path), metadata={CONFIG_KEY: cfg.to_json()})
+
+
+def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
+    """``write_weights`` atomically onto ``path`` (replacing it: the shipped assets' fixed names)."""
+    from core import atomic
+
+    return atomic.write_replacing(path, lambda tmp: write_weights(unet, cfg, tmp, dtype))

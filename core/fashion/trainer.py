@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import Cancelled, UserError
-from core.fashion.checkpoint import atomic_target, load_checkpoint, save_checkpoint
+from core import atomic
+from core.fashion.checkpoint import load_checkpoint, save_checkpoint
 from core.fashion.data import FashionData, preprocess
 from core.fashion.graphstep import GraphedTrainStep
 from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
@@ -64,18 +65,22 @@ class TrainConfig:
     cudnn_benchmark: bool = True
 
     def validate(self) -> None:
-        """Raise ``UserError`` for settings that cannot train."""
-        if self.epochs < 1:
-            raise UserError(f"epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 1:
-            raise UserError(f"batch size must be at least 1, not {self.batch_size}")
-        if not self.lr > 0:
-            raise UserError(f"learning rate must be positive, not {self.lr}")
+        """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
+        from core.fields import check_seed, check_whole
+
+        check_whole(self.epochs, "epochs", 1, 100_000, 25)
+        check_whole(self.batch_size, "batch size", 1, 65_536, 256)
+        check_seed(self.seed)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise UserError(f"learning rate must be a number above 0 and at most 1, not {self.lr}: e.g. 3e-4")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and 0 < self.eps < 1):
+            raise UserError(f"eps must be a small positive number, not {self.eps}: e.g. 1e-5")
+        self.model.validate()
         if self.log_every < 1 or self.checkpoint_every_epochs < 1:
             raise UserError("log_every and checkpoint_every_epochs must be at least 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"ema_decay must be from 0 (off) to below 1, e.g. 0.999, not {self.ema_decay}")
-        if not self.log_seconds >= 0:
+        if not 0 <= self.log_seconds < math.inf:
             raise UserError(f"log_seconds must be 0 or more, not {self.log_seconds}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise UserError(f"mixed precision must be auto, no or bf16, not {self.mixed_precision!r}")
@@ -182,7 +187,7 @@ class Trainer:
         self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1  # with compile: compiled, then captured
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
         # the same stream on every rank: each draws the global batch's randomness and keeps its slice
-        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919)
+        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 % 2**64)
         state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "losses": [], "elapsed_s": 0.0}
         if cfg.resume:
             state = load_checkpoint(cfg.resume, unet, opt)
@@ -275,7 +280,7 @@ class Trainer:
         graphed = GraphedTrainStep(train_step, zero_grad) if self._graph else None
         last_log_t = time.perf_counter()
         for ep in range(epoch, cfg.epochs):
-            perm_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + ep)
+            perm_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + ep) % 2**64)
             perm = torch.randperm(n, generator=perm_gen).to(dev)
             for s in range(s0, spe):
                 if pause is not None and pause.is_set():
@@ -374,8 +379,7 @@ def _write_rank_digest(model: torch.nn.Module, rank: int) -> None:
     for name, param in model.named_parameters():
         digest.update(name.encode())
         digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    with atomic_target(Path(folder) / f"params-rank{rank}.sha256") as tmp:
-        tmp.write_text(digest.hexdigest() + "\n")
+    atomic.write_bytes(Path(folder) / f"params-rank{rank}.sha256", (digest.hexdigest() + "\n").encode())
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -389,12 +393,30 @@ def resume_config(path: str | Path, **overrides) -> TrainConfig:
     state = load_checkpoint(path)
     raw = dict(state.get("train_config") or {})
     model_raw = raw.pop("model", None)
-    model = ModelConfig.from_json(state["model_config_json"]) if state.get("model_config_json") else (
-        ModelConfig(**model_raw) if model_raw else ModelConfig())
+    where = f"{Path(path).name}'s training config"
+    model = ModelConfig.from_json(state["model_config_json"], where) if state.get("model_config_json") else (
+        ModelConfig.from_dict(model_raw, where) if model_raw else ModelConfig())
     known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in known and k != "model"}, model=model)
+    cfg = config_from_dict({k: v for k, v in raw.items() if k in known and k != "model"}, where)
+    cfg.model = model
     cfg.resume = str(path)
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
+    return cfg
+
+
+def config_from_dict(raw, where: str) -> TrainConfig:
+    """A ``TrainConfig`` from a JSON object (``fashion train --config``, a checkpoint's ``train_config``):
+    every field's type checked (``core.schema``), ``model`` as ``ModelConfig.from_dict``, then ``validate``."""
+    from core.schema import from_dict
+
+    if isinstance(raw, dict) and "model" in raw:
+        raw = dict(raw)
+        model = raw.pop("model")
+        cfg = from_dict(TrainConfig, raw, where)
+        cfg.model = ModelConfig.from_dict(model, f"{where}: model")
+    else:
+        cfg = from_dict(TrainConfig, raw, where)
+    cfg.validate()
     return cfg

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from core.atomic import write_bytes
 from core.errors import UserError, run_main
 from core.tiny import build, captions
 from core.tiny.data import CLASSES, HELD_OUT, load_fashion, to_fashion, to_model_images
@@ -157,19 +156,12 @@ def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
                 [""])
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def _save_png(image: Image.Image, path: Path) -> None:
     import io
 
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
-    _atomic_write(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
 
 
 def training_command(training: dict) -> str:
@@ -300,8 +292,8 @@ def make_card(model: Path, data: Path, out: Path, samples: int, device: str, jud
     _save_png(sweep_grid(pipe, seed=seed, steps=steps), out / "sweep.png")
     _save_png(classes_grid(pipe, seed=seed, steps=steps, per_class=per_class), out / "classes.png")
     _save_png(vae_grid(pipe.vae, held.images[:8], device), out / "vae.png")
-    _atomic_write(out / "card.json", (json.dumps(card, indent=1) + "\n").encode())
-    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+    write_bytes(out / "card.json", (json.dumps(card, indent=1) + "\n").encode())
+    write_bytes(out / "MODEL_CARD.md", render_markdown(card).encode())
     return card
 
 
@@ -314,7 +306,7 @@ def rerender(model: Path, out: Path) -> None:
     training_file = Path(model) / "training.json"
     if training_file.is_file():
         card["training"] = {k: v for k, v in json.loads(training_file.read_text()).items() if k != "log"}
-    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+    write_bytes(out / "MODEL_CARD.md", render_markdown(card).encode())
 
 
 def cross_check(model: Path, data: Path, out: Path, samples: int, device: str, seed: int = 1) -> dict:
@@ -334,8 +326,8 @@ def cross_check(model: Path, data: Path, out: Path, samples: int, device: str, s
         "judge_accuracy": round((real.cpu() == torch.from_numpy(held.labels)).float().mean().item(), 4),
         "prompt_following": prompt_following(load_pipeline(model, device), judge, samples, seed=seed),
     }
-    _atomic_write(card_file, (json.dumps(card, indent=1) + "\n").encode())
-    _atomic_write(out / "MODEL_CARD.md", render_markdown(card).encode())
+    write_bytes(card_file, (json.dumps(card, indent=1) + "\n").encode())
+    write_bytes(out / "MODEL_CARD.md", render_markdown(card).encode())
     return card["cross_check"]
 
 

@@ -7,8 +7,6 @@ A 28x28 image is padded 2 px on every side (as the chapter does, 28 -> 32), upsa
 
 from __future__ import annotations
 
-import gzip
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,27 +36,12 @@ class FashionData:
                 FashionData(self.images[cut:], self.labels[cut:]))
 
 
-def _open(path: Path) -> bytes:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            return fh.read()
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path} could not be read ({exc}): pass an intact Fashion-MNIST IDX file.") from None
-
-
 def read_idx(path: Path | str, magic: int) -> np.ndarray:
-    """One IDX file (gzip or plain) with the expected ``magic`` number, as a uint8 array."""
-    path = Path(path)
-    raw = _open(path)
-    if len(raw) < 8 or struct.unpack(">I", raw[:4])[0] != magic:
-        raise UserError(f"{path} is not an IDX file with magic {magic}: pass Fashion-MNIST's original files.")
-    ndim = magic & 0xFF
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise UserError(f"{path} is truncated ({body.size} of {int(np.prod(shape))} values): re-download it.")
-    return body.reshape(shape)
+    """One IDX file (gzip or plain) with the expected ``magic`` number, as a uint8 array: the Fashion
+    reader's (``core.fashion.data.read_idx_file``: header checked first, body streamed, bombs refused)."""
+    from core.fashion.data import read_idx_file
+
+    return read_idx_file(path, magic)
 
 
 def _find(folder: Path, stem: str) -> Path:

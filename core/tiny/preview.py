@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from core.atomic import write_bytes
 from core.errors import UserError, run_main
 from core.tiny.data import HELD_OUT, load_fashion, to_model_images
 
@@ -55,12 +54,7 @@ def write_preview(model: Path, data: Path, count: int = HELD_OUT) -> Path:
     vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32, use_safetensors=True).eval()
     _, held = load_fashion(data).split(HELD_OUT)
     result = fit_preview(vae, held.images[:count])
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", dir=model)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, model / FILENAME)
-    return model / FILENAME
+    return write_bytes(model / FILENAME, (json.dumps(result, indent=1) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> None:

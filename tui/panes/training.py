@@ -277,14 +277,14 @@ class TrainingPane(JobPane):
         out_dir = self.app.settings.output_dir
 
         def run(job):
-            from core.fashion.model import save_weights
+            from core.fashion.model import write_weights
             from core.outputs import write_new
 
             model = job.resources.get("fashion")
             if model is None:
                 raise UserError("No model to save yet: ctrl+r trains one, ctrl+o loads one.")
             return write_new(out_dir, "fashion-weights", ".safetensors",
-                             lambda p: save_weights(model.unet, model.config, p))
+                             lambda p: write_weights(model.unet, model.config, p))
 
         self.submit("fashion-save", run)
 
