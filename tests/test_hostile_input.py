@@ -283,7 +283,7 @@ def test_mutated_training_configs_never_crash(tmp_path_factory, capsys, raw):
 # -- numbers and text typed on the command line --------------------------------------------------
 
 @pytest.mark.parametrize("argv, match", [
-    (["generate", "a boot", "--guidance", "1e30"], "guidance scale must be a number from 0 to 100"),
+    (["generate", "a boot", "--guidance", "1e30"], "guidance scale must be a finite number from 0 to 100"),
     (["generate", "a boot", "--steps", "1000", "--scheduler", "PNDM"], "use at most 999"),
     (["generate", "a boot", "--seed", str(2**64)], "seed must be a whole number from 0 to 2^64-1"),
     (["generate", "a boot", "-n", "100000000"], "image count"),
