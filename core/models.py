@@ -9,6 +9,7 @@ set (or ``--offline``): Hub ids then come from the local Hugging Face cache or f
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -242,10 +243,56 @@ def _preview(folder: Path, latent_channels: int, family: str = "sd1") -> tuple[t
     return torch.full((latent_channels, 3), 1.0 / latent_channels), None
 
 
+def check_config(cls, path: Path) -> None:
+    """A diffusers model config checked against ``cls``'s own defaults before it is built: a value whose
+    default is a whole number must be one (positive where the default is), a number must be a number, text
+    text, true/false a bool. Diffusers checks little itself; a ``-1`` or ``"x"`` would otherwise fail mid-run."""
+    import inspect
+
+    config = read_json_file(path, REFETCH)
+    blocks = config.get("block_out_channels")
+    side = config.get("sample_size")
+    if side is not None and isinstance(blocks, list) and not (
+            _number(side, positive=True) and side >= 2 ** max(len(blocks) - 1, 0)):
+        raise UserError(f"{path}: sample_size = {json.dumps(side)[:40]} is too small for {len(blocks)} blocks: {REFETCH}.")
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        default, value = param.default, config.get(name, param.default)
+        if name not in config or default is inspect.Parameter.empty or default is None or value == default:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):  # SD 2.x/SDXL give some of these per block, as lists
+            ok = all(_number(v, positive=default > 0) for v in (value if isinstance(value, list) else [value]))
+        elif isinstance(default, str):
+            ok = value is None or isinstance(value, str)
+        elif isinstance(default, tuple) and default:
+            items = value if isinstance(value, list) else [value]
+            ok = all(isinstance(v, str) if isinstance(default[0], str) else _number(v, positive=True) for v in items)
+        else:
+            ok = True
+        if not ok:
+            raise UserError(f"{path}: {name} = {json.dumps(value)[:40]} does not fit (default {json.dumps(default)[:40]}): "
+                            f"{REFETCH}.")
+
+
+def _complete(cls, folder: Path, kw: dict):
+    """A transformers text encoder whose weights all fit its config: transformers would re-initialise (random
+    weights, a warning) what does not, and every image would be nonsense without an error."""
+    model, info = cls.from_pretrained(folder, output_loading_info=True, **kw)
+    bad = [k for key in ("missing_keys", "mismatched_keys") for k in info.get(key) or []]
+    if bad:
+        first = bad[0][0] if isinstance(bad[0], tuple) else bad[0]
+        raise UserError(f"{folder}: {len(bad)} weight(s) do not fit config.json (e.g. {first}): {REFETCH}.")
+    return model
+
+
+def _number(value, positive: bool) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > 0 or not positive))
+
+
 def _custom_preview(path: Path, latent_channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A folder's ``preview_factors.json``: ``factors`` (one row of 3 numbers per latent channel), ``bias`` (3 or null)."""
-    import math
-
     data = read_json_file(path, "fix it, or delete it to use SD's factors")
 
     def numbers(value, rows: int | None) -> bool:
@@ -285,6 +332,7 @@ def quiet_progress_bars() -> None:
 
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
+    tlog.set_verbosity_error()  # load reports would garble the output; what matters is checked (``_complete``)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -313,25 +361,33 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     if not refiner and not (folder / "text_encoder").is_dir():
         raise UserError(f"{folder} has no text_encoder/ but is not an SDXL refiner: fetch the complete model.")
     kw = dict(torch_dtype=dt, use_safetensors=True)
+    from transformers import CLIPTextConfig
+
+    for name in ("text_encoder", "text_encoder_2"):
+        if (folder / name / "config.json").is_file():
+            check_config(CLIPTextConfig, folder / name / "config.json")
+    check_config(scheduler_class(index, folder / "model_index.json"), folder / "scheduler" / "scheduler_config.json")
     try:
-        text_encoder = None if refiner else CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        text_encoder = None if refiner else _complete(CLIPTextModel, folder / "text_encoder", kw)
         tokenizer = resolve_tokenizer(str(folder), "tokenizer_2" if refiner else "tokenizer")
         text_encoder_2 = tokenizer_2 = None
         if family.startswith("sdxl"):
-            text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", **kw)
+            text_encoder_2 = _complete(CLIPTextModelWithProjection, folder / "text_encoder_2", kw)
             tokenizer_2 = tokenizer if refiner else resolve_tokenizer(str(folder), "tokenizer_2")
+        check_config(UNet2DConditionModel, folder / "unet" / "config.json")
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
+        if not vae:
+            check_config(AutoencoderKL, folder / "vae" / "config.json")
         vae_model = load_vae(vae, dt, dev) if vae else AutoencoderKL.from_pretrained(folder / "vae", **kw)
         scheduler = scheduler_class(index, folder / "model_index.json").from_pretrained(folder / "scheduler")
-    except UserError:
+        for module in (text_encoder, text_encoder_2, unet, vae_model):
+            if module is not None:
+                module.to(dev).eval().requires_grad_(False)
+    except (UserError, MemoryError):
         raise
-    except (OSError, ValueError, EnvironmentError, RuntimeError, TypeError, KeyError, AttributeError, IndexError,
-            ZeroDivisionError) as exc:  # a config value of the wrong type or shape reaches the constructors
+    except Exception as exc:  # noqa: BLE001 - the libraries raise many types for a config value they cannot take
         raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}): "
                         "a config.json holds a value these models cannot take; fetch the model again.") from None
-    for module in (text_encoder, text_encoder_2, unet, vae_model):
-        if module is not None:
-            module.to(dev).eval().requires_grad_(False)
     if dt == torch.float16 and vae_model.config.get("force_upcast", False) and family.startswith("sdxl"):
         vae_model.to(torch.float32)  # SDXL's VAE overflows in fp16 (diffusers upcasts it the same way)
     factors, bias = _preview(folder, unet.config.in_channels, family)

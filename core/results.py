@@ -26,7 +26,7 @@ def check_scale(scale: float, what: str = "guidance scale") -> float:
     except (TypeError, ValueError):
         raise UserError(f"{what} {scale!r} is not a number: use e.g. 7.5.") from None
     if not math.isfinite(value) or not 0 <= value <= MAX_GUIDANCE:
-        raise UserError(f"{what} must be a number from 0 to {MAX_GUIDANCE:g} (got {scale}): use e.g. 7.5, or 1 for no CFG.")
+        raise UserError(f"{what} must be a finite number from 0 to {MAX_GUIDANCE:g} (got {scale}): use e.g. 7.5, or 1 for no CFG.")
     return value
 
 

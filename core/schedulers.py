@@ -55,6 +55,8 @@ def make_scheduler(name: str | None, base):
         fixes["clip_sample"] = False
     if "steps_offset" in scheduler.config and scheduler.config.steps_offset != 1:
         fixes["steps_offset"] = 1
+    if scheduler.config.get("skip_prk_steps") is False:  # PNDM's Runge-Kutta warm-up breaks below ~12 steps
+        fixes["skip_prk_steps"] = True
     return type(scheduler).from_config(scheduler.config, **fixes) if fixes else scheduler
 
 

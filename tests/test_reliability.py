@@ -59,7 +59,7 @@ def test_settings_validation_accepts_or_explains(steps, guidance, seed, width):
     except UserError as exc:
         assert "\n" not in str(exc)
     else:
-        assert 1 <= s.steps <= 1000 and 0 <= s.seed < 2**63 and s.guidance_scale >= 0
+        assert 1 <= s.steps <= 1000 and 0 <= s.seed <= 2**64 - 1 and 0 <= s.guidance_scale <= 100
         assert width is None or (width % 8 == 0 and 8 <= width <= 4096)
 
 

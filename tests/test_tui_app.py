@@ -45,7 +45,7 @@ def test_config_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no such file"):
         load_settings(Namespace(config=str(tmp_path / "missing.toml")))
     path.write_text("")
-    with pytest.raises(UserError, match="unknown pane"):
+    with pytest.raises(UserError, match="pane = .gallery. must be one of"):
         load_settings(Namespace(pane="gallery"))
 
 

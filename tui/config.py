@@ -20,9 +20,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from core.errors import UserError
+from core.fields import MAX_SEED
+from core.results import MAX_STEPS
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
 
@@ -75,8 +77,81 @@ def default_config_file() -> Path:
     return config_dir() / "config.toml"
 
 
-_FILE_KEYS = {"model", "vae", "device", "dtype", "compile", "refiner", "refiner_at", "output_dir", "theme", "data", "seed", "steps", "prompt",
-              "pane", "graphics"}
+def _text(example: str, optional: bool = False, choices: tuple[str, ...] = ()) -> Callable[[Any], str]:
+    def check(value):
+        if value is None and optional:
+            return None
+        from core.fields import check_text
+
+        if not isinstance(value, str):
+            raise ValueError(f"must be text in quotes, e.g. {example}")
+        check_text(value, "the value")
+        if choices and value not in choices:
+            raise ValueError(f"must be one of {', '.join(repr(c) for c in choices)}")
+        return value
+    return check
+
+
+def _whole(low: int, high: int, example: int) -> Callable[[Any], int]:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, e.g. {example}")
+        return value
+    return check
+
+
+def _fraction(value):
+    from core.fields import is_fraction
+
+    if not is_fraction(value):
+        raise ValueError("must be a number between 0 and 1, e.g. 0.8")
+    return value
+
+
+def _theme(value):
+    from textual.theme import BUILTIN_THEMES
+
+    _text('"textual-dark"')(value)
+    if value not in BUILTIN_THEMES:
+        raise ValueError(f"is not a theme; use one of {', '.join(sorted(BUILTIN_THEMES))}")
+    return value
+
+
+def _compile_modes() -> tuple[str, ...]:
+    from core.fields import COMPILE_MODES
+
+    return ("", *COMPILE_MODES)
+
+
+#: every key of the settings file and how its value is checked at load (a new key is one line here)
+FILE_KEYS: dict[str, Callable[[Any], Any]] = {
+    "model": _text('"tiny"'),
+    "vae": _text('"stabilityai/sd-vae-ft-ema"', optional=True),
+    "device": _text('"auto"', optional=True),
+    "dtype": _text('"auto"', optional=True, choices=("auto", "fp32", "fp16", "bf16")),
+    "compile": lambda v: _text('""', optional=True, choices=_compile_modes())(v),
+    "refiner": _text('""', optional=True),
+    "refiner_at": _fraction,
+    "output_dir": _text('"outputs"'),
+    "theme": _theme,
+    "graphics": _text('"cells"', choices=("cells", "auto")),
+    "data": _text('"fashion_mnist"', optional=True),
+    "seed": lambda v: _whole(0, MAX_SEED, 0)(v),
+    "steps": lambda v: _whole(1, MAX_STEPS, 30)(v),
+    "prompt": _text('"a photo of an ankle boot"', optional=True),
+    "pane": _text('"tokens"', choices=PANES),
+}
+
+
+def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Every value checked by ``FILE_KEYS``; the first bad one is a ``UserError`` naming ``where`` and the key."""
+    for key, value in values.items():
+        try:
+            FILE_KEYS[key](value)
+        except (ValueError, UserError) as exc:
+            shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:30] + "…"
+            raise UserError(f"{where}: {key} = {shown} {exc}.") from None
+    return values
 
 
 def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
@@ -97,25 +172,15 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid TOML ({exc}): fix or delete it.") from None
-    unknown = sorted(set(data) - _FILE_KEYS)
+    unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
-        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_FILE_KEYS))}.")
-    return data
+        raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FILE_KEYS))}.")
+    return check_values(data, str(path))
 
 
 def _check(settings: Settings) -> Settings:
-    if settings.pane not in PANES:
-        raise UserError(f"unknown pane {settings.pane!r}: use one of {', '.join(PANES)}.")
-    from core.fields import COMPILE_MODES, is_fraction
-
-    if settings.compile and settings.compile not in COMPILE_MODES:
-        raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")
-    if not is_fraction(settings.refiner_at):
-        raise UserError(f"refiner_at = {settings.refiner_at!r}: use a number between 0 and 1, e.g. 0.8.")
-    if settings.graphics not in ("cells", "auto"):
-        raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
-    if not isinstance(settings.seed, int):
-        raise UserError(f"seed must be an integer, got {settings.seed!r}.")
+    """The merged settings (file and flags), every key checked as the file's are."""
+    check_values({k: getattr(settings, k) for k in FILE_KEYS}, "settings")
     return settings
 
 
