@@ -2,7 +2,8 @@
 
 Each cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded
 image, captioned with its scale ("1 · no CFG"). The work runs on the model worker
-(``core.sampler.sweep`` with the job's cancel event); the pane only draws what comes back.
+(``core.sampler.sweep``, through the SDXL refiner when one is loaded, with the job's cancel event); the
+pane only draws what comes back.
 """
 
 from __future__ import annotations
@@ -122,20 +123,15 @@ class SweepPane(GridPane):
 
         def run(job):
             from core.sampler import sweep
-            from tui.worker import require_model
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
 
             def on_step(info) -> None:
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            refiner = job.resources.get("refiner")
-            if refiner is not None:  # SDXL: the base to refiner_at, the refiner for the rest
-                from core.refiner import sweep_refined
-
-                return sweep_refined(model, refiner, settings, scales, refiner_at, callback=on_step,
-                                     cancel=job.cancel)
-            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel)
+            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
+                         handoff=refiner_at)
 
         self.job = self.submit("sweep", run)
 
