@@ -158,7 +158,7 @@ def test_bad_inputs(data, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_graph_training_matches_eager():
     """The captured whole step trains exactly like the eager step (same randomness, same kernels)."""
     synthetic = synthetic_data()
@@ -174,7 +174,7 @@ def test_cuda_graph_training_matches_eager():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_compiled_model_in_the_step_graph_trains_like_eager():
     """torch.compile'd UNet captured in the whole-step graph: the same run within bf16 rounding."""
     synthetic = synthetic_data()
