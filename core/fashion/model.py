@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from core.errors import UserError
+from core.fashion.checkpoint import CONFIG_KEY, atomic_target
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
-CONFIG_KEY = "fashion_model_config"
 
 
 @dataclass
@@ -178,8 +178,6 @@ def load_shipped(device: str | torch.device | None = None, dtype: torch.dtype | 
 def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
     """Write the UNet's weights (fp16 by default) with its config, atomically."""
     from safetensors.torch import save_file
-
-    from core.fashion.checkpoint import atomic_target
 
     path = Path(path)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in unet.state_dict().items()}
