@@ -137,7 +137,7 @@ class ExplorerApp(App[int]):
         self.model = self.refiner = None
         heap.thaw()  # the old model's objects may be collected again
         self.sub_title = f"loading {self.settings.model}…"
-        self.model_worker.load_model(target=self)
+        self.model_worker.submit_load(target=self)
 
     @on(JobUpdate)
     def _model_job(self, message: JobUpdate) -> None:

@@ -40,7 +40,7 @@ class ModelWorker:
     def busy(self, kind: str | None = None) -> bool:
         return self.runner.busy(kind)
 
-    def load_model(self, target: MessagePump | None = None) -> Job:
+    def submit_load(self, target: MessagePump | None = None) -> Job:
         """Load the configured model (and refiner) on the worker (``resources['model']``, ``['refiner']``);
         the job's result is ``(model, refiner or None)``, so the UI never reads the worker's resources."""
         s = self.settings

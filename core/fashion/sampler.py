@@ -168,7 +168,7 @@ def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
         return model.unet, model.config
     if isinstance(model, torch.nn.Module):
         return model, ModelConfig()
-    raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_model) or a UNet2DModel")
+    raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_weights) or a UNet2DModel")
 
 
 def _compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:

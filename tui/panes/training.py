@@ -152,10 +152,12 @@ class TrainingPane(JobPane):
         return run
 
     def show_shipped(self) -> None:
+        device = self.app.settings.device
+
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_shipped(device=self.app.settings.device)
+            return fm.load_shipped(device=device)
 
         self.model_source = "shipped model"
         self._submit_show(loader, "shipped model")
@@ -165,22 +167,25 @@ class TrainingPane(JobPane):
         if not path:
             self.notify("Type a checkpoint path first (a .safetensors from a run).", severity="warning")
             return
+        device = self.app.settings.device
 
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_model(path, device=self.app.settings.device)
+            return fm.load_weights(path, device=device)
 
         self.model_source = path
         self._submit_show(loader, path)
 
     def action_sample(self) -> None:
+        device = self.app.settings.device
+
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
                 import core.fashion as fm
 
-                model = fm.load_shipped(device=self.app.settings.device)
+                model = fm.load_shipped(device=device)
             return model
 
         self._submit_show(loader, self.model_source or "shipped model")
