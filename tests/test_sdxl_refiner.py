@@ -344,6 +344,6 @@ def test_tui_refiner_that_is_not_one_fails_to_load_with_one_line(folders, tmp_pa
         app = make_app(tmp_path, model=str(folders[0]), refiner=str(folders[0]))
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: "failed to load" in app.sub_title, what="load failure")
-            assert any("not an SDXL refiner" in n.message for n in app._notifications)
+            assert any("not an SDXL refiner" in n.message for n in app.notices)
 
     run()

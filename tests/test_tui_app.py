@@ -140,9 +140,9 @@ async def test_job_errors_become_notifications_and_the_app_keeps_running(tmp_pat
         pane = app.query_one("SweepPane")
         pane.submit("sweep", oom)
         pane.submit("sweep", bug)
-        await wait_for(pilot, lambda: len(app._notifications) >= 2 and not app.model_worker.busy("sweep"),
+        await wait_for(pilot, lambda: len(app.notices) >= 2 and not app.model_worker.busy("sweep"),
                        what="two failures")
-        messages = [n.message for n in app._notifications]
+        messages = [n.message for n in app.notices]
         assert any("Out of GPU memory" in m and "smaller size" in m for m in messages)
         assert any(m.startswith("KeyError: 'unet'") and "worker.log" in m for m in messages)
         assert "KeyError" in (tmp_path / "worker.log").read_text()

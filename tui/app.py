@@ -12,6 +12,7 @@ from typing import Iterable
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
+from textual.notifications import Notification, Notify
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -66,6 +67,7 @@ class ExplorerApp(App[int]):
         self.refiner = None  #: the SDXL refiner loaded beside it, if any
         self._status_timer = None
         self.screenshot_saved: str | None = None
+        self.notices: list[Notification] = []  #: every notification shown, oldest first (the app's message log)
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -151,6 +153,10 @@ class ExplorerApp(App[int]):
         elif ev.event == "failed":
             self.sub_title = f"no model ({self.settings.model} failed to load)"
             self.notify(ev.message, title="Model", severity="error", timeout=15)
+
+    @on(Notify)
+    def _log_notice(self, message: Notify) -> None:
+        self.notices.append(message.notification)
 
     @on(EngineStatus)
     def _engine_status(self, message: EngineStatus) -> None:
