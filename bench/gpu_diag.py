@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from core.models import load_model  # noqa: E402
-from core.results import SampleSettings  # noqa: E402
+from core.settings import SampleSettings  # noqa: E402
 from core.sampler import generate, sweep  # noqa: E402
 from tests.sd_factory import save_pipeline  # noqa: E402
 

@@ -60,16 +60,14 @@ def _refiner_args(p: argparse.ArgumentParser) -> None:
                    help="with --refiner: the base's share of the schedule, between 0 and 1 (default 0.8)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``explorer_flags(parser)`` adds the flags only the TUI reads (``tui.entry``)."""
     parser = argparse.ArgumentParser(
         prog="sd-explorer", parents=[_common(False)],
         description="Explore how Stable Diffusion works. Without a COMMAND it opens the explorer (a terminal UI); "
                     "with one it works headless. Bad input: one line naming the fix, exit code 2.")
-    parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
-    parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
-    parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])
-    parser.add_argument("--prompt", default=None, help="start with this prompt")
-    parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+    if explorer_flags is not None:
+        explorer_flags(parser)
     _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common(True)
@@ -134,8 +132,8 @@ def _load(args, spec: str | None = None):
 
 
 def _settings(args, guidance: float = 7.5):
-    from core.guidance import parse_color
-    from core.results import SampleSettings
+    from core.loss_guidance import parse_color
+    from core.settings import SampleSettings
     from core.vae import load_image
 
     width, height = parse_size(args.size or "")
@@ -179,20 +177,20 @@ def cmd_generate(args) -> int:
     from core.sampler import generate
 
     settings = _settings(args, args.guidance).validate()
-    if args.refiner is not None or args.refiner_at is not None:
-        return _generate_refined(args, settings)
-    model = _load(args)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "generate")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "generate + refine" if refiner else "generate")
     with bar:
-        result = generate(model, settings, n=args.count, callback=on_step)
+        result = generate(model, settings, n=args.count, callback=on_step, refiner=refiner, handoff=fraction)
     return _save_generated(args, result)
 
 
-def _load_pair(args, settings):
-    """``--model`` and ``--refiner`` for the hand-off, checked before anything slow; returns the fraction too."""
+def _load_models(args, settings):
+    """``--model``, and ``--refiner`` when given (checked before its minutes of loading): ``(model, refiner,
+    handoff)``, the refiner ``None`` without one. The sampler checks the pair and the request once more."""
     from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
 
+    if args.refiner is None and args.refiner_at is None:
+        return _load(args), None, DEFAULT_FRACTION
     if not args.refiner:
         raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
     fraction = check_fraction(DEFAULT_FRACTION if args.refiner_at is None else args.refiner_at)
@@ -200,17 +198,6 @@ def _load_pair(args, settings):
     model = _load(args)
     check_base(model)  # before the refiner's minutes of loading
     return model, _load(args, args.refiner), fraction
-
-
-def _generate_refined(args, settings) -> int:
-    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
-    from core.refiner import generate_refined
-
-    model, refiner, fraction = _load_pair(args, settings)
-    bar, on_step = _progress(args.steps, "generate + refine")
-    with bar:
-        result = generate_refined(model, refiner, settings, fraction, n=args.count, callback=on_step)
-    return _save_generated(args, result)
 
 
 def _save_generated(args, result) -> int:
@@ -229,19 +216,10 @@ def cmd_sweep(args) -> int:
 
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
-    refined = args.refiner is not None or args.refiner_at is not None
-    if refined and axis != "scale":
-        raise UserError("--refiner sweeps guidance scales (--scales) only: drop the other axis or the refiner.")
-    model, refiner, fraction = _load_pair(args, settings) if refined else (_load(args), None, None)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "sweep + refine" if refined else "sweep")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "sweep + refine" if refiner else "sweep")
     with bar:
-        if refined:
-            from core.refiner import sweep_refined
-
-            result = sweep_refined(model, refiner, settings, values, fraction, callback=on_step)
-        else:
-            result = run_axis(model, settings, axis, values, callback=on_step)
+        result = run_axis(model, settings, axis, values, callback=on_step, refiner=refiner, handoff=fraction)
     _report_dropped(result)
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"
@@ -286,8 +264,10 @@ def cmd_tokens(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, tui_launcher: Callable | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
+         tui_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """Run a subcommand, or ``tui_launcher(args)`` without one (its flags added by ``tui_flags``)."""
+    parser = build_parser(tui_flags)
     args = parser.parse_args(argv)
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"

@@ -1,9 +1,11 @@
 """The chapter's annotated sampling loop: what ``pipe()`` does, written out step by step.
 
-One function, ``denoise``, runs every kind of request: one prompt at one guidance scale (``generate``)
-or one prompt at several scales sampled as one batch (``sweep``). Each row of the batch has its own
-guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as diffusers does.
-A ``Span`` runs only part of the schedule (a hand-off between two models, ``core.refiner``).
+One way in: ``sample(model, settings, rows, *, refiner=None, handoff=0.8, callback=None, cancel=None)``
+checks the request once and runs it, through one model or an SDXL base and its refiner (``core.refiner``).
+``generate`` (``n`` images) and ``sweep`` (one image per guidance scale, one batch) only build the rows
+(``core.rows``); the grid axes of ``core.sweeps`` do the same. ``denoise`` is the loop itself: each row of
+the batch has its own guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as
+diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
 """
 
 from __future__ import annotations
@@ -12,22 +14,22 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
+from core import refiner as handoff_plan
+from core.cfg import Guidance
 from core.conditioning import Encoder, Row
 from core.errors import Cancelled, UserError
 from core.fast import ieee_fp32
-from core.guidance import steer
+from core.loss_guidance import steer
 from core.preview import latents_to_rgb
-from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
+from core.results import GenerationResult, StepCallback, StepInfo
+from core.rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
 from core.schedulers import make_scheduler, name_of, set_steps
+from core.settings import SampleSettings
 from core.tokens import breakdown
-
-StepCallback = Callable[[StepInfo], None]
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,10 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
     if settings.init_image is None:
         latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
         return latents * scheduler.init_noise_sigma, scheduler.timesteps
-    from core.vae import fit, to_rgb
+    from core.vae import encode, fit, image_tensor, to_rgb
 
-    image = fit(to_rgb(settings.init_image), (width, height))
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    x = x.to(model.device, model.vae.dtype).expand(rows, -1, -1, -1)
-    init = model.vae.encode(x).latent_dist.sample(generators).to(model.dtype) * model.vae.config.scaling_factor
+    pixels = image_tensor(fit(to_rgb(settings.init_image), (width, height))).expand(rows, -1, -1, -1)
+    init = encode(model.vae, pixels, generators).to(model.dtype)
     keep = min(int(settings.steps * settings.strength), settings.steps)
     begin = (settings.steps - keep) * scheduler.order
     timesteps = scheduler.timesteps[begin:]
@@ -111,7 +111,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     t_start = time.perf_counter()
     width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
     n = len(rows)
-    guided = [i for i, r in enumerate(rows) if r.guided]  # rows that need the unconditional pass
+    cfg = Guidance([r.scale for r in rows], model.device, model.dtype)  # which rows need the uncond pass
     timings: dict[str, float] = {}
 
     # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens; encode them.
@@ -134,9 +134,6 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         step_kwargs["generator"] = generators
     if "eta" in params:
         step_kwargs["eta"] = 0.0
-    s = torch.tensor([rows[i].scale for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
-    every_row = len(guided) == n  # the common case: no index gathering needed
-    guided_idx = torch.tensor(guided, device=model.device, dtype=torch.long)
     steer_colour = settings.color_target is not None and settings.color_scale > 0
 
     t_loop = time.perf_counter()
@@ -144,28 +141,19 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
         # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
-        if guided:
-            latent_in = torch.cat([latents if every_row else latents.index_select(0, guided_idx), latents])
-        else:
-            latent_in = latents
+        latent_in = cfg.expand(latents)
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
         # 3c. Predict the noise residual (or v) for every row in one UNet call.
         noise_pred = model.predict(latent_in, t, cond.hidden, cond.added)
-        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows.
-        if guided:
-            uncond_pred, text_pred = noise_pred[: len(guided)], noise_pred[len(guided):]
-            if every_row:
-                noise_pred = uncond_pred + s * (text_pred - uncond_pred)
-            else:
-                noise_pred = text_pred.index_copy(0, guided_idx, uncond_pred + s * (
-                    text_pred.index_select(0, guided_idx) - uncond_pred))
+        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows (core.cfg).
+        noise_pred = cfg.blend(noise_pred)
         # 3d'. Optional loss guidance: nudge the latents towards a colour (exercise 9).
         if steer_colour:
             latents = steer(model, scheduler, latents, noise_pred, t, settings.color_target,
                             settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
-        model_input = latent_in[-n:] if guided else latent_in
+        model_input = cfg.text_half(latent_in)
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
         if callback is not None:
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
@@ -192,75 +180,81 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 @torch.no_grad()
 @ieee_fp32
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
-    """Latents (in the sampler's scaled space) -> PIL images."""
-    image = model.vae.decode((latents / model.vae.config.scaling_factor).to(model.vae.dtype)).sample
-    image = (image / 2 + 0.5).clamp(0, 1)
-    array = image.permute(0, 2, 3, 1).float().cpu().numpy()
-    return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]
+    """Latents (in the sampler's scaled space) -> PIL images (``core.vae.decode``)."""
+    from core import vae
+
+    return vae.to_images(vae.decode(model.vae, latents))
 
 
-def _check(model, settings: SampleSettings) -> SampleSettings:
-    if model is None:
+
+
+def sample(model, settings: SampleSettings, rows: list[Row], *, refiner=None,
+           handoff: float = handoff_plan.DEFAULT_FRACTION, callback: StepCallback | None = None,
+           cancel: threading.Event | None = None, batch_noise: bool = False) -> GenerationResult:
+    """The one way into the sampler: one prompt, one image per row, sampled as one batch.
+
+    Checks the request once (the model, the rows, the settings unless already validated for this model's
+    size multiple, the refiner pair), then runs it. ``refiner``: an SDXL refiner that finishes the base's
+    latents after the first ``handoff`` of the schedule (a ``core.refiner.RefinedResult`` comes back).
+    Noise: each row draws from its own CPU generator seeded with ``settings.seed``, so row i equals a
+    one-row run; ``batch_noise``: one generator draws every row's noise in turn (``n`` different images).
+    ``callback(StepInfo)`` after every step (through both models: one count); ``cancel`` stops within a step.
+    """
+    # 1. Check the request once, before anything slow.
+    fraction = None
+    if refiner is not None:
+        fraction = handoff_plan.check_fraction(handoff)
+        handoff_plan.check_pair(model, refiner)
+        handoff_plan.check_settings(settings)
+    elif model is None:
         raise UserError("no model is loaded: load one first (--model tiny).")
-    if model.family == "sdxl-refiner":
+    elif model.family == "sdxl-refiner":
         raise UserError(f"{model.name} is an SDXL refiner, which finishes another model's images: "
                         "pass it as --refiner with an SDXL base --model.")
-    return settings.validate(multiple=model.vae_scale_factor)
+    rows = check_rows(list(rows))
+    settings = settings.validate(multiple=model.vae_scale_factor)
+    # 2. The noise: a generator per row, or one for the batch.
+    generators = batch_generator(settings) if batch_noise else row_generators(settings, rows)
+    if refiner is None:
+        return denoise(model, settings, rows, generators, callback, cancel)
+    return _refine(model, refiner, settings, rows, generators, fraction, callback, cancel)
+
+
+def _refine(base, refiner, settings: SampleSettings, rows: list[Row], generators, fraction: float,
+            callback: StepCallback | None, cancel: threading.Event | None) -> handoff_plan.RefinedResult:
+    """The hand-off, checked: the base to the cut-off, then the refiner from its latents."""
+    stop, first, refiner_steps = handoff_plan.plan(base, refiner, settings, fraction)
+    total = stop + refiner_steps
+    t0 = time.perf_counter()
+    # 1. The base: from pure noise down to the cut-off; its latents are handed on, not decoded.
+    high = denoise(base, settings, rows, generators, handoff_plan.relay(callback, 0, total), cancel,
+                   span=Span(stop=stop, decode=False))
+    # 2. The refiner: from those latents (same noise level, no noise added) down to t = 0, then the VAE.
+    low = denoise(refiner, settings, rows, generators, handoff_plan.relay(callback, stop, total), cancel,
+                  span=Span(first=first, latents=high.latents))
+    timings = handoff_plan.stage_timings(high.timings, low.timings, total, time.perf_counter() - t0)
+    return handoff_plan.RefinedResult(
+        images=low.images, scales=low.scales, latents=low.latents, settings=settings, model_name=base.name,
+        scheduler_name=high.scheduler_name, timings=timings, dropped_tokens=high.dropped_tokens, rows=low.rows,
+        refiner_name=refiner.name, high_noise_frac=fraction, base_steps=stop, refiner_steps=refiner_steps)
 
 
 def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback | None = None,
-             cancel: threading.Event | None = None) -> GenerationResult:
+             cancel: threading.Event | None = None, *, refiner=None,
+             handoff: float = handoff_plan.DEFAULT_FRACTION) -> GenerationResult:
     """``n`` images at ``settings.guidance_scale``; one CPU generator seeded with ``settings.seed``,
     so a seed gives the same image on CPU and GPU (and the same as diffusers' pipeline)."""
-    settings = _check(model, settings)
-    check_count(n)
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    row = Row(settings.guidance_scale, settings.negative_prompt)
-    return denoise(model, settings, [row] * n, generator, callback, cancel)
+    return sample(model, settings, image_rows(settings, n), refiner=refiner, handoff=handoff,
+                  callback=callback, cancel=cancel, batch_noise=True)
 
 
 def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCallback | None = None,
-          cancel: threading.Event | None = None) -> GenerationResult:
+          cancel: threading.Event | None = None, *, refiner=None,
+          handoff: float = handoff_plan.DEFAULT_FRACTION) -> GenerationResult:
     """One seed, several guidance scales, one batch: every UNet call carries all rows.
 
     Each row draws its noise from its own generator seeded with ``settings.seed``, so cell i equals a
     single ``generate`` at ``scales[i]`` (stochastic schedulers included).
     """
-    return sweep_rows(model, settings, scale_rows(settings, scales), callback, cancel)
-
-
-def sweep_rows(model, settings: SampleSettings, rows: list[Row], callback: StepCallback | None = None,
-               cancel: threading.Event | None = None) -> GenerationResult:
-    """The general sweep: any mix of scales, negative prompts and SDXL size conditioning, one batch."""
-    settings = _check(model, settings)
-    check_rows(rows)
-    return denoise(model, settings, rows, row_generators(settings, rows), callback, cancel)
-
-
-def check_count(n: int) -> int:
-    """An image count for one batch, or a one-line ``UserError``."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
-        raise UserError(f"image count must be from 1 to 64 (got {n}).")
-    return n
-
-
-def scale_rows(settings: SampleSettings, scales: list[float]) -> list[Row]:
-    """The guidance sweep's rows: one per scale, each with the settings' negative prompt."""
-    if not scales:
-        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
-    return [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
-
-
-def check_rows(rows: list[Row]) -> None:
-    """One batch's rows: at least one, at most 16, every scale valid."""
-    if not rows:
-        raise UserError("nothing to sweep: give at least one value.")
-    if len(rows) > 16:
-        raise UserError(f"{len(rows)} cells is too many for one batch: use at most 16.")
-    for row in rows:
-        check_scale(row.scale)
-
-
-def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
-    """A CPU generator per row, each seeded with the settings' seed: cell i equals a single run."""
-    return [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
+    return sample(model, settings, scale_rows(settings, scales), refiner=refiner, handoff=handoff,
+                  callback=callback, cancel=cancel)

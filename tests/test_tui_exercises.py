@@ -35,7 +35,7 @@ async def _run(pilot):
 
 
 def _messages(app) -> list[str]:
-    return [n.message for n in app._notifications]
+    return [n.message for n in app.notices]
 
 
 def test_parse_values_per_axis():
@@ -79,7 +79,7 @@ async def test_strength_sweep_from_an_image_file(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await _set_axis(pilot, "strength", "0.5, 1.5", init=str(image))
         await pilot.press("ctrl+r")  # 1.5 is out of range: a notification, no run
-        await wait_for(pilot, lambda: app._notifications, what="bad strength")
+        await wait_for(pilot, lambda: app.notices, what="bad strength")
         assert any("strength must be in (0, 1]" in m for m in _messages(app))
         pane = app.query_one("ExercisesPane")
         assert pane.result is None and not app.model_worker.busy("exercise")

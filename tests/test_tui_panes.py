@@ -41,7 +41,7 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         # the negative prompt has its own breakdown
         await pilot.press("tab", *"blurry")
         assert table_pieces(app) == ["<|startoftext|>", "blurry</w>", "<|endoftext|>"]
-        assert app.query_one("SweepPane").negative == "blurry"
+        assert app.prompts[1] == "blurry"  # the one app-level prompt every pane samples from
 
 
 @sync
@@ -89,7 +89,7 @@ async def test_bad_scales_notify_and_nothing_runs(tmp_path):
         app.query_one("#scales", Input).value = "1, lots"
         await pilot.press("ctrl+r")
         assert not app.model_worker.busy("sweep")
-        assert any("numbers separated by commas" in n.message for n in app._notifications)
+        assert any("numbers separated by commas" in n.message for n in app.notices)
 
 
 @sync
@@ -146,7 +146,7 @@ async def test_latents_bad_file_is_a_notification(tmp_path):
         pane = app.query_one("LatentsPane")
         await wait_for(pilot, lambda: not app.model_worker.busy("latents"), what="failure")
         assert pane.report is None
-        assert any("not an image" in n.message for n in app._notifications)
+        assert any("not an image" in n.message for n in app.notices)
         assert app.model_worker.runner.alive
 
 
@@ -212,14 +212,14 @@ async def test_bad_model_keeps_app_running(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: not app.model_worker.busy("load"), what="load failure")
         assert "failed to load" in app.sub_title
-        assert any("no such folder" in n.message or "diffusers" in n.message for n in app._notifications)
+        assert any("no such folder" in n.message or "diffusers" in n.message for n in app.notices)
         pane = app.query_one("TokensPane")
         await wait_for(pilot, lambda: pane.tokenizer is not None, what="fallback tokenizer")
         await pilot.press(*"hi")
         assert pane.breakdown.count >= 1
         await pilot.press("f3", "ctrl+r")
         await wait_for(pilot, lambda: not app.model_worker.busy("sweep"), what="sweep failure")
-        assert any("No model is loaded" in n.message for n in app._notifications)
+        assert any("No model is loaded" in n.message for n in app.notices)
 
 
 @sync
@@ -266,17 +266,17 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
         await pilot.press("f5")
         pane = app.query_one("TrainingPane")
         first = StepStats(1, 800, 0, 25, 1.07, 13.0, 4 * 3600.0, "cpu")
-        pane._on_step(first, [(1, 1.07)])
-        pane._on_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
+        pane.show_step(first, [(1, 1.07)])
+        pane.show_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
         await pilot.pause()
-        warnings = [n.message for n in app._notifications if "tiny model" in n.message]
+        warnings = [n.message for n in app.notices if "tiny model" in n.message]
         assert len(warnings) == 1 and warnings[0].startswith("About 4:00:00 on the CPU")
         assert "ETA 4:00:00 · cpu" in str(app.query_one("#rate", Label).render())
         pane.stats = None
         app.query_one("#arch").value = "tiny"
-        pane._on_step(first, [(1, 1.07)])
+        pane.show_step(first, [(1, 1.07)])
         await pilot.pause()
-        assert len([n for n in app._notifications if "tiny model" in n.message]) == 1
+        assert len([n for n in app.notices if "tiny model" in n.message]) == 1
 
 
 @sync
@@ -293,12 +293,12 @@ async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
         app.query_one("#path", Input).value = str(image)
         await pilot.press("enter")
         await pilot.pause()
-        queued = [n.message for n in app._notifications if n.title == "Worker busy"]
+        queued = [n.message for n in app.notices if n.title == "Worker busy"]
         assert queued == ["Queued behind training: it starts when that finishes (escape in its pane stops it)."]
         await pilot.press("f3", "ctrl+r")
         status = str(app.query_one("SweepPane").query_one("#status", Label).render())
         assert "queued behind training, an encode" in status
-        assert len([n for n in app._notifications if n.title == "Worker busy"]) == 1  # the grid says it itself
+        assert len([n for n in app.notices if n.title == "Worker busy"]) == 1  # the grid says it itself
         latents = app.query_one("LatentsPane")  # its own queued encode is not news to it; others' work is
         assert latents.waiting_for() == "training, an encode, a sweep"
         assert latents.waiting_for(include_own=False) == "training, a sweep"

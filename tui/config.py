@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from core.errors import UserError
 from core.fields import MAX_SEED
-from core.results import MAX_STEPS
+from core.settings import MAX_STEPS
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
 

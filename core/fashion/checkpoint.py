@@ -22,6 +22,7 @@ from core import atomic
 from core.errors import UserError
 
 STATE_KEY = "fashion_state"
+CONFIG_KEY = "fashion_model_config"  #: the model's ModelConfig (JSON) in a weights file's metadata
 GROUPS_KEY = "optim_param_groups"
 
 
@@ -54,8 +55,6 @@ def save_checkpoint(
         tensors[f"ema.{name}"] = value.detach().to("cpu", torch.float32).contiguous()
     meta = {STATE_KEY: json.dumps(state), GROUPS_KEY: json.dumps(groups)}
     if model_config_json:
-        from core.fashion.model import CONFIG_KEY
-
         meta[CONFIG_KEY] = model_config_json
     names = atomic.then_numbered(f"ckpt-{int(state.get('step', 0)):06d}", ".safetensors")
     return atomic.write_new(out_dir, names, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
@@ -112,8 +111,6 @@ def load_checkpoint(
         _match_param_layout(optimizer)
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     state["ema"] = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    from core.fashion.model import CONFIG_KEY
-
     state["model_config_json"] = meta.get(CONFIG_KEY, "")
     return state
 

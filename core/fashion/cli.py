@@ -232,14 +232,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from core.atomic import check_writable
     from core.fashion.data import CLASS_NAMES
     from core.fashion.grid import class_grid, to_pil
-    from core.fashion.model import load_model, load_shipped
+    from core.fashion.model import load_shipped, load_weights
     from core.fashion.sampler import generate_from_class
     from core.outputs import save_png
 
     classes = _check_sample_args(args)
     out = check_writable(args.out)
     device = getattr(args, "device", None)
-    model = load_model(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
+    model = load_weights(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
     if args.steps > model.config.num_train_timesteps:
         raise UserError(f"--steps must be at most {model.config.num_train_timesteps} for this model, not {args.steps}")
     sampler = "DDPM" if args.steps >= model.config.num_train_timesteps else "DDIM"

@@ -52,6 +52,14 @@ class FashionData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def split(self, held_out: int) -> tuple["FashionData", "FashionData"]:
+        """(train, held-out): the last ``held_out`` examples are kept for evaluation."""
+        if not 0 < held_out < len(self.labels):
+            raise UserError(f"--held-out {held_out} must be between 1 and {len(self.labels) - 1} "
+                            f"for {len(self.labels)} images.")
+        cut = len(self.labels) - held_out
+        return self.subset(0, cut), self.subset(cut)
+
     def subset(self, start: int, stop: int | None = None) -> "FashionData":
         """Images ``start:stop`` (e.g. a held-out tail for evaluation)."""
         return FashionData(self.images[start:stop], self.labels[start:stop], f"{self.source}[{start}:{stop}]")
@@ -106,8 +114,8 @@ def parse_idx(data: bytes, expected_magic: int, name: str = "IDX data") -> np.nd
     return _body(_header(data[:header], expected_magic, name), data[header:], name)
 
 
-def read_idx_file(path: str | Path, expected_magic: int) -> np.ndarray:
-    """One IDX file, gzip-compressed or not, streamed: the header is checked first, then exactly the bytes it
+def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
+    """One IDX file, gzip-compressed or not (the one IDX reader), streamed: the header is checked first, then exactly the bytes it
     declares are read (one more proves there is no trailing junk). A gzip bomb or a corrupt stream is refused
     without inflating more than the declared size."""
     path = Path(path)
@@ -136,8 +144,8 @@ def load_idx_folder(folder: str | Path, split: str = "train") -> FashionData:
     prefix = _PREFIX[split]
     img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
     lab_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
-    images = read_idx_file(img_path, IMAGES_MAGIC)
-    labels = read_idx_file(lab_path, LABELS_MAGIC)
+    images = read_idx(img_path, IMAGES_MAGIC)
+    labels = read_idx(lab_path, LABELS_MAGIC)
     if len(images) != len(labels):
         raise UserError(
             f"{img_path.name} has {len(images)} images but {lab_path.name} has {len(labels)} labels; "

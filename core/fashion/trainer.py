@@ -37,7 +37,8 @@ from core import atomic
 from core.fashion.checkpoint import load_checkpoint, save_checkpoint
 from core.fashion.data import FashionData, preprocess
 from core.fashion.graphstep import GraphedTrainStep
-from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
+from core.devices import pick_device
+from core.fashion.model import ModelConfig, alphas_cumprod, build_unet
 
 
 @dataclass
@@ -143,7 +144,7 @@ class Trainer:
             raise UserError("The training data is empty; pass a Fashion-MNIST folder with images")
         self.config = config
         self.data = data
-        self.device = default_device(device)
+        self.device = pick_device(device)
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.last_checkpoint: str | None = None
@@ -173,9 +174,9 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             unet = build_unet(cfg.model)
         if cfg.init_weights and not cfg.resume:
-            from core.fashion.model import load_model
+            from core.fashion.model import load_weights
 
-            start = load_model(cfg.init_weights, device="cpu", dtype=torch.float32)
+            start = load_weights(cfg.init_weights, device="cpu", dtype=torch.float32)
             if start.config.to_json() != cfg.model.to_json():
                 raise UserError(f"{cfg.init_weights} holds another model configuration than this run's")
             unet.load_state_dict(start.unet.state_dict())

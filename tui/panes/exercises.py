@@ -3,7 +3,7 @@
 The axis is a choice: negative prompt (exercise: removing "white hat"), img2img strength (from an
 image file, or the latents pane's image), colour-loss scale ("blue guidance" towards a target
 colour), guidance scale, and SDXL's micro-conditioning (original size, crop top-left). The work is
-``core.sweeps.run_axis`` on the model worker; each cell shows its live x0 preview, then the decoded
+``core.sweeps.run_axis`` on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
 image captioned by its value. The prompt and the fixed negative prompt come from the prompt pane.
 """
 
@@ -116,15 +116,6 @@ class ExercisesPane(GridPane):
         if values.value.strip() in {*EXAMPLES.values(), ""}:
             values.value = EXAMPLES[str(event.value)]
 
-    def _prompts(self) -> tuple[str, str]:
-        """The prompt pane's prompt and negative prompt (the configured prompt without one)."""
-        from tui.panes.tokens import TokensPane
-
-        panes = self.app.query(TokensPane)
-        if panes:
-            return panes.first().prompt, panes.first().negative
-        return self.app.settings.prompt, ""  # type: ignore[attr-defined]
-
     def _init_image(self, axis: str):
         """The init image: the typed file, else (for strength) the latents pane's last input."""
         from core.vae import load_image
@@ -134,25 +125,23 @@ class ExercisesPane(GridPane):
             return load_image(path)
         if axis != "strength":
             return None
-        from tui.panes.latents import LatentsPane
-
-        panes = self.app.query(LatentsPane)
-        report = panes.first().report if panes else None
-        if report is None:
+        image = self.app.encoded_image  # type: ignore[attr-defined]
+        if image is None:
             raise UserError("a strength sweep needs a starting image: type its path, or encode one in the latents pane.")
-        return report.image
+        return image
 
     def settings(self):
         """The form as ``(SampleSettings, axis, values)``, validated (``UserError`` names the fix)."""
-        from core.guidance import parse_color
-        from core.results import SampleSettings, check_scale
+        from core.loss_guidance import parse_color
+        from core.cfg import check_scale
+        from core.settings import SampleSettings
 
         axis = str(self.query_one("#axis", Select).value)
         values = parse_values(axis, self._value("#values"))
         color = self._value("#color").strip()
         if axis == "color_scale" and not color:
             raise UserError("a colour-loss sweep needs a target colour: type one like #3060ff.")
-        prompt, negative = self._prompts()
+        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
         settings = SampleSettings(
             prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
@@ -182,11 +171,13 @@ class ExercisesPane(GridPane):
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead}…" if ahead else "starting…"))
 
+        refiner_at = self.app.settings.refiner_at
+
         def run(job):
             from core.sweeps import SEQUENTIAL, run_axis
-            from tui.worker import require_model
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
             cell = [-1]  # sequential axes: one run per cell, each starting again at step 0
 
             def on_step(info) -> None:
@@ -195,7 +186,8 @@ class ExercisesPane(GridPane):
                 offset = cell[0] if axis in SEQUENTIAL else 0
                 job.progress((offset, info.index, info.total, info.timestep, info.preview))
 
-            return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel)
+            return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel, refiner=refiner,
+                            handoff=refiner_at)
 
         self.job = self.submit("exercise", run)
 

@@ -2,7 +2,8 @@
 
 Each cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded
 image, captioned with its scale ("1 · no CFG"). The work runs on the model worker
-(``core.sampler.sweep`` with the job's cancel event); the pane only draws what comes back.
+(``core.sampler.sweep``, through the SDXL refiner when one is loaded, with the job's cancel event); the
+pane only draws what comes back.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ class SweepPane(GridPane):
     def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
-        self.prompt = ""
-        self.negative = ""
         self._scales: list[float] = []
 
     def compose(self) -> ComposeResult:
@@ -80,21 +79,19 @@ class SweepPane(GridPane):
         self._layout_cells(parse_scales(DEFAULT_SCALES))
 
     def _layout_cells(self, scales: list[float]) -> None:
-        from core.results import scale_caption
+        from core.cfg import scale_caption
 
         self.layout_cells([scale_caption(s) for s in scales])
 
-    def set_prompts(self, prompt: str, negative: str) -> None:
-        self.prompt, self.negative = prompt, negative
-
     def settings(self):
         """The form as ``SampleSettings`` + scales, validated (``UserError`` names the fix)."""
-        from core.results import SampleSettings
+        from core.settings import SampleSettings
 
         width, height = parse_size(self._value("#size"))
         select = self.query_one("#scheduler", Select)
+        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
         settings = SampleSettings(
-            prompt=self.prompt, negative_prompt=self.negative,
+            prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
             seed=parse_int(self._value("#seed"), "seed", "0"),
             width=width, height=height,
@@ -122,20 +119,15 @@ class SweepPane(GridPane):
 
         def run(job):
             from core.sampler import sweep
-            from tui.worker import require_model
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
 
             def on_step(info) -> None:
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            refiner = job.resources.get("refiner")
-            if refiner is not None:  # SDXL: the base to refiner_at, the refiner for the rest
-                from core.refiner import sweep_refined
-
-                return sweep_refined(model, refiner, settings, scales, refiner_at, callback=on_step,
-                                     cancel=job.cancel)
-            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel)
+            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
+                         handoff=refiner_at)
 
         self.job = self.submit("sweep", run)
 
