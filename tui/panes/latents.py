@@ -14,39 +14,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.suggester import Suggester
 from textual.widgets import Input, Label
 
 from core.jobs import JobEvent
 from tui.panes.base import JobPane
 from tui.widgets.image_view import ImageView
+from tui.widgets.path_suggester import PathSuggester
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-class PathSuggester(Suggester):
-    """Completes the path typed so far to the first matching folder or image file."""
-
-    def __init__(self) -> None:
-        super().__init__(use_cache=False, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        path = Path(value).expanduser()
-        folder, stem = (path, "") if value.endswith("/") else (path.parent, path.name)
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            return None
-        for entry in entries:
-            if not entry.name.startswith(stem) or entry.name == stem or entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                return value[: len(value) - len(stem)] + entry.name + "/"
-            if entry.suffix.lower() in IMAGE_SUFFIXES:
-                return value[: len(value) - len(stem)] + entry.name
-        return None
 
 
 class LatentsPane(JobPane):
@@ -81,7 +56,7 @@ class LatentsPane(JobPane):
 
     def compose(self) -> ComposeResult:
         yield Input(self._init_path, placeholder="Image file (enter to encode; ctrl+g uses the sweep's image)",
-                    id="path", suggester=PathSuggester())
+                    id="path", suggester=PathSuggester(IMAGE_SUFFIXES))
         yield Label("Encode an image: type a path, or ctrl+g for the image selected in the sweep.", id="source")
         yield Label("", id="sizes")
         with Horizontal(id="row"):
