@@ -148,3 +148,78 @@ def test_remember_writes_one_line_atomically(tmp_path):
     assert path.read_text().count("data =") == 1
     with pytest.raises(Exception):
         remember("nonsense", "1", path)
+
+
+def test_score_model_measures_class_fidelity(fashion_dir, monkeypatch):
+    """The monitor's measurement: real images of the asked classes score high, the same images mislabelled ~0."""
+    import torch
+
+    import core.fashion.monitor as monitor
+    from core.fashion.data import load_fashion_mnist
+
+    data = load_fashion_mnist(fashion_dir).subset(-1024)
+    per_class = 6
+    picks = torch.cat([torch.nonzero(data.labels == c)[:per_class, 0] for c in range(10)])
+    real = data.images[picks].float().div(255).unsqueeze(1)  # class-major, [0, 1], 28x28
+    real = torch.nn.functional.pad(real, (2, 2, 2, 2))  # as the sampler returns them: 32x32
+    shift = {"by": 0}
+
+    def fake_generate(model, classes, n, **kw):  # stands in for sampling: real images, maybe of other classes
+        assert classes == list(range(10)) and n == per_class
+        return real.roll(shift["by"] * per_class, dims=0)
+
+    monkeypatch.setattr(monitor, "generate_from_class", fake_generate)
+    model = type("M", (), {"unet": torch.nn.Linear(1, 1)})()
+    right = monitor.score_model(model, per_class, steps=5)
+    assert right.report.overall >= 0.8 and right.report.counts == [per_class] * 10
+    shift["by"] = 1
+    wrong = monitor.score_model(model, per_class, steps=5)
+    assert wrong.report.overall <= 0.2
+    assert wrong.images.shape == (10 * per_class, 1, 32, 32)
+
+
+@sync
+async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion_dir):
+    """A short CPU run of the small UNet: after every epoch the pane's fidelity point is the classifier's score of
+    that epoch's model (re-measured here from the epoch's checkpoint), plotted on the loss chart's right axis."""
+    import core.fashion as fm
+    from core.fashion.data import load_fashion_mnist
+    from core.fashion.monitor import score_model
+    from tests.test_tiny_data import write_idx
+
+    data = load_fashion_mnist(fashion_dir)
+    small = tmp_path / "fm64"
+    write_idx(small, data.images[:64].numpy(), data.labels[:64].numpy())
+    app = make_app(tmp_path, data=str(small))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one("TrainingPane")
+        pane.sample_steps = 4
+        await pilot.press("f5")
+        app.query_one("#epochs", Input).value = "2"
+        app.query_one("#batch", Input).value = "32"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=400, what="two epochs")
+        assert "done" in label_text(app, "#state")
+        assert [step for step, _ in pane.fidelity] == [2, 4]
+        ckpts = sorted((tmp_path / "fashion").glob("ckpt-*.safetensors"))
+        assert [c.name for c in ckpts] == ["ckpt-000002.safetensors", "ckpt-000004.safetensors"]
+        for (_, shown), ckpt in zip(pane.fidelity, ckpts):
+            assert shown == score_model(fm.load_model(ckpt, device="cpu"), steps=4).report.overall
+        assert app.query_one("#samples").caption.startswith(f"after epoch 2 · fidelity {pane.fidelity[-1][1]:.0%}")
+
+
+def test_curves_have_a_legend_a_fidelity_axis_and_whole_step_ticks():
+    from tui.panes.train_views import draw_curves
+
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *a, **k: calls.append((name, a, k))
+
+    draw_curves(Recorder(), [10, 20, 30], [1.0, 0.5, 0.4], [(15, 0.1), (30, 0.35)])
+    plots = [(a, k) for name, a, k in calls if name == "plot"]
+    assert [k["label"] for _, k in plots] == ["loss", "smoothed", "fidelity %"]
+    assert plots[2][0] == ([15, 30], [10.0, 35.0]) and plots[2][1]["yside"] == "right"
+    ticks = next(a for name, a, _ in calls if name == "xticks")
+    assert ticks == ([0, 8, 15, 22, 30], ["0", "8", "15", "22", "30"])  # whole steps, up to the last one

@@ -29,8 +29,7 @@ def int_ticks(last: int, n: int = 4) -> list[int]:
     """Up to ``n + 1`` whole-number ticks from 0 to ``last`` (steps are counted in whole steps)."""
     if last <= 0:
         return [0]
-    step = max(1, -(-last // n))
-    return list(range(0, last + 1, step))
+    return sorted({round(i * last / n) for i in range(n + 1)})
 
 
 def draw_curves(plt, steps: list[int], losses: list[float], fidelity: list[tuple[int, float]]) -> None:
