@@ -78,7 +78,7 @@ async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp
         pane.sample_steps = 5
         await pilot.press("f5")
         assert app.model_worker.busy("fashion-show")  # the shipped model's preview runs first...
-        assert "sampling the shipped model" in label_text(app, "#state")  # ...and the status says so
+        assert "sampling: shipped model" in label_text(app, "#state")  # ...and the status says so
         app.query_one("#data", Input).value = str(fashion_dir)
         app.query_one("#epochs", Input).value = "1"
         app.query_one("#batch", Input).value = "16"
@@ -223,3 +223,25 @@ def test_curves_have_a_legend_a_fidelity_axis_and_whole_step_ticks():
     assert plots[2][0] == ([15, 30], [10.0, 35.0]) and plots[2][1]["yside"] == "right"
     ticks = next(a for name, a, _ in calls if name == "xticks")
     assert ticks == ([0, 8, 15, 22, 30], ["0", "8", "15", "22", "30"])  # whole steps, up to the last one
+
+
+@sync
+async def test_every_field_is_labelled_at_80x24_and_pndm_counts_the_steps_asked(tmp_path):
+    from textual.widgets import Select as SelectWidget
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        for key, pane_name in (("f3", "SweepPane"), ("f6", "ExercisesPane")):
+            await pilot.press(key)
+            await pilot.pause()
+            pane = app.query_one(pane_name)
+            for field in [*pane.query(Input), *pane.query(SelectWidget)]:
+                target = field.query_one("SelectCurrent") if isinstance(field, SelectWidget) else field
+                assert target.border_title, f"{pane_name} #{field.id} has no label"
+                assert field.region.right <= SIZE[0] and field.region.width > 0
+        tabs = [str(tab.label) for tab in app.query("Tab")]
+        assert [t.split()[0] for t in tabs] == ["f2", "f3", "f4", "f5", "f6"]
+        sweep = app.query_one("SweepPane")
+        sweep.query_one("#steps", Input).value = "30"
+        sweep.show_preview(0, 4, 31, 999.0, [])
+        assert "step 5/31 (30 steps + 1 PNDM warm-up)" in str(sweep.query_one("#status", Label).render())

@@ -82,6 +82,9 @@ class ExercisesPane(GridPane):
     ExercisesPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """
 
+    FIELD_LABELS = {"#axis": "exercise", "#values": "values across the grid", "#init": "init image",
+                    "#color": "colour", "#guidance": "CFG", "#steps": "steps", "#seed": "seed"}
+
     def __init__(self, *, seed: int = 0, steps: int = 30, **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps = seed, steps
@@ -95,7 +98,7 @@ class ExercisesPane(GridPane):
             yield Input(EXAMPLES[AXES[0][1]], id="values",
                         tooltip="Values: '|' between negative prompts, commas between numbers or AxB pairs")
         with Horizontal(classes="form"):
-            yield Input("", id="init", placeholder="init image (latents pane's)",
+            yield Input("", id="init", placeholder="none",
                         tooltip="Image-to-image from this file (strength sweeps; every axis when filled)")
             yield Input(DEFAULT_COLOR, id="color", tooltip="Colour-loss target: #rrggbb or r,g,b")
             yield Input("7.5", id="guidance", tooltip="Guidance scale (fixed unless it is the axis)")

@@ -161,7 +161,7 @@ class TrainingPane(JobPane):
         if gpu:
             text = "" if arch == "chapter" else "small UNet: a quick run; the chapter's is the other model"
         elif arch == "tiny":
-            text = "CPU: small UNet by default (minutes); the chapter's 15.9M takes hours here"
+            text = "CPU: the small UNet by default; the chapter's 15.9M UNet takes hours here"
         else:
             text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
         self.query_one("#why", Label).update(text)
@@ -207,7 +207,7 @@ class TrainingPane(JobPane):
             self.notify(str(exc), title="Samples", severity="error")
             return
         if not self.worker.busy("train"):
-            self._state(f"sampling the {label}… · ctrl+r trains")
+            self._state(f"sampling: {label}…")
         self.submit("fashion-show", job)
 
     def _show_model_job(self, loader, label: str):
