@@ -28,7 +28,8 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     """Options every command takes; on subcommands they default to 'not given' so the top level's stay."""
     p = argparse.ArgumentParser(add_help=False)
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    p.add_argument("--model", default=d(None), help="tiny (default), a local diffusers folder, or a Hub id")
+    p.add_argument("--model", default=d(None), help="tiny (default; it knows only greyscale Fashion-MNIST clothing: "
+                   "'a photo of an ankle boot'), a local diffusers folder, or a Hub id")
     p.add_argument("--vae", default=d(None), help="swap the VAE: a folder or Hub id (e.g. stabilityai/sd-vae-ft-ema)")
     p.add_argument("--device", default=d(None), help="cuda, cuda:N, mps or cpu (default: the best available)")
     p.add_argument("--dtype", default=d(None), choices=["fp32", "fp16", "bf16"], help="default fp16 on GPUs, fp32 on CPU")
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sd-explorer", parents=[_common(False)],
         description="Explore how Stable Diffusion works. Without a COMMAND it opens the explorer (a terminal UI); "
-                    "with one it works headless. Bad input: one line naming the fix, exit code 2.")
+                    "with one it works headless. Bad input: one line naming the fix, exit code 2. The shipped model "
+                    "(--model tiny) was trained only on greyscale Fashion-MNIST clothing: prompts such as 'a photo "
+                    "of a sneaker' or 'a pair of trousers' work, anything else gives arbitrary clothing; the "
+                    "chapter's prompts need a real Stable Diffusion model (--model).")
     parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
     parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
     parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])

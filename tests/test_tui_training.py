@@ -239,6 +239,12 @@ async def test_every_field_is_labelled_at_80x24_and_pndm_counts_the_steps_asked(
                 target = field.query_one("SelectCurrent") if isinstance(field, SelectWidget) else field
                 assert target.border_title, f"{pane_name} #{field.id} has no label"
                 assert field.region.right <= SIZE[0] and field.region.width > 0
+        # on tiny the exercises start from values that work on greyscale clothing, and say which prompt runs
+        assert app.query_one("ExercisesPane").query_one("#values", Input).value == "|ankle boot|boot"
+        assert app.query_one("ExercisesPane").query_one("#color", Input).value == "#c0c0c0"
+        status = str(app.query_one("ExercisesPane").query_one("#status", Label).render())
+        assert "prompt 'A photograph of a puppy'" in status
+        assert "knows only greyscale clothing" in app.sub_title or app.model is None
         tabs = [str(tab.label) for tab in app.query("Tab")]
         assert [t.split()[0] for t in tabs] == ["f2", "f3", "f4", "f5", "f6"]
         sweep = app.query_one("SweepPane")

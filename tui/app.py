@@ -167,6 +167,8 @@ class ExplorerApp(App[int]):
         """The header: the model, and the refiner its sweeps hand off to."""
         refiner = self.model_worker.runner.resources.get("refiner")
         extra = f" → {refiner.name} at {self.settings.refiner_at:g}" if refiner is not None else ""
+        if self.settings.model == "tiny":  # say what it can draw before anyone types "a flower"
+            extra += " · knows only greyscale clothing"
         return self.model.describe() + extra
 
     # -- messages between panes --------------------------------------------------------------

@@ -34,6 +34,9 @@ AXES: list[tuple[str, str, str]] = [
 EXAMPLES = {axis: example for _, axis, example in AXES}
 NUMERIC = ("strength", "color_scale", "scale")
 DEFAULT_COLOR = "#3060ff"
+#: on the shipped tiny model (greyscale clothing only): a negative that removes the prompt's garment, a grey target
+TINY_EXAMPLES = {"negative": "|ankle boot|boot"}
+TINY_COLOR = "#c0c0c0"
 
 
 def parse_values(axis: str, text: str) -> list:
@@ -110,14 +113,27 @@ class ExercisesPane(GridPane):
 
     def on_mount(self) -> None:
         self.layout_cells(["waiting"] * 3)
+        self.examples = dict(EXAMPLES)
+        if self.app.settings.model == "tiny":  # type: ignore[attr-defined]
+            self.examples.update(TINY_EXAMPLES)
+            self.query_one("#values", Input).value = self.examples[str(self.query_one("#axis", Select).value)]
+            self.query_one("#color", Input).value = TINY_COLOR
+
+    def on_show(self) -> None:
+        """Say which prompt the exercise runs (it comes from the prompt pane)."""
+        if self.result is None and not self.worker.busy(self.job_kind):
+            prompt, negative = self._prompts()
+            extra = f", negative {negative!r}" if negative else ""
+            self.status(f"prompt {prompt!r}{extra} (f2 edits it) · ctrl+r runs")
 
     @on(Select.Changed, "#axis")
     def _axis_changed(self, event: Select.Changed) -> None:
         """A new axis brings its example values, unless the field holds values the user typed."""
         event.stop()
         values = self.query_one("#values", Input)
-        if values.value.strip() in {*EXAMPLES.values(), ""}:
-            values.value = EXAMPLES[str(event.value)]
+        examples = getattr(self, "examples", EXAMPLES)
+        if values.value.strip() in {*EXAMPLES.values(), *examples.values(), ""}:
+            values.value = examples[str(event.value)]
 
     def _prompts(self) -> tuple[str, str]:
         """The prompt pane's prompt and negative prompt (the configured prompt without one)."""
