@@ -249,10 +249,7 @@ def cmd_sweep(args) -> int:
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"
         print(save_png(image, _out(args), f"{args.prompt}-{tag}", result.parameters(i)))
-    grid_params = result.parameters(0) + "\nGrid: " + " | ".join(result.captions)
-    if axis == "scale":
-        grid_params = grid_params.replace(f"CFG scale: {result.scales[0]:g}",
-                                          "CFG scales: " + ", ".join(f"{s:g}" for s in result.scales))
+    grid_params = result.grid_parameters(axis)
     grid = make_grid(result.images, result.captions)
     print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
     print(f"{len(values)} cells ({axis}) in {result.timings['total_s']:.2f} s", file=sys.stderr)

@@ -76,6 +76,7 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
         assert saved.parent == tmp_path and saved.suffix == ".png" and saved.is_file()
         with Image.open(saved) as png:
             assert "CFG scales: 1, 3, 7" in png.info["parameters"]
+            assert "\nGrid: 1 · no CFG | 3 | 7" in png.info["parameters"]  # as the CLI's grids
         await pilot.press("ctrl+s")  # a second save never overwrites the first
         await wait_for(pilot, lambda: Path(pane.last_saved) != saved, what="second save")
         assert saved.is_file() and Path(pane.last_saved).is_file()

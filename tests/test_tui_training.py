@@ -244,10 +244,38 @@ async def test_every_field_is_labelled_at_80x24_and_pndm_counts_the_steps_asked(
         assert app.query_one("ExercisesPane").query_one("#color", Input).value == "#c0c0c0"
         status = str(app.query_one("ExercisesPane").query_one("#status", Label).render())
         assert "prompt 'A photograph of a puppy'" in status
-        assert "knows only greyscale clothing" in app.sub_title or app.model is None
+        assert "greyscale clothing only" in app.sub_title or app.model is None
         tabs = [str(tab.label) for tab in app.query("Tab")]
         assert [t.split()[0] for t in tabs] == ["f2", "f3", "f4", "f5", "f6"]
         sweep = app.query_one("SweepPane")
         sweep.query_one("#steps", Input).value = "30"
         sweep.show_preview(0, 4, 31, 999.0, [])
         assert "step 5/31 (30 steps + 1 PNDM warm-up)" in str(sweep.query_one("#status", Label).render())
+
+
+@sync
+async def test_latents_pane_says_crop_and_greyscale_and_clears_on_error(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    rgb = np.zeros((200, 300, 3), np.uint8)
+    rgb[..., 0], rgb[..., 2] = 220, 40  # a red 300x200 "photo"
+    rgb[50:150, 100:200] = (30, 60, 230)
+    Image.fromarray(rgb).save(photo)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        await pilot.press("f4")
+        pane = app.query_one("LatentsPane")
+        pane.query_one("#path", Input).value = str(photo)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.report is not None, what="round trip")
+        source = str(pane.query_one("#source", Label).render())
+        assert "300x200 centre-cropped to 64x64" in source
+        assert "tiny's VAE is greyscale: colour is lost" in source
+        pane.query_one("#path", Input).value = str(tmp_path)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.model_worker.busy("latents"), what="failure")
+        await pilot.pause()
+        assert any("is a folder" in n.message for n in app._notifications)
+        assert pane.report is None and all(view.image is None for view in pane.query("ImageView"))

@@ -121,7 +121,8 @@ class ExplorerApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from tui.commands import explorer_commands
 
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" panel would list the keys a second time beside "Help: keys" (f1)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield from explorer_commands(self)
 
     # -- the model ---------------------------------------------------------------------------
@@ -168,7 +169,7 @@ class ExplorerApp(App[int]):
         refiner = self.model_worker.runner.resources.get("refiner")
         extra = f" → {refiner.name} at {self.settings.refiner_at:g}" if refiner is not None else ""
         if self.settings.model == "tiny":  # say what it can draw before anyone types "a flower"
-            extra += " · knows only greyscale clothing"
+            extra += " · greyscale clothing only"
         return self.model.describe() + extra
 
     # -- messages between panes --------------------------------------------------------------

@@ -230,5 +230,5 @@ class ExercisesPane(GridPane):
         self.show_result(ev, f"done: {self.axis} · ")
 
     def grid_file(self, result) -> tuple[str, str]:
-        params = result.parameters(0) + f"\nGrid ({self.axis}): " + " | ".join(result.captions)
+        params = result.grid_parameters(self.axis)
         return f"{self.axis}-{result.settings.prompt}", params

@@ -24,6 +24,25 @@ from tui.widgets.path_suggester import PathSuggester
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
+def notes(image, report, model_name: str) -> list[str]:
+    """What the numbers alone would hide: a centre crop, and colour lost by a greyscale VAE."""
+    import numpy as np
+
+    out = []
+    w, h = image.size
+    fw, fh = report.image.size
+    if abs(w / h - fw / fh) > 0.01:
+        out.append(f"{w}x{h} centre-cropped to {fw}x{fh}")
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colourful = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()) > 8
+    back = np.asarray(report.reconstruction.convert("RGB"), dtype=np.float32)
+    grey_back = float(np.abs(back - back.mean(axis=2, keepdims=True)).mean()) < 2
+    if colourful and grey_back:
+        out.append(f"{model_name}'s VAE is greyscale: colour is lost" if model_name == "tiny"
+                   else "the round trip lost the colour")
+    return out
+
+
 class LatentsPane(JobPane):
     """VAE latents and round trip.
 
@@ -115,7 +134,9 @@ class LatentsPane(JobPane):
             model = require_model(job)
             image = get_image(job)
             job.check()
-            return round_trip(model, image, seed=seed)
+            report = round_trip(model, image, seed=seed)
+            report.notes = notes(image, report, model.name)
+            return report
 
         self.submit("latents", run)
 
@@ -129,12 +150,18 @@ class LatentsPane(JobPane):
             view.image, view.caption = img, f"c{c} {lo:.2f}..{hi:.2f}"
         recon = self.query_one("#recon", ImageView)
         recon.image, recon.caption = report.reconstruction, f"round trip {report.psnr:.1f} dB"
+        extra = "".join(f" · {note}" for note in getattr(report, "notes", []))
         self.query_one("#source", Label).update(
-            f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB")
+            f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB{extra}")
         self.query_one("#sizes", Label).update(report.sizes_text())
         self.work_done()
 
     def job_failed(self, ev: JobEvent) -> None:
+        self.report = None
+        for view in self.query(ImageView):  # no earlier image left on screen as if it were this one's
+            view.image = None
+            view.caption = "—"
+        self.query_one("#sizes", Label).update("")
         self.query_one("#source", Label).update(f"{self.source}: failed · fix and press enter")
         super().job_failed(ev)
 

@@ -157,6 +157,4 @@ class SweepPane(GridPane):
         self.show_result(ev, "done: ")
 
     def grid_file(self, result) -> tuple[str, str]:
-        scales = ", ".join(f"{s:g}" for s in result.scales)
-        params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}")
-        return f"sweep-{result.settings.prompt}", params
+        return f"sweep-{result.settings.prompt}", result.grid_parameters("scale")

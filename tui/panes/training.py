@@ -459,7 +459,7 @@ class TrainingPane(JobPane):
             samples.image = out["grid"]
             samples.caption = f"{out['label']} · {fmt_fidelity(out['report'])}"
             if not self.worker.busy("train"):
-                self._state(f"showing the {out['label']} · ctrl+r trains")
+                self._state(f"shown: {out['label']}")
             self.work_done()
         elif kind == "fashion-noise":
             image, why = ev.result
