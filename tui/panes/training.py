@@ -30,6 +30,7 @@ from tui.messages import Milestone
 from tui.panes.base import JobPane
 from tui.panes.train_views import (class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip,
                                    parse_grey, sample_grid)
+from tui.panes.train_job import train_job
 from tui.widgets.image_view import ImageView
 from tui.widgets.path_suggester import PathSuggester
 
@@ -318,44 +319,10 @@ class TrainingPane(JobPane):
         ahead = self.waiting_for(include_own=False)
         self._state(f"training queued behind {ahead}" if ahead else "training: starting…")
 
-        def run(job):
-            import core.fashion as fm
-            from core.fashion.checkpoint import prune
-            from core.fashion.monitor import epoch_model, score_model
-
-            where = config.data or "the Hub's fashion_mnist"
-            job.progress(Milestone(("phase", f"loading data from {where}…")))
-            data = fm.load_fashion_mnist(config.data)
-            job.progress(Milestone(("data", config.data, len(data))))
-            holder, written = {}, []
-            history: list[tuple[int, float]] = []
-
-            def on_step(stats) -> None:
-                history.append((stats.step, stats.loss))
-                job.progress(("step", stats, list(history)))  # the whole curve: updates may be skipped
-
-            def on_epoch(stats) -> None:
-                trainer = holder["trainer"]
-                if stats.checkpoint:
-                    written.append(stats.checkpoint)
-                    prune(written, keep)
-                step = (stats.epoch + 1) * -(-len(data) // config.batch_size)
-                scored = score_model(epoch_model(trainer), steps=steps, cancel=job.cancel)
-                job.progress(Milestone(("epoch", stats, step, sample_grid(scored, SAMPLES_PER_CLASS), scored.report)))
-
-            trainer = fm.Trainer(config, data, device=self.app.settings.device, on_step=on_step, on_epoch=on_epoch)
-            holder["trainer"] = trainer
+        def keep_trainer(trainer) -> None:
             self._trainer = trainer
-            job.progress(Milestone(("phase", f"training on {trainer.device.type}…")))
-            try:
-                return trainer.run(cancel=job.cancel, pause=pause)
-            finally:  # stopped or finished: ctrl+g samples this run's model, as the caption says
-                if trainer.model is not None:
-                    job.resources["fashion"] = epoch_model(trainer)
-                    if trainer.last_checkpoint and trainer.last_checkpoint not in written:
-                        written.append(trainer.last_checkpoint)
-                        prune(written, keep)
 
+        run = train_job(config, self.app.settings.device, pause, steps, keep, SAMPLES_PER_CLASS, keep_trainer)
         self.model_source = "training run"
         self.job = self.submit("train", run)
 
