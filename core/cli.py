@@ -29,7 +29,8 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     """Options every command takes; on subcommands they default to 'not given' so the top level's stay."""
     p = argparse.ArgumentParser(add_help=False)
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    p.add_argument("--model", default=d(None), help="tiny (default), a local diffusers folder, or a Hub id")
+    p.add_argument("--model", default=d(None), help="tiny (default; it knows only greyscale Fashion-MNIST clothing: "
+                   "'a photo of an ankle boot'), a local diffusers folder, or a Hub id")
     p.add_argument("--vae", default=d(None), help="swap the VAE: a folder or Hub id (e.g. stabilityai/sd-vae-ft-ema)")
     p.add_argument("--device", default=d(None), help="cuda, cuda:N, mps or cpu (default: the best available)")
     p.add_argument("--dtype", default=d(None), choices=["fp32", "fp16", "bf16"], help="default fp16 on GPUs, fp32 on CPU")
@@ -65,7 +66,10 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     parser = argparse.ArgumentParser(
         prog="sd-explorer", parents=[_common(False)],
         description="Explore how Stable Diffusion works. Without a COMMAND it opens the explorer (a terminal UI); "
-                    "with one it works headless. Bad input: one line naming the fix, exit code 2.")
+                    "with one it works headless. Bad input: one line naming the fix, exit code 2. The shipped model "
+                    "(--model tiny) was trained only on greyscale Fashion-MNIST clothing: prompts such as 'a photo "
+                    "of a sneaker' or 'a pair of trousers' work, anything else gives arbitrary clothing; the "
+                    "chapter's prompts need a real Stable Diffusion model (--model).")
     if explorer_flags is not None:
         explorer_flags(parser)
     _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
@@ -224,10 +228,7 @@ def cmd_sweep(args) -> int:
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"
         print(save_png(image, _out(args), f"{args.prompt}-{tag}", result.parameters(i)))
-    grid_params = result.parameters(0) + "\nGrid: " + " | ".join(result.captions)
-    if axis == "scale":
-        grid_params = grid_params.replace(f"CFG scale: {result.scales[0]:g}",
-                                          "CFG scales: " + ", ".join(f"{s:g}" for s in result.scales))
+    grid_params = result.grid_parameters(axis)
     grid = make_grid(result.images, result.captions)
     print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
     print(f"{len(values)} cells ({axis}) in {result.timings['total_s']:.2f} s", file=sys.stderr)

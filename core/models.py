@@ -20,6 +20,7 @@ import torch
 
 from core.devices import dtype_name, pick_device, pick_dtype
 from core.errors import UserError
+from core.hub import offline  # core.models.offline stays importable
 from core.schema import read_json_file
 
 REFETCH = "re-download or re-save the model"
@@ -37,10 +38,6 @@ SD_PREVIEW = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
 SDXL_PREVIEW = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068],
                 [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]]
 SDXL_PREVIEW_BIAS = [0.1084, -0.0175, -0.0011]
-
-
-def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def resolve_folder(spec: str) -> Path:
@@ -65,6 +62,11 @@ def resolve_folder(spec: str) -> Path:
                 f"--model {spec} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
                 "download it once online, or pass a local folder."
             ) from exc
+        from core.hub import OFFLINE_HOWTO, reachable
+
+        if not reachable():
+            raise UserError(f"--model {spec} is not in the Hugging Face cache and the Hub cannot be reached (no network): "
+                            f"connect once to download it, pass a local folder, or {OFFLINE_HOWTO}.") from exc
         raise UserError(f"--model {spec} could not be fetched ({type(exc).__name__}): check the id and your login.") from exc
 
 

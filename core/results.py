@@ -84,3 +84,11 @@ class GenerationResult:
         if s.color_target is not None and s.color_scale > 0:
             lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)
+
+    def grid_parameters(self, axis: str = "scale") -> str:
+        """The saved grid's text (CLI and app alike): the first cell's parameters (all the scales for a
+        guidance sweep) and a ``Grid:`` line with every cell's caption."""
+        text = self.parameters(0)
+        if axis == "scale":
+            text = text.replace(f"CFG scale: {self.scales[0]:g}", "CFG scales: " + ", ".join(f"{s:g}" for s in self.scales))
+        return text + "\nGrid: " + " | ".join(self.captions)

@@ -58,6 +58,8 @@ def to_images(pixels: torch.Tensor) -> list[Image.Image]:
 def load_image(path: str | Path) -> Image.Image:
     """Open any common image as 8-bit RGB, refusing non-images, truncated files and giant sizes."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give the path of an image file in it (PNG, JPEG, WebP…).")
     if not path.is_file():
         raise UserError(f"{path} does not exist: give the path of an image file (PNG, JPEG, WebP…).")
     try:

@@ -91,3 +91,25 @@ def test_bad_cli_input(tmp_path):
         args = parse(["--device", "cpu", *argv])
         with pytest.raises(UserError, match=msg):
             args.func(args)
+
+
+def test_cpu_defaults_small_unet_scores_epochs_keeps_newest(fashion_dir, tmp_path, capsys):
+    """On a CPU: the small UNet (saying why), class fidelity after each epoch, --keep N checkpoints, DDIM 50."""
+    from core.fashion.cli import build_config
+    from core.fashion.model import ModelConfig
+
+    ck = tmp_path / "ck"
+    args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--limit", "32",
+                  "--epochs", "3", "--batch-size", "16", "--keep", "1", "--out", str(ck)])
+    assert build_config(args).model == ModelConfig.tiny()
+    assert parse(["--device", "cpu", "fashion", "train", "--chapter", "--out", "o"]).chapter
+    assert build_config(parse(["--device", "cpu", "fashion", "train", "--chapter", "--out", "o"])).model == ModelConfig()
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "on a CPU the small UNet is the default" in out
+    assert out.count("class fidelity ") == 3  # measured by the classifier after every epoch
+    assert sorted(p.name for p in ck.glob("*.safetensors")) == ["ckpt-000006.safetensors"]
+    args = parse(["--device", "cpu", "fashion", "sample", "--class", "1", "-n", "1",
+                  "--checkpoint", str(ck / "ckpt-000006.safetensors"), "--out", str(tmp_path / "png")])
+    assert args.steps is None and args.func(args) == 0 and args.steps == 50
+    assert "default is 50 DDIM steps" in capsys.readouterr().out

@@ -69,7 +69,7 @@ async def test_negative_prompt_axis_renders_one_cell_per_negative_and_saves(tmp_
         assert saved.parent == tmp_path and saved.is_file()
         with Image.open(saved) as png:
             params = png.info["parameters"]
-        assert "CFG scale: 5" in params and "Grid (negative): 5 · no negative | 5 · neg 'white hat'" in params
+        assert "CFG scale: 5" in params and "Grid: 5 · no negative | 5 · neg 'white hat'" in params
 
 
 @sync

@@ -6,9 +6,12 @@ and look at ``snapshot_report.html`` before committing the new SVGs.
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
 from tests.test_tui_support import SIZE, make_app, wait_for
+
+LARGE = (120, 40)
 
 
 def _app(tmp_path, **kw):
@@ -41,7 +44,8 @@ class TestTokensPane:
 
 
 class TestSweepPane:
-    def test_finished_sweep(self, snap_compare, tmp_path):
+    @pytest.mark.parametrize("size", [SIZE, LARGE])
+    def test_finished_sweep(self, snap_compare, tmp_path, size):
         async def run_before(pilot) -> None:
             await _model_ready(pilot)
             await pilot.press("f3", "ctrl+r")
@@ -49,7 +53,7 @@ class TestSweepPane:
             await wait_for(pilot, lambda: pane.result is not None, what="sweep")
             pilot.app.set_focus(None)
 
-        assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
 
 
     def test_queued_behind_other_work(self, snap_compare, tmp_path):
@@ -79,16 +83,32 @@ class TestLatentsPane:
 
 
 class TestTrainingPane:
-    def test_before_any_run(self, snap_compare, tmp_path, fashion_dir):
+    @pytest.mark.parametrize("size", [SIZE, LARGE])
+    def test_before_any_run(self, snap_compare, tmp_path, fashion_dir, size):
+        """Labelled fields, the CPU default and its reason, the shipped model's scored samples, the noising row."""
         async def run_before(pilot) -> None:
             await _model_ready(pilot)
             pilot.app.query_one("TrainingPane").sample_steps = 5
             await pilot.press("f5")  # shows the shipped model's samples (if it is installed)
             await wait_for(pilot, lambda: not pilot.app.model_worker.busy(), what="noising row, shipped model")
             pilot.app.clear_notifications()  # a missing-file message would hold a machine's path
+            pilot.app.query_one("#data", Input).value = "../shared/data/fashion-mnist-8k"  # not this machine's path
             pilot.app.set_focus(None)
 
-        assert snap_compare(_app(tmp_path, data=str(fashion_dir)), terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(_app(tmp_path, data=str(fashion_dir)), terminal_size=size, run_before=run_before)
+
+
+class TestExercisesPane:
+    @pytest.mark.parametrize("size", [SIZE, LARGE])
+    def test_labelled_fields_and_the_prompt(self, snap_compare, tmp_path, size):
+        """Every field labelled in its border, tiny-friendly defaults, the prompt the exercise runs."""
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f6")
+            await pilot.pause()
+            pilot.app.set_focus(None)
+
+        assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
 
 
 class TestHelpScreen:

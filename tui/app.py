@@ -32,8 +32,9 @@ from tui.worker import ModelWorker
 
 PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane,
                  "exercises": ExercisesPane}
-TITLES = {"tokens": "1 Prompt", "sweep": "2 Sweep", "latents": "3 Latents", "training": "4 Training",
-          "exercises": "5 Exercises"}
+#: each tab names the key that opens it
+TITLES = {"tokens": "f2 Prompt", "sweep": "f3 Sweep", "latents": "f4 Latents", "training": "f5 Training",
+          "exercises": "f6 Exercises"}
 
 
 class ExplorerApp(App[int]):
@@ -43,11 +44,11 @@ class ExplorerApp(App[int]):
     TITLE = "sd-explorer"
     BINDINGS = [
         Binding("f1", "help", "Help"),
-        Binding("f2", "show_pane('tokens')", "Prompt"),
-        Binding("f3", "show_pane('sweep')", "Sweep"),
-        Binding("f4", "show_pane('latents')", "Latents"),
-        Binding("f5", "show_pane('training')", "Training"),
-        Binding("f6", "show_pane('exercises')", "Exercises"),
+        Binding("f2", "show_pane('tokens')", "Prompt", show=False),
+        Binding("f3", "show_pane('sweep')", "Sweep", show=False),
+        Binding("f4", "show_pane('latents')", "Latents", show=False),
+        Binding("f5", "show_pane('training')", "Training", show=False),
+        Binding("f6", "show_pane('exercises')", "Exercises", show=False),
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
     ]
 
@@ -144,7 +145,8 @@ class ExplorerApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from tui.commands import explorer_commands
 
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" panel would list the keys a second time beside "Help: keys" (f1)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield from explorer_commands(self)
 
     # -- the model ---------------------------------------------------------------------------
@@ -194,6 +196,8 @@ class ExplorerApp(App[int]):
         """The header: the model, and the refiner its sweeps hand off to."""
         refiner = self.refiner
         extra = f" → {refiner.name} at {self.settings.refiner_at:g}" if refiner is not None else ""
+        if self.settings.model == "tiny":  # say what it can draw before anyone types "a flower"
+            extra += " · greyscale clothing only"
         return self.model.describe() + extra
 
     # -- messages between panes --------------------------------------------------------------

@@ -8,10 +8,10 @@ from textual.app import SystemCommand
 
 #: (title, help, pane or None, action name on the pane or the app)
 COMMANDS: list[tuple[str, str, str | None, str]] = [
-    ("Go to: prompt tokens", "Pane 1: prompt, negative prompt and their tokens", "tokens", ""),
-    ("Go to: guidance sweep", "Pane 2: one seed at several guidance scales", "sweep", ""),
-    ("Go to: VAE latents", "Pane 3: encode an image, see its 4 latent channels, decode", "latents", ""),
-    ("Go to: Fashion-MNIST training", "Pane 4: train the class-conditional model", "training", ""),
+    ("Go to: prompt tokens", "f2: prompt, negative prompt and their tokens", "tokens", ""),
+    ("Go to: guidance sweep", "f3: one seed at several guidance scales", "sweep", ""),
+    ("Go to: VAE latents", "f4: encode an image, see its 4 latent channels, decode", "latents", ""),
+    ("Go to: Fashion-MNIST training", "f5: train the class-conditional model", "training", ""),
     ("Tokens: show the other prompt's tokens", "Switch the table between prompt and negative prompt",
      "tokens", "toggle_source"),
     ("Sweep: run", "Sample every scale in one batch (ctrl+r)", "sweep", "run"),
@@ -26,9 +26,11 @@ COMMANDS: list[tuple[str, str, str | None, str]] = [
     ("Training: stop", "Stop and write a resumable checkpoint (escape)", "training", "stop"),
     ("Training: sample per class", "A grid of samples per class from the current model (ctrl+g)",
      "training", "sample"),
+    ("Training: the shipped model's recipe", "Fill in the recipe of the shipped model, a GPU recipe (ctrl+t)",
+     "training", "recipe"),
     ("Training: load checkpoint", "Load the .safetensors at the path (ctrl+o)", "training", "load"),
     ("Training: save weights", "Save the current model's weights (ctrl+s)", "training", "save"),
-    ("Go to: exercises", "Pane 5: sweep a negative prompt, img2img strength, colour loss or SDXL size",
+    ("Go to: exercises", "f6: sweep a negative prompt, img2img strength, colour loss or SDXL size",
      "exercises", ""),
     ("Exercises: run", "Sample the chosen axis (ctrl+r)", "exercises", "run"),
     ("Exercises: cancel", "Stop the running exercise (escape)", "exercises", "cancel"),

@@ -12,13 +12,16 @@ or the one ``--config`` names::
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
     graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
-    data = "fashion_mnist"    # Fashion-MNIST source: a folder of IDX files or the dataset name
+    data = ""                 # Fashion-MNIST: a folder of IDX files or a .parquet file ("" = the Hub's fashion_mnist)
+    keep_checkpoints = 3      # the training pane keeps this many newest checkpoints per run (0 = all)
+
+The training pane writes ``data`` back here (``remember``) when a run starts from a new source.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +55,9 @@ class Settings:
     pane: str = "tokens"
     screenshot: str | None = None  #: headless: render ``pane``, save an SVG here, exit
     log_file: str | None = None
+    keep_checkpoints: int = 3  #: the training pane keeps the newest N checkpoints of a run (0 = all)
+    #: the settings file in use (``--config``, else the default one): where it came from, not a setting
+    config_file: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.prompt is None:
@@ -140,6 +146,7 @@ FILE_KEYS: dict[str, Callable[[Any], Any]] = {
     "steps": lambda v: _whole(1, MAX_STEPS, 30)(v),
     "prompt": _text('"a photo of an ankle boot"', optional=True),
     "pane": _text('"tokens"', choices=PANES),
+    "keep_checkpoints": _whole(0, 1_000_000, 3),  # 0 keeps all
 }
 
 
@@ -184,6 +191,30 @@ def _check(settings: Settings) -> Settings:
     return settings
 
 
+def remember(key: str, value: str, path: str | Path | None = None) -> Path:
+    """Write ``key = "value"`` into the settings file (replacing the key's line), atomically.
+
+    Other lines, comments included, stay as they are; the file and its folder are created if needed.
+    """
+    import json
+
+    if key not in FILE_KEYS:
+        raise UserError(f"unknown setting {key!r}")
+    path = Path(path) if path else default_config_file()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    line = f"{key} = {json.dumps(str(value), ensure_ascii=False)}"  # a JSON string is a TOML basic string
+    at = [i for i, text in enumerate(lines) if text.split("=", 1)[0].strip() == key and "=" in text]
+    if at:
+        lines[at[0]] = line
+    else:
+        lines.append(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def load_settings(args: Any = None) -> Settings:
     """Merge defaults, the config file and the parsed flags (``None`` flags do not override)."""
     cfg_path = getattr(args, "config", None)
@@ -197,6 +228,7 @@ def load_settings(args: Any = None) -> Settings:
         value = getattr(args, flag, None) if args is not None else None
         if value is not None:
             overrides[key] = str(value) if key in ("output_dir", "screenshot") else value
+    overrides["config_file"] = str(Path(cfg_path).expanduser()) if cfg_path else str(default_config_file())
     names = {f.name for f in fields(Settings)}
     if "prompt" not in data and "prompt" not in overrides:
         overrides["prompt"] = None  # pick the default prompt for the final model

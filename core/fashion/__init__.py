@@ -67,6 +67,13 @@ Classifier — ``core.fashion.classifier``
         [-1,1], uint8 also accepted, 28x28 or 32x32 (padding cropped), shape [B,1,H,W] or [B,H,W]);
     ``class_fidelity(labels_wanted, labels_got) -> FidelityReport`` (per class and overall share).
 
+Monitor — ``core.fashion.monitor``
+    ``score_model(model, per_class=4, steps=50, seed=0, cancel=None) -> Scored`` (``.images`` class-major
+        ``[10*n,1,32,32]`` in [0,1], ``.per_class``, ``.report`` FidelityReport): samples every class and
+        scores them with the shipped classifier; ``epoch_model(trainer)`` is the model to score after an
+        epoch (the EMA when the run keeps one). The training pane and ``fashion train`` plot/print it.
+    ``core.fashion.checkpoint.prune(paths, keep)`` deletes all but a run's newest ``keep`` checkpoints.
+
 CLI — ``core.fashion.cli.add_parser(subparsers)`` registers ``fashion train`` and ``fashion sample``.
 
 Also: ``core.fashion.grid`` (``to_pil``, ``class_grid``; PNGs are saved by ``core.outputs.save_png``), ``core.fashion.chapter`` (the

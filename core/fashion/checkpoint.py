@@ -163,3 +163,17 @@ def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
             for key, value in state.items():
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def prune(paths: list[str], keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` of a run's checkpoints (``paths``, oldest first; 0 keeps all).
+
+    ``paths`` is trimmed in place to those kept; returns the paths removed.
+    """
+    if keep <= 0 or len(paths) <= keep:
+        return []
+    old, paths[:] = paths[:-keep], paths[-keep:]
+    for path in old:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return old

@@ -36,7 +36,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float, default=None, help="default 3e-4")
     tr.add_argument("--resume", default=None, metavar="CKPT", help="continue a run from ckpt-*.safetensors")
     tr.add_argument("--config", default=None, help="JSON file with TrainConfig fields")
-    tr.add_argument("--tiny", action="store_true", help="a small model (quick CPU runs)")
+    tr.add_argument("--tiny", action="store_true", help="the small UNet (the default on a CPU: minutes, not hours)")
+    tr.add_argument("--chapter", action="store_true", help="the chapter's 15.9M UNet (the default on CUDA)")
+    tr.add_argument("--keep", type=int, default=3, metavar="N", help="keep the newest N checkpoints (0 = all; default 3)")
+    tr.add_argument("--no-fidelity", dest="fidelity", action="store_false",
+                    help="skip scoring samples with the classifier after each epoch")
     tr.add_argument("--ema", dest="ema_decay", type=float, default=None, metavar="DECAY",
                     help="also keep a moving average of the weights (e.g. 0.999); samples come from it")
     tr.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -46,7 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sa = sub.add_parser("sample", help="generate images of one or more classes")
     sa.add_argument("--class", dest="classes", default="7", help="class id(s) 0-9, e.g. 7 or 0,7,9")
     sa.add_argument("-n", type=int, default=8, help="samples per class")
-    sa.add_argument("--steps", type=int, default=1000, help="1000 = DDPM (the chapter); fewer = DDIM")
+    sa.add_argument("--steps", type=int, default=None,
+                    help="1000 = DDPM (the chapter); fewer = DDIM (default: 1000 on CUDA, 50 on a CPU)")
     sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
     sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
     sa.add_argument("--checkpoint", default=None, help="weights or ckpt-*.safetensors (default: shipped)")
@@ -90,11 +95,24 @@ def build_config(args: argparse.Namespace):
         cfg = config_from_dict(raw, f"--config {args.config}")
     else:
         cfg = TrainConfig()
+    if args.tiny and args.chapter:
+        raise UserError("--tiny and --chapter pick different models; pass one")
     if args.tiny:
         cfg.model = ModelConfig.tiny()
+    elif args.chapter:
+        cfg.model = ModelConfig()
+    elif not args.resume and not args.config:
+        from core.fashion.model import default_device
+
+        if default_device(getattr(args, "device", None)).type != "cuda":
+            cfg.model = ModelConfig.tiny()
+            print("fashion train: on a CPU the small UNet is the default (minutes; the chapter's 15.9M UNet "
+                  "takes hours here): --chapter trains it anyway")
     for key in ("epochs", "batch_size", "lr", "data", "ema_decay"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
+    if getattr(args, "keep", 0) < 0:
+        raise UserError(f"--keep takes 0 (keep all) or more, not {args.keep}")
     if getattr(args, "seed", None) is not None and not args.resume:
         cfg.seed = args.seed
     out = getattr(args, "out", None)
@@ -159,8 +177,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.n = s.step
         bar.set_postfix(loss=f"{s.loss:.4f}", epoch=f"{s.epoch + 1}/{s.epochs}", ips=f"{s.images_per_s:.0f}")
 
+    written: list[str] = []
+
     def on_epoch(e) -> None:
-        bar.write(f"epoch {e.epoch + 1}/{e.epochs}: mean loss {e.mean_loss:.4f}"
+        from core.fashion.checkpoint import prune
+        from core.fashion.monitor import epoch_model, score_model
+
+        if e.checkpoint:
+            written.append(e.checkpoint)
+            prune(written, args.keep)
+        score = ""
+        if args.fidelity:  # the classes appearing, not only the loss falling
+            report = score_model(epoch_model(trainer)).report
+            score = f", class fidelity {report.overall:.0%}"
+        bar.write(f"epoch {e.epoch + 1}/{e.epochs}: mean loss {e.mean_loss:.4f}{score}"
                   + (f", checkpoint {e.checkpoint}" if e.checkpoint else ""))
 
     trainer.on_step, trainer.on_epoch = on_step, on_epoch
@@ -213,7 +243,8 @@ def _check_sample_args(args: argparse.Namespace) -> list[int]:
     """Everything ``fashion sample`` takes, checked before the model loads or a bar starts."""
     classes = _parse_classes(args.classes)
     check_whole(args.n, "-n (samples per class)", 1, MAX_PER_CLASS, 8)
-    check_whole(args.steps, "--steps", 1, 1000, 50)
+    if args.steps is not None:  # None: the device picks (1000 DDPM steps on CUDA, 50 DDIM on a CPU)
+        check_whole(args.steps, "--steps", 1, 1000, 50)
     check_seed(getattr(args, "seed", 0) or 0, "--seed")
     if args.grey is not None and not (math.isfinite(args.grey) and 0 <= args.grey <= 1):
         raise UserError(f"--grey must be a grey level from 0 to 1, not {args.grey}: e.g. 0.9")
@@ -240,6 +271,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = check_writable(args.out)
     device = getattr(args, "device", None)
     model = load_weights(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
+    if args.steps is None:
+        args.steps = 1000 if model.device.type == "cuda" else 50
+        if args.steps < 1000:
+            print("fashion sample: on a CPU the default is 50 DDIM steps (seconds); --steps 1000 runs the "
+                  "chapter's DDPM (minutes)")
     if args.steps > model.config.num_train_timesteps:
         raise UserError(f"--steps must be at most {model.config.num_train_timesteps} for this model, not {args.steps}")
     sampler = "DDPM" if args.steps >= model.config.num_train_timesteps else "DDIM"

@@ -192,17 +192,51 @@ def load_parquet(path: str | Path) -> FashionData:
     return _from_rows(table.column("image").to_pylist(), table.column("label").to_pylist(), str(path))
 
 
+#: what every "no data" error ends with: how to point at local files
+DATA_HOWTO = ("point --data (the training pane's data field) at a folder holding train-images-idx3-ubyte[.gz] and "
+              "train-labels-idx1-ubyte[.gz], or at a .parquet file with image and label columns "
+              f"(or set {ENV_VAR})")
+
+
+def hub_cached() -> bool:
+    """Whether the ``datasets`` cache seems to hold fashion_mnist (checked without importing ``datasets``)."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+    roots = [Path(os.environ["HF_DATASETS_CACHE"]).expanduser()] if os.environ.get("HF_DATASETS_CACHE") else []
+    roots += [home / "datasets", Path(os.environ.get("HF_HUB_CACHE") or home / "hub").expanduser()]
+    names = ("fashion_mnist", "zalando-datasets___fashion_mnist", "datasets--fashion_mnist",
+             "datasets--zalando-datasets--fashion_mnist")
+    return any((root / name).is_dir() for root in roots for name in names)
+
+
 def load_hub(split: str = "train") -> FashionData:
-    """``datasets.load_dataset("fashion_mnist")``, the chapter's way (uses the cache when offline)."""
+    """``datasets.load_dataset("fashion_mnist")``, the chapter's way, failing in seconds without it.
+
+    Offline (``HF_HUB_OFFLINE``) with nothing cached fails at once; a Hub that cannot be reached
+    (3 s probe) means the cache or nothing, instead of the library's minutes of retries.
+    """
+    from core.hub import OFFLINE_HOWTO, offline, reachable
+
+    cached = hub_cached()
+    if offline() and not cached:
+        raise UserError(f"fashion_mnist is not in the Hugging Face cache and HF_HUB_OFFLINE is set: {DATA_HOWTO}")
+    local_only = offline() or not reachable()
+    if local_only and not cached:
+        raise UserError(f"Cannot download fashion_mnist: the Hugging Face hub cannot be reached (no network) "
+                        f"and it is not cached; {DATA_HOWTO}")
     try:
+        import datasets
         from datasets import load_dataset
 
-        ds = load_dataset("fashion_mnist", split=split)
+        was = datasets.config.HF_HUB_OFFLINE
+        datasets.config.HF_HUB_OFFLINE = was or local_only  # unreachable: the cache only, no retries
+        try:
+            ds = load_dataset("fashion_mnist", split=split)
+        finally:
+            datasets.config.HF_HUB_OFFLINE = was
     except Exception as exc:
-        raise UserError(
-            f"Cannot load fashion_mnist from the Hugging Face hub or cache ({type(exc).__name__}); "
-            "pass --data with a folder of IDX files or a parquet file"
-        ) from None
+        why = "offline, from the cache" if local_only else "from the Hugging Face hub or cache"
+        raise UserError(f"Cannot load fashion_mnist {why} ({type(exc).__name__}); {DATA_HOWTO}; "
+                        f"{OFFLINE_HOWTO}") from None
     return _from_rows(list(ds["image"]), list(ds["label"]), "hf:fashion_mnist")
 
 
@@ -223,8 +257,8 @@ def load_fashion_mnist(source: str | Path | None = None, split: str = "train") -
     if path.is_file() and path.suffix == ".parquet":
         return load_parquet(path)
     if path.is_file():
-        raise UserError(f"{path} is not a folder of IDX files or a .parquet file; pass one of those")
-    raise UserError(f"{path} does not exist; pass --data with a folder of Fashion-MNIST IDX files")
+        raise UserError(f"{path} is not a folder of IDX files or a .parquet file; {DATA_HOWTO}")
+    raise UserError(f"{path} does not exist; {DATA_HOWTO}")
 
 
 def preprocess(

@@ -11,6 +11,7 @@ from typing import Any
 
 from textual import on
 from textual.containers import Vertical
+from textual.events import Mount
 
 from core.jobs import Job, JobEvent
 from tui.messages import JobUpdate, PaneReady
@@ -26,6 +27,15 @@ class JobPane(Vertical):
 
     pane_name = ""
     says_when_queued = False  #: True: the pane's own status line tells the user its job waits
+    #: "#field-id" -> the label shown in that Input's (or Select's) top border, so no field is a bare number
+    FIELD_LABELS: dict[str, str] = {}
+
+    @on(Mount)
+    def _label_fields(self) -> None:
+        for selector, text in self.FIELD_LABELS.items():
+            for widget in self.query(selector):
+                target = widget.query_one("SelectCurrent") if widget.query("SelectCurrent") else widget
+                target.border_title = text
 
     @property
     def worker(self):

@@ -34,6 +34,9 @@ AXES: list[tuple[str, str, str]] = [
 EXAMPLES = {axis: example for _, axis, example in AXES}
 NUMERIC = ("strength", "color_scale", "scale")
 DEFAULT_COLOR = "#3060ff"
+#: on the shipped tiny model (greyscale clothing only): a negative that removes the prompt's garment, a grey target
+TINY_EXAMPLES = {"negative": "|ankle boot|boot"}
+TINY_COLOR = "#c0c0c0"
 
 
 def parse_values(axis: str, text: str) -> list:
@@ -82,6 +85,9 @@ class ExercisesPane(GridPane):
     ExercisesPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """
 
+    FIELD_LABELS = {"#axis": "exercise", "#values": "values across the grid", "#init": "init image",
+                    "#color": "colour", "#guidance": "CFG", "#steps": "steps", "#seed": "seed"}
+
     def __init__(self, *, seed: int = 0, steps: int = 30, **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps = seed, steps
@@ -95,7 +101,7 @@ class ExercisesPane(GridPane):
             yield Input(EXAMPLES[AXES[0][1]], id="values",
                         tooltip="Values: '|' between negative prompts, commas between numbers or AxB pairs")
         with Horizontal(classes="form"):
-            yield Input("", id="init", placeholder="init image (latents pane's)",
+            yield Input("", id="init", placeholder="none",
                         tooltip="Image-to-image from this file (strength sweeps; every axis when filled)")
             yield Input(DEFAULT_COLOR, id="color", tooltip="Colour-loss target: #rrggbb or r,g,b")
             yield Input("7.5", id="guidance", tooltip="Guidance scale (fixed unless it is the axis)")
@@ -107,14 +113,27 @@ class ExercisesPane(GridPane):
 
     def on_mount(self) -> None:
         self.layout_cells(["waiting"] * 3)
+        self.examples = dict(EXAMPLES)
+        if self.app.settings.model == "tiny":  # type: ignore[attr-defined]
+            self.examples.update(TINY_EXAMPLES)
+            self.query_one("#values", Input).value = self.examples[str(self.query_one("#axis", Select).value)]
+            self.query_one("#color", Input).value = TINY_COLOR
+
+    def on_show(self) -> None:
+        """Say which prompt the exercise runs (it comes from the prompt pane)."""
+        if self.result is None and not self.worker.busy(self.job_kind):
+            prompt, negative = self._prompts()
+            extra = f", negative {negative!r}" if negative else ""
+            self.status(f"prompt {prompt!r}{extra} (f2 edits it) · ctrl+r runs")
 
     @on(Select.Changed, "#axis")
     def _axis_changed(self, event: Select.Changed) -> None:
         """A new axis brings its example values, unless the field holds values the user typed."""
         event.stop()
         values = self.query_one("#values", Input)
-        if values.value.strip() in {*EXAMPLES.values(), ""}:
-            values.value = EXAMPLES[str(event.value)]
+        examples = getattr(self, "examples", EXAMPLES)
+        if values.value.strip() in {*EXAMPLES.values(), *examples.values(), ""}:
+            values.value = examples[str(event.value)]
 
     def _init_image(self, axis: str):
         """The init image: the typed file, else (for strength) the latents pane's last input."""
@@ -203,5 +222,5 @@ class ExercisesPane(GridPane):
         self.show_result(ev, f"done: {self.axis} · ")
 
     def grid_file(self, result) -> tuple[str, str]:
-        params = result.parameters(0) + f"\nGrid ({self.axis}): " + " | ".join(result.captions)
+        params = result.grid_parameters(self.axis)
         return f"{self.axis}-{result.settings.prompt}", params

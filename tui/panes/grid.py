@@ -84,7 +84,11 @@ class GridPane(JobPane):
         for cell, image in zip(self.cells[first:], preview):
             cell.image = image
         self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
-        self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+        counted = f"step {index + 1}/{total}"
+        asked = self.query("#steps").first().value.strip() if self.query("#steps") else ""
+        if asked.isdigit() and total > int(asked):  # PNDM runs one PRK warm-up step more than asked
+            counted += f" ({asked} steps + {total - int(asked)} PNDM warm-up)"
+        self.status(f"{where}{counted} · t={timestep:.0f} · x0 preview")
 
     def show_result(self, ev: JobEvent, headline: str) -> None:
         """The finished images and captions, the status line, and the selection for the latents pane."""

@@ -14,40 +14,34 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.suggester import Suggester
 from textual.widgets import Input, Label
 
 from core.jobs import JobEvent
 from tui.messages import ImageEncoded
 from tui.panes.base import JobPane
 from tui.widgets.image_view import ImageView
+from tui.widgets.path_suggester import PathSuggester
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-class PathSuggester(Suggester):
-    """Completes the path typed so far to the first matching folder or image file."""
+def notes(image, report, model_name: str) -> list[str]:
+    """What the numbers alone would hide: a centre crop, and colour lost by a greyscale VAE."""
+    import numpy as np
 
-    def __init__(self) -> None:
-        super().__init__(use_cache=False, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        path = Path(value).expanduser()
-        folder, stem = (path, "") if value.endswith("/") else (path.parent, path.name)
-        try:
-            entries = sorted(folder.iterdir())
-        except OSError:
-            return None
-        for entry in entries:
-            if not entry.name.startswith(stem) or entry.name == stem or entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                return value[: len(value) - len(stem)] + entry.name + "/"
-            if entry.suffix.lower() in IMAGE_SUFFIXES:
-                return value[: len(value) - len(stem)] + entry.name
-        return None
+    out = []
+    w, h = image.size
+    fw, fh = report.image.size
+    if abs(w / h - fw / fh) > 0.01:
+        out.append(f"{w}x{h} centre-cropped to {fw}x{fh}")
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colourful = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()) > 8
+    back = np.asarray(report.reconstruction.convert("RGB"), dtype=np.float32)
+    grey_back = float(np.abs(back - back.mean(axis=2, keepdims=True)).mean()) < 2
+    if colourful and grey_back:
+        out.append(f"{model_name}'s VAE is greyscale: colour is lost" if model_name == "tiny"
+                   else "the round trip lost the colour")
+    return out
 
 
 class LatentsPane(JobPane):
@@ -82,7 +76,7 @@ class LatentsPane(JobPane):
 
     def compose(self) -> ComposeResult:
         yield Input(self._init_path, placeholder="Image file (enter to encode; ctrl+g uses the sweep's image)",
-                    id="path", suggester=PathSuggester())
+                    id="path", suggester=PathSuggester(IMAGE_SUFFIXES))
         yield Label("Encode an image: type a path, or ctrl+g for the image selected in the sweep.", id="source")
         yield Label("", id="sizes")
         with Horizontal(id="row"):
@@ -141,7 +135,9 @@ class LatentsPane(JobPane):
             model = require_model(job)
             image = get_image(job)
             job.check()
-            return round_trip(model, image, seed=seed)
+            report = round_trip(model, image, seed=seed)
+            report.notes = notes(image, report, model.name)
+            return report
 
         self.submit("latents", run)
 
@@ -156,12 +152,18 @@ class LatentsPane(JobPane):
             view.image, view.caption = img, f"c{c} {lo:.2f}..{hi:.2f}"
         recon = self.query_one("#recon", ImageView)
         recon.image, recon.caption = report.reconstruction, f"round trip {report.psnr:.1f} dB"
+        extra = "".join(f" · {note}" for note in getattr(report, "notes", []))
         self.query_one("#source", Label).update(
-            f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB")
+            f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB{extra}")
         self.query_one("#sizes", Label).update(report.sizes_text())
         self.work_done()
 
     def job_failed(self, ev: JobEvent) -> None:
+        self.report = None
+        for view in self.query(ImageView):  # no earlier image left on screen as if it were this one's
+            view.image = None
+            view.caption = "—"
+        self.query_one("#sizes", Label).update("")
         self.query_one("#source", Label).update(f"{self.source}: failed · fix and press enter")
         super().job_failed(ev)
 

@@ -58,6 +58,9 @@ class SweepPane(GridPane):
     SweepPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """
 
+    FIELD_LABELS = {"#scales": "guidance scales", "#seed": "seed", "#steps": "steps", "#scheduler": "scheduler",
+                    "#size": "size"}
+
     def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
@@ -68,9 +71,9 @@ class SweepPane(GridPane):
             yield Input(DEFAULT_SCALES, id="scales", tooltip="Guidance scales, comma-separated")
             yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed")
             yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps")
-            yield Select([(name, name) for name in SCHEDULERS], prompt="scheduler",
+            yield Select([(name, name) for name in SCHEDULERS], prompt="model's default",
                          id="scheduler", allow_blank=True)
-            yield Input(self._init_size, id="size", placeholder="WxH (model's)", tooltip="Size: WIDTHxHEIGHT")
+            yield Input(self._init_size, id="size", placeholder="auto", tooltip="Size: WIDTHxHEIGHT")
         yield Label("ctrl+r runs the sweep", id="status")
         yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
         yield Grid(id="grid")
@@ -146,6 +149,4 @@ class SweepPane(GridPane):
         self.show_result(ev, "done: ")
 
     def grid_file(self, result) -> tuple[str, str]:
-        scales = ", ".join(f"{s:g}" for s in result.scales)
-        params = result.parameters(0).replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}")
-        return f"sweep-{result.settings.prompt}", params
+        return f"sweep-{result.settings.prompt}", result.grid_parameters("scale")

@@ -1,7 +1,8 @@
 """Pictures and numbers for the training pane, computed on the worker (no Textual here).
 
-``sample_grid`` lays out per-class samples (classes across, samples down); ``noising_strip`` is
-the chapter's figure: one training image noised at 8 timesteps from 0 to 999.
+``sample_grid`` lays out scored per-class samples (classes across, samples down; ``class_legend``
+names the columns); ``noising_strip`` is the chapter's figure: one training image noised at 8
+timesteps from 0 to 999.
 """
 
 from __future__ import annotations
@@ -24,6 +25,30 @@ def ema(values: list[float], alpha: float = 0.1) -> list[float]:
     return out
 
 
+def int_ticks(last: int, n: int = 4) -> list[int]:
+    """Up to ``n + 1`` whole-number ticks from 0 to ``last`` (steps are counted in whole steps)."""
+    if last <= 0:
+        return [0]
+    return sorted({round(i * last / n) for i in range(n + 1)})
+
+
+def draw_curves(plt, steps: list[int], losses: list[float], fidelity: list[tuple[int, float]]) -> None:
+    """The loss (raw and smoothed, left axis) and class fidelity after each epoch (%, right axis)."""
+    plt.clear_data()
+    plt.title("loss and class fidelity")
+    plt.xlabel("step")
+    if losses:
+        plt.plot(steps, losses, marker="braille", label="loss")
+        plt.plot(steps, ema(losses), marker="braille", label="smoothed")
+    if fidelity:
+        plt.plot([s for s, _ in fidelity], [100 * f for _, f in fidelity], marker="braille", yside="right",
+                 label="fidelity %")
+        plt.ylim(0, 100, yside="right")
+    last = max([*steps, *(s for s, _ in fidelity), 0])
+    ticks = int_ticks(last)
+    plt.xticks(ticks, [str(t) for t in ticks])
+
+
 def fmt_eta(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
@@ -44,17 +69,25 @@ def tile(images: np.ndarray, cols: int, pad: int = 1) -> Image.Image:
     return Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8), mode="L")
 
 
-def sample_grid(fm, model, per_class: int, steps: int, cancel: threading.Event | None, seed: int = 0,
-                grey: tuple[float, float] | None = None) -> Image.Image:
-    """``per_class`` samples of each of the 10 classes: columns are classes, rows are samples.
-
-    ``grey``: (target level, scale) for loss guidance towards a grey level (the chapter's exercise 9)."""
-    target, scale = grey if grey else (None, 0.0)
-    x = fm.generate_from_class(model, list(range(10)), n=per_class, steps=steps, seed=seed, cancel=cancel,
-                               color_target=target, color_scale=scale)
-    arr = x.float().cpu().numpy()[:, 0]  # [10*n, 32, 32], class-major
-    arr = arr.reshape(10, per_class, *arr.shape[1:]).transpose(1, 0, 2, 3).reshape(-1, *arr.shape[1:])
+def sample_grid(scored, rows: int | None = None) -> Image.Image:
+    """A ``core.fashion.monitor.Scored``'s samples as a grid: columns are classes, ``rows`` samples down."""
+    n = scored.per_class
+    arr = scored.images.numpy()[:, 0]  # [10*n, 32, 32], class-major
+    arr = arr.reshape(10, n, *arr.shape[1:]).transpose(1, 0, 2, 3)[: rows or n].reshape(-1, *arr.shape[1:])
     return tile(arr, cols=10)
+
+
+def class_legend() -> str:
+    """The grid's columns, left to right: ``T-shirt Trouser … Boot`` (short names of the ten classes)."""
+    from core.fashion.data import CLASS_NAMES
+
+    return " ".join(name.split("/")[0].replace("Ankle boot", "Boot") for name in CLASS_NAMES)
+
+
+def fmt_fidelity(report) -> str:
+    """``fidelity 35% (14/40)``: the share of samples the classifier assigns to the class asked for."""
+    total = sum(report.counts)
+    return f"fidelity {report.overall:.0%} ({round(report.overall * total)}/{total})"
 
 
 def parse_grey(text: str) -> tuple[float, float] | None:
@@ -70,11 +103,11 @@ def parse_grey(text: str) -> tuple[float, float] | None:
     return level, scale
 
 
-def noising_strip(fm, data_source: str | None, n: int = 8) -> Image.Image | None:
-    """The first training image noised at ``linspace(0, 999, n)``; None when no data is reachable."""
+def noising_strip(fm, data_source: str | None, n: int = 8) -> tuple[Image.Image | None, str]:
+    """The first training image noised at ``linspace(0, 999, n)``, or (None, why there is no data)."""
     try:
         data = fm.load_fashion_mnist(data_source)
-    except UserError:  # no data here (offline, no folder): the pane simply leaves the row empty
-        return None
+    except UserError as exc:  # no data here (offline, no folder): the pane says how to point at some
+        return None, str(exc)
     images, _ = fm.noising_row(data.images[0], n=n)
-    return tile(images.float().cpu().numpy()[:, 0], cols=n)
+    return tile(images.float().cpu().numpy()[:, 0], cols=n), data.source

@@ -2,31 +2,44 @@
 
 Start / pause / resume / stop a run of ``core.fashion.Trainer`` on the model worker; a live loss
 curve (raw and smoothed), step and epoch progress, images/s, ETA and device; after each epoch (and
-on a key) a grid of samples per class; the chapter's row of one image noised at 8 timesteps. With
-no run yet it shows the shipped model (``load_shipped``). Checkpoints load and save as safetensors.
+on a key) a grid of samples per class, scored by the shipped classifier: class fidelity is plotted
+beside the loss (``core.fashion.monitor``); the chapter's row of one image noised at 8 timesteps.
+With no run yet it shows the shipped model (``load_shipped``); ctrl+r cancels that preview and
+trains at once. The data field (a folder of IDX files or a .parquet file, completed as you type) is
+remembered in the settings file. On a CPU the small UNet is the default (the chapter's takes hours
+there); ctrl+t fills in the recipe of the shipped model (a GPU recipe). Checkpoints load and save as
+safetensors; a run keeps its newest ``keep_checkpoints``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
+from pathlib import Path
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, ProgressBar, Select
 from textual_plotext import PlotextPlot
 
-from core.errors import Cancelled, UserError
+from core.errors import UserError
+from core.fields import parse_int
 from core.jobs import JobEvent
 from tui.messages import Milestone
 from tui.panes.base import JobPane
-from core.fields import parse_int
-from tui.panes.train_views import ema, fmt_eta, noising_strip, parse_grey, sample_grid
+from tui.panes.train_views import (class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip,
+                                   parse_grey, sample_grid)
+from tui.panes.train_job import train_job
 from tui.widgets.image_view import ImageView
+from tui.widgets.path_suggester import PathSuggester
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
-SAMPLES_PER_CLASS = 2
+SAMPLES_PER_CLASS = 2  #: rows of the grid shown
+ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
+#: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
+RECIPE = {"epochs": 400, "batch": 256, "arch": "chapter", "ema": 0.999}
+PREVIEWS = ("fashion-show", "fashion-noise")  #: jobs that training cancels to start at once
 
 
 class TrainingPane(JobPane):
@@ -34,61 +47,83 @@ class TrainingPane(JobPane):
 
     | Key | Action |
     | :- | :- |
-    | ctrl+r | Start training (resume when paused) |
+    | ctrl+r | Start training (resume when paused); cancels a preview still sampling |
     | ctrl+b | Pause / resume |
     | escape | Stop (writes a resumable checkpoint) |
-    | ctrl+g | Sample a grid per class now |
+    | ctrl+g | Sample a grid per class now (from the model the caption names) |
+    | ctrl+t | Fill in the shipped model's recipe (GPU: 400 epochs, batch 256, EMA 0.999) |
     | ctrl+o | Load the checkpoint at the path |
     | ctrl+s | Save the current model's weights |
     """
 
     pane_name = "training"
+    says_when_queued = True
     BINDINGS = [
         Binding("ctrl+r", "start", "Train"),
         Binding("ctrl+b", "pause", "Pause/resume"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+g", "sample", "Samples"),
-        Binding("ctrl+o", "load", "Load ckpt"),
-        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+t", "recipe", "Recipe"),
+        Binding("ctrl+o", "load", "Load ckpt", show=False),
+        Binding("ctrl+s", "save", "Save", show=False),
     ]
     DEFAULT_CSS = """
-    TrainingPane #tform { height: auto; }
-    TrainingPane #tform Input { width: 1fr; }
-    TrainingPane #tform #ckpt { width: 3fr; }
-    TrainingPane #tform Select { width: 2fr; }
+    TrainingPane .form { height: 1; }
+    TrainingPane .form Input, TrainingPane .form Select { width: 1fr; }
+    TrainingPane .field-label { width: auto; padding: 0 1; color: $text-muted; }
+    TrainingPane #data, TrainingPane #ckpt { width: 1fr; }
+    TrainingPane #epochs, TrainingPane #batch { width: 7; }
+    TrainingPane #arch { width: 1fr; min-width: 20; }
+    TrainingPane #grey { width: 9; }
+    TrainingPane #why { height: 1; color: $text-muted; padding: 0 1; }
     TrainingPane #middle { height: 1fr; min-height: 6; }
     TrainingPane PlotextPlot { width: 1fr; }
-    TrainingPane #stats { width: 36; }
+    TrainingPane #stats { width: 34; }
     TrainingPane #stats Label { width: 100%; }
     TrainingPane #stats ProgressBar { width: 100%; }
-    TrainingPane #images { height: 1fr; min-height: 5; }
-    TrainingPane #samples { width: 1fr; }
-    TrainingPane #noising { width: 1fr; }
+    TrainingPane #images { height: 1fr; min-height: 6; }
+    TrainingPane #legend { height: 1; color: $text-muted; width: 100%; padding: 0 1; }
+    TrainingPane #samples { width: 3fr; }
+    TrainingPane #noising { width: 2fr; }
     """
 
     def __init__(self, data: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.data_source = data
+        self.data_source = data or ""
         self.pause_event = threading.Event()
         self.losses: list[float] = []
         self.steps: list[int] = []
+        self.fidelity: list[tuple[int, float]] = []  #: (step, share) after each epoch of the current run
         self.stats = None  #: the last StepStats
         self.job = None
         self.model_source = ""
         self.last_saved = None
-        self.stopped_checkpoint: str | None = None  #: the checkpoint a stopped run left (the worker reports it)
+        self.ema_decay = 0.0  #: the recipe's weight EMA (ctrl+t sets 0.999)
+        self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
         self.sample_steps = SAMPLE_STEPS
         self._shown_once = False
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="tform"):
-            yield Input("25", id="epochs", type="integer", tooltip="Epochs")
-            yield Input("256", id="batch", type="integer", tooltip="Batch size")
-            yield Select([("chapter UNet (15.9M)", "chapter"), ("tiny UNet (CPU)", "tiny")],
-                         value="chapter", allow_blank=False, id="arch")
-            yield Input("", id="ckpt", placeholder="checkpoint .safetensors (ctrl+o loads)")
-            yield Input("", id="grey", placeholder="grey guidance 1,30",
+        def label(text: str, for_id: str) -> Label:
+            return Label(text, classes="field-label", id=f"{for_id}-label")
+
+        with Horizontal(classes="form"):
+            yield label("data", "data")
+            yield Input(self.data_source, id="data", compact=True, suggester=PathSuggester({".parquet"}),
+                        placeholder="IDX folder or .parquet (empty: Hub fashion_mnist)")
+            yield label("checkpoint", "ckpt")
+            yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o loads)")
+        with Horizontal(classes="form"):
+            yield label("epochs", "epochs")
+            yield Input("25", id="epochs", type="integer", compact=True)
+            yield label("batch", "batch")
+            yield Input("256", id="batch", type="integer", compact=True)
+            yield label("model", "arch")
+            yield Select(ARCHS, value="tiny", allow_blank=False, id="arch", compact=True)
+            yield label("grey L,S", "grey")
+            yield Input("", id="grey", placeholder="off", compact=True,
                         tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off")
+        yield Label("", id="why")
         with Horizontal(id="middle"):
             yield PlotextPlot(id="loss")
             with Vertical(id="stats"):
@@ -98,12 +133,43 @@ class TrainingPane(JobPane):
                 yield Label("epoch", id="epoch-label")
                 yield ProgressBar(total=100, show_eta=False, id="epoch-bar")
                 yield Label("", id="rate")
+        yield Label(f"columns: {class_legend()}", id="legend")
         with Horizontal(id="images"):
             yield ImageView(caption="samples per class", placeholder="ctrl+g samples", id="samples")
             yield ImageView(caption="noised at 8 timesteps", id="noising")
 
     def on_mount(self) -> None:
+        self._pick_default_arch()
         self._draw_loss()
+
+    def _pick_default_arch(self) -> None:
+        """The chapter's UNet on a GPU; on a CPU the small one, saying why (the chapter's is one field away)."""
+        from core.devices import pick_device
+
+        try:
+            device = pick_device(self.app.settings.device)
+        except UserError:
+            return
+        self.device_type = device.type
+        if device.type == "cuda":
+            self.query_one("#arch", Select).value = "chapter"
+        else:
+            self._say_why()
+
+    def _say_why(self) -> None:
+        arch = self.query_one("#arch", Select).value
+        gpu = getattr(self, "device_type", "cpu") == "cuda"
+        if gpu:
+            text = "" if arch == "chapter" else "small UNet: a quick run; the chapter's is the other model"
+        elif arch == "tiny":
+            text = "CPU: the small UNet by default; the chapter's 15.9M UNet takes hours here"
+        else:
+            text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
+        self.query_one("#why", Label).update(text)
+
+    @on(Select.Changed, "#arch")
+    def _arch_changed(self) -> None:
+        self._say_why()
 
     def on_show(self) -> None:
         """First time the pane is shown with no run and no model: show the shipped model."""
@@ -114,15 +180,24 @@ class TrainingPane(JobPane):
             self.show_noising()
             self.show_shipped()
 
+    def _data(self) -> str:
+        return self.query_one("#data", Input).value.strip()
+
+    @on(Input.Submitted, "#data")
+    def _data_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.show_noising()
+
     def show_noising(self) -> None:
         """The chapter's figure: the first training image at 8 timesteps (needs data, no model)."""
-        source = self.data_source
+        source = self._data() or None
 
         def run(job):
             import core.fashion as fm
 
             return noising_strip(fm, source)
 
+        self.query_one("#noising", ImageView).caption = "noised at 8 timesteps · loading data…"
         self.submit("fashion-noise", run)
 
     # -- showing a model ---------------------------------------------------------------------
@@ -132,32 +207,34 @@ class TrainingPane(JobPane):
         except UserError as exc:
             self.notify(str(exc), title="Samples", severity="error")
             return
+        if not self.worker.busy("train"):
+            self._state(f"sampling: {label}…")
         self.submit("fashion-show", job)
 
     def _show_model_job(self, loader, label: str):
-        """A job: get a model (``loader(job)``), sample per class and noise one image."""
+        """A job: get a model (``loader(job)``), sample per class and score the samples."""
         steps = self.sample_steps
         grey = parse_grey(self.query_one("#grey", Input).value)
         if grey:
             label += f" · grey guidance {grey[0]:g} x{grey[1]:g}"
 
         def run(job):
-            import core.fashion as fm
+            from core.fashion.monitor import score_model
 
             model = loader(job)
             job.resources["fashion"] = model
-            grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel, grey=grey)
-            return {"label": label, "grid": grid}
+            target, scale = grey if grey else (None, 0.0)
+            scored = score_model(model, SAMPLES_PER_CLASS, steps, cancel=job.cancel, color_target=target,
+                                 color_scale=scale)
+            return {"label": label, "grid": sample_grid(scored), "report": scored.report}
 
         return run
 
     def show_shipped(self) -> None:
-        device = self.app.settings.device
-
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_shipped(device=device)
+            return fm.load_shipped(device=self.app.settings.device)
 
         self.model_source = "shipped model"
         self._submit_show(loader, "shipped model")
@@ -167,25 +244,22 @@ class TrainingPane(JobPane):
         if not path:
             self.notify("Type a checkpoint path first (a .safetensors from a run).", severity="warning")
             return
-        device = self.app.settings.device
 
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_weights(path, device=device)
+            return fm.load_model(path, device=self.app.settings.device)
 
-        self.model_source = path
-        self._submit_show(loader, path)
+        self.model_source = Path(path).name
+        self._submit_show(loader, self.model_source)
 
     def action_sample(self) -> None:
-        device = self.app.settings.device
-
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
                 import core.fashion as fm
 
-                model = fm.load_shipped(device=device)
+                model = fm.load_shipped(device=self.app.settings.device)
             return model
 
         self._submit_show(loader, self.model_source or "shipped model")
@@ -194,18 +268,33 @@ class TrainingPane(JobPane):
         self.show_noising()
         self.show_shipped()
 
+    def action_recipe(self) -> None:
+        """The shipped model's recipe: the chapter's UNet, batch 256, AdamW 3e-4, EMA 0.999, 400 epochs."""
+        self.query_one("#epochs", Input).value = str(RECIPE["epochs"])
+        self.query_one("#batch", Input).value = str(RECIPE["batch"])
+        self.query_one("#arch", Select).value = RECIPE["arch"]
+        self.ema_decay = RECIPE["ema"]
+        note = "the shipped model's recipe: chapter UNet, 400 epochs x batch 256 (~12,500 steps), EMA 0.999"
+        if getattr(self, "device_type", "cpu") != "cuda":
+            self.notify(f"Filled in {note}. This is a GPU recipe (minutes on a GPU): on this CPU it takes "
+                        "days. ctrl+r starts it anyway.", title="Shipped recipe", severity="warning", timeout=12)
+        else:
+            self.notify(f"Filled in {note}; ctrl+r starts it.", title="Shipped recipe")
+
     # -- training ----------------------------------------------------------------------------
     def train_config(self):
         import core.fashion as fm
-        from pathlib import Path
 
         epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
         batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
         arch = self.query_one("#arch", Select).value
         model_cfg = fm.ModelConfig.tiny() if arch == "tiny" else fm.ModelConfig()
         out = str(Path(self.app.settings.output_dir) / "fashion")
-        return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out,
-                              log_every=10, log_seconds=1.0, data=self.data_source)
+        return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out, log_every=10,
+                              log_seconds=1.0, data=self._data() or None, ema_decay=self.ema_decay)
+
+    def _state(self, text: str) -> None:
+        self.query_one("#state", Label).update(text)
 
     def action_start(self) -> None:
         if self.worker.busy("train"):
@@ -220,49 +309,20 @@ class TrainingPane(JobPane):
         except UserError as exc:
             self.notify(str(exc), title="Training settings", severity="error")
             return
+        for kind in PREVIEWS:  # training jumps ahead of this pane's previews
+            self.worker.cancel(kind)
         self.pause_event.clear()
-        self.losses, self.steps, self.stats = [], [], None
+        self._trainer = None
+        self.losses, self.steps, self.stats, self.fidelity = [], [], None, []
         self._draw_loss()
-        pause, source, steps = self.pause_event, self.data_source, self.sample_steps
-        device = self.app.settings.device
-        self.stopped_checkpoint = None
-        self.query_one("#state", Label).update("loading data…")
+        pause, steps, keep = self.pause_event, self.sample_steps, self.app.settings.keep_checkpoints
+        ahead = self.waiting_for(include_own=False)
+        self._state(f"training queued behind {ahead}" if ahead else "training: starting…")
 
-        def run(job):
-            import core.fashion as fm
+        def keep_trainer(trainer) -> None:
+            self._trainer = trainer
 
-            data = fm.load_fashion_mnist(source)
-            holder = {}
-            history: list[tuple[int, float]] = []
-
-            def on_step(stats) -> None:
-                history.append((stats.step, stats.loss))
-                job.progress(("step", stats, list(history)))  # the whole curve: updates may be skipped
-
-            def on_epoch(stats) -> None:
-                trainer = holder["trainer"]
-                model = fm.FashionDDPM(trainer.model, config.model, "training run")
-                was_training = trainer.model.training
-                trainer.model.eval()
-                try:
-                    grid = sample_grid(fm, model, SAMPLES_PER_CLASS, steps, job.cancel)
-                finally:
-                    trainer.model.train(was_training)
-                job.progress(Milestone(("epoch", stats, grid)))
-
-            trainer = fm.Trainer(config, data, device=device, on_step=on_step, on_epoch=on_epoch)
-            holder["trainer"] = trainer
-            try:
-                result = trainer.run(cancel=job.cancel, pause=pause)
-            except Cancelled:
-                if trainer.last_checkpoint:  # tell the pane (the worker never writes its attributes)
-                    with contextlib.suppress(Cancelled):
-                        job.progress(Milestone(("checkpoint", trainer.last_checkpoint)))
-                raise
-            if result.model is not None:
-                job.resources["fashion"] = fm.FashionDDPM(result.model.eval(), config.model, "training run")
-            return result
-
+        run = train_job(config, self.app.settings.device, pause, steps, keep, SAMPLES_PER_CLASS, keep_trainer)
         self.model_source = "training run"
         self.job = self.submit("train", run)
 
@@ -272,15 +332,15 @@ class TrainingPane(JobPane):
             return
         if self.pause_event.is_set():
             self.pause_event.clear()
-            self.query_one("#state", Label).update("training (resumed)")
+            self._state("training (resumed)")
         else:
             self.pause_event.set()
-            self.query_one("#state", Label).update("paused · ctrl+b resumes (the worker waits)")
+            self._state("paused · ctrl+b resumes (the worker waits)")
 
     def action_stop(self) -> None:
         if self.worker.cancel("train"):
             self.pause_event.clear()
-            self.query_one("#state", Label).update("stopping…")
+            self._state("stopping…")
 
     def action_save(self) -> None:
         if self.worker.busy("train"):
@@ -290,41 +350,66 @@ class TrainingPane(JobPane):
         out_dir = self.app.settings.output_dir
 
         def run(job):
-            from core.fashion.model import write_weights
+            from core.fashion.model import save_weights
             from core.outputs import write_new
 
             model = job.resources.get("fashion")
             if model is None:
                 raise UserError("No model to save yet: ctrl+r trains one, ctrl+o loads one.")
             return write_new(out_dir, "fashion-weights", ".safetensors",
-                             lambda p: write_weights(model.unet, model.config, p))
+                             lambda p: save_weights(model.unet, model.config, p))
 
         self.submit("fashion-save", run)
 
     # -- events from the worker --------------------------------------------------------------
     def job_started(self, ev: JobEvent) -> None:
         if ev.job.kind == "train":
-            self.query_one("#state", Label).update("training…")
+            self._state("training: loading data…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        if isinstance(ev.payload, Milestone) and ev.payload.data[0] == "checkpoint":
-            self.stopped_checkpoint = ev.payload.data[1]
-        elif isinstance(ev.payload, Milestone):
-            _, stats, grid = ev.payload.data
-            self.query_one("#samples", ImageView).image = grid
-            self.query_one("#samples", ImageView).caption = f"samples after epoch {stats.epoch + 1}"
-        else:
+        if not isinstance(ev.payload, Milestone):
             _, stats, history = ev.payload
             self.show_step(stats, history)
+            return
+        what, *rest = ev.payload.data
+        if what == "phase":
+            self._state(rest[0])
+        elif what == "data":
+            self._remember_data(rest[0])
+        elif what == "epoch":
+            stats, step, grid, report = rest
+            self.fidelity.append((step, report.overall))
+            samples = self.query_one("#samples", ImageView)
+            samples.image = grid
+            samples.caption = f"after epoch {stats.epoch + 1} · {fmt_fidelity(report)}"
+            self._draw_loss()
+
+    def _remember_data(self, source: str | None) -> None:
+        """A run started from a new data source: keep it in the settings file for the next start."""
+        from dataclasses import replace
+
+        from tui.config import remember
+
+        settings = self.app.settings
+        if not source or source == settings.data or not settings.config_file:
+            return
+        try:
+            path = remember("data", source, settings.config_file)
+        except (OSError, UserError) as exc:
+            self.notify(f"Could not remember the data folder: {exc}", severity="warning")
+            return
+        self.app.settings = replace(settings, data=source)
+        self.notify(f"data = {source} remembered in {path}", title="Settings", timeout=5)
 
     def show_step(self, stats, history: list[tuple[int, float]]) -> None:
         slow = stats.device == "cpu" and stats.eta_s > 3600 and self.query_one("#arch", Select).value != "tiny"
         if self.stats is None and slow:  # say so once, at the run's first report
-            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the tiny model for a run in minutes, "
+            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the small UNet for a run in minutes, "
                         "or train the chapter's UNet on a GPU.", title="Training", severity="warning", timeout=12)
         self.steps = [step for step, _ in history]
         self.losses = [loss for _, loss in history]
         self.stats = stats
+        self._state(f"training on {stats.device} · escape stops")
         self.query_one("#step-label", Label).update(f"step {stats.step}/{stats.total_steps}  loss {stats.loss:.4f}")
         self.query_one("#step-bar", ProgressBar).update(total=stats.total_steps, progress=stats.step)
         self.query_one("#epoch-label", Label).update(f"epoch {stats.epoch + 1}/{stats.epochs}")
@@ -337,41 +422,48 @@ class TrainingPane(JobPane):
         kind = ev.job.kind
         if kind == "fashion-show":
             out = ev.result
-            self.query_one("#samples", ImageView).image = out["grid"]
-            self.query_one("#samples", ImageView).caption = f"samples per class · {out['label']}"
+            samples = self.query_one("#samples", ImageView)
+            samples.image = out["grid"]
+            samples.caption = f"{out['label']} · {fmt_fidelity(out['report'])}"
+            if not self.worker.busy("train"):
+                self._state(f"shown: {out['label']}")
             self.work_done()
         elif kind == "fashion-noise":
-            if ev.result is None:
-                self.query_one("#noising", ImageView).caption = "noising row: no Fashion-MNIST data (--data)"
+            image, why = ev.result
+            noising = self.query_one("#noising", ImageView)
+            noising.image = image
+            if image is None:
+                noising.caption = "no data: type an IDX folder or .parquet in data"
+                self.notify(why, title="Fashion-MNIST data", severity="warning", timeout=15)
             else:
-                self.query_one("#noising", ImageView).image = ev.result
+                noising.caption = "noised at 8 timesteps"
         elif kind == "fashion-save":
             self.last_saved = ev.result
             self.notify(f"Saved {ev.result}", title="Weights saved")
         elif kind == "train":
             result = ev.result
             self.query_one("#epoch-bar", ProgressBar).update(progress=len(result.epoch_losses))
-            self.query_one("#state", Label).update(f"done: final loss {result.final_loss:.4f}")
+            self._state(f"done: final loss {result.final_loss:.4f} · ctrl+g samples it")
+            self.model_source = f"training run (step {result.step})"
             if result.checkpoint:
                 self.query_one("#ckpt", Input).value = str(result.checkpoint)
 
     def job_failed(self, ev: JobEvent) -> None:
+        if ev.job.kind in PREVIEWS and ev.error_kind == "cancelled":
+            self.work_done(ok=False)  # training took over: nothing to tell
+            return
         if ev.job.kind == "train":
-            ckpt = self.stopped_checkpoint
+            ckpt = getattr(self._trainer, "last_checkpoint", None)
+            if self._trainer is not None and self._trainer.model is not None:
+                self.model_source = "training run (stopped)"
             if ev.error_kind == "cancelled" and ckpt:
                 self.query_one("#ckpt", Input).value = str(ckpt)
-                self.query_one("#state", Label).update("stopped · checkpoint written (ctrl+o loads it)")
+                self._state("stopped · checkpoint written · ctrl+g samples it")
             else:
-                self.query_one("#state", Label).update("stopped" if ev.error_kind == "cancelled"
-                                                       else "failed · ctrl+r restarts")
+                self._state("stopped" if ev.error_kind == "cancelled" else "failed · fix and ctrl+r")
         super().job_failed(ev)
 
     def _draw_loss(self) -> None:
         plot = self.query_one("#loss", PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.title("loss (raw, smoothed)")
-        if self.losses:
-            plt.plot(self.steps, self.losses, marker="braille", label="raw")
-            plt.plot(self.steps, ema(self.losses), marker="braille", label="smoothed")
+        draw_curves(plot.plt, self.steps, self.losses, self.fidelity)
         plot.refresh()

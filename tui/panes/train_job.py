@@ -1,0 +1,59 @@
+"""The training pane's job, run on the model worker: load the data, train, score each epoch.
+
+Progress reaches the pane as ``job.progress`` payloads: ``Milestone(("phase", text))``,
+``Milestone(("data", source, n))`` once the data loaded, ``("step", StepStats, history)`` (may be
+skipped: the history is whole each time) and ``Milestone(("epoch", EpochStats, step, grid,
+FidelityReport))`` after each epoch. Stopped or finished, the run's model (its EMA when kept) becomes
+``resources["fashion"]``, so the pane's next samples come from it; only the newest ``keep``
+checkpoints stay.
+"""
+
+from __future__ import annotations
+
+from tui.messages import Milestone
+from tui.panes.train_views import sample_grid
+
+
+def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_trainer):
+    """A job function training ``config``; ``on_trainer(trainer)`` hears of the Trainer once built."""
+
+    def run(job):
+        import core.fashion as fm
+        from core.fashion.checkpoint import prune
+        from core.fashion.monitor import epoch_model, score_model
+
+        where = config.data or "the Hub's fashion_mnist"
+        job.progress(Milestone(("phase", f"loading data from {where}…")))
+        data = fm.load_fashion_mnist(config.data)
+        job.progress(Milestone(("data", config.data, len(data))))
+        holder, written = {}, []
+        history: list[tuple[int, float]] = []
+
+        def on_step(stats) -> None:
+            history.append((stats.step, stats.loss))
+            job.progress(("step", stats, list(history)))  # the whole curve: updates may be skipped
+
+        def on_epoch(stats) -> None:
+            trainer = holder["trainer"]
+            if stats.checkpoint:
+                written.append(stats.checkpoint)
+                prune(written, keep)
+            step = (stats.epoch + 1) * -(-len(data) // config.batch_size)
+            scored = score_model(epoch_model(trainer), steps=steps, cancel=job.cancel)
+            job.progress(Milestone(("epoch", stats, step, sample_grid(scored, per_class), scored.report)))
+
+        trainer = fm.Trainer(config, data, device=device, on_step=on_step, on_epoch=on_epoch)
+        holder["trainer"] = trainer
+        self._trainer = trainer
+        job.progress(Milestone(("phase", f"training on {trainer.device.type}…")))
+        try:
+            return trainer.run(cancel=job.cancel, pause=pause)
+        finally:  # stopped or finished: ctrl+g samples this run's model, as the caption says
+            if trainer.model is not None:
+                job.resources["fashion"] = epoch_model(trainer)
+                if trainer.last_checkpoint and trainer.last_checkpoint not in written:
+                    written.append(trainer.last_checkpoint)
+                    prune(written, keep)
+
+
+    return run
