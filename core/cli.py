@@ -242,19 +242,21 @@ def cmd_sweep(args) -> int:
     refined = args.refiner is not None or args.refiner_at is not None
     if refined and axis != "scale":
         raise UserError("--refiner sweeps guidance scales (--scales) only: drop the other axis or the refiner.")
+    if args.timeline is not None:  # bad steps fail before the model loads
+        from core.sweeps import BATCHED
+        from core.timeline import parse_steps
+
+        if axis not in BATCHED or refined:
+            raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
+                            "or --crops, without --refiner.")
+        parse_steps(args.timeline, settings.steps)
     model, refiner, fraction = _load_pair(args, settings) if refined else (_load(args), None, None)
     settings.validate(model.vae_scale_factor)
     bar, on_step = _progress(args.steps, "sweep + refine" if refined else "sweep")
     timeline = None
     if args.timeline is not None:
-        from core.timeline import Timeline, parse_steps
+        from core.timeline import Timeline
 
-        from core.sweeps import BATCHED
-
-        if axis not in BATCHED or refined:
-            raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
-                            "or --crops, without --refiner.")
-        parse_steps(args.timeline, settings.steps)  # bad steps fail before the model runs
         timeline = Timeline(model)
         on_step = timeline.chain(on_step)
     with bar:
