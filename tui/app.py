@@ -45,6 +45,7 @@ class ExplorerApp(App[int]):
         Binding("f4", "show_pane('latents')", "Latents"),
         Binding("f5", "show_pane('training')", "Training"),
         Binding("f6", "show_pane('exercises')", "Exercises"),
+        Binding("f7", "schedule", "Schedule"),
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
     ]
 
@@ -109,6 +110,12 @@ class ExplorerApp(App[int]):
         if action:
             getattr(self.pane(pane), f"action_{action}")()
 
+    def action_schedule(self) -> None:
+        """The noise schedule view (``tui/schedule_view.py``), over the current pane."""
+        from tui.schedule_view import ScheduleScreen
+
+        self.push_screen(ScheduleScreen())
+
     def action_help(self) -> None:
         from tui.help import HelpScreen
 
@@ -172,6 +179,12 @@ class ExplorerApp(App[int]):
     @on(TokensPane.PromptChanged)
     def _prompt_changed(self, message: TokensPane.PromptChanged) -> None:
         self.query_one(SweepPane).set_prompts(message.prompt, message.negative)
+
+    @on(TokensPane.TokenPicked)
+    def _token_picked(self, message: TokensPane.TokenPicked) -> None:
+        self.query_one(SweepPane).select_token(message.position, message.piece)
+        self.notify(f"The sweep (f3) overlays the heat map of {message.piece!r} (ctrl+o records them).",
+                    title="Attention", timeout=4)
 
     @on(ImageSelected)
     def _image_selected(self, message: ImageSelected) -> None:
