@@ -113,3 +113,53 @@ async def test_schedule_view_marks_the_current_step(tmp_path):
             await wait_for(pilot, lambda: screen.query_one("#noising").image is not None, what="noising row")
         await pilot.press("escape")
         assert type(app.screen).__name__ != "ScheduleScreen"
+
+
+# ---------------------------------------------------------------- snapshots (80x24, tiny, 2 steps)
+class TestInsightSnapshots:
+    @staticmethod
+    def _app(tmp_path, **kw):
+        from tests.test_tui_snapshots import _app
+
+        return _app(tmp_path, prompt=PROMPT, **kw)
+
+    def test_sneaker_heat_over_the_sweep(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            from tests.test_tui_snapshots import _model_ready
+
+            await _model_ready(pilot)
+            await pilot.press("f3", "ctrl+o", "ctrl+r")
+            pane = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.insight is not None, what="sweep")
+            await pilot.press(*["ctrl+t"] * 5)
+            pilot.app.set_focus(None)
+            pilot.app.clear_notifications()
+
+        assert snap_compare(self._app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+    def test_timeline_scrubbed_to_the_first_step(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            from tests.test_tui_snapshots import _model_ready
+
+            await _model_ready(pilot)
+            await pilot.press("f3", "ctrl+r")
+            pane = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.insight is not None, what="sweep")
+            pane.cells[0].focus()
+            await pilot.press(*["left"] * 9)
+            pilot.app.set_focus(None)
+
+        assert snap_compare(self._app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+    def test_schedule_view(self, snap_compare, tmp_path):
+        async def run_before(pilot) -> None:
+            from tests.test_tui_snapshots import _model_ready
+
+            await _model_ready(pilot)
+            await pilot.press("f7")
+            screen = pilot.app.screen
+            pilot.app.query_one("SweepPane").current_t = 501.0
+            await wait_for(pilot, lambda: screen.marked == 501.0, what="marker")
+            await wait_for(pilot, lambda: screen.query_one("#noising").image is not None, what="noising row")
+
+        assert snap_compare(self._app(tmp_path, data=str(FASHION_DIR)), terminal_size=SIZE, run_before=run_before)
