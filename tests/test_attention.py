@@ -128,3 +128,38 @@ def test_tiny_sneaker_attends_to_the_sneaker_more_than_the_background():
             assert 5 < obj.sum() < obj.size - 5
             ratios.append(float(cell[obj].mean() / max(cell[~obj].mean(), 1e-6)))
     assert min(ratios) > 1.0, ratios
+
+
+def test_under_graphs_a_cache_of_its_own_marks_warm_up(sd1):
+    """CPU check of the CUDA-graph plumbing (the GPU test compares the maps): inside ``recording``
+    the fast UNet replays from a graph cache of the recording's own, whose warm-up does not count."""
+    from core.fast import GraphedCallable
+
+    class FakeFast:  # the parts of core.fast.FastUNet that recording touches
+        def __init__(self):
+            import contextlib
+
+            self.setup = contextlib.nullcontext
+            self.graphed = GraphedCallable(self._eager, "UNet")
+
+        def _eager(self, *args):
+            raise AssertionError("not called here")
+
+    fast = FakeFast()
+    plain = fast.graphed
+    sd1.unet_forward = fast
+    try:
+        with recording(sd1, SampleSettings(PROMPT), 2) as rec:
+            ours = fast.graphed
+            assert ours is not plain and ours.name == "UNet + attention maps"
+            with ours.setup():  # what GraphedCallable wraps warm-up and capture in
+                assert rec.accumulator.warming
+                rec.accumulator.add(torch.ones(2 * 4, 64, 77), heads=4)  # a warm-up call: not counted
+            assert not rec.accumulator.warming and rec.accumulator.calls == 0
+            rec.accumulator.add(torch.ones(2 * 4, 64, 77), heads=4)
+            assert rec.accumulator.calls == 1
+        assert fast.graphed is plain
+        with recording(sd1, SampleSettings(PROMPT), 2):
+            assert fast.graphed is ours  # one cache per row count, kept with its buffers
+    finally:
+        sd1.unet_forward = None
