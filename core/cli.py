@@ -189,20 +189,20 @@ def cmd_generate(args) -> int:
     from core.sampler import generate
 
     settings = _settings(args, args.guidance).validate()
-    if args.refiner is not None or args.refiner_at is not None:
-        return _generate_refined(args, settings)
-    model = _load(args)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "generate")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "generate + refine" if refiner else "generate")
     with bar:
-        result = generate(model, settings, n=args.count, callback=on_step)
+        result = generate(model, settings, n=args.count, callback=on_step, refiner=refiner, handoff=fraction)
     return _save_generated(args, result)
 
 
-def _load_pair(args, settings):
-    """``--model`` and ``--refiner`` for the hand-off, checked before anything slow; returns the fraction too."""
+def _load_models(args, settings):
+    """``--model``, and ``--refiner`` when given (checked before its minutes of loading): ``(model, refiner,
+    handoff)``, the refiner ``None`` without one. The sampler checks the pair and the request once more."""
     from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
 
+    if args.refiner is None and args.refiner_at is None:
+        return _load(args), None, DEFAULT_FRACTION
     if not args.refiner:
         raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
     fraction = check_fraction(DEFAULT_FRACTION if args.refiner_at is None else args.refiner_at)
@@ -210,17 +210,6 @@ def _load_pair(args, settings):
     model = _load(args)
     check_base(model)  # before the refiner's minutes of loading
     return model, _load(args, args.refiner), fraction
-
-
-def _generate_refined(args, settings) -> int:
-    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
-    from core.refiner import generate_refined
-
-    model, refiner, fraction = _load_pair(args, settings)
-    bar, on_step = _progress(args.steps, "generate + refine")
-    with bar:
-        result = generate_refined(model, refiner, settings, fraction, n=args.count, callback=on_step)
-    return _save_generated(args, result)
 
 
 def _save_generated(args, result) -> int:
@@ -239,20 +228,16 @@ def cmd_sweep(args) -> int:
 
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
-    refined = args.refiner is not None or args.refiner_at is not None
-    if refined and axis != "scale":
-        raise UserError("--refiner sweeps guidance scales (--scales) only: drop the other axis or the refiner.")
     if args.timeline is not None:  # bad steps fail before the model loads
         from core.sweeps import BATCHED
         from core.timeline import parse_steps
 
-        if axis not in BATCHED or refined:
+        if axis not in BATCHED or args.refiner is not None or args.refiner_at is not None:
             raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
                             "or --crops, without --refiner.")
         parse_steps(args.timeline, settings.steps)
-    model, refiner, fraction = _load_pair(args, settings) if refined else (_load(args), None, None)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "sweep + refine" if refined else "sweep")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "sweep + refine" if refiner else "sweep")
     timeline = None
     if args.timeline is not None:
         from core.timeline import Timeline
@@ -260,12 +245,7 @@ def cmd_sweep(args) -> int:
         timeline = Timeline(model)
         on_step = timeline.chain(on_step)
     with bar:
-        if refined:
-            from core.refiner import sweep_refined
-
-            result = sweep_refined(model, refiner, settings, values, fraction, callback=on_step)
-        else:
-            result = run_axis(model, settings, axis, values, callback=on_step)
+        result = run_axis(model, settings, axis, values, callback=on_step, refiner=refiner, handoff=fraction)
     _report_dropped(result)
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,8 +48,24 @@ class SampleSettings:
     color_target: tuple[float, float, float] | None = None  #: loss guidance towards this RGB (0-1)
     color_scale: float = 0.0  #: loss guidance strength; 0 = off
 
+    def __setattr__(self, name: str, value) -> None:
+        """Any change undoes a past ``validate``: the next one checks again."""
+        object.__setattr__(self, "_valid_for", None)
+        object.__setattr__(self, name, value)
+
     def validate(self, multiple: int = 8) -> SampleSettings:
-        """Raise ``UserError`` naming the fix for anything a run cannot use."""
+        """Raise ``UserError`` naming the fix for anything a run cannot use; returns ``self``.
+
+        Checks once: settings validated for this size ``multiple`` and unchanged since are not checked
+        again (the form checks them at the key press, ``core.sampler.sample`` trusts that).
+        """
+        if getattr(self, "_valid_for", None) == multiple:
+            return self
+        self._check(multiple)
+        object.__setattr__(self, "_valid_for", multiple)
+        return self
+
+    def _check(self, multiple: int) -> None:
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise UserError("the prompt must be text.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -74,7 +91,6 @@ class SampleSettings:
             from core.schedulers import canonical_name
 
             self.scheduler = canonical_name(self.scheduler)
-        return self
 
 
 @dataclass
@@ -88,6 +104,9 @@ class StepInfo:
     x0: torch.Tensor = field(repr=False)  #: the model's current estimate of the clean latents
     preview: np.ndarray = field(repr=False)  #: uint8 [B, h, w, 3], one pixel per latent pixel
     elapsed: float = 0.0  #: seconds since the loop started
+
+
+StepCallback = Callable[[StepInfo], None]
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Each cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded
 image, captioned with its scale ("1 · no CFG"). The work runs on the model worker
-(``core.sampler.sweep`` with the job's cancel event); the pane only draws what comes back.
+(``core.sampler.sweep``, through the SDXL refiner when one is loaded, with the job's cancel event); the
+pane only draws what comes back.
 """
 
 from __future__ import annotations
@@ -129,31 +130,24 @@ class SweepPane(InsightMixin, GridPane):
         refiner_at = self.app.settings.refiner_at
 
         def run(job):
-            from core.sampler import sweep
-            from tui.worker import require_model
-
             from contextlib import nullcontext
 
             from core.attention import recording
+            from core.sampler import sweep
             from core.timeline import Timeline
             from tui.panes.insight import collect
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
             timeline = Timeline(model)
 
             def on_step(info) -> None:
                 timeline(info)
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            refiner = job.resources.get("refiner")
             with recording(model, settings, len(scales)) if attention else nullcontext() as rec:
-                if refiner is not None:  # SDXL: the base to refiner_at, the refiner for the rest
-                    from core.refiner import sweep_refined
-
-                    result = sweep_refined(model, refiner, settings, scales, refiner_at, callback=on_step,
-                                           cancel=job.cancel)
-                else:
-                    result = sweep(model, settings, scales, callback=on_step, cancel=job.cancel)
+                result = sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
+                               handoff=refiner_at)
             collected["insight"] = collect(model, timeline, rec)
             return result
 
