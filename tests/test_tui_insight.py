@@ -93,6 +93,10 @@ async def test_scrubbing_the_timeline(tmp_path):
         assert np.array_equal(first, pane.insight.x0[0, 1])  # the first step's x0 of that cell
         await pilot.press("x")
         assert np.array_equal(np.asarray(pane.cells[1].image), pane.insight.xt[0, 1]) and "x_t" in status(pane)
+        await pilot.press("f7")  # the schedule marks the scrubbed step's timestep
+        await wait_for(pilot, lambda: app.screen.marked == pane.insight.timesteps[0], what="marker")
+        await pilot.press("escape")
+        pane.cells[0].focus()
         await pilot.press(*["right"] * n)  # past the last step: the decoded images again
         assert pane.step is None and pane.cells[1].image.size == pane.result.images[1].size
 

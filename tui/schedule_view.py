@@ -1,5 +1,6 @@
 """The noise schedule, drawn (f7): ᾱ_t, sqrt(1 - ᾱ_t) and the SNR over t, for the loaded model's
-scheduler and the Fashion model's, with the running sweep's current timestep marked, and the
+scheduler and the Fashion model's, with the running sweep's current timestep marked (or the step
+the sweep pane's timeline is scrubbed to), and the
 chapter's noising row (one Fashion-MNIST image noised at 8 timesteps) under the curves.
 """
 
@@ -66,7 +67,13 @@ class ScheduleScreen(ModalScreen):
         self._noising_row()
 
     def _now(self) -> float | None:
-        return self.app.query_one("SweepPane").current_t
+        """The running sweep's timestep, else the step scrubbed to in the sweep pane's timeline."""
+        pane = self.app.query_one("SweepPane")
+        if pane.current_t is not None:
+            return pane.current_t
+        if pane.insight is not None and pane.step is not None:
+            return pane.insight.timesteps[pane.step]
+        return None
 
     def _follow(self) -> None:
         now = self._now()
