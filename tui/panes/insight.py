@@ -3,7 +3,7 @@
 ``SweepInsight`` is computed on the worker after a sweep (``collect``): every step's x0 estimate and
 x_t as one-pixel-per-latent RGB (``core.timeline``), and, when attention maps are on, the per-token
 cross-attention sums (``core.attention``). ``InsightMixin`` gives the grid pane the keys: attention
-maps on/off, cycle the highlighted token, scrub the steps (left/right on a focused cell), x0 or x_t.
+maps on/off, cycle the highlighted token, scrub the steps (pageup/pagedown, or left/right on a focused cell), x0 or x_t.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class InsightMixin:
     INSIGHT_BINDINGS = [
         Binding("ctrl+o", "toggle_attention", "Attention on/off"),
         Binding("ctrl+t", "next_token", "Heat of next token"),
-        Binding("left", "scrub(-1)", "On a cell: one step back (x0 estimate)", show=False),
-        Binding("right", "scrub(1)", "On a cell: one step on (past the last: the images)", show=False),
+        Binding("left,pageup", "scrub(-1)", "One step back in the timeline (left: on a cell)", show=False),
+        Binding("right,pagedown", "scrub(1)", "One step on (past the last: the images)", show=False),
         Binding("x", "toggle_latents", "On a scrubbed cell: x0 estimate or x_t", show=False),
     ]
 
@@ -81,16 +81,21 @@ class InsightMixin:
         return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokens.tokenizer, self.prompt).kept]
 
     def action_next_token(self) -> None:
-        if self.insight is None or self.insight.maps is None:
-            self.notify("No heat maps yet: ctrl+o turns them on, ctrl+r sweeps.", severity="warning")
-            return
+        """The next prompt token (past the last: none). Its heat shows once a sweep recorded maps."""
         words = self.prompt_words()
         if not words:
             return
         positions = [p for p, _ in words]
         now = positions.index(self.token[0]) if self.token and self.token[0] in positions else -1
         self.token = None if now == len(words) - 1 else words[now + 1]
-        self.redraw()
+        if self.insight is not None and self.insight.maps is not None:
+            self.redraw()
+        elif not self.attention:
+            self.notify("No heat maps: ctrl+o turns them on, ctrl+r sweeps.", title="Attention",
+                        severity="warning", timeout=3)
+        elif self.token is not None:
+            self.notify(f"{self.token[1]!r}: its heat map shows when the sweep with maps finishes.",
+                        title="Attention", timeout=3)
 
     def select_token(self, position: int, piece: str) -> None:
         """A token was picked in the token table: overlay its heat (the start/end tokens too)."""
@@ -144,7 +149,7 @@ class InsightMixin:
         if self.step is not None:
             parts.append(Text(f"{insight.steps[self.step]} · {'x_t' if self.show_xt else 'x0'} (x toggles)"))
         else:
-            parts.append(Text("final images · left/right on a cell scrubs the steps"))
+            parts.append(Text("final images · pageup/pagedown scrub the steps"))
         line = Text(" · ").join(parts)
         self.status(line)
 

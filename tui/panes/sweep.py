@@ -40,7 +40,7 @@ class SweepPane(InsightMixin, GridPane):
     | ctrl+s | Save the grid as a PNG (settings inside) |
     | ctrl+o | Attention maps on/off (recorded by the next sweep) |
     | ctrl+t | Overlay the next prompt token's heat map (enter in the token table picks one) |
-    | left / right | On a focused cell: scrub through the steps (x0 estimate; x shows x_t) |
+    | pageup / pagedown | Scrub through the steps (left / right on a focused cell; x shows x_t) |
     """
 
     pane_name = "sweep"
