@@ -14,7 +14,6 @@ import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 
-from core.errors import UserError
 
 
 @dataclass
@@ -153,7 +152,3 @@ class InsightMixin:
         line = Text(" · ").join(parts)
         self.status(line)
 
-
-def check_token(words: list[tuple[int, str]], position: int) -> None:
-    if position not in [p for p, _ in words]:
-        raise UserError(f"token {position} is not in the prompt.")
