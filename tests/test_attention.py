@@ -108,9 +108,10 @@ def test_sdxl_records_and_finds_words_in_both_tokenizers():
 
 
 def test_tiny_sneaker_attends_to_the_sneaker_more_than_the_background():
-    """The class word's heat over the object (bright pixels of the decoded image) against the black
-    background: measured 1.009-1.03 over these cells (the tiny model's attention is nearly even:
-    87 % of it goes to the padding tokens, which carry the whole prompt)."""
+    """The class word's heat (stretched from its lowest to its highest sum, as shown) over the object
+    (bright pixels of the decoded image) against the black background: measured 1.13, 1.13, 1.33, 1.24
+    over these four cells. The raw sums differ by only 1-3 %: the tiny model's attention is nearly even
+    (87 % of it goes to the padding tokens, which carry the whole prompt)."""
     from core.models import load_model
 
     model = load_model("tiny", device="cpu")
@@ -127,7 +128,7 @@ def test_tiny_sneaker_attends_to_the_sneaker_more_than_the_background():
             obj = grey > 0.2
             assert 5 < obj.sum() < obj.size - 5
             ratios.append(float(cell[obj].mean() / max(cell[~obj].mean(), 1e-6)))
-    assert min(ratios) > 1.0, ratios
+    assert min(ratios) > 1.05, ratios
 
 
 def test_under_graphs_a_cache_of_its_own_marks_warm_up(sd1):
