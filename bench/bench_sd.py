@@ -95,7 +95,7 @@ def bench_sd15(r: dict, save, runs: int, compile: bool = False, autotune: bool =
 
     from core.fast import disable_fast_paths, enable_fast_paths, graph_module_forward, restore_module_forward
     from core.preview import latents_to_rgb
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import decode, generate, sweep
     from sd_shapes import count_params, sd15_model, sd15_pipeline
 

@@ -54,7 +54,7 @@ def measure(runs: int, threads: list[int]) -> dict:
     from diffusers import StableDiffusionPipeline
 
     from core.models import load_model
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import sweep
 
     model = load_model("tiny", device="cpu")

@@ -61,16 +61,14 @@ def _refiner_args(p: argparse.ArgumentParser) -> None:
                    help="with --refiner: the base's share of the schedule, between 0 and 1 (default 0.8)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """The command line; ``explorer_flags(parser)`` adds the flags only the TUI reads (``tui.entry``)."""
     parser = argparse.ArgumentParser(
         prog="sd-explorer", parents=[_common(False)],
         description="Explore how Stable Diffusion works. Without a COMMAND it opens the explorer (a terminal UI); "
                     "with one it works headless. Bad input: one line naming the fix, exit code 2.")
-    parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
-    parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
-    parser.add_argument("--pane", default=None, choices=["tokens", "sweep", "latents", "training", "exercises"])
-    parser.add_argument("--prompt", default=None, help="start with this prompt")
-    parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+    if explorer_flags is not None:
+        explorer_flags(parser)
     _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common(True)
@@ -144,8 +142,8 @@ def _load(args, spec: str | None = None):
 
 
 def _settings(args, guidance: float = 7.5):
-    from core.guidance import parse_color
-    from core.results import SampleSettings
+    from core.loss_guidance import parse_color
+    from core.settings import SampleSettings
     from core.vae import load_image
 
     width, height = parse_size(args.size or "")
@@ -328,8 +326,10 @@ def cmd_tokens(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, tui_launcher: Callable | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
+         tui_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """Run a subcommand, or ``tui_launcher(args)`` without one (its flags added by ``tui_flags``)."""
+    parser = build_parser(tui_flags)
     args = parser.parse_args(argv)
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.cfg import is_guided
 
 @dataclass(frozen=True)
 class Row:
@@ -33,7 +34,8 @@ class Row:
 
     @property
     def guided(self) -> bool:
-        return self.scale > 1
+        """Whether this row needs the unconditional pass (``core.cfg``: scale > 1)."""
+        return is_guided(self.scale)
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Encoder:
         return self.encode(text)
 
     def batch(self, prompt: str, rows: list[Row], width: int, height: int) -> Conditioning:
+        """The text for one UNet call, in ``core.cfg``'s layout: the guided rows' negatives, then every row's prompt."""
         guided = [r for r in rows if r.guided]
         pairs = [self.negative(r.negative_prompt) for r in guided] + [self.encode(prompt) for _ in rows]
         hidden = torch.cat([h for h, _ in pairs])

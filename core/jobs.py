@@ -155,11 +155,6 @@ class JobRunner:
             job.cancel.set()
         return len(hit)
 
-    @property
-    def current(self) -> Job | None:
-        """The job running now, if any."""
-        return self._current
-
     def ahead(self) -> list[Job]:
         """The job running now and those waiting, in order: what a job submitted now waits for."""
         with self._lock:

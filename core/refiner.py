@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 
 from core.errors import UserError
 from core.fields import is_fraction
-from core.results import GenerationResult, SampleSettings, StepCallback
+from core.results import GenerationResult, StepCallback
+from core.settings import SampleSettings
 from core.schedulers import make_scheduler
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs

@@ -14,7 +14,8 @@ import torch
 
 from core.conditioning import Row
 from core.errors import UserError
-from core.results import SampleSettings, check_scale
+from core.cfg import check_scale
+from core.settings import SampleSettings
 
 MAX_ROWS = 64  #: images in one batch (``generate -n``)
 MAX_CELLS = 16  #: cells of one grid (a sweep)

@@ -15,16 +15,17 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 
 from core import refiner as handoff_plan
+from core.cfg import Guidance
 from core.conditioning import Encoder, Row
 from core.errors import Cancelled, UserError
-from core.guidance import steer
+from core.loss_guidance import steer
 from core.preview import latents_to_rgb
-from core.results import GenerationResult, SampleSettings, StepCallback, StepInfo
+from core.results import GenerationResult, StepCallback, StepInfo
+from core.settings import SampleSettings
 from core.rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
 from core.schedulers import make_scheduler, name_of
 from core.tokens import breakdown
@@ -85,12 +86,10 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
     if settings.init_image is None:
         latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
         return latents * scheduler.init_noise_sigma, scheduler.timesteps
-    from core.vae import fit, to_rgb
+    from core.vae import encode, fit, image_tensor, to_rgb
 
-    image = fit(to_rgb(settings.init_image), (width, height))
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
-    x = x.to(model.device, model.vae.dtype).expand(rows, -1, -1, -1)
-    init = model.vae.encode(x).latent_dist.sample(generators).to(model.dtype) * model.vae.config.scaling_factor
+    pixels = image_tensor(fit(to_rgb(settings.init_image), (width, height))).expand(rows, -1, -1, -1)
+    init = encode(model.vae, pixels, generators).to(model.dtype)
     keep = min(int(settings.steps * settings.strength), settings.steps)
     begin = (settings.steps - keep) * scheduler.order
     timesteps = scheduler.timesteps[begin:]
@@ -110,7 +109,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     t_start = time.perf_counter()
     width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
     n = len(rows)
-    guided = [i for i, r in enumerate(rows) if r.guided]  # rows that need the unconditional pass
+    cfg = Guidance([r.scale for r in rows], model.device, model.dtype)  # which rows need the uncond pass
     timings: dict[str, float] = {}
 
     # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens; encode them.
@@ -133,9 +132,6 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         step_kwargs["generator"] = generators
     if "eta" in params:
         step_kwargs["eta"] = 0.0
-    s = torch.tensor([rows[i].scale for i in guided], device=model.device, dtype=model.dtype).view(-1, 1, 1, 1)
-    every_row = len(guided) == n  # the common case: no index gathering needed
-    guided_idx = torch.tensor(guided, device=model.device, dtype=torch.long)
     steer_colour = settings.color_target is not None and settings.color_scale > 0
 
     t_loop = time.perf_counter()
@@ -143,28 +139,19 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
         # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
-        if guided:
-            latent_in = torch.cat([latents if every_row else latents.index_select(0, guided_idx), latents])
-        else:
-            latent_in = latents
+        latent_in = cfg.expand(latents)
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
         # 3c. Predict the noise residual (or v) for every row in one UNet call.
         noise_pred = model.predict(latent_in, t, cond.hidden, cond.added)
-        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows.
-        if guided:
-            uncond_pred, text_pred = noise_pred[: len(guided)], noise_pred[len(guided):]
-            if every_row:
-                noise_pred = uncond_pred + s * (text_pred - uncond_pred)
-            else:
-                noise_pred = text_pred.index_copy(0, guided_idx, uncond_pred + s * (
-                    text_pred.index_select(0, guided_idx) - uncond_pred))
+        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows (core.cfg).
+        noise_pred = cfg.blend(noise_pred)
         # 3d'. Optional loss guidance: nudge the latents towards a colour (exercise 9).
         if steer_colour:
             latents = steer(model, scheduler, latents, noise_pred, t, settings.color_target,
                             settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
-        model_input = latent_in[-n:] if guided else latent_in
+        model_input = cfg.text_half(latent_in)
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
         if callback is not None:
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
@@ -190,11 +177,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 
 @torch.no_grad()
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
-    """Latents (in the sampler's scaled space) -> PIL images."""
-    image = model.vae.decode((latents / model.vae.config.scaling_factor).to(model.vae.dtype)).sample
-    image = (image / 2 + 0.5).clamp(0, 1)
-    array = image.permute(0, 2, 3, 1).float().cpu().numpy()
-    return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]
+    """Latents (in the sampler's scaled space) -> PIL images (``core.vae.decode``)."""
+    from core import vae
+
+    return vae.to_images(vae.decode(model.vae, latents))
 
 
 

@@ -15,7 +15,9 @@ import torch
 from core.conditioning import Row
 from core.errors import UserError
 from core.refiner import DEFAULT_FRACTION
-from core.results import GenerationResult, SampleSettings, check_scale
+from core.cfg import check_scale
+from core.results import GenerationResult
+from core.settings import SampleSettings
 from core.rows import axis_rows
 
 BATCHED = ("scale", "negative", "original_size", "crop")

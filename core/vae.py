@@ -20,6 +20,41 @@ from core.errors import UserError
 MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
 
 
+# -- the VAE's two conventions, written once: pixels in [-1, 1], latents times ``scaling_factor`` ---------
+def to_vae_range(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] -> the VAE's input range [-1, 1]."""
+    return pixels * 2 - 1
+
+
+def to_pixel_range(x: torch.Tensor) -> torch.Tensor:
+    """The VAE's output in [-1, 1] -> pixels in [0, 1] (float32, clamped)."""
+    return (x.float() / 2 + 0.5).clamp(0, 1)
+
+
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit RGB image -> ``[1, 3, H, W]`` float32 pixels in [0, 1]."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def encode(vae, pixels: torch.Tensor, generator=None) -> torch.Tensor:
+    """Pixels in [0, 1] ``[B, 3, H, W]`` -> latents sampled from the VAE's posterior, times ``scaling_factor``
+    (the space the UNet works in: unit variance, as the chapter's ``* 0.18215``)."""
+    x = to_vae_range(pixels).to(vae.device, vae.dtype)
+    return vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
+
+
+def decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents in the UNet's space -> pixels in [0, 1] ``[B, 3, H, W]`` (float32): ``/ scaling_factor``,
+    the decoder, [-1, 1] -> [0, 1]. Differentiable (colour-loss guidance takes its gradient)."""
+    return to_pixel_range(vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample)
+
+
+def to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    """Pixels in [0, 1] ``[B, 3, H, W]`` -> 8-bit PIL images."""
+    array = pixels.detach().permute(0, 2, 3, 1).float().cpu().numpy()
+    return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Open any common image as 8-bit RGB, refusing non-images, truncated files and giant sizes."""
     path = Path(path).expanduser()
@@ -95,13 +130,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
     """Encode ``image`` (fitted to the model's size), show its latents, decode it back."""
     image = fit(to_rgb(image), model.default_size)
-    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    x_in = (x * 2 - 1).to(model.device, model.vae.dtype)  # [0,1] -> [-1,1]
+    x = image_tensor(image)
     generator = torch.Generator("cpu").manual_seed(seed)
-    dist = model.vae.encode(x_in).latent_dist
-    latents = dist.sample(generator=generator) * model.vae.config.scaling_factor
-    decoded = model.vae.decode(latents / model.vae.config.scaling_factor).sample
-    recon = (decoded / 2 + 0.5).clamp(0, 1).float().cpu()
+    latents = encode(model.vae, x, generator)
+    recon = decode(model.vae, latents).cpu()
     channels, ranges = [], []
     for ch in latents[0].float().cpu():
         lo, hi = float(ch.min()), float(ch.max())

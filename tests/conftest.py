@@ -68,3 +68,17 @@ def sd1_f64(sd1_folder):
         module.double()
     model.dtype = torch.float64
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    """The one place GPU tests are skipped: every test marked ``gpu`` needs CUDA (``@pytest.mark.gpu``)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (a test marked gpu)")
+    for item in gpu:
+        item.add_marker(skip)

@@ -91,7 +91,7 @@ def test_noising_row(fashion_dir):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 @pytest.mark.parametrize("steps", [1000, 50])
 def test_cuda_graph_equals_eager(steps):
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def test_cuda_graph_equals_eager(steps):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_compiled_graph_equals_eager_within_rounding():
     """torch.compile under the graph (fp32, a short DDIM run): Inductor's fused kernels round differently."""
     torch._dynamo.reset()
@@ -120,7 +120,7 @@ def test_compiled_graph_equals_eager_within_rounding():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_graph_matches_diffusers_ddpm_step_fp32():
     """fp32 on the GPU: our graphed step equals DDPMScheduler.step fed from the same generator."""
     torch.manual_seed(0)

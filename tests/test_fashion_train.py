@@ -11,7 +11,7 @@ import torch
 from core.errors import Cancelled, UserError
 from core.fashion.checkpoint import load_checkpoint, save_checkpoint
 from core.fashion.data import load_fashion_mnist
-from core.fashion.model import ModelConfig, build_unet, load_model
+from core.fashion.model import ModelConfig, build_unet, load_weights
 from core.fashion.trainer import Trainer, TrainConfig, resume_config
 
 
@@ -53,7 +53,7 @@ def test_short_cpu_run_learns_and_reports(data, tmp_path):
     ckpts = sorted(p.name for p in tmp_path.glob("ckpt-*.safetensors"))
     assert ckpts == ["ckpt-000003.safetensors", "ckpt-000006.safetensors"]
     # a checkpoint loads as a model for sampling
-    m = load_model(tmp_path / "ckpt-000006.safetensors", device="cpu")
+    m = load_weights(tmp_path / "ckpt-000006.safetensors", device="cpu")
     assert torch.equal(m.unet.state_dict()["conv_in.weight"], res.model.state_dict()["conv_in.weight"])
 
 
@@ -158,7 +158,7 @@ def test_bad_inputs(data, tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_graph_training_matches_eager():
     """The captured whole step trains exactly like the eager step (same randomness, same kernels)."""
     synthetic = synthetic_data()
@@ -174,7 +174,7 @@ def test_cuda_graph_training_matches_eager():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_compiled_model_in_the_step_graph_trains_like_eager():
     """torch.compile'd UNet captured in the whole-step graph: the same run within bf16 rounding."""
     synthetic = synthetic_data()
@@ -262,7 +262,7 @@ def test_ema_run_checkpoints_resumes_and_samples_from_the_average(data, tmp_path
     resumed = Trainer(resume_config(first.checkpoint, epochs=2), data, device="cpu").run()
     e1, e2 = weights(straight.ema_model), weights(resumed.ema_model)
     assert all(torch.equal(e1[k], e2[k]) for k in e1)  # the average continues exactly
-    sampler = load_model(resumed.checkpoint, device="cpu")  # a checkpoint samples from its average
+    sampler = load_weights(resumed.checkpoint, device="cpu")  # a checkpoint samples from its average
     assert torch.equal(sampler.unet.state_dict()["conv_in.weight"], e2["conv_in.weight"])
     with pytest.raises(UserError, match="ema_decay"):
         cfg(ema_decay=1.0).validate()

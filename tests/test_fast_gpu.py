@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from core.fast import FastOptions, FastUNet, GraphedCallable, _flatten, _leaf_key, _rebuild, disable_fast_paths, enable_fast_paths
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sweep
 
 PROMPT = "An oil painting of a collie in a top hat"
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 # ---------------------------------------------------------------- CPU: no-op and plumbing
@@ -98,8 +97,6 @@ def _tamed(model):
 
 @pytest.fixture(scope="module")
 def gpu16(sd1_folder):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
     from core.models import load_model
 
     return _tamed(load_model(str(sd1_folder), device="cuda", dtype="fp16", fast=False))
@@ -107,8 +104,6 @@ def gpu16(sd1_folder):
 
 @pytest.fixture(scope="module")
 def gpu32(sd1_folder):
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
     from core.models import load_model
 
     return _tamed(load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=False))
@@ -142,7 +137,6 @@ def _within_fp16(fast, eager16, ref32) -> None:
 
 
 @pytest.mark.gpu
-@cuda
 @pytest.mark.parametrize("kind, scheduler", [("generate", None), ("sweep", None), ("generate", "DPM++ 2M"),
                                              ("sweep", "Euler")])
 def test_graphs_alone_replay_the_eager_unet_exactly(gpu16, kind, scheduler):
@@ -159,7 +153,6 @@ def test_graphs_alone_replay_the_eager_unet_exactly(gpu16, kind, scheduler):
 
 
 @pytest.mark.gpu
-@cuda
 @pytest.mark.parametrize("kind, scheduler, guidance", [("generate", None, 7.5), ("generate", None, 1.0),
                                                        ("generate", "Euler", 7.5), ("sweep", None, 7.5),
                                                        ("sweep", "DDIM", 7.5)])
@@ -177,7 +170,6 @@ def test_default_fast_paths_equal_eager_within_fp16(gpu16, gpu32, kind, schedule
 
 
 @pytest.mark.gpu
-@cuda
 @pytest.mark.parametrize("kind", ["generate", "sweep"])
 def test_compiled_and_graphed_unet_equals_eager_within_fp16(gpu16, gpu32, kind):
     """torch.compile (Inductor) under the graphs: its fused kernels round differently, within fp16."""
@@ -195,7 +187,6 @@ def test_compiled_and_graphed_unet_equals_eager_within_fp16(gpu16, gpu32, kind):
 
 
 @pytest.mark.gpu
-@cuda
 @pytest.mark.parametrize("rows", [2, 7])
 def test_default_fast_unet_call_equals_eager_call(gpu16, gpu32, rows):
     """One UNet call, same inputs: the default fast path is within a few times eager fp16's own
@@ -222,7 +213,6 @@ def test_default_fast_unet_call_equals_eager_call(gpu16, gpu32, rows):
 
 
 @pytest.mark.gpu
-@cuda
 def test_one_capture_per_shape_with_status(gpu16):
     messages: list[str] = []
     enable_fast_paths(gpu16, status=messages.append)
@@ -239,7 +229,6 @@ def test_one_capture_per_shape_with_status(gpu16):
 
 
 @pytest.mark.gpu
-@cuda
 def test_disable_restores_the_eager_model(gpu16):
     before = _run(gpu16, "generate", steps=3)
     enable_fast_paths(gpu16)
@@ -254,7 +243,6 @@ def test_disable_restores_the_eager_model(gpu16):
 
 
 @pytest.mark.gpu
-@cuda
 def test_load_model_turns_fast_paths_on_for_cuda(sd1_folder):
     from core.models import load_model
 
@@ -263,7 +251,6 @@ def test_load_model_turns_fast_paths_on_for_cuda(sd1_folder):
 
 
 @pytest.mark.gpu
-@cuda
 def test_graphed_sdxl_shaped_unet_forward_equals_eager():
     """The generic wrapper that the SDXL benchmark swaps into ``pipe.unet``: dict kwargs, return_dict."""
     from diffusers import UNet2DConditionModel
@@ -306,7 +293,6 @@ def test_graphed_sdxl_shaped_unet_forward_equals_eager():
 
 
 @pytest.mark.gpu
-@cuda
 def test_capture_failure_falls_back_to_eager():
     """A function that syncs with the host cannot be captured: it still runs, eagerly, and says so."""
     messages: list[str] = []

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sweep
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = pytest.mark.gpu  # skipped without CUDA by conftest's hook
 
 
 def test_same_seed_same_image_on_cpu_and_gpu(sd1_folder):

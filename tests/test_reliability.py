@@ -18,7 +18,7 @@ from PIL import Image
 
 from core.cli import parse_scales, parse_size
 from core.errors import UserError
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate
 from tests.conftest import ROOT
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.errors import Cancelled, UserError
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sample, sweep, x0_estimate
 from core.schedulers import SCHEDULERS, make_scheduler
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 from core.conditioning import Row
 from core.errors import UserError
-from core.guidance import color_loss, parse_color
-from core.results import SampleSettings
+from core.loss_guidance import color_loss, parse_color
+from core.settings import SampleSettings
 from core.sampler import generate, sample
 
 PROMPT = "a man in a white hat"

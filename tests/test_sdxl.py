@@ -7,7 +7,7 @@ import torch
 
 from core.conditioning import Row
 from core.models import load_model, resolve_tokenizers
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sample
 
 PROMPT = "An oil painting of a collie in a top hat"

@@ -17,7 +17,7 @@ from core.conditioning import Encoder, Row
 from core.errors import UserError
 from core.models import detect_family, load_model, resolve_tokenizers
 from core.refiner import refiner_first
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sample, sweep
 from tests.conftest import ROOT
 

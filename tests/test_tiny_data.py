@@ -12,7 +12,8 @@ import torch
 
 from core.errors import UserError
 from core.tiny import captions
-from core.tiny.data import load_fashion, read_idx, to_fashion, to_model_images
+from core.fashion.data import read_idx
+from core.tiny.data import load_fashion, to_fashion, to_model_images
 
 
 def write_idx(folder, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:

@@ -80,7 +80,7 @@ def test_load_model_tiny_and_by_path_are_the_same_model(tiny):
 
 
 def test_sweep_cells_differ_across_scales(tiny):
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import sweep
 
     result = sweep(tiny, SampleSettings("a photo of a sneaker", steps=STEPS, seed=0), [1, 2, 4, 12])
@@ -99,7 +99,7 @@ def _extent(image) -> tuple[int, int]:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_prompt_steers_the_image(tiny, seed):
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import generate
 
     def make(prompt):
@@ -115,7 +115,7 @@ def test_prompt_following_with_the_project_classifier(tiny):
     from PIL import Image
 
     from core.fashion.classifier import CLASSIFIER_WEIGHTS, classify, load_classifier
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import generate
     from core.tiny.captions import PROMPTS
 

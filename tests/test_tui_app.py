@@ -12,6 +12,7 @@ import pytest
 from core.errors import UserError
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
 from tui.config import Settings, load_settings
+from tui.app import ExplorerApp
 from tui.help import HelpScreen, key_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +51,8 @@ def test_config_errors_name_the_fix(tmp_path, monkeypatch):
 
 
 def test_docs_keys_md_matches_the_bindings():
-    assert (ROOT / "docs" / "keys.md").read_text() == key_markdown()
-    text = key_markdown()
+    assert (ROOT / "docs" / "keys.md").read_text() == key_markdown(ExplorerApp.BINDINGS)
+    text = key_markdown(ExplorerApp.BINDINGS)
     for key, what in [("ctrl+r", "Run sweep"), ("ctrl+n", "New seed"), ("escape", "Cancel"),
                       ("ctrl+s", "Save grid"), ("ctrl+g", "Use sweep image"), ("ctrl+b", "Pause/resume"),
                       ("f1", "Help")]:

@@ -41,7 +41,7 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         # the negative prompt has its own breakdown
         await pilot.press("tab", *"blurry")
         assert table_pieces(app) == ["<|startoftext|>", "blurry</w>", "<|endoftext|>"]
-        assert app.query_one("SweepPane").negative == "blurry"
+        assert app.prompts[1] == "blurry"  # the one app-level prompt every pane samples from
 
 
 @sync
@@ -266,15 +266,15 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
         await pilot.press("f5")
         pane = app.query_one("TrainingPane")
         first = StepStats(1, 800, 0, 25, 1.07, 13.0, 4 * 3600.0, "cpu")
-        pane._on_step(first, [(1, 1.07)])
-        pane._on_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
+        pane.show_step(first, [(1, 1.07)])
+        pane.show_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
         await pilot.pause()
         warnings = [n.message for n in app._notifications if "tiny model" in n.message]
         assert len(warnings) == 1 and warnings[0].startswith("About 4:00:00 on the CPU")
         assert "ETA 4:00:00 · cpu" in str(app.query_one("#rate", Label).render())
         pane.stats = None
         app.query_one("#arch").value = "tiny"
-        pane._on_step(first, [(1, 1.07)])
+        pane.show_step(first, [(1, 1.07)])
         await pilot.pause()
         assert len([n for n in app._notifications if "tiny model" in n.message]) == 1
 

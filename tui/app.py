@@ -13,13 +13,15 @@ from typing import Iterable
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from core.jobs import JobEvent
 from tui import heap
 from tui.config import Settings
-from tui.messages import EngineStatus, ImageSelected, JobUpdate, PaneReady
+from tui.help import HelpScreen
+from tui.messages import EngineStatus, ImageEncoded, ImageSelected, JobUpdate, PaneReady
 from tui.panes.exercises import ExercisesPane
 from tui.panes.latents import LatentsPane
 from tui.panes.sweep import SweepPane
@@ -49,6 +51,11 @@ class ExplorerApp(App[int]):
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
     ]
 
+    #: (prompt, negative prompt) as the prompt pane last had them: the one copy every pane samples from
+    prompts: reactive[tuple[str, str]] = reactive(("", ""))
+    #: the image the latents pane last encoded (the exercises' img2img start when no file is given)
+    encoded_image = None
+
     def __init__(self, settings: Settings | None = None, *, show_timings: bool = True,
                  size: str = "") -> None:
         super().__init__()
@@ -57,6 +64,7 @@ class ExplorerApp(App[int]):
         self._sweep_size = size
         self.model_worker = ModelWorker(self, self.settings)
         self.model = None  #: the LoadedModel once the worker has it
+        self.refiner = None  #: the SDXL refiner loaded beside it, if any
         self._status_timer = None
         self.screenshot_saved: str | None = None
 
@@ -82,7 +90,8 @@ class ExplorerApp(App[int]):
             self.theme = self.settings.theme
         else:
             self.notify(f"Unknown theme {self.settings.theme!r}; using {self.theme}.", severity="warning")
-        self.query_one(SweepPane).set_prompts(self.settings.prompt, "")
+        if self.prompts == ("", ""):  # the prompt pane's first PromptChanged may have come already
+            self.prompts = (self.settings.prompt, "")
         self.action_reload_model()
         self.action_show_pane(self.settings.pane)  # the prompt has focus on the default pane
         if self.settings.screenshot and self.settings.pane != "tokens":
@@ -117,8 +126,6 @@ class ExplorerApp(App[int]):
         self.push_screen(ScheduleScreen())
 
     def action_help(self) -> None:
-        from tui.help import HelpScreen
-
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
         else:
@@ -134,10 +141,10 @@ class ExplorerApp(App[int]):
     def action_reload_model(self) -> None:
         if self.model_worker.busy("load"):
             return
-        self.model = None
+        self.model = self.refiner = None
         heap.thaw()  # the old model's objects may be collected again
         self.sub_title = f"loading {self.settings.model}…"
-        self.model_worker.load_model(target=self)
+        self.model_worker.submit_load(target=self)
 
     @on(JobUpdate)
     def _model_job(self, message: JobUpdate) -> None:
@@ -145,7 +152,7 @@ class ExplorerApp(App[int]):
         if ev.job.kind != "load":
             return
         if ev.event == "finished":
-            self.model = ev.result
+            self.model, self.refiner = ev.result
             self.sub_title = self.model_title()
             heap.freeze()  # no 0.3 s full collections while sampling (tui/heap.py)
         elif ev.event == "failed":
@@ -171,14 +178,18 @@ class ExplorerApp(App[int]):
 
     def model_title(self) -> str:
         """The header: the model, and the refiner its sweeps hand off to."""
-        refiner = self.model_worker.runner.resources.get("refiner")
+        refiner = self.refiner
         extra = f" → {refiner.name} at {self.settings.refiner_at:g}" if refiner is not None else ""
         return self.model.describe() + extra
 
     # -- messages between panes --------------------------------------------------------------
     @on(TokensPane.PromptChanged)
     def _prompt_changed(self, message: TokensPane.PromptChanged) -> None:
-        self.query_one(SweepPane).set_prompts(message.prompt, message.negative)
+        self.prompts = (message.prompt, message.negative)
+
+    @on(ImageEncoded)
+    def _image_encoded(self, message: ImageEncoded) -> None:
+        self.encoded_image = message.image
 
     @on(TokensPane.TokenPicked)
     def _token_picked(self, message: TokensPane.TokenPicked) -> None:

@@ -40,11 +40,22 @@ def launch(args: Any) -> int:
     return int(result or 0)
 
 
+def add_flags(parser) -> None:
+    """The flags only the explorer reads (the CLI's own live in ``core.cli``)."""
+    from tui.config import PANES
+
+    parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
+    parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
+    parser.add_argument("--pane", default=None, choices=list(PANES))
+    parser.add_argument("--prompt", default=None, help="start with this prompt")
+    parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``sd-explorer [options] [subcommand …]``."""
     from core.cli import main as cli_main
 
-    return cli_main(argv, tui_launcher=launch)
+    return cli_main(argv, tui_launcher=launch, tui_flags=add_flags)
 
 
 if __name__ == "__main__":

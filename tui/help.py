@@ -29,16 +29,16 @@ def _rows(scope: str, bindings: list) -> list[tuple[str, str, str]]:
     return rows
 
 
-def key_rows() -> list[tuple[str, str, str]]:
-    """(scope, keys, what it does) for every binding of the app and its panes."""
-    from tui.app import ExplorerApp
+def key_rows(app_bindings: list) -> list[tuple[str, str, str]]:
+    """(scope, keys, what it does) for every binding of the app (``app_bindings``: the app class's
+    ``BINDINGS``, passed in so that this module never imports the app) and its panes."""
     from tui.panes.exercises import ExercisesPane
     from tui.panes.latents import LatentsPane
     from tui.panes.sweep import SweepPane
     from tui.panes.tokens import TokensPane
     from tui.panes.training import TrainingPane
 
-    rows = _rows("Everywhere", ExplorerApp.BINDINGS)
+    rows = _rows("Everywhere", app_bindings)
     for scope, pane in (("Prompt", TokensPane), ("Sweep", SweepPane), ("Latents", LatentsPane),
                         ("Training", TrainingPane), ("Exercises", ExercisesPane)):
         rows += _rows(scope, pane.BINDINGS)
@@ -46,11 +46,11 @@ def key_rows() -> list[tuple[str, str, str]]:
     return sorted(rows + BUILTIN, key=lambda r: order.index(r[0]))
 
 
-def key_markdown() -> str:
-    """The key table as Markdown (docs/keys.md is exactly this)."""
+def key_markdown(app_bindings: list) -> str:
+    """The key table as Markdown (docs/keys.md is exactly this, for ``ExplorerApp.BINDINGS``)."""
     lines = ["# Keys", "", "Every action is also in the command palette (ctrl+p).", "",
              "| Where | Keys | Action |", "| :- | :- | :- |"]
-    lines += [f"| {scope} | `{keys}` | {what} |" for scope, keys, what in key_rows()]
+    lines += [f"| {scope} | `{keys}` | {what} |" for scope, keys, what in key_rows(app_bindings)]
     return "\n".join(lines) + "\n"
 
 
@@ -71,5 +71,5 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Every action is also in the command palette (ctrl+p). escape closes this.")
             table = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Keys", "Action")
-            table.add_rows(key_rows())
+            table.add_rows(key_rows(self.app.BINDINGS))
             yield table

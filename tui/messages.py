@@ -63,6 +63,14 @@ class ImageSelected(Message):
         self.caption = caption
 
 
+class ImageEncoded(Message):
+    """The latents pane encoded an image (the exercises' image-to-image start when none is typed)."""
+
+    def __init__(self, image) -> None:
+        super().__init__()
+        self.image = image
+
+
 class EngineStatus(Message):
     """What the engine's fast paths are doing (e.g. capturing a CUDA graph, and what it cost)."""
 

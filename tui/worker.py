@@ -25,7 +25,6 @@ class ModelWorker:
         self.settings = settings
         # nice 5: on a busy CPU the UI thread preempts the model work (and torch's threads)
         self.runner = JobRunner(self._on_event, log_file=settings.log_path(), nice=5)
-        self.model_error: str | None = None
 
     def _on_event(self, event: JobEvent) -> None:
         target = event.job.context if isinstance(event.job.context, MessagePump) else self.app
@@ -41,8 +40,9 @@ class ModelWorker:
     def busy(self, kind: str | None = None) -> bool:
         return self.runner.busy(kind)
 
-    def load_model(self, target: MessagePump | None = None) -> Job:
-        """Load the configured model on the worker (``resources['model']``)."""
+    def submit_load(self, target: MessagePump | None = None) -> Job:
+        """Load the configured model (and refiner) on the worker (``resources['model']``, ``['refiner']``);
+        the job's result is ``(model, refiner or None)``, so the UI never reads the worker's resources."""
         s = self.settings
 
         def load(job: Job):
@@ -65,7 +65,7 @@ class ModelWorker:
             import gc
 
             gc.collect()  # the loaders' cyclic garbage (CPU copies of weights) goes now, before the app freezes the heap
-            return model
+            return model, job.resources.get("refiner")
 
         return self.submit("load", load, target)
 

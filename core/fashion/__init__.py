@@ -22,7 +22,7 @@ Model — ``core.fashion.model``
         is a small CPU-friendly variant. ``build_unet(cfg) -> UNet2DModel`` (the chapter's, 15.9M params).
     ``FashionDDPM``: ``.unet``, ``.config`` (ModelConfig), ``.device``, ``.dtype``;
         ``load_shipped(device=None, dtype=None)`` returns the trained model shipped in ``assets/fashion``
-        (see its MODEL_CARD.md); ``load_model(path, device=None, dtype=None)`` loads a weights file or a
+        (see its MODEL_CARD.md); ``load_weights(path, device=None, dtype=None)`` loads a weights file or a
         training checkpoint (safetensors). dtype defaults to fp16 on CUDA, fp32 on CPU.
 
 Training — ``core.fashion.trainer``
@@ -34,7 +34,7 @@ Training — ``core.fashion.trainer``
     ``trainer.run(cancel=None, pause=None) -> TrainResult`` (``.losses`` per step, ``.epoch_losses``,
         ``.final_loss``, ``.elapsed_s``, ``.images_per_s``, ``.checkpoint`` path or None, ``.step``,
         ``.ema_model``: with ``ema_decay`` > 0 the weights' moving average, ``core.ema``, which
-        checkpoints keep and ``load_model`` prefers).
+        checkpoints keep and ``load_weights`` prefers).
         While ``pause`` is set it waits between steps (sleeping, no busy loop); when ``cancel`` is set it
         stops within one step, writes a resumable checkpoint if ``out_dir`` is set
         (``trainer.last_checkpoint``), and raises ``Cancelled``.
@@ -87,7 +87,7 @@ _EXPORTS = {
     "FashionDDPM": "model",
     "build_unet": "model",
     "load_shipped": "model",
-    "load_model": "model",
+    "load_weights": "model",
     "TrainConfig": "trainer",
     "Trainer": "trainer",
     "TrainResult": "trainer",

@@ -24,6 +24,7 @@ import torch
 from core.errors import UserError
 
 STATE_KEY = "fashion_state"
+CONFIG_KEY = "fashion_model_config"  #: the model's ModelConfig (JSON) in a weights file's metadata
 GROUPS_KEY = "optim_param_groups"
 
 
@@ -81,8 +82,6 @@ def save_checkpoint(
         tensors[f"ema.{name}"] = value.detach().to("cpu", torch.float32).contiguous()
     meta = {STATE_KEY: json.dumps(state), GROUPS_KEY: json.dumps(groups)}
     if model_config_json:
-        from core.fashion.model import CONFIG_KEY
-
         meta[CONFIG_KEY] = model_config_json
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,8 +136,6 @@ def load_checkpoint(
         _match_param_layout(optimizer)
     state["rng"] = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     state["ema"] = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    from core.fashion.model import CONFIG_KEY
-
     state["model_config_json"] = meta.get(CONFIG_KEY, "")
     return state
 

@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.errors import UserError
-from core.fashion.model import ASSETS, default_device
+from core.devices import pick_device
+from core.fashion.model import ASSETS
 
 CLASSIFIER_WEIGHTS = ASSETS / "classifier.safetensors"
 
@@ -89,7 +90,7 @@ class ClassifierReport:
 def train_classifier(data, heldout: int = 1024, epochs: int = 30, batch_size: int = 128, seed: int = 0,
                      device=None) -> tuple[FashionCNN, ClassifierReport]:
     """Train on all but the last ``heldout`` images; report accuracy on those held out."""
-    dev = default_device(device)
+    dev = pick_device(device)
     if len(data) <= heldout:
         raise UserError(f"Need more than {heldout} images to train the classifier")
     torch.manual_seed(seed)
@@ -144,7 +145,7 @@ def load_classifier(device=None, path: str | Path | None = None) -> FashionCNN:
         raise UserError(f"{path} is missing; reinstall sd-explorer or train the classifier")
     model = FashionCNN()
     model.load_state_dict(load_file(str(path)))
-    return model.to(default_device(device)).eval()
+    return model.to(pick_device(device)).eval()
 
 
 @torch.no_grad()

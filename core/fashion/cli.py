@@ -139,7 +139,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from core.fashion.data import CLASS_NAMES
     from core.fashion.grid import class_grid, save_png_atomic, to_pil
-    from core.fashion.model import load_model, load_shipped
+    from core.fashion.model import load_weights, load_shipped
     from core.fashion.sampler import generate_from_class
 
     classes = _parse_classes(args.classes)
@@ -149,7 +149,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not out:
         raise UserError("fashion sample needs --out DIR for its PNGs")
     device = getattr(args, "device", None)
-    model = load_model(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
+    model = load_weights(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
     bar = tqdm(total=args.steps, desc=f"sampling {'DDPM' if args.steps >= 1000 else 'DDIM'}", unit="step")
     images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
                                  callback=lambda s: bar.update(s.index + 1 - bar.n),

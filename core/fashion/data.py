@@ -50,6 +50,14 @@ class FashionData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def split(self, held_out: int) -> tuple["FashionData", "FashionData"]:
+        """(train, held-out): the last ``held_out`` examples are kept for evaluation."""
+        if not 0 < held_out < len(self.labels):
+            raise UserError(f"--held-out {held_out} must be between 1 and {len(self.labels) - 1} "
+                            f"for {len(self.labels)} images.")
+        cut = len(self.labels) - held_out
+        return self.subset(0, cut), self.subset(cut)
+
     def subset(self, start: int, stop: int | None = None) -> "FashionData":
         """Images ``start:stop`` (e.g. a held-out tail for evaluation)."""
         return FashionData(self.images[start:stop], self.labels[start:stop], f"{self.source}[{start}:{stop}]")
@@ -94,6 +102,12 @@ def parse_idx(data: bytes, expected_magic: int, name: str = "IDX data") -> np.nd
     return np.frombuffer(data, dtype=np.uint8, count=size, offset=header).reshape(dims).copy()
 
 
+def read_idx(path: str | Path, magic: int) -> np.ndarray:
+    """One IDX file (gzip or plain) with the expected ``magic`` number, as a uint8 array: the one reader."""
+    path = Path(path)
+    return parse_idx(_read_bytes(path), magic, path.name)
+
+
 def _find(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
@@ -107,8 +121,8 @@ def load_idx_folder(folder: str | Path, split: str = "train") -> FashionData:
     prefix = _PREFIX[split]
     img_path = _find(folder, f"{prefix}-images-idx3-ubyte")
     lab_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
-    images = parse_idx(_read_bytes(img_path), IMAGES_MAGIC, img_path.name)
-    labels = parse_idx(_read_bytes(lab_path), LABELS_MAGIC, lab_path.name)
+    images = read_idx(img_path, IMAGES_MAGIC)
+    labels = read_idx(lab_path, LABELS_MAGIC)
     if images.shape[1:] != (28, 28):
         raise UserError(f"{img_path.name} holds {images.shape[1:]} images; Fashion-MNIST is 28x28")
     if len(images) != len(labels):

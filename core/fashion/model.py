@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from core.devices import pick_device
 from core.errors import UserError
+from core.fashion.checkpoint import CONFIG_KEY, atomic_target
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
-CONFIG_KEY = "fashion_model_config"
 
 
 @dataclass
@@ -117,20 +118,7 @@ class FashionDDPM:
         return next(self.unet.parameters()).dtype
 
 
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"Unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA is not available here; use --device cpu")
-    return dev
-
-
-def load_model(
+def load_weights(
     path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
 ) -> FashionDDPM:
     """Load a weights file or a training checkpoint (safetensors only) into a ``FashionDDPM``.
@@ -144,7 +132,7 @@ def load_model(
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a .safetensors file from 'fashion train'")
-    dev = default_device(device)
+    dev = pick_device(device)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
@@ -172,14 +160,12 @@ def load_shipped(device: str | torch.device | None = None, dtype: torch.dtype | 
     """The class-conditional DDPM trained on Fashion-MNIST and shipped in ``assets/fashion``."""
     if not SHIPPED_WEIGHTS.is_file():
         raise UserError(f"{SHIPPED_WEIGHTS} is missing; reinstall sd-explorer or pass --checkpoint")
-    return load_model(SHIPPED_WEIGHTS, device=device, dtype=dtype)
+    return load_weights(SHIPPED_WEIGHTS, device=device, dtype=dtype)
 
 
 def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
     """Write the UNet's weights (fp16 by default) with its config, atomically."""
     from safetensors.torch import save_file
-
-    from core.fashion.checkpoint import atomic_target
 
     path = Path(path)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in unet.state_dict().items()}

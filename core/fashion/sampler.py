@@ -7,9 +7,9 @@ small tables on the device::
     x0  = clamp((x - sqrt(1 - abar_t) * eps) / sqrt(abar_t), -1, 1)
     x   = a * x0 + b * x + d * eps + c * z
 
-DDPM (``DDPMScheduler.step``, fixed_small variance): ``a, b`` from the posterior mean, ``d = 0``,
-``c = sigma_t``. DDIM (``DDIMScheduler.step``, eta 0): ``a = sqrt(abar_prev)``, ``b = 0``,
-``d = sqrt(1 - abar_prev)``, ``c = 0``. Because the step indexes its tables with a step counter that
+DDPM (``DDPMScheduler.step``, fixed_small variance; DDPM paper eq. 7): ``a, b`` from the posterior mean,
+``d = 0``, ``c = sigma_t``. DDIM (``DDIMScheduler.step``, eta 0; DDIM paper eq. 12): ``a = sqrt(abar_prev)``,
+``b = 0``, ``d = sqrt(1 - abar_prev)``, ``c = 0``. Because the step indexes its tables with a step counter that
 lives on the device, the whole step (UNet + update + counter) is captured once as a CUDA graph and
 replayed; the fresh noise ``z`` is drawn outside the graph from the same generator as in eager mode,
 so graph and eager results are identical. ``compile=`` (a ``torch.compile`` mode) fuses the UNet's
@@ -71,19 +71,27 @@ def make_tables(cfg: ModelConfig, steps: int) -> StepTables:
     abar = alphas_cumprod(cfg)
     one = torch.tensor(1.0)
     if steps == T:
+        # DDPM (Ho et al. 2020), eq. 7: the posterior q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I) with
+        #   mu~_t   = sqrt(abar_{t-1}) beta_t / (1 - abar_t) * x_0  +  sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) * x_t
+        #   beta~_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t       ("fixed_small" variance, sigma_t^2)
+        # so a = the x_0 coefficient, b = the x_t coefficient, c = sigma_t (no noise at the last step), d = 0.
         ts = torch.arange(T - 1, -1, -1)
         ab_t = abar[ts]
         ab_prev = torch.where(ts > 0, abar[(ts - 1).clamp(min=0)], one)
         beta_t, beta_prev = 1 - ab_t, 1 - ab_prev
         cur_alpha = ab_t / ab_prev
         cur_beta = 1 - cur_alpha
-        a = ab_prev ** 0.5 * cur_beta / beta_t
-        b = cur_alpha ** 0.5 * beta_prev / beta_t
-        var = torch.clamp(beta_prev / beta_t * cur_beta, min=1e-20)
+        a = ab_prev ** 0.5 * cur_beta / beta_t  # eq. 7: sqrt(abar_{t-1}) beta_t / (1 - abar_t)
+        b = cur_alpha ** 0.5 * beta_prev / beta_t  # eq. 7: sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)
+        var = torch.clamp(beta_prev / beta_t * cur_beta, min=1e-20)  # eq. 7: beta~_t
         c = torch.where(ts > 0, var ** 0.5, torch.zeros(()))
         d = torch.zeros(T)
         kind = "ddpm"
     else:
+        # DDIM (Song et al. 2021), eq. 12 with sigma_t = 0 (eta 0, deterministic):
+        #   x_{t-1} = sqrt(abar_{t-1}) * x0_pred  +  sqrt(1 - abar_{t-1} - sigma_t^2) * eps  +  sigma_t * z
+        # so a = sqrt(abar_prev) ("predicted x_0"), d = sqrt(1 - abar_prev) ("direction pointing to x_t"),
+        # b = c = 0; the timesteps skip T // steps at a time (diffusers' "leading" spacing).
         from diffusers import DDIMScheduler
 
         sch = DDIMScheduler(num_train_timesteps=T, beta_start=cfg.beta_start, beta_end=cfg.beta_end)
@@ -160,7 +168,7 @@ def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
         return model.unet, model.config
     if isinstance(model, torch.nn.Module):
         return model, ModelConfig()
-    raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_model) or a UNet2DModel")
+    raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_weights) or a UNet2DModel")
 
 
 def _compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:

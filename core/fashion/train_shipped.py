@@ -29,14 +29,14 @@ from core.fashion.classifier import (
 )
 from core.fashion.data import CLASS_NAMES, load_fashion_mnist
 from core.fashion.grid import class_grid
-from core.fashion.model import FashionDDPM, ModelConfig, load_model, save_weights
+from core.fashion.model import FashionDDPM, ModelConfig, load_weights, save_weights
 from core.fashion.sampler import generate_from_class
 from core.fashion.trainer import Trainer, TrainConfig
 
 
 def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:
     """Fidelity of ``per_class`` samples per class at ``steps`` sampler steps."""
-    model = load_model(weights)
+    model = load_weights(weights)
     torch.cuda.synchronize() if torch.cuda.is_available() else None
     t0 = time.perf_counter()
     imgs = generate_from_class(model, list(range(10)), n=per_class, steps=steps, seed=seed)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             best, best_w = ext, out / ext["file"]
     shutil.copyfile(best_w, out / "ddpm.safetensors")
     results["shipped"] = {"epochs": best["epochs"], "file": best_w.name}
-    model: FashionDDPM = load_model(out / "ddpm.safetensors")
+    model: FashionDDPM = load_weights(out / "ddpm.safetensors")
     imgs = generate_from_class(model, list(range(10)), n=8, steps=args.steps, seed=args.seed)
     labels = [c for c in range(10) for _ in range(8)]
     grid = class_grid(imgs, labels, CLASS_NAMES, per_row=8)

@@ -36,7 +36,8 @@ from core.errors import Cancelled, UserError
 from core.fashion.checkpoint import atomic_target, load_checkpoint, save_checkpoint
 from core.fashion.data import FashionData, preprocess
 from core.fashion.graphstep import GraphedTrainStep
-from core.fashion.model import ModelConfig, alphas_cumprod, build_unet, default_device
+from core.devices import pick_device
+from core.fashion.model import ModelConfig, alphas_cumprod, build_unet
 
 
 @dataclass
@@ -137,7 +138,7 @@ class Trainer:
             raise UserError("The training data is empty; pass a Fashion-MNIST folder with images")
         self.config = config
         self.data = data
-        self.device = default_device(device)
+        self.device = pick_device(device)
         self.on_step = on_step
         self.on_epoch = on_epoch
         self.last_checkpoint: str | None = None

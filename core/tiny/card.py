@@ -280,8 +280,8 @@ def make_card(model: Path, data: Path, out: Path, samples: int, device: str, jud
     train, held = load_fashion(data).split(HELD_OUT)
     held.images, held.labels = held.images[:eval_images], held.labels[:eval_images]
     judge = load_judge(train, device, judge_steps, prefer)
-    real = judge.predict(fashion_batch(torch.from_numpy(held.images)))
-    accuracy = (real.cpu() == torch.from_numpy(held.labels)).float().mean().item()
+    real = judge.predict(fashion_batch(held.images))
+    accuracy = (real.cpu() == held.labels).float().mean().item()
     pipe = load_pipeline(model, device)
     t0 = time.perf_counter()
     following = prompt_following(pipe, judge, samples, seed=seed, steps=steps)
@@ -328,10 +328,10 @@ def cross_check(model: Path, data: Path, out: Path, samples: int, device: str, s
     card = json.loads(card_file.read_text())
     train, held = load_fashion(data).split(HELD_OUT)
     judge = load_judge(train, device, 0, prefer="fashion")
-    real = judge.predict(fashion_batch(torch.from_numpy(held.images)))
+    real = judge.predict(fashion_batch(held.images))
     card["cross_check"] = {
         "judge": judge.source, "samples": samples, "seed": seed, "device": device,
-        "judge_accuracy": round((real.cpu() == torch.from_numpy(held.labels)).float().mean().item(), 4),
+        "judge_accuracy": round((real.cpu() == held.labels).float().mean().item(), 4),
         "prompt_following": prompt_following(load_pipeline(model, device), judge, samples, seed=seed),
     }
     _atomic_write(card_file, (json.dumps(card, indent=1) + "\n").encode())

@@ -1,4 +1,4 @@
-"""Fashion-MNIST for the tiny model: IDX files in, 64x64 RGB tensors in [-1, 1] out.
+"""Fashion-MNIST for the tiny model: IDX files in (``core.fashion.data``), 64x64 RGB tensors in [-1, 1] out.
 
 A 28x28 image is padded 2 px on every side (as the chapter does, 28 -> 32), upsampled x2 to 64x64
 (bilinear) and repeated in 3 channels, so the VAE sees SD's input layout (3 channels, /8 -> 8x8).
@@ -7,79 +7,24 @@ A 28x28 image is padded 2 px on every side (as the chapter does, 28 -> 32), upsa
 
 from __future__ import annotations
 
-import gzip
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import UserError
+from core.fashion.data import FashionData, load_idx_folder
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 HELD_OUT = 1024
-IMAGE_STEMS = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
-
-
-@dataclass
-class FashionData:
-    """Images ``uint8 [N, 28, 28]`` and labels ``int64 [N]``."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def split(self, held_out: int = HELD_OUT) -> tuple[FashionData, FashionData]:
-        """(train, held-out): the last ``held_out`` examples are kept for evaluation."""
-        if not 0 < held_out < len(self.labels):
-            raise UserError(f"--held-out {held_out} must be between 1 and {len(self.labels) - 1} for {len(self.labels)} images.")
-        cut = len(self.labels) - held_out
-        return (FashionData(self.images[:cut], self.labels[:cut]),
-                FashionData(self.images[cut:], self.labels[cut:]))
-
-
-def _open(path: Path) -> bytes:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            return fh.read()
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path} could not be read ({exc}): pass an intact Fashion-MNIST IDX file.") from None
-
-
-def read_idx(path: Path | str, magic: int) -> np.ndarray:
-    """One IDX file (gzip or plain) with the expected ``magic`` number, as a uint8 array."""
-    path = Path(path)
-    raw = _open(path)
-    if len(raw) < 8 or struct.unpack(">I", raw[:4])[0] != magic:
-        raise UserError(f"{path} is not an IDX file with magic {magic}: pass Fashion-MNIST's original files.")
-    ndim = magic & 0xFF
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise UserError(f"{path} is truncated ({body.size} of {int(np.prod(shape))} values): re-download it.")
-    return body.reshape(shape)
-
-
-def _find(folder: Path, stem: str) -> Path:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"{folder} has no {stem}(.gz): pass the folder with Fashion-MNIST's IDX files.")
 
 
 def load_fashion(folder: Path | str) -> FashionData:
-    """Read ``train-images-idx3-ubyte(.gz)`` + ``train-labels-idx1-ubyte(.gz)`` from ``folder``."""
+    """Fashion-MNIST's training split from a folder of IDX files (``core.fashion.data``'s one reader)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--data {folder}: no such folder; pass the folder with Fashion-MNIST's IDX files.")
-    images = read_idx(_find(folder, "train-images-idx3-ubyte"), 2051)
-    labels = read_idx(_find(folder, "train-labels-idx1-ubyte"), 2049)
-    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-        raise UserError(f"{folder}: {images.shape} images vs {labels.shape} labels: the files do not belong together.")
-    if labels.max() > 9:
-        raise UserError(f"{folder}: labels go up to {labels.max()}; Fashion-MNIST has 10 classes (0-9).")
-    return FashionData(images.copy(), labels.astype(np.int64))
+    return load_idx_folder(folder, "train")
 
 
 def to_model_images(images: np.ndarray):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.tiny.data import FashionData, to_fashion, to_model_images
+from core.fashion.data import FashionData
+from core.tiny.data import to_fashion, to_model_images
 
 
 @dataclass
@@ -45,8 +46,8 @@ def train_judge(train: FashionData, steps: int, device: torch.device | str, seed
     """Fit the fallback CNN on ``train`` (random flips and 1-px shifts); returns it in eval mode."""
     torch.manual_seed(seed)
     device = torch.device(device)
-    x_all = fashion_batch(torch.from_numpy(train.images).to(device))
-    y_all = torch.from_numpy(train.labels).to(device)
+    x_all = fashion_batch(train.images.to(device))
+    y_all = train.labels.to(device)
     model = _cnn().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(steps, 1))

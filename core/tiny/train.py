@@ -178,8 +178,8 @@ def run(args: argparse.Namespace) -> Path:
     train, _held = data.split(args.held_out)
     if args.limit:
         train.images, train.labels = train.images[:args.limit], train.labels[:args.limit]
-    images = torch.from_numpy(train.images).to(device)
-    labels = torch.from_numpy(train.labels).to(device)
+    images = train.images.to(device)
+    labels = train.labels.to(device)
     parts = build.build_components(args.seed)
     parts.vae.to(device)
     log: list = []

@@ -116,15 +116,6 @@ class ExercisesPane(GridPane):
         if values.value.strip() in {*EXAMPLES.values(), ""}:
             values.value = EXAMPLES[str(event.value)]
 
-    def _prompts(self) -> tuple[str, str]:
-        """The prompt pane's prompt and negative prompt (the configured prompt without one)."""
-        from tui.panes.tokens import TokensPane
-
-        panes = self.app.query(TokensPane)
-        if panes:
-            return panes.first().prompt, panes.first().negative
-        return self.app.settings.prompt, ""  # type: ignore[attr-defined]
-
     def _init_image(self, axis: str):
         """The init image: the typed file, else (for strength) the latents pane's last input."""
         from core.vae import load_image
@@ -134,25 +125,23 @@ class ExercisesPane(GridPane):
             return load_image(path)
         if axis != "strength":
             return None
-        from tui.panes.latents import LatentsPane
-
-        panes = self.app.query(LatentsPane)
-        report = panes.first().report if panes else None
-        if report is None:
+        image = self.app.encoded_image  # type: ignore[attr-defined]
+        if image is None:
             raise UserError("a strength sweep needs a starting image: type its path, or encode one in the latents pane.")
-        return report.image
+        return image
 
     def settings(self):
         """The form as ``(SampleSettings, axis, values)``, validated (``UserError`` names the fix)."""
-        from core.guidance import parse_color
-        from core.results import SampleSettings, check_scale
+        from core.loss_guidance import parse_color
+        from core.cfg import check_scale
+        from core.settings import SampleSettings
 
         axis = str(self.query_one("#axis", Select).value)
         values = parse_values(axis, self._value("#values"))
         color = self._value("#color").strip()
         if axis == "color_scale" and not color:
             raise UserError("a colour-loss sweep needs a target colour: type one like #3060ff.")
-        prompt, negative = self._prompts()
+        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
         settings = SampleSettings(
             prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),

@@ -77,7 +77,7 @@ class InsightMixin:
             return []
         from core.tokens import breakdown
 
-        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokens.tokenizer, self.prompt).kept]
+        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokens.tokenizer, self.app.prompts[0]).kept]
 
     def action_next_token(self) -> None:
         """The next prompt token (past the last: none). Its heat shows once a sweep recorded maps."""

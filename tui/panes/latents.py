@@ -18,6 +18,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Label
 
 from core.jobs import JobEvent
+from tui.messages import ImageEncoded
 from tui.panes.base import JobPane
 from tui.widgets.image_view import ImageView
 
@@ -147,6 +148,7 @@ class LatentsPane(JobPane):
     def job_finished(self, ev: JobEvent) -> None:
         report = ev.result
         self.report = report
+        self.post_message(ImageEncoded(report.image))
         self.query_one("#input", ImageView).image = report.image
         self.query_one("#input", ImageView).caption = f"input {report.image.width}x{report.image.height}"
         for c, (img, (lo, hi)) in enumerate(zip(report.channels, report.channel_ranges)):
@@ -169,10 +171,10 @@ class LatentsPane(JobPane):
             self.action_run()
             return
         app = self.app
-        prompt = app.query_one("TokensPane").prompt  # type: ignore[attr-defined]
+        prompt = app.prompts[0]  # type: ignore[attr-defined]
 
         def generate_one(job):
-            from core.results import SampleSettings
+            from core.settings import SampleSettings
             from core.sampler import generate
             from tui.worker import require_model
 

@@ -66,8 +66,6 @@ class SweepPane(InsightMixin, GridPane):
     def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
-        self.prompt = ""
-        self.negative = ""
         self._scales: list[float] = []
         self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
 
@@ -87,21 +85,19 @@ class SweepPane(InsightMixin, GridPane):
         self._layout_cells(parse_scales(DEFAULT_SCALES))
 
     def _layout_cells(self, scales: list[float]) -> None:
-        from core.results import scale_caption
+        from core.cfg import scale_caption
 
         self.layout_cells([scale_caption(s) for s in scales])
 
-    def set_prompts(self, prompt: str, negative: str) -> None:
-        self.prompt, self.negative = prompt, negative
-
     def settings(self):
         """The form as ``SampleSettings`` + scales, validated (``UserError`` names the fix)."""
-        from core.results import SampleSettings
+        from core.settings import SampleSettings
 
         width, height = parse_size(self._value("#size"))
         select = self.query_one("#scheduler", Select)
+        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
         settings = SampleSettings(
-            prompt=self.prompt, negative_prompt=self.negative,
+            prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
             seed=parse_int(self._value("#seed"), "seed", "0"),
             width=width, height=height,

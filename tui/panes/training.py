@@ -8,6 +8,7 @@ no run yet it shows the shipped model (``load_shipped``). Checkpoints load and s
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from textual.app import ComposeResult
@@ -16,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, ProgressBar, Select
 from textual_plotext import PlotextPlot
 
-from core.errors import UserError
+from core.errors import Cancelled, UserError
 from core.jobs import JobEvent
 from tui.messages import Milestone
 from tui.panes.base import JobPane
@@ -75,7 +76,7 @@ class TrainingPane(JobPane):
         self.job = None
         self.model_source = ""
         self.last_saved = None
-        self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
+        self.stopped_checkpoint: str | None = None  #: the checkpoint a stopped run left (the worker reports it)
         self.sample_steps = SAMPLE_STEPS
         self._shown_once = False
 
@@ -151,10 +152,12 @@ class TrainingPane(JobPane):
         return run
 
     def show_shipped(self) -> None:
+        device = self.app.settings.device
+
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_shipped(device=self.app.settings.device)
+            return fm.load_shipped(device=device)
 
         self.model_source = "shipped model"
         self._submit_show(loader, "shipped model")
@@ -164,22 +167,25 @@ class TrainingPane(JobPane):
         if not path:
             self.notify("Type a checkpoint path first (a .safetensors from a run).", severity="warning")
             return
+        device = self.app.settings.device
 
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_model(path, device=self.app.settings.device)
+            return fm.load_weights(path, device=device)
 
         self.model_source = path
         self._submit_show(loader, path)
 
     def action_sample(self) -> None:
+        device = self.app.settings.device
+
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
                 import core.fashion as fm
 
-                model = fm.load_shipped(device=self.app.settings.device)
+                model = fm.load_shipped(device=device)
             return model
 
         self._submit_show(loader, self.model_source or "shipped model")
@@ -218,6 +224,8 @@ class TrainingPane(JobPane):
         self.losses, self.steps, self.stats = [], [], None
         self._draw_loss()
         pause, source, steps = self.pause_event, self.data_source, self.sample_steps
+        device = self.app.settings.device
+        self.stopped_checkpoint = None
         self.query_one("#state", Label).update("loading data…")
 
         def run(job):
@@ -242,10 +250,15 @@ class TrainingPane(JobPane):
                     trainer.model.train(was_training)
                 job.progress(Milestone(("epoch", stats, grid)))
 
-            trainer = fm.Trainer(config, data, device=self.app.settings.device, on_step=on_step, on_epoch=on_epoch)
+            trainer = fm.Trainer(config, data, device=device, on_step=on_step, on_epoch=on_epoch)
             holder["trainer"] = trainer
-            self._trainer = trainer
-            result = trainer.run(cancel=job.cancel, pause=pause)
+            try:
+                result = trainer.run(cancel=job.cancel, pause=pause)
+            except Cancelled:
+                if trainer.last_checkpoint:  # tell the pane (the worker never writes its attributes)
+                    with contextlib.suppress(Cancelled):
+                        job.progress(Milestone(("checkpoint", trainer.last_checkpoint)))
+                raise
             if result.model is not None:
                 job.resources["fashion"] = fm.FashionDDPM(result.model.eval(), config.model, "training run")
             return result
@@ -294,15 +307,17 @@ class TrainingPane(JobPane):
             self.query_one("#state", Label).update("training…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        if isinstance(ev.payload, Milestone):
+        if isinstance(ev.payload, Milestone) and ev.payload.data[0] == "checkpoint":
+            self.stopped_checkpoint = ev.payload.data[1]
+        elif isinstance(ev.payload, Milestone):
             _, stats, grid = ev.payload.data
             self.query_one("#samples", ImageView).image = grid
             self.query_one("#samples", ImageView).caption = f"samples after epoch {stats.epoch + 1}"
         else:
             _, stats, history = ev.payload
-            self._on_step(stats, history)
+            self.show_step(stats, history)
 
-    def _on_step(self, stats, history: list[tuple[int, float]]) -> None:
+    def show_step(self, stats, history: list[tuple[int, float]]) -> None:
         slow = stats.device == "cpu" and stats.eta_s > 3600 and self.query_one("#arch", Select).value != "tiny"
         if self.stats is None and slow:  # say so once, at the run's first report
             self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the tiny model for a run in minutes, "
@@ -342,7 +357,7 @@ class TrainingPane(JobPane):
 
     def job_failed(self, ev: JobEvent) -> None:
         if ev.job.kind == "train":
-            ckpt = getattr(self._trainer, "last_checkpoint", None)
+            ckpt = self.stopped_checkpoint
             if ev.error_kind == "cancelled" and ckpt:
                 self.query_one("#ckpt", Input).value = str(ckpt)
                 self.query_one("#state", Label).update("stopped · checkpoint written (ctrl+o loads it)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from core.errors import UserError
+from core.vae import decode
 
 
 def parse_color(text: str | tuple) -> tuple[float, float, float]:
@@ -48,8 +49,7 @@ def steer(model, scheduler, latents: torch.Tensor, noise_pred: torch.Tensor, t, 
         x = latents.detach().float().requires_grad_(True)
         model_input = scheduler.scale_model_input(x, t)
         x0 = x0_fn(model_input, noise_pred.float())
-        image = model.vae.decode((x0 / model.vae.config.scaling_factor).to(model.vae.dtype)).sample
-        loss = color_loss((image.float() / 2 + 0.5).clamp(0, 1), target) * scale
+        loss = color_loss(decode(model.vae, x0), target) * scale
         (grad,) = torch.autograd.grad(loss, x)
     a = scheduler.alphas_cumprod.to(latents.device)[int(round(float(t)))].float()
     sigma2 = (1 - a) / a

@@ -1,0 +1,79 @@
+"""The settings of one sampling request: everything that decides an image, together with the model.
+
+``SampleSettings.validate`` is the one check of them (a one-line ``UserError`` naming the fix), and it
+checks once: a form validates at the key press, ``core.sampler.sample`` trusts that unless a field changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from core.cfg import check_scale
+from core.errors import UserError
+
+MAX_STEPS = 1000
+MAX_SIDE = 4096
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class SampleSettings:
+    """Everything that decides an image (together with the model)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance_scale: float = 7.5
+    seed: int = 0
+    width: int | None = None  #: None: the model's own size
+    height: int | None = None
+    scheduler: str | None = None  #: None: the model's own scheduler
+    init_image: object = field(default=None, repr=False)  #: PIL image: image-to-image from it
+    strength: float = 0.8  #: image-to-image: share of the schedule that is re-run (1 = ignore the image)
+    color_target: tuple[float, float, float] | None = None  #: loss guidance towards this RGB (0-1)
+    color_scale: float = 0.0  #: loss guidance strength; 0 = off
+
+    def __setattr__(self, name: str, value) -> None:
+        """Any change undoes a past ``validate``: the next one checks again."""
+        object.__setattr__(self, "_valid_for", None)
+        object.__setattr__(self, name, value)
+
+    def validate(self, multiple: int = 8) -> SampleSettings:
+        """Raise ``UserError`` naming the fix for anything a run cannot use; returns ``self``.
+
+        Checks once: settings validated for this size ``multiple`` and unchanged since are not checked
+        again (the form checks them at the key press, ``core.sampler.sample`` trusts that).
+        """
+        if getattr(self, "_valid_for", None) == multiple:
+            return self
+        self._check(multiple)
+        object.__setattr__(self, "_valid_for", multiple)
+        return self
+
+    def _check(self, multiple: int) -> None:
+        if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
+            raise UserError("the prompt must be text.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS} (got {self.steps}): try 30.")
+        self.guidance_scale = check_scale(self.guidance_scale)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"seed must be a whole number from 0 to 2^63-1 (got {self.seed}).")
+        for side, value in (("width", self.width), ("height", self.height)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < multiple or value % multiple:
+                raise UserError(f"{side} {value} must be a positive multiple of {multiple}: e.g. {multiple * 64}.")
+            if value > MAX_SIDE:
+                raise UserError(f"{side} {value} is larger than {MAX_SIDE}: pick a smaller size.")
+        if self.init_image is not None:
+            if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and 0 < self.strength <= 1):
+                raise UserError(f"strength must be in (0, 1] (got {self.strength}): try 0.6.")
+            if int(self.steps * self.strength) < 1:
+                raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
+        if not (isinstance(self.color_scale, (int, float)) and math.isfinite(self.color_scale) and self.color_scale >= 0):
+            raise UserError(f"colour loss scale must be a finite number >= 0 (got {self.color_scale}).")
+        if self.scheduler is not None:
+            from core.schedulers import canonical_name
+
+            self.scheduler = canonical_name(self.scheduler)
