@@ -6,6 +6,8 @@
     sd-explorer sweep "prompt" --scales 1,2,4,12  one seed, several guidance scales, one batch
     sd-explorer latents IMAGE                     the VAE's 4 channels and the round trip
     sd-explorer tokens "prompt"                   what CLIP sees
+    sd-explorer attention "a dog and a cat" --tokens dog,cat   per-token cross-attention heat maps
+    sd-explorer sweep "prompt" --timeline [1,10,30]            + the x0 estimate at chosen steps
     sd-explorer fashion train|sample              the class-conditional Fashion-MNIST model
 
 Bad input prints one line naming the fix and exits with code 2; anything unexpected prints one
@@ -95,7 +97,16 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     axis.add_argument("--crops", default=None, help="SDXL: sweep crop top-left (y x x), e.g. 0x0,256x0")
     axis.add_argument("--strengths", default=None, help="image-to-image: sweep strength, e.g. 0.3,0.6,0.9")
     axis.add_argument("--color-scales", default=None, help="sweep colour-loss scale, e.g. 0,50,200")
+    s.add_argument("--timeline", nargs="?", const="", default=None, metavar="STEPS",
+                   help="also write a strip of each cell's x0 estimate at these 1-based steps (default: 6 spread evenly)")
     s.set_defaults(func=cmd_sweep)
+
+    a = sub.add_parser("attention", parents=[common],
+                       help="per-token cross-attention heat maps (DAAM): the image, and per token its overlay and heat map")
+    _sampling(a)
+    a.add_argument("--tokens", required=True, help="comma-separated words of the prompt, e.g. dog,cat")
+    a.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
+    a.set_defaults(func=cmd_attention)
 
     lat = sub.add_parser("latents", parents=[common], help="encode an image with the VAE and decode it back")
     lat.add_argument("image")
@@ -220,8 +231,22 @@ def cmd_sweep(args) -> int:
 
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
+    if args.timeline is not None:  # bad steps fail before the model loads
+        from core.sweeps import BATCHED
+        from core.timeline import parse_steps
+
+        if axis not in BATCHED or args.refiner is not None or args.refiner_at is not None:
+            raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
+                            "or --crops, without --refiner.")
+        parse_steps(args.timeline, settings.steps)
     model, refiner, fraction = _load_models(args, settings)
     bar, on_step = _progress(args.steps, "sweep + refine" if refiner else "sweep")
+    timeline = None
+    if args.timeline is not None:
+        from core.timeline import Timeline
+
+        timeline = Timeline(model)
+        on_step = timeline.chain(on_step)
     with bar:
         result = run_axis(model, settings, axis, values, callback=on_step, refiner=refiner, handoff=fraction)
     _report_dropped(result)
@@ -231,7 +256,45 @@ def cmd_sweep(args) -> int:
     grid_params = result.grid_parameters(axis)
     grid = make_grid(result.images, result.captions)
     print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
+    if timeline is not None:
+        _save_timeline(args, model, timeline, result, grid_params)
     print(f"{len(values)} cells ({axis}) in {result.timings['total_s']:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _save_timeline(args, model, timeline, result, params: str) -> None:
+    """``sweep --timeline``: one row per cell, one column per chosen step, x0 decoded by the VAE."""
+    from core.outputs import make_grid, save_png
+    from core.timeline import parse_steps
+
+    steps = parse_steps(args.timeline, len(timeline.frames))
+    images, captions = timeline.strip(model, steps)
+    strip = make_grid(images, captions, cols=len(steps))
+    text = params + "\nTimeline: x0 estimate at steps " + ", ".join(map(str, steps)) + "; rows: " + " | ".join(result.captions)
+    print(save_png(strip, _out(args), f"timeline-{args.prompt}", text))
+
+
+def cmd_attention(args) -> int:
+    """The image, then per token its overlay and its grayscale heat map (``<token>-heat-NNNN.png``)."""
+    from core.attention import generate_with_maps, heat_image, overlay
+    from core.outputs import save_png
+
+    words = [w.strip() for w in args.tokens.split(",") if w.strip()]
+    if not words:
+        raise UserError("--tokens is empty: name words of the prompt, e.g. --tokens dog,cat.")
+    settings = _settings(args, args.guidance).validate()
+    model = _load(args)
+    settings.validate(model.vae_scale_factor)
+    bar, on_step = _progress(args.steps, "attention")
+    with bar:
+        result, heats, layers = generate_with_maps(model, settings, words, callback=on_step)
+    _report_dropped(result)
+    image, params = result.images[0], result.parameters(0)
+    print(save_png(image, _out(args), args.prompt, params))
+    for heat in heats:
+        text = params + "\n" + heat.describe(layers, settings.steps)
+        print(save_png(overlay(image, heat.heat[0]), _out(args), f"{heat.word}-overlay", text))
+        print(save_png(heat_image(heat.heat[0], image.size), _out(args), f"{heat.word}-heat", text))
     return 0
 
 

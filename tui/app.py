@@ -49,6 +49,7 @@ class ExplorerApp(App[int]):
         Binding("f4", "show_pane('latents')", "Latents", show=False),
         Binding("f5", "show_pane('training')", "Training", show=False),
         Binding("f6", "show_pane('exercises')", "Exercises", show=False),
+        Binding("f7", "schedule", "Schedule", show=False),
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
     ]
 
@@ -136,6 +137,12 @@ class ExplorerApp(App[int]):
         if action:
             getattr(self.pane(pane), f"action_{action}")()
 
+    def action_schedule(self) -> None:
+        """The noise schedule view (``tui/schedule_view.py``), over the current pane."""
+        from tui.schedule_view import ScheduleScreen
+
+        self.push_screen(ScheduleScreen())
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
@@ -208,6 +215,12 @@ class ExplorerApp(App[int]):
     @on(ImageEncoded)
     def _image_encoded(self, message: ImageEncoded) -> None:
         self.encoded_image = message.image
+
+    @on(TokensPane.TokenPicked)
+    def _token_picked(self, message: TokensPane.TokenPicked) -> None:
+        self.query_one(SweepPane).select_token(message.position, message.piece)
+        self.notify(f"The sweep (f3) overlays the heat map of {message.piece!r} (ctrl+o records them).",
+                    title="Attention", timeout=4)
 
     @on(ImageSelected)
     def _image_selected(self, message: ImageSelected) -> None:

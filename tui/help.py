@@ -14,6 +14,7 @@ BUILTIN = [
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
+    ("Prompt", "enter", "In the token table: the sweep overlays this token's heat map"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
     ("Sweep", "tab", "Focus a finished cell to select it; the latents pane takes it with ctrl+g"),

@@ -20,6 +20,7 @@ from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
 from tui.panes.grid import GridCell, GridPane
+from tui.panes.insight import InsightMixin
 
 DEFAULT_SCALES = "1, 2, 4, 12"
 
@@ -28,7 +29,7 @@ class SweepCell(GridCell):
     """One scale's image; focus it to select it for the latents pane."""
 
 
-class SweepPane(GridPane):
+class SweepPane(InsightMixin, GridPane):
     """Guidance sweep grid.
 
     | Key | Action |
@@ -37,6 +38,9 @@ class SweepPane(GridPane):
     | ctrl+n | New random seed, then run |
     | escape | Cancel the running sweep |
     | ctrl+s | Save the grid as a PNG (settings inside) |
+    | ctrl+o | Attention maps on/off (recorded by the next sweep) |
+    | ctrl+t | Overlay the next prompt token's heat map (enter in the token table picks one) |
+    | pageup / pagedown | Scrub through the steps (left / right on a focused cell; x shows x_t) |
     """
 
     pane_name = "sweep"
@@ -47,6 +51,7 @@ class SweepPane(GridPane):
         Binding("ctrl+n", "reroll", "New seed"),
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save grid"),
+        *InsightMixin.INSIGHT_BINDINGS,
     ]
     DEFAULT_CSS = """
     SweepPane #form { height: auto; }
@@ -65,6 +70,7 @@ class SweepPane(GridPane):
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
         self._scales: list[float] = []
+        self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form"):
@@ -114,6 +120,8 @@ class SweepPane(GridPane):
         self._scales = scales
         self._layout_cells(scales)
         self.result = None
+        self.clear_insight()
+        attention, collected = self.attention, {}
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
@@ -121,18 +129,29 @@ class SweepPane(GridPane):
         refiner_at = self.app.settings.refiner_at
 
         def run(job):
+            from contextlib import nullcontext
+
+            from core.attention import recording
             from core.sampler import sweep
+            from core.timeline import Timeline
+            from tui.panes.insight import collect
             from tui.worker import require_models
 
             model, refiner = require_models(job)
+            timeline = Timeline(model)
 
             def on_step(info) -> None:
+                timeline(info)
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            return sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
-                         handoff=refiner_at)
+            with recording(model, settings, len(scales)) if attention else nullcontext() as rec:
+                result = sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
+                               handoff=refiner_at)
+            collected["insight"] = collect(model, timeline, rec)
+            return result
 
         self.job = self.submit("sweep", run)
+        self._collected = collected
 
     def action_reroll(self) -> None:
         self.query_one("#seed", Input).value = str(random.randrange(2**32))
@@ -143,10 +162,19 @@ class SweepPane(GridPane):
 
     def job_progress(self, ev: JobEvent) -> None:
         index, total, timestep, preview = ev.payload
+        self.current_t = timestep
         self.show_preview(0, index, total, timestep, preview)
 
+    def job_failed(self, ev: JobEvent) -> None:
+        self.current_t = None
+        super().job_failed(ev)
+
     def job_finished(self, ev: JobEvent) -> None:
+        self.current_t = None
         self.show_result(ev, "done: ")
+        self.insight = self._collected.get("insight")
+        if self.insight is not None and self.insight.maps is not None and self.token is not None:
+            self.redraw()
 
     def grid_file(self, result) -> tuple[str, str]:
         return f"sweep-{result.settings.prompt}", result.grid_parameters("scale")

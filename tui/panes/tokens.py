@@ -78,6 +78,7 @@ class TokensPane(Vertical):
     | :- | :- |
     | tab | Move between the prompt, the negative prompt and the table |
     | ctrl+t | Show the other editor's tokens |
+    | enter | In the table: show this token's heat map in the sweep |
     """
 
     BINDINGS = [Binding("ctrl+t", "toggle_source", "Other prompt's tokens")]
@@ -98,6 +99,14 @@ class TokensPane(Vertical):
             super().__init__()
             self.prompt = prompt
             self.negative = negative
+
+    class TokenPicked(Message):
+        """A prompt token was picked in the table (enter): the sweep overlays its heat map."""
+
+        def __init__(self, position: int, piece: str) -> None:
+            super().__init__()
+            self.position = position
+            self.piece = piece
 
     def __init__(self, prompt: str = "", model_spec: str = "tiny", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -161,6 +170,14 @@ class TokensPane(Vertical):
         self.source = "negative" if event.input.id == "negative" else "prompt"
         self.refresh_tokens()
         self.post_message(self.PromptChanged(self.prompt, self.negative))
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if self.source != "prompt" or not self.breakdowns:
+            return
+        row = event.data_table.get_row_at(event.cursor_row)
+        self.post_message(self.TokenPicked(int(str(row[0])), str(row[1])))
 
     def watch_source(self) -> None:
         if self.is_mounted:
