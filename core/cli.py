@@ -50,6 +50,14 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=0.8, help="image-to-image: how much to change (0-1]")
     p.add_argument("--color", default=None, help="colour-loss guidance target, e.g. '#3060ff'")
     p.add_argument("--color-scale", type=float, default=0.0, help="colour-loss guidance strength (0 = off)")
+    _long_prompt(p)
+
+
+def _long_prompt(p: argparse.ArgumentParser) -> None:
+    from core.chunks import MODES
+
+    p.add_argument("--long-prompt", default="chunk", choices=MODES,
+                   help="past 75 tokens: chunk (75-token chunks, as A1111/ComfyUI; default) or truncate (as diffusers)")
 
 
 def _refiner_args(p: argparse.ArgumentParser) -> None:
@@ -100,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tokens", parents=[common], help="show what CLIP's tokenizer makes of a prompt")
     t.add_argument("prompt")
+    _long_prompt(t)
     t.set_defaults(func=cmd_tokens)
     try:
         from core.fashion.cli import add_parser as add_fashion
@@ -143,7 +152,7 @@ def _settings(args, guidance: float = 7.5):
                           scheduler=args.scheduler,
                           init_image=load_image(args.init_image) if args.init_image else None,
                           strength=args.strength, color_target=parse_color(args.color) if args.color else None,
-                          color_scale=args.color_scale)
+                          color_scale=args.color_scale, long_prompt=args.long_prompt)
 
 
 def _axis(args) -> tuple[str, list]:
@@ -276,11 +285,15 @@ def cmd_tokens(args) -> int:
     from core.models import resolve_tokenizer
     from core.tokens import breakdown
 
-    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt)
-    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} note")
+    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt)
+    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} {'weight':>6}  {'count':>7}  note")
     for tok in result.tokens:
-        note = "special" if tok.special else ("DROPPED (beyond 77)" if tok.dropped else "")
-        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {note}".rstrip())
+        if tok.special:
+            note = f"start of chunk {tok.chunk + 1}" if tok.id == result.tokens[0].id else f"end of chunk {tok.chunk + 1}"
+        else:
+            note = "DROPPED (beyond 77)" if tok.dropped else ""
+        count = "" if tok.special else f"{tok.running}/{(result.window - 2) * (tok.chunk + 1)}"
+        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
     print(result.summary())
     return 0
 

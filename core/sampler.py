@@ -112,9 +112,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     guided = [i for i, r in enumerate(rows) if r.guided]  # rows that need the unconditional pass
     timings: dict[str, float] = {}
 
-    # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens; encode them.
+    # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens (75-token chunks
+    #    for longer prompts, core.chunks); encode them, weighting tokens as A1111 (core.prompt_weights).
     #    The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
-    cond = Encoder(model).batch(settings.prompt, rows, width, height)
+    cond = Encoder(model, settings.long_prompt).batch(settings.prompt, rows, width, height)
     timings["encode_s"] = time.perf_counter() - t_start
 
     # 2. Prepare the scheduler and the starting latents.
@@ -181,7 +182,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     images = decode(model, latents) if span is None or span.decode else []
     timings["decode_s"] = time.perf_counter() - t_dec
     timings["total_s"] = time.perf_counter() - t_start
-    dropped = breakdown(model.tokenizer, settings.prompt).dropped_text
+    dropped = breakdown(model.tokenizer, settings.prompt, settings.long_prompt).dropped_text
     return GenerationResult(images=images, scales=[r.scale for r in rows], latents=latents, settings=settings,
                             model_name=model.name, scheduler_name=name_of(scheduler),
                             timings=timings, dropped_tokens=dropped, rows=list(rows))
@@ -259,5 +260,5 @@ def check_rows(rows: list[Row]) -> None:
 
 
 def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
-    """A CPU generator per row, each seeded with the settings' seed: cell i equals a single run."""
-    return [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
+    """A CPU generator per row, each seeded with its row's seed (else the settings'): cell i equals a single run."""
+    return [torch.Generator("cpu").manual_seed(settings.seed if r.seed is None else r.seed) for r in rows]

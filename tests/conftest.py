@@ -68,3 +68,25 @@ def sd1_f64(sd1_folder):
         module.double()
     model.dtype = torch.float64
     return model
+
+
+@pytest.fixture(scope="session")
+def sdxl_folder(tmp_path_factory) -> Path:
+    """A small SDXL-base-shaped pipeline (two text encoders, text_time conditioning)."""
+    from tests.sd_factory import save_sdxl_pipeline
+
+    return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl") / "model")
+
+
+@pytest.fixture(scope="session")
+def sdxl(sdxl_folder):
+    """The SDXL-shaped model in float64."""
+    import torch
+
+    from core.models import load_model
+
+    model = load_model(str(sdxl_folder), device="cpu")
+    for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+        module.double()
+    model.dtype = torch.float64
+    return model
