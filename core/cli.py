@@ -21,6 +21,8 @@ from typing import Callable
 from core.errors import Cancelled, UserError
 from core.fields import COMPILE_MODES, parse_scales, parse_size
 
+GRID_AXES = ("scale", "seed", "steps", "scheduler", "negative", "prompt_sr", "original_size", "crop", "strength",
+             "long_prompt", "color_scale")  #: core.grid_axes.KINDS (kept here so --help needs no torch)
 SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
 
 
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     axis.add_argument("--crops", default=None, help="SDXL: sweep crop top-left (y x x), e.g. 0x0,256x0")
     axis.add_argument("--strengths", default=None, help="image-to-image: sweep strength, e.g. 0.3,0.6,0.9")
     axis.add_argument("--color-scales", default=None, help="sweep colour-loss scale, e.g. 0,50,200")
+    s.add_argument("--x", default=None, metavar="AXIS=VALUES",
+                   help="a two-axis grid's X axis, e.g. 'scale=1-13 (+4)', 'seed=1-10 [3]', 'prompt_sr=cat|dog'; "
+                        "axes: " + ", ".join(GRID_AXES))
+    s.add_argument("--y", default=None, metavar="AXIS=VALUES", help="the grid's Y axis (optional), as --x")
     s.set_defaults(func=cmd_sweep)
 
     lat = sub.add_parser("latents", parents=[common], help="encode an image with the VAE and decode it back")
@@ -231,10 +237,50 @@ def _save_generated(args, result) -> int:
     return 0
 
 
+def _grid_axis(text: str, flag: str):
+    from core.grid_axes import Axis
+
+    name, sep, values = text.partition("=")
+    if not sep:
+        raise UserError(f"{flag} {text!r} is not AXIS=VALUES: write e.g. {flag} 'scale=1,4,12'.")
+    return Axis.parse(name.strip(), values)
+
+
+def cmd_grid(args) -> int:
+    """``sweep --x AXIS=VALUES [--y AXIS=VALUES]``: a two-axis grid (``core.grid_axes``)."""
+    from core.grid_axes import run_grid
+    from core.outputs import result_grid, save_png
+
+    if args.refiner is not None or args.refiner_at is not None:
+        raise UserError("--refiner sweeps guidance scales (--scales) only: drop --x/--y or the refiner.")
+    if args.x is None:
+        raise UserError("--y needs an --x axis too: e.g. --x 'scale=1,4,12' --y 'seed=1,2'.")
+    x = _grid_axis(args.x, "--x")
+    y = _grid_axis(args.y, "--y") if args.y else None
+    settings = _settings(args, args.guidance).validate()
+    model = _load(args)
+    bar, on_step = _progress(args.steps, "grid")
+
+    def on_cells(indices, result) -> None:
+        print(f"cells {', '.join(str(i + 1) for i in indices)} done", file=sys.stderr)
+
+    with bar:
+        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells)
+    for i, image in enumerate(result.images):
+        print(save_png(image, _out(args), f"{args.prompt}-cell{i + 1}", result.parameters(i)))
+    print(save_png(result_grid(result), _out(args), f"grid-{args.prompt}", result.grid_parameters()))
+    shape = f"{len(x.values)}x{len(y.values)}" if y else f"{len(x.values)}"
+    print(f"{shape} grid ({x.name}{' x ' + y.name if y else ''}) in {result.timings['total_s']:.2f} s, "
+          f"{result.timings['batches']} batch(es)", file=sys.stderr)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from core.outputs import make_grid, save_png
     from core.sweeps import run_axis
 
+    if args.x is not None or args.y is not None:
+        return cmd_grid(args)
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
     refined = args.refiner is not None or args.refiner_at is not None

@@ -94,6 +94,29 @@ class StepInfo:
     elapsed: float = 0.0  #: seconds since the loop started
 
 
+@dataclass(frozen=True)
+class GridLayout:
+    """A two-axis grid's axes (``core.grid_axes``): images are in reading order, Y rows of X cells."""
+
+    x_name: str
+    x_labels: list[str]
+    y_name: str = ""
+    y_labels: list[str] = field(default_factory=list)
+    x_values: list[str] = field(default_factory=list)  #: the values as typed back (metadata); default: labels
+    y_values: list[str] = field(default_factory=list)
+
+    @property
+    def cols(self) -> int:
+        return len(self.x_labels)
+
+    def metadata(self) -> str:
+        """A1111's X/Y plot fields for the saved grid's parameters."""
+        text = f"X Type: {self.x_name}, X Values: \"{', '.join(self.x_values or self.x_labels)}\""
+        if self.y_name:
+            text += f", Y Type: {self.y_name}, Y Values: \"{', '.join(self.y_values or self.y_labels)}\""
+        return text
+
+
 @dataclass
 class GenerationResult:
     images: list  #: PIL images, one per row (per scale in a sweep)
@@ -107,6 +130,8 @@ class GenerationResult:
     rows: list = field(default_factory=list, repr=False)  #: the Row of each image
     labels: list[str] | None = None  #: captions of a sequential sweep (strength, colour scale)
     variants: list | None = field(default=None, repr=False)  #: per-image settings of a sequential sweep
+    grid: GridLayout | None = None  #: a two-axis grid's axes (core.grid_axes)
+    scheduler_names: list[str] | None = None  #: per-image scheduler (a grid with a scheduler axis)
 
     def caption(self, i: int) -> str:
         """A cell's caption: its scale, plus whatever else varies across the rows."""
@@ -128,6 +153,11 @@ class GenerationResult:
     def captions(self) -> list[str]:
         return [self.caption(i) for i in range(len(self.images))]
 
+    def grid_parameters(self) -> str:
+        """The saved grid's ``parameters``: the first cell's, plus a two-axis grid's axes and values."""
+        text = self.parameters(0)
+        return text + ", " + self.grid.metadata() if self.grid else text
+
     def parameters(self, i: int = 0) -> str:
         """The A1111-style ``parameters`` text stored in the PNG."""
         s = self.variants[i] if self.variants else self.settings
@@ -137,7 +167,7 @@ class GenerationResult:
         if negative:
             lines.append(f"Negative prompt: {negative}")
         lines.append(
-            f"Steps: {s.steps}, Sampler: {self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
+            f"Steps: {s.steps}, Sampler: {self.scheduler_names[i] if self.scheduler_names else self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
             f"Seed: {s.seed}, Size: {w}x{h}, Model: {self.model_name}"
         )
         if s.init_image is not None:
@@ -147,6 +177,8 @@ class GenerationResult:
             lines[-1] += ", Original size: {}x{}".format(*row.original_size)
         if row is not None and row.crop_top_left != (0, 0):
             lines[-1] += ", Crop top-left: {},{}".format(*row.crop_top_left)
+        if s.long_prompt != "chunk":
+            lines[-1] += f", Long prompt: {s.long_prompt}"
         if s.color_target is not None and s.color_scale > 0:
             lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)
