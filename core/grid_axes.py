@@ -222,8 +222,10 @@ def _group_key(model, cell: SampleSettings) -> tuple:
 
 def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, callback=None,
              cancel: threading.Event | None = None,
-             on_cells: Callable[[list[int], GenerationResult], None] | None = None) -> GenerationResult:
-    """Sample the grid; ``on_cells(indices, batch_result)`` after each batch (the grid fills in)."""
+             on_cells: Callable[[list[int], GenerationResult], None] | None = None,
+             on_batch: Callable[[list[int]], None] | None = None) -> GenerationResult:
+    """Sample the grid; ``on_batch(indices)`` before and ``on_cells(indices, batch_result)`` after each
+    batch (the grid fills in)."""
     from core.sampler import sweep_rows
 
     cells = plan(model, settings, x, y)
@@ -234,6 +236,8 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
     images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
     for batch in batches:
         first = cells[batch[0]][0]
+        if on_batch is not None:
+            on_batch(batch)
         result = sweep_rows(model, first, [cells[i][1] for i in batch], callback, cancel)
         for j, i in enumerate(batch):
             images[i], latents[i], names[i] = result.images[j], result.latents[j:j + 1], result.scheduler_name

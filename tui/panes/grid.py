@@ -124,11 +124,11 @@ class GridPane(JobPane):
     @work(thread=True, exclusive=True, group="save")
     def save_grid(self, result) -> None:
         """Write the grid PNG (with the parameters text) off the UI thread."""
-        from core.outputs import make_grid, save_png
+        from core.outputs import result_grid, save_png
 
         try:
             stem, params = self.grid_file(result)
-            path = save_png(make_grid(result.images, result.captions), self.app.settings.output_dir, stem, params)
+            path = save_png(result_grid(result), self.app.settings.output_dir, stem, params)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
             return
