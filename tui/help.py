@@ -14,9 +14,11 @@ BUILTIN = [
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
+    ("Prompt", "(word) [word] (words:1.3) BREAK", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
     ("Sweep", "tab", "Focus a finished cell to select it; the latents pane takes it with ctrl+g"),
+    ("Sweep", "X / Y selects", "Grid axes; values 1,4,12 or 1-5 (+2) or 1-10 [5] or cat|dog"),
 ]
 
 
