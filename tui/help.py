@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -14,7 +15,7 @@ BUILTIN = [
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
-    ("Prompt", "(word) [word] (words:1.3) BREAK", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
+    ("Prompt", "(word) [word] (word:1.3)", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
     ("Sweep", "tab", "Focus a finished cell to select it; the latents pane takes it with ctrl+g"),
@@ -72,5 +73,5 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Every action is also in the command palette (ctrl+p). escape closes this.")
             table = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Keys", "Action")
-            table.add_rows(key_rows())
+            table.add_rows([tuple(Text(cell) for cell in row) for row in key_rows()])  # "[word]" is not markup
             yield table
