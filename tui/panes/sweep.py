@@ -172,6 +172,9 @@ class SweepPane(GridPane):
         self.action_run()
 
     def job_started(self, ev: JobEvent) -> None:
+        if self._axes is None:  # a job submitted without the form (tests, the command palette)
+            self.status("sampling…")
+            return
         x, y = self._axes
         what = f"{len(x.values)} x {len(y.values)} grid ({x.name} x {y.name})" if y else f"{len(x.values)} {x.name} cells"
         self.status(f"sampling {what}…")
