@@ -142,3 +142,12 @@ def test_tokens_prints_weights_and_chunks():
     assert "red</w>                     1.3     2/75" in out.stdout
     assert "start of chunk 2" in out.stdout and "dog</w>" in out.stdout and "4/150" in out.stdout
     assert "4/150 tokens in 2 chunks" in out.stdout
+
+
+def test_sdxl_grid_from_the_cli(tmp_path, sdxl_folder, capsys):
+    code = main(["sweep", "a (collie:1.3) BREAK in a top hat", "--model", str(sdxl_folder), "--x",
+                 "original_size=256x256,1024x1024", "--y", "scale=1,5", "--steps", "2", "--out", str(tmp_path)])
+    assert code == 0
+    params = Image.open(sorted(tmp_path.glob("grid-*.png"))[-1]).text["parameters"]
+    assert 'X Type: Original size, X Values: "256x256, 1024x1024", Y Type: CFG scale, Y Values: "1, 5"' in params
+    assert "2x2 grid (original_size x scale) in" in capsys.readouterr().err

@@ -350,3 +350,28 @@ async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
         sweep = app.query_one("SweepPane")
         await wait_for(pilot, lambda: sweep.result is not None and app.query_one("LatentsPane").report is not None,
                        what="both jobs after the queue")
+
+
+@sync
+async def test_sdxl_grid_of_size_and_crop_with_a_long_weighted_prompt(tmp_path, sdxl_folder):
+    """An SDXL-shaped model: X original size, Y crop, a prompt of two chunks with weights, in one batch."""
+    from textual.widgets import Select
+
+    prompt = "a (collie:1.2) in a [top hat], " * 12  # 108 tokens: two chunks
+    app = make_app(tmp_path, model=str(sdxl_folder), prompt=prompt, steps=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: len(pane.breakdowns) == 2, what="two tokenizers")
+        assert "108/150 tokens in 2 chunks" in str(app.query_one("#count-2", Label).render())
+        await pilot.press("f3")
+        sweep = app.query_one("SweepPane")
+        app.query_one("#x-axis", Select).value = "original_size"
+        app.query_one("#scales", Input).value = "256x256,1024x1024"
+        app.query_one("#y-axis", Select).value = "crop"
+        app.query_one("#y-values", Input).value = "0x0,32x0"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: sweep.result is not None, what="SDXL grid")
+        assert [c.caption for c in sweep.cells] == ["256x256 · 0x0", "1024x1024 · 0x0", "256x256 · 32x0",
+                                                   "1024x1024 · 32x0"]
+        assert sweep.result.timings["batches"] == 1 and "Crop top-left: 32,0" in sweep.result.parameters(3)
