@@ -193,20 +193,20 @@ def cmd_generate(args) -> int:
     from core.sampler import generate
 
     settings = _settings(args, args.guidance).validate()
-    if args.refiner is not None or args.refiner_at is not None:
-        return _generate_refined(args, settings)
-    model = _load(args)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "generate")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "generate + refine" if refiner else "generate")
     with bar:
-        result = generate(model, settings, n=args.count, callback=on_step)
+        result = generate(model, settings, n=args.count, callback=on_step, refiner=refiner, handoff=fraction)
     return _save_generated(args, result)
 
 
-def _load_pair(args, settings):
-    """``--model`` and ``--refiner`` for the hand-off, checked before anything slow; returns the fraction too."""
+def _load_models(args, settings):
+    """``--model``, and ``--refiner`` when given (checked before its minutes of loading): ``(model, refiner,
+    handoff)``, the refiner ``None`` without one. The sampler checks the pair and the request once more."""
     from core.refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
 
+    if args.refiner is None and args.refiner_at is None:
+        return _load(args), None, DEFAULT_FRACTION
     if not args.refiner:
         raise UserError("the refiner hand-off needs --refiner REFINER: an SDXL refiner folder or Hub id.")
     fraction = check_fraction(DEFAULT_FRACTION if args.refiner_at is None else args.refiner_at)
@@ -214,17 +214,6 @@ def _load_pair(args, settings):
     model = _load(args)
     check_base(model)  # before the refiner's minutes of loading
     return model, _load(args, args.refiner), fraction
-
-
-def _generate_refined(args, settings) -> int:
-    """``generate --refiner``: the SDXL base to ``--refiner-at``, the refiner for the rest (``core.refiner``)."""
-    from core.refiner import generate_refined
-
-    model, refiner, fraction = _load_pair(args, settings)
-    bar, on_step = _progress(args.steps, "generate + refine")
-    with bar:
-        result = generate_refined(model, refiner, settings, fraction, n=args.count, callback=on_step)
-    return _save_generated(args, result)
 
 
 def _save_generated(args, result) -> int:
@@ -251,21 +240,20 @@ def cmd_grid(args) -> int:
     from core.grid_axes import run_grid
     from core.outputs import result_grid, save_png
 
-    if args.refiner is not None or args.refiner_at is not None:
-        raise UserError("--refiner sweeps guidance scales (--scales) only: drop --x/--y or the refiner.")
     if args.x is None:
         raise UserError("--y needs an --x axis too: e.g. --x 'scale=1,4,12' --y 'seed=1,2'.")
     x = _grid_axis(args.x, "--x")
     y = _grid_axis(args.y, "--y") if args.y else None
     settings = _settings(args, args.guidance).validate()
-    model = _load(args)
-    bar, on_step = _progress(args.steps, "grid")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "grid + refine" if refiner else "grid")
 
     def on_cells(indices, result) -> None:
         print(f"cells {', '.join(str(i + 1) for i in indices)} done", file=sys.stderr)
 
     with bar:
-        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells)
+        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells, refiner=refiner,
+                          handoff=fraction)
     for i, image in enumerate(result.images):
         print(save_png(image, _out(args), f"{args.prompt}-cell{i + 1}", result.parameters(i)))
     print(save_png(result_grid(result), _out(args), f"grid-{args.prompt}", result.grid_parameters()))
@@ -283,19 +271,10 @@ def cmd_sweep(args) -> int:
         return cmd_grid(args)
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
-    refined = args.refiner is not None or args.refiner_at is not None
-    if refined and axis != "scale":
-        raise UserError("--refiner sweeps guidance scales (--scales) only: drop the other axis or the refiner.")
-    model, refiner, fraction = _load_pair(args, settings) if refined else (_load(args), None, None)
-    settings.validate(model.vae_scale_factor)
-    bar, on_step = _progress(args.steps, "sweep + refine" if refined else "sweep")
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "sweep + refine" if refiner else "sweep")
     with bar:
-        if refined:
-            from core.refiner import sweep_refined
-
-            result = sweep_refined(model, refiner, settings, values, fraction, callback=on_step)
-        else:
-            result = run_axis(model, settings, axis, values, callback=on_step)
+        result = run_axis(model, settings, axis, values, callback=on_step, refiner=refiner, handoff=fraction)
     _report_dropped(result)
     for i, image in enumerate(result.images):
         tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"

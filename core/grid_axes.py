@@ -26,8 +26,9 @@ import torch
 from core.conditioning import Row
 from core.errors import UserError
 from core.results import GenerationResult, GridLayout, SampleSettings, check_scale, scale_caption
+from core.rows import MAX_CELLS as BATCH
 
-MAX_CELLS = 64
+MAX_CELLS = 64  #: cells of one grid (several batches of at most core.rows.MAX_CELLS)
 
 
 @dataclass(frozen=True)
@@ -221,24 +222,26 @@ def _group_key(model, cell: SampleSettings) -> tuple:
 
 
 def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, callback=None,
-             cancel: threading.Event | None = None,
+             cancel: threading.Event | None = None, *, refiner=None, handoff: float | None = None,
              on_cells: Callable[[list[int], GenerationResult], None] | None = None,
              on_batch: Callable[[list[int]], None] | None = None) -> GenerationResult:
     """Sample the grid; ``on_batch(indices)`` before and ``on_cells(indices, batch_result)`` after each
-    batch (the grid fills in)."""
-    from core.sampler import sweep_rows
+    batch (the grid fills in). ``refiner``: every batch hands off to an SDXL refiner at ``handoff``."""
+    from core.sampler import sample
 
     cells = plan(model, settings, x, y)
     groups: dict[tuple, list[int]] = {}
     for i, (cell, _) in enumerate(cells):
         groups.setdefault(_group_key(model, cell), []).append(i)
-    batches = [idx[k:k + 16] for idx in groups.values() for k in range(0, len(idx), 16)]
+    batches = [idx[k:k + BATCH] for idx in groups.values() for k in range(0, len(idx), BATCH)]
     images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
     for batch in batches:
         first = cells[batch[0]][0]
         if on_batch is not None:
             on_batch(batch)
-        result = sweep_rows(model, first, [cells[i][1] for i in batch], callback, cancel)
+        kwargs = {} if handoff is None else {"handoff": handoff}
+        result = sample(model, first, [cells[i][1] for i in batch], refiner=refiner, callback=callback,
+                        cancel=cancel, **kwargs)
         for j, i in enumerate(batch):
             images[i], latents[i], names[i] = result.images[j], result.latents[j:j + 1], result.scheduler_name
         total += result.timings["total_s"]

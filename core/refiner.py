@@ -15,22 +15,17 @@ ids: original size, crop top-left and an aesthetic score (6 on the text rows, 2.
 
 This equals diffusers' ``StableDiffusionXLPipeline(..., denoising_end=f, output_type="latent")`` followed by
 ``StableDiffusionXLImg2ImgPipeline(image=latents, denoising_start=f)``, with one generator passed to both.
+It runs through the one sampling entry point, ``core.sampler.sample(base, settings, rows, refiner=...,
+handoff=f)``; this module holds what is particular to it: the checks, the plan of the split, the result.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from dataclasses import dataclass, replace
 
-import torch
-
-from core.conditioning import Row
 from core.errors import UserError
 from core.fields import is_fraction
-from core.results import GenerationResult, SampleSettings
-from core.sampler import Span, StepCallback, check_count, check_rows, denoise, row_generators, scale_rows
+from core.results import GenerationResult, SampleSettings, StepCallback
 from core.schedulers import make_scheduler
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
@@ -127,67 +122,14 @@ def plan(base, refiner, settings: SampleSettings, fraction: float) -> tuple[int,
     return stop, first, length - first
 
 
-def _relay(callback: StepCallback | None, offset: int, total: int) -> StepCallback | None:
+def relay(callback: StepCallback | None, offset: int, total: int) -> StepCallback | None:
     """Report both stages as one run: step numbers continue from the base into the refiner."""
     if callback is None:
         return None
     return lambda info: callback(replace(info, index=info.index + offset, total=total))
 
 
-def generate_refined(base, refiner, settings: SampleSettings, high_noise_frac: float = DEFAULT_FRACTION,
-                     n: int = 1, callback: StepCallback | None = None, cancel: threading.Event | None = None,
-                     aesthetic_score: float = 6.0, negative_aesthetic_score: float = 2.5) -> RefinedResult:
-    """``n`` images: ``base`` denoises the first ``high_noise_frac`` of the schedule, ``refiner`` the rest.
-
-    One CPU generator seeded with ``settings.seed`` feeds both stages (the starting noise, then any noise
-    a stochastic scheduler draws), as one generator passed to both diffusers pipelines does.
-    """
-    check_count(n)
-    for score in (aesthetic_score, negative_aesthetic_score):
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise UserError(f"aesthetic score {score!r} is not a finite number: use e.g. 6 (and 2.5 for the negative).")
-    row = Row(settings.guidance_scale, settings.negative_prompt, aesthetic_score=float(aesthetic_score),
-              negative_aesthetic_score=float(negative_aesthetic_score))
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    return refine_rows(base, refiner, settings, [row] * n, generator, high_noise_frac, callback, cancel)
-
-
-def sweep_refined(base, refiner, settings: SampleSettings, scales: list[float],
-                  high_noise_frac: float = DEFAULT_FRACTION, callback: StepCallback | None = None,
-                  cancel: threading.Event | None = None) -> RefinedResult:
-    """The guidance sweep through both models: one batch per stage, one row per scale. Each row has its
-    own generator seeded with ``settings.seed``, so cell i equals ``generate_refined`` at ``scales[i]``."""
-    rows = scale_rows(settings, scales)
-    check_rows(rows)
-    return refine_rows(base, refiner, settings, rows, row_generators(settings, rows), high_noise_frac, callback,
-                       cancel)
-
-
-def refine_rows(base, refiner, settings: SampleSettings, rows: list[Row], generators,
-                high_noise_frac: float = DEFAULT_FRACTION, callback: StepCallback | None = None,
-                cancel: threading.Event | None = None) -> RefinedResult:
-    """The hand-off for any batch of rows: the base to the cut-off, then the refiner from its latents."""
-    fraction = check_fraction(high_noise_frac)
-    check_pair(base, refiner)
-    settings = check_settings(settings.validate(multiple=base.vae_scale_factor))
-    stop, first, refiner_steps = plan(base, refiner, settings, fraction)
-    total = stop + refiner_steps
-
-    t0 = time.perf_counter()
-    # 1. The base: from pure noise down to the cut-off; its latents are handed on, not decoded.
-    high = denoise(base, settings, rows, generators, _relay(callback, 0, total), cancel,
-                   span=Span(stop=stop, decode=False))
-    # 2. The refiner: from those latents (same noise level, no noise added) down to t = 0, then the VAE.
-    low = denoise(refiner, settings, rows, generators, _relay(callback, stop, total), cancel,
-                  span=Span(first=first, latents=high.latents))
-    return RefinedResult(images=low.images, scales=low.scales, latents=low.latents, settings=settings,
-                         model_name=base.name, scheduler_name=high.scheduler_name,
-                         timings=_timings(high.timings, low.timings, total, time.perf_counter() - t0),
-                         dropped_tokens=high.dropped_tokens, rows=low.rows, refiner_name=refiner.name,
-                         high_noise_frac=fraction, base_steps=stop, refiner_steps=refiner_steps)
-
-
-def _timings(high: dict, low: dict, steps: int, total_s: float) -> dict[str, float]:
+def stage_timings(high: dict, low: dict, steps: int, total_s: float) -> dict[str, float]:
     """Both stages' timings: encode and denoise summed (and each stage's denoise), the refiner's decode."""
     denoise_s = high["denoise_s"] + low["denoise_s"]
     return {"encode_s": high["encode_s"] + low["encode_s"], "denoise_s": denoise_s,

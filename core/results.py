@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,8 +49,24 @@ class SampleSettings:
     color_scale: float = 0.0  #: loss guidance strength; 0 = off
     long_prompt: str = "chunk"  #: past 75 tokens: "chunk" (A1111/ComfyUI) or "truncate" (diffusers)
 
+    def __setattr__(self, name: str, value) -> None:
+        """Any change undoes a past ``validate``: the next one checks again."""
+        object.__setattr__(self, "_valid_for", None)
+        object.__setattr__(self, name, value)
+
     def validate(self, multiple: int = 8) -> SampleSettings:
-        """Raise ``UserError`` naming the fix for anything a run cannot use."""
+        """Raise ``UserError`` naming the fix for anything a run cannot use; returns ``self``.
+
+        Checks once: settings validated for this size ``multiple`` and unchanged since are not checked
+        again (the form checks them at the key press, ``core.sampler.sample`` trusts that).
+        """
+        if getattr(self, "_valid_for", None) == multiple:
+            return self
+        self._check(multiple)
+        object.__setattr__(self, "_valid_for", multiple)
+        return self
+
+    def _check(self, multiple: int) -> None:
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise UserError("the prompt must be text.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
@@ -78,7 +95,6 @@ class SampleSettings:
             from core.schedulers import canonical_name
 
             self.scheduler = canonical_name(self.scheduler)
-        return self
 
 
 @dataclass
@@ -115,6 +131,9 @@ class GridLayout:
         if self.y_name:
             text += f", Y Type: {self.y_name}, Y Values: \"{', '.join(self.y_values or self.y_labels)}\""
         return text
+
+
+StepCallback = Callable[[StepInfo], None]
 
 
 @dataclass

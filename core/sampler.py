@@ -1,9 +1,11 @@
 """The chapter's annotated sampling loop: what ``pipe()`` does, written out step by step.
 
-One function, ``denoise``, runs every kind of request: one prompt at one guidance scale (``generate``)
-or one prompt at several scales sampled as one batch (``sweep``). Each row of the batch has its own
-guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as diffusers does.
-A ``Span`` runs only part of the schedule (a hand-off between two models, ``core.refiner``).
+One way in: ``sample(model, settings, rows, *, refiner=None, handoff=0.8, callback=None, cancel=None)``
+checks the request once and runs it, through one model or an SDXL base and its refiner (``core.refiner``).
+``generate`` (``n`` images) and ``sweep`` (one image per guidance scale, one batch) only build the rows
+(``core.rows``); the grid axes of ``core.sweeps`` do the same. ``denoise`` is the loop itself: each row of
+the batch has its own guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as
+diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
 """
 
 from __future__ import annotations
@@ -12,21 +14,20 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
+from core import refiner as handoff_plan
 from core.conditioning import Encoder, Row
 from core.errors import Cancelled, UserError
 from core.guidance import steer
 from core.preview import latents_to_rgb
-from core.results import GenerationResult, SampleSettings, StepInfo, check_scale
+from core.results import GenerationResult, SampleSettings, StepCallback, StepInfo
+from core.rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
 from core.schedulers import make_scheduler, name_of
 from core.tokens import breakdown
-
-StepCallback = Callable[[StepInfo], None]
 
 
 @dataclass(frozen=True)
@@ -197,68 +198,75 @@ def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in (array * 255).round().astype(np.uint8)]
 
 
-def _check(model, settings: SampleSettings) -> SampleSettings:
-    if model is None:
+
+
+def sample(model, settings: SampleSettings, rows: list[Row], *, refiner=None,
+           handoff: float = handoff_plan.DEFAULT_FRACTION, callback: StepCallback | None = None,
+           cancel: threading.Event | None = None, batch_noise: bool = False) -> GenerationResult:
+    """The one way into the sampler: one prompt, one image per row, sampled as one batch.
+
+    Checks the request once (the model, the rows, the settings unless already validated for this model's
+    size multiple, the refiner pair), then runs it. ``refiner``: an SDXL refiner that finishes the base's
+    latents after the first ``handoff`` of the schedule (a ``core.refiner.RefinedResult`` comes back).
+    Noise: each row draws from its own CPU generator seeded with ``settings.seed``, so row i equals a
+    one-row run; ``batch_noise``: one generator draws every row's noise in turn (``n`` different images).
+    ``callback(StepInfo)`` after every step (through both models: one count); ``cancel`` stops within a step.
+    """
+    # 1. Check the request once, before anything slow.
+    fraction = None
+    if refiner is not None:
+        fraction = handoff_plan.check_fraction(handoff)
+        handoff_plan.check_pair(model, refiner)
+        handoff_plan.check_settings(settings)
+    elif model is None:
         raise UserError("no model is loaded: load one first (--model tiny).")
-    if model.family == "sdxl-refiner":
+    elif model.family == "sdxl-refiner":
         raise UserError(f"{model.name} is an SDXL refiner, which finishes another model's images: "
                         "pass it as --refiner with an SDXL base --model.")
-    return settings.validate(multiple=model.vae_scale_factor)
+    rows = check_rows(list(rows))
+    settings = settings.validate(multiple=model.vae_scale_factor)
+    # 2. The noise: a generator per row, or one for the batch.
+    generators = batch_generator(settings) if batch_noise else row_generators(settings, rows)
+    if refiner is None:
+        return denoise(model, settings, rows, generators, callback, cancel)
+    return _refine(model, refiner, settings, rows, generators, fraction, callback, cancel)
+
+
+def _refine(base, refiner, settings: SampleSettings, rows: list[Row], generators, fraction: float,
+            callback: StepCallback | None, cancel: threading.Event | None) -> handoff_plan.RefinedResult:
+    """The hand-off, checked: the base to the cut-off, then the refiner from its latents."""
+    stop, first, refiner_steps = handoff_plan.plan(base, refiner, settings, fraction)
+    total = stop + refiner_steps
+    t0 = time.perf_counter()
+    # 1. The base: from pure noise down to the cut-off; its latents are handed on, not decoded.
+    high = denoise(base, settings, rows, generators, handoff_plan.relay(callback, 0, total), cancel,
+                   span=Span(stop=stop, decode=False))
+    # 2. The refiner: from those latents (same noise level, no noise added) down to t = 0, then the VAE.
+    low = denoise(refiner, settings, rows, generators, handoff_plan.relay(callback, stop, total), cancel,
+                  span=Span(first=first, latents=high.latents))
+    timings = handoff_plan.stage_timings(high.timings, low.timings, total, time.perf_counter() - t0)
+    return handoff_plan.RefinedResult(
+        images=low.images, scales=low.scales, latents=low.latents, settings=settings, model_name=base.name,
+        scheduler_name=high.scheduler_name, timings=timings, dropped_tokens=high.dropped_tokens, rows=low.rows,
+        refiner_name=refiner.name, high_noise_frac=fraction, base_steps=stop, refiner_steps=refiner_steps)
 
 
 def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback | None = None,
-             cancel: threading.Event | None = None) -> GenerationResult:
+             cancel: threading.Event | None = None, *, refiner=None,
+             handoff: float = handoff_plan.DEFAULT_FRACTION) -> GenerationResult:
     """``n`` images at ``settings.guidance_scale``; one CPU generator seeded with ``settings.seed``,
     so a seed gives the same image on CPU and GPU (and the same as diffusers' pipeline)."""
-    settings = _check(model, settings)
-    check_count(n)
-    generator = torch.Generator("cpu").manual_seed(settings.seed)
-    row = Row(settings.guidance_scale, settings.negative_prompt)
-    return denoise(model, settings, [row] * n, generator, callback, cancel)
+    return sample(model, settings, image_rows(settings, n), refiner=refiner, handoff=handoff,
+                  callback=callback, cancel=cancel, batch_noise=True)
 
 
 def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCallback | None = None,
-          cancel: threading.Event | None = None) -> GenerationResult:
+          cancel: threading.Event | None = None, *, refiner=None,
+          handoff: float = handoff_plan.DEFAULT_FRACTION) -> GenerationResult:
     """One seed, several guidance scales, one batch: every UNet call carries all rows.
 
     Each row draws its noise from its own generator seeded with ``settings.seed``, so cell i equals a
     single ``generate`` at ``scales[i]`` (stochastic schedulers included).
     """
-    return sweep_rows(model, settings, scale_rows(settings, scales), callback, cancel)
-
-
-def sweep_rows(model, settings: SampleSettings, rows: list[Row], callback: StepCallback | None = None,
-               cancel: threading.Event | None = None) -> GenerationResult:
-    """The general sweep: any mix of scales, negative prompts and SDXL size conditioning, one batch."""
-    settings = _check(model, settings)
-    check_rows(rows)
-    return denoise(model, settings, rows, row_generators(settings, rows), callback, cancel)
-
-
-def check_count(n: int) -> int:
-    """An image count for one batch, or a one-line ``UserError``."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
-        raise UserError(f"image count must be from 1 to 64 (got {n}).")
-    return n
-
-
-def scale_rows(settings: SampleSettings, scales: list[float]) -> list[Row]:
-    """The guidance sweep's rows: one per scale, each with the settings' negative prompt."""
-    if not scales:
-        raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
-    return [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
-
-
-def check_rows(rows: list[Row]) -> None:
-    """One batch's rows: at least one, at most 16, every scale valid."""
-    if not rows:
-        raise UserError("nothing to sweep: give at least one value.")
-    if len(rows) > 16:
-        raise UserError(f"{len(rows)} cells is too many for one batch: use at most 16.")
-    for row in rows:
-        check_scale(row.scale)
-
-
-def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
-    """A CPU generator per row, each seeded with its row's seed (else the settings'): cell i equals a single run."""
-    return [torch.Generator("cpu").manual_seed(settings.seed if r.seed is None else r.seed) for r in rows]
+    return sample(model, settings, scale_rows(settings, scales), refiner=refiner, handoff=handoff,
+                  callback=callback, cancel=cancel)

@@ -14,7 +14,9 @@ import torch
 
 from core.conditioning import Row
 from core.errors import UserError
+from core.refiner import DEFAULT_FRACTION
 from core.results import GenerationResult, SampleSettings, check_scale
+from core.rows import axis_rows
 
 BATCHED = ("scale", "negative", "original_size", "crop")
 SEQUENTIAL = ("strength", "color_scale")
@@ -38,25 +40,23 @@ def parse_pairs(text: str, what: str) -> list[tuple[int, int]]:
 
 
 def run_axis(model, settings: SampleSettings, axis: str, values: list, callback=None,
-             cancel: threading.Event | None = None) -> GenerationResult:
-    """One grid: ``values`` along ``axis``; returns one image per value, captioned by it."""
-    from core.sampler import generate, sweep_rows
+             cancel: threading.Event | None = None, *, refiner=None,
+             handoff: float = DEFAULT_FRACTION) -> GenerationResult:
+    """One grid: ``values`` along ``axis``; returns one image per value, captioned by it.
+
+    Every cell goes through ``core.sampler.sample`` (with the refiner, when one is given): a batched
+    axis as one request of one row per value, a sequential axis as one request per value."""
+    from core.sampler import sample
 
     if axis not in AXES:
         raise UserError(f"unknown sweep axis {axis!r}: use one of {', '.join(AXES)}.")
     if not values:
         raise UserError("nothing to sweep: give at least one value.")
-    if axis in ("original_size", "crop") and model.family != "sdxl":
+    if axis in ("original_size", "crop") and (model is None or model.family != "sdxl"):
         raise UserError(f"the {axis.replace('_', ' ')} axis needs an SDXL model: load one with --model.")
-    scale, negative = settings.guidance_scale, settings.negative_prompt
     if axis in BATCHED:
-        rows = {
-            "scale": lambda v: Row(check_scale(v), negative),
-            "negative": lambda v: Row(scale, str(v)),
-            "original_size": lambda v: Row(scale, negative, original_size=tuple(v)),
-            "crop": lambda v: Row(scale, negative, crop_top_left=tuple(v)),
-        }[axis]
-        return sweep_rows(model, settings, [rows(v) for v in values], callback, cancel)
+        return sample(model, settings, axis_rows(settings, axis, values), refiner=refiner, handoff=handoff,
+                      callback=callback, cancel=cancel)
     if axis == "strength" and settings.init_image is None:
         raise UserError("a strength sweep needs a starting image: give --init-image PATH.")
     if axis == "color_scale" and settings.color_target is None:
@@ -64,7 +64,9 @@ def run_axis(model, settings: SampleSettings, axis: str, values: list, callback=
     results = []
     for value in values:
         variant = dataclasses.replace(settings, **{axis: float(value)})
-        results.append(generate(model, variant, 1, callback, cancel))
+        rows = [Row(check_scale(variant.guidance_scale), variant.negative_prompt)]
+        results.append(sample(model, variant, rows, refiner=refiner, handoff=handoff, callback=callback,
+                              cancel=cancel))
     first = results[0]
     label = {"strength": "strength {:g}", "color_scale": "colour x{:g}"}[axis]
     return dataclasses.replace(

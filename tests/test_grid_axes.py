@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.grid_axes import Axis, parse_numbers, plan, run_grid
 from core.outputs import result_grid
 from core.results import SampleSettings
-from core.sampler import generate, sweep_rows
+from core.sampler import generate, sample
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -124,6 +124,6 @@ def test_sdxl_size_and_crop_grid(sdxl):
     grid = run_grid(sdxl, settings, Axis.parse("original_size", "256x256,1024x1024"),
                     Axis.parse("crop", "0x0,32x0"))
     assert grid.timings["batches"] == 1 and grid.grid.y_labels == ["0x0", "32x0"]
-    single = sweep_rows(sdxl, settings, [Row(5.0, original_size=(1024, 1024), crop_top_left=(32, 0))])
+    single = sample(sdxl, settings, [Row(5.0, original_size=(1024, 1024), crop_top_left=(32, 0))])
     torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
     assert "Original size: 1024x1024" in grid.parameters(3) and "Crop top-left: 32,0" in grid.parameters(3)

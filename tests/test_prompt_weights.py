@@ -11,7 +11,7 @@ from core.conditioning import Encoder, Row, emphasize
 from core.errors import UserError
 from core.prompt_weights import parse
 from core.results import SampleSettings
-from core.sampler import generate, sweep_rows
+from core.sampler import generate, sample
 from core.tokens import breakdown
 
 LONG = "a watercolour painting of a lighthouse on a cliff at dusk, " * 7 + "zebra giraffe"  # 86 tokens
@@ -138,7 +138,7 @@ def test_long_prompt_runs_and_truncation_equals_diffusers(sd1):
 
 def test_weights_reach_the_batched_sweep(sd1_f64):
     rows = [Row(4.0, prompt="a photo of a (cat:1.4)"), Row(4.0, prompt="a photo of a cat")]
-    grid = sweep_rows(sd1_f64, SampleSettings("unused", steps=3, seed=2), rows)
+    grid = sample(sd1_f64, SampleSettings("unused", steps=3, seed=2), rows)
     single = generate(sd1_f64, SampleSettings("a photo of a (cat:1.4)", steps=3, seed=2, guidance_scale=4.0))
     torch.testing.assert_close(grid.latents[:1], single.latents, atol=1e-9, rtol=1e-9)
     assert not torch.allclose(grid.latents[0], grid.latents[1])

@@ -10,7 +10,7 @@ import torch
 
 from core.errors import Cancelled, UserError
 from core.results import SampleSettings
-from core.sampler import generate, sweep, x0_estimate
+from core.sampler import generate, sample, sweep, x0_estimate
 from core.schedulers import SCHEDULERS, make_scheduler
 
 PROMPT = "An oil painting of a collie in a top hat"
@@ -173,3 +173,35 @@ def test_empty_or_bad_scale_list(sd1):
 def test_at_most_16_cells_in_one_batch(sd1):
     with pytest.raises(UserError, match="at most 16"):
         sweep(sd1, SampleSettings(PROMPT, steps=1), [2.0] * 17)
+
+
+def test_one_entry_point_rows_and_noise(sd1_f64):
+    """``sample`` takes rows; each row's own generator makes row i a one-row run, one batch generator
+    (``generate``'s ``n`` images) makes them differ."""
+    from core.conditioning import Row
+
+    settings = SampleSettings(PROMPT, steps=3, seed=4)
+    same = sample(sd1_f64, settings, [Row(3.0), Row(3.0)])
+    torch.testing.assert_close(same.latents[0], same.latents[1], atol=0, rtol=0)
+    many = generate(sd1_f64, settings, n=2)
+    assert not torch.equal(many.latents[0], many.latents[1])
+    one = sample(sd1_f64, settings, [Row(settings.guidance_scale)])
+    torch.testing.assert_close(generate(sd1_f64, settings).latents, one.latents, atol=0, rtol=0)
+    with pytest.raises(UserError, match="at least one row"):
+        sample(sd1_f64, settings, [])
+    with pytest.raises(UserError, match="no model is loaded"):
+        sample(None, settings, [Row(3.0)])
+
+
+def test_settings_are_validated_once_per_request(sd1, monkeypatch):
+    """A form validates at the key press; the sampler trusts that, unless a field changed since."""
+    calls = []
+    real = SampleSettings._check
+    monkeypatch.setattr(SampleSettings, "_check", lambda self, multiple: calls.append(multiple) or real(self, multiple))
+    settings = SampleSettings(PROMPT, steps=1).validate()
+    sweep(sd1, settings, [1.0, 2.0])
+    assert calls == [8]
+    settings.steps = 0  # a change undoes the validation: the sampler checks again, and refuses
+    with pytest.raises(UserError, match="steps"):
+        sweep(sd1, settings, [1.0])
+    assert calls == [8, 8]

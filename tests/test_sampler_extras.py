@@ -11,7 +11,7 @@ from core.conditioning import Row
 from core.errors import UserError
 from core.guidance import color_loss, parse_color
 from core.results import SampleSettings
-from core.sampler import generate, sweep_rows
+from core.sampler import generate, sample
 
 PROMPT = "a man in a white hat"
 
@@ -59,7 +59,7 @@ def test_negative_prompt_axis_cells_equal_single_runs(sd1_f64):
     """Exercise 7: the negative prompt as the sweep axis ("white hat" removed from the unconditional side)."""
     negatives = ["", "white hat", "hat"]
     rows = [Row(7.5, neg) for neg in negatives]
-    grid = sweep_rows(sd1, SampleSettings(PROMPT, steps=4, seed=3, scheduler="DDIM"), rows)
+    grid = sample(sd1, SampleSettings(PROMPT, steps=4, seed=3, scheduler="DDIM"), rows)
     assert grid.captions == ["7.5 · no negative", "7.5 · neg 'white hat'", "7.5 · neg 'hat'"]
     for i, neg in enumerate(negatives):
         single = generate(sd1, SampleSettings(PROMPT, negative_prompt=neg, steps=4, seed=3, scheduler="DDIM"))

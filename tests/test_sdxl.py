@@ -8,7 +8,7 @@ import torch
 from core.conditioning import Row
 from core.models import load_model, resolve_tokenizers
 from core.results import SampleSettings
-from core.sampler import generate, sweep_rows
+from core.sampler import generate, sample
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -39,7 +39,7 @@ def test_micro_conditioning_sweep(sdxl):
     """The chapter's exercise: original size (256,256) vs (1024,1024), and a non-zero crop, as one batch."""
     rows = [Row(5.0, original_size=(1024, 1024)), Row(5.0, original_size=(256, 256)),
             Row(5.0, original_size=(1024, 1024), crop_top_left=(256, 0))]
-    grid = sweep_rows(sdxl, SampleSettings(PROMPT, steps=3, seed=1), rows)
+    grid = sample(sdxl, SampleSettings(PROMPT, steps=3, seed=1), rows)
     assert grid.captions == ["5 · orig 1024x1024 · crop 0,0", "5 · orig 256x256 · crop 0,0", "5 · orig 1024x1024 · crop 256,0"]
     assert not torch.allclose(grid.latents[0], grid.latents[1])
     assert not torch.allclose(grid.latents[0], grid.latents[2])

@@ -16,9 +16,9 @@ from core.cli import main
 from core.conditioning import Encoder, Row
 from core.errors import UserError
 from core.models import detect_family, load_model, resolve_tokenizers
-from core.refiner import generate_refined, refiner_first
+from core.refiner import refiner_first
 from core.results import SampleSettings
-from core.sampler import generate
+from core.sampler import generate, sample, sweep
 from tests.conftest import ROOT
 
 PROMPT = "An oil painting of a collie in a top hat"
@@ -83,10 +83,11 @@ def _reference(base, refiner, fraction, scheduler=None, negative="", guidance=5.
     return low(PROMPT, image=latents, denoising_start=fraction, output_type=output_type, **common, **kw).images
 
 
-def _ours(base, refiner, fraction, scheduler=None, negative="", guidance=5.0, n=1, **kw):
+def _ours(base, refiner, fraction, scheduler=None, negative="", guidance=5.0, n=1, callback=None, **kw):
     settings = SampleSettings(PROMPT, negative_prompt=negative, steps=STEPS, guidance_scale=guidance, seed=5,
                               scheduler=scheduler)
-    return generate_refined(base, refiner, settings, fraction, n=n, **kw)
+    row = Row(guidance, negative, **kw)
+    return sample(base, settings, [row] * n, refiner=refiner, handoff=fraction, callback=callback, batch_noise=True)
 
 
 def test_refiner_folder_loads_as_sdxl_refiner(folders, refiner, tmp_path):
@@ -196,9 +197,11 @@ def test_wrong_models_and_settings_are_refused(base, refiner, sd1):
         _ours(refiner, refiner, 0.8)
     settings = SampleSettings(PROMPT, steps=1)  # one timestep (1): all of it below the cut-off
     with pytest.raises(UserError, match="leave the base no step: raise --steps"):
-        generate_refined(base, refiner, settings, 0.5)
+        generate(base, settings, refiner=refiner, handoff=0.5)
     with pytest.raises(UserError, match="--init-image"):
-        generate_refined(base, refiner, SampleSettings(PROMPT, steps=4, init_image=Image.new("RGB", (64, 64))))
+        generate(base, SampleSettings(PROMPT, steps=4, init_image=Image.new("RGB", (64, 64))), refiner=refiner)
+    with pytest.raises(UserError, match="aesthetic score"):
+        sample(base, SampleSettings(PROMPT, steps=4), [Row(5.0, aesthetic_score=float("nan"))], refiner=refiner)
 
 
 def test_cli_generate_with_refiner(folders, tmp_path):
@@ -209,8 +212,9 @@ def test_cli_generate_with_refiner(folders, tmp_path):
     (png,) = tmp_path.glob("*.png")
     params = Image.open(png).text["parameters"]
     assert "Model: sdxl-base, Refiner: sdxl-refiner, Refiner switch at: 0.5" in params and "Steps: 6" in params
-    expected = generate_refined(load_model(str(folders[0]), device="cpu"), load_model(str(folders[1]), device="cpu"),
-                                SampleSettings("a red fox", steps=STEPS, guidance_scale=5.0, seed=3), 0.5)
+    expected = generate(load_model(str(folders[0]), device="cpu"),
+                        SampleSettings("a red fox", steps=STEPS, guidance_scale=5.0, seed=3),
+                        refiner=load_model(str(folders[1]), device="cpu"), handoff=0.5)
     assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), np.asarray(expected.images[0]))
 
 
@@ -241,19 +245,17 @@ def test_cli_bad_refiner_at_exits_2_in_one_line(folders, tmp_path):
 
 @pytest.mark.parametrize("scheduler", [None, "Euler ancestral"])
 def test_refined_sweep_cells_equal_single_refined_runs(base, refiner, scheduler):
-    """One batch per stage, one row per scale: cell i is generate_refined at scale i (float64, 1e-9),
+    """One batch per stage, one row per scale: cell i is a refined generate at scale i (float64, 1e-9),
     stochastic schedulers included (each row's generator runs through both stages)."""
-    from core.refiner import sweep_refined
-
     settings = SampleSettings(PROMPT, negative_prompt="blurry", steps=STEPS, seed=5, scheduler=scheduler)
-    swept = sweep_refined(base, refiner, settings, [1.0, 3.0, 7.5], 0.7)
+    swept = sweep(base, settings, [1.0, 3.0, 7.5], refiner=refiner, handoff=0.7)
     assert swept.scales == [1.0, 3.0, 7.5] and "Refiner switch at: 0.7" in swept.parameters(2)
     for i, scale in enumerate(swept.scales):
-        single = generate_refined(base, refiner, SampleSettings(
-            PROMPT, negative_prompt="blurry", steps=STEPS, seed=5, scheduler=scheduler, guidance_scale=scale), 0.7)
+        single = generate(base, SampleSettings(PROMPT, negative_prompt="blurry", steps=STEPS, seed=5,
+                                               scheduler=scheduler, guidance_scale=scale), refiner=refiner, handoff=0.7)
         torch.testing.assert_close(swept.latents[i:i + 1], single.latents, atol=1e-9, rtol=0)
     with pytest.raises(UserError, match="at most 16"):
-        sweep_refined(base, refiner, settings, [2.0] * 17)
+        sweep(base, settings, [2.0] * 17, refiner=refiner)
 
 
 def test_cli_sweep_with_refiner(folders, tmp_path, capsys):
@@ -263,9 +265,14 @@ def test_cli_sweep_with_refiner(folders, tmp_path, capsys):
     grid = [p for p in tmp_path.glob("sweep-*.png")]
     assert len(grid) == 1 and "Refiner: sdxl-refiner, Refiner switch at: 0.8" in Image.open(grid[0]).text["parameters"]
     assert len(list(tmp_path.glob("*.png"))) == 3
+    # every batched axis goes through the one entry point, so through the refiner too
     assert main(["sweep", "x", "--model", str(folders[0]), "--refiner", str(folders[1]), "--negatives", "a|b",
-                 "--device", "cpu", "--out", str(tmp_path / "no")]) == 2
-    assert "sweeps guidance scales (--scales) only" in capsys.readouterr().err
+                 "--steps", str(STEPS), "--device", "cpu", "--out", str(tmp_path / "neg")]) == 0
+    (grid,) = (tmp_path / "neg").glob("sweep-*.png")
+    assert "Refiner: sdxl-refiner" in Image.open(grid).text["parameters"]
+    assert main(["sweep", "x", "--model", str(folders[0]), "--refiner", str(folders[1]), "--init-image",
+                 str(grid), "--strengths", "0.5", "--device", "cpu", "--out", str(tmp_path / "no")]) == 2
+    assert "--init-image cannot be combined with --refiner" in capsys.readouterr().err
 
 
 def test_tui_sweep_hands_off_to_the_refiner(folders, tmp_path):
@@ -287,9 +294,44 @@ def test_tui_sweep_hands_off_to_the_refiner(folders, tmp_path):
             assert "Refiner switch at: 0.5" in result.parameters(0)
             base = load_model(str(folders[0]), device="cpu")
             refiner = load_model(str(folders[1]), device="cpu")
-            single = generate_refined(base, refiner, SampleSettings(PROMPT, steps=STEPS, seed=0,
-                                                                    guidance_scale=result.scales[-1]), 0.5)
+            single = generate(base, SampleSettings(PROMPT, steps=STEPS, seed=0, guidance_scale=result.scales[-1]),
+                              refiner=refiner, handoff=0.5)
             torch.testing.assert_close(result.latents[-1:], single.latents, atol=1e-4, rtol=1e-4)
+
+    run()
+
+
+def test_tui_exercises_hand_off_to_the_refiner(folders, tmp_path, monkeypatch):
+    """The exercises pane reaches the UNet through the same entry point: with a refiner loaded, its
+    grid is refined, and the key press validates the settings once on the way to the UNet."""
+    from textual.widgets import Input, Select
+
+    from tests.test_tui_support import SIZE, make_app, sync, wait_for
+
+    checks = []
+    real = SampleSettings._check
+    monkeypatch.setattr(SampleSettings, "_check", lambda self, multiple: checks.append(multiple) or real(self, multiple))
+
+    @sync
+    async def run():
+        app = make_app(tmp_path, model=str(folders[0]), refiner=str(folders[1]), refiner_at=0.5, steps=STEPS,
+                       prompt=PROMPT)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model is not None, what="base + refiner")
+            pane = app.query_one("ExercisesPane")
+            await pilot.press("f6")
+            pane.query_one("#axis", Select).value = "negative"
+            await pilot.pause()
+            pane.query_one("#values", Input).value = "|blurry"
+            pane.query_one("#steps", Input).value = str(STEPS)
+            await pilot.pause()
+            checks.clear()
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: pane.result is not None, what="refined exercise")
+            assert len(checks) == 1  # the form's check; the sampler trusts it
+            result = pane.result
+            assert result.refiner_name == "sdxl-refiner" and result.high_noise_frac == 0.5
+            assert [r.negative_prompt for r in result.rows] == ["", "blurry"]
 
     run()
 

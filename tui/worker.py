@@ -91,3 +91,9 @@ def require_model(job: Job):
     if model is None:
         raise UserError("No model is loaded (loading failed): fix --model and restart, or press ctrl+l to retry.")
     return model
+
+
+def require_models(job: Job):
+    """``(model, refiner)``: the loaded model (a ``UserError`` without one) and the SDXL refiner loaded
+    beside it, or None. Every sampling job hands both to ``core.sampler.sample``."""
+    return require_model(job), job.resources.get("refiner")

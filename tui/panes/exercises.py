@@ -3,7 +3,7 @@
 The axis is a choice: negative prompt (exercise: removing "white hat"), img2img strength (from an
 image file, or the latents pane's image), colour-loss scale ("blue guidance" towards a target
 colour), guidance scale, and SDXL's micro-conditioning (original size, crop top-left). The work is
-``core.sweeps.run_axis`` on the model worker; each cell shows its live x0 preview, then the decoded
+``core.sweeps.run_axis`` on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
 image captioned by its value. The prompt and the fixed negative prompt come from the prompt pane.
 """
 
@@ -182,11 +182,13 @@ class ExercisesPane(GridPane):
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead}…" if ahead else "starting…"))
 
+        refiner_at = self.app.settings.refiner_at
+
         def run(job):
             from core.sweeps import SEQUENTIAL, run_axis
-            from tui.worker import require_model
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
             cell = [-1]  # sequential axes: one run per cell, each starting again at step 0
 
             def on_step(info) -> None:
@@ -195,7 +197,8 @@ class ExercisesPane(GridPane):
                 offset = cell[0] if axis in SEQUENTIAL else 0
                 job.progress((offset, info.index, info.total, info.timestep, info.preview))
 
-            return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel)
+            return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel, refiner=refiner,
+                            handoff=refiner_at)
 
         self.job = self.submit("exercise", run)
 

@@ -145,23 +145,15 @@ class SweepPane(GridPane):
 
         def run(job):
             from core.grid_axes import run_grid
-            from tui.worker import require_model
+            from tui.worker import require_models
 
-            model = require_model(job)
+            model, refiner = require_models(job)
 
             def on_step(info) -> None:
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            refiner = job.resources.get("refiner")
-            if refiner is not None:  # SDXL: the base to refiner_at, the refiner for the rest
-                from core.refiner import sweep_refined
-
-                if x.name != "scale" or y is not None:
-                    raise UserError("with a refiner the sweep's axis is the guidance scale only: "
-                                    "pick X: scale and no Y axis.")
-                return sweep_refined(model, refiner, settings, x.values, refiner_at, callback=on_step,
-                                     cancel=job.cancel)
             return run_grid(model, settings, x, y, callback=on_step, cancel=job.cancel,
+                            refiner=refiner, handoff=refiner_at,
                             on_batch=lambda idx: job.progress(Milestone(("batch", idx, None))),
                             on_cells=lambda idx, r: job.progress(Milestone(("cells", idx, r.images))))
 
