@@ -5,7 +5,8 @@ CLIP reads 77 ids: ``<|startoftext|>``, 75 prompt tokens, ``<|endoftext|>`` (the
 start/end tokens and padded to 77; every chunk is encoded on its own and the hidden states are
 concatenated along the sequence, so the UNet cross-attends to ``77 * k`` positions. ``BREAK`` ends the
 current chunk early (the rest of it is padding). ``mode="truncate"`` keeps the first window only and
-drops the rest, as diffusers' pipelines do. A prompt of up to 75 tokens is one chunk either way, and its
+drops the rest, as diffusers' pipelines do. At most ``MAX_CHUNKS`` chunks are read; tokens past them are
+dropped and reported like truncated ones. A prompt of up to 75 tokens is one chunk either way, and its
 ids are exactly the pipeline's.
 
 Each token carries its weight from ``core.prompt_weights``.
@@ -19,6 +20,7 @@ from core.errors import UserError
 from core.prompt_weights import ParsedPrompt, parse
 
 MODES = ("chunk", "truncate")
+MAX_CHUNKS = 8  #: 600 prompt tokens; past that tokens are dropped (and reported), so a pasted essay stays cheap
 
 
 def check_mode(mode: str) -> str:
@@ -98,7 +100,7 @@ def chunk_prompt(tokenizer, text: str, mode: str = "chunk") -> ChunkedPrompt:
             offset += 1
             pieces.append(Piece(tid, frag.weight, chunk, offset))
     ends_empty = chunk > 0 and not any(p.chunk == chunk for p in pieces)  # a trailing BREAK opens nothing
-    count = (chunk if ends_empty else chunk + 1) if mode == "chunk" else 1
+    count = min(chunk if ends_empty else chunk + 1, MAX_CHUNKS) if mode == "chunk" else 1
     chunks = []
     for k in range(count):
         mine = [p for p in pieces if p.chunk == k]

@@ -186,7 +186,7 @@ def _out(args) -> str:
 
 def _report_dropped(result) -> None:
     if result.dropped_tokens:
-        print(f"note: beyond CLIP's 77-token window, dropped: {result.dropped_tokens!r}", file=sys.stderr)
+        print(f"note: dropped (past the window or the chunks): {result.dropped_tokens!r}", file=sys.stderr)
 
 
 def cmd_generate(args) -> int:
@@ -316,7 +316,7 @@ def cmd_tokens(args) -> int:
         if tok.special:
             note = f"start of chunk {tok.chunk + 1}" if tok.id == result.tokens[0].id else f"end of chunk {tok.chunk + 1}"
         else:
-            note = "DROPPED (beyond 77)" if tok.dropped else ""
+            note = f"DROPPED (beyond {result.beyond})" if tok.dropped else ""
         count = "" if tok.special else f"{tok.running}/{(result.window - 2) * (tok.chunk + 1)}"
         print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
     print(result.summary())

@@ -62,12 +62,18 @@ class TokenBreakdown:
     def dropped_text(self) -> str:
         return "".join(t.piece for t in self.dropped).replace("</w>", " ").strip()
 
+    @property
+    def beyond(self) -> str:
+        """What the dropped tokens are beyond: ``the 77-token window``, or ``8 chunks of 75``."""
+        return f"the {self.window}-token window" if self.mode == "truncate" else \
+            f"{self.chunks} chunks of {self.window - 2}"
+
     def summary(self) -> str:
         line = f"{self.count}/{self.limit} tokens"
         if self.chunks > 1:
             line += f" in {self.chunks} chunks of {self.window - 2}"
         if self.dropped:
-            line += f"; {len(self.dropped)} dropped beyond the {self.window}-token window: {self.dropped_text!r}"
+            line += f"; {len(self.dropped)} dropped beyond {self.beyond}: {self.dropped_text!r}"
         if self.weighted:
             line += f"; {len(self.weighted)} weighted"
         for note in self.notes:
@@ -91,8 +97,10 @@ def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
                 running += 1
                 tokens.append(Token(k * window + p.offset, piece, p.id, weight=p.weight, chunk=k, running=running))
         tokens.append(Token(k * window + chunk.count + 1, name(eos), eos, special=True, chunk=k))
-    for i, p in enumerate(prompt.dropped):  # truncated: where each would have stood
-        tokens.append(Token(size + 1 + i, pieces[prompt.pieces.index(p)], p.id, dropped=True, weight=p.weight,
-                            chunk=p.chunk, running=size + 1 + i))
+    last = (len(prompt.chunks) - 1) * window + size + 1  # where the first dropped token would have stood
+    kept = len(prompt.pieces) - len(prompt.dropped)
+    for i, (p, piece) in enumerate(zip(prompt.pieces[kept:], pieces[kept:])):  # truncated
+        tokens.append(Token(last + i, piece, p.id, dropped=True, weight=p.weight, chunk=p.chunk,
+                            running=running + 1 + i))
     return TokenBreakdown(text=text, tokens=tokens, window=window, input_ids=prompt.input_ids,
                           chunks=len(prompt.chunks), notes=prompt.notes, mode=mode)

@@ -99,7 +99,7 @@ class GridPane(JobPane):
             line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
         self.status(line + " · ctrl+s saves the grid")
         if result.dropped_tokens:
-            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
+            self.notify(f"Dropped (past the window or the chunks): {result.dropped_tokens!r}", severity="warning")
         self.post_message(ImageSelected(result.images[0], result.captions[0]))
         self.work_done()
 

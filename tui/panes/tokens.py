@@ -50,7 +50,7 @@ class TokenColumn(Vertical):
         if result.chunks > 1:
             line += f" in {result.chunks} chunks"
         if result.dropped:
-            line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
+            line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {result.dropped_text!r}"
         for note in result.notes:  # how unbalanced brackets were read
             line += f" — {note}"
         count = self.query_one(Label)
