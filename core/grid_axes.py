@@ -235,6 +235,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         groups.setdefault(_group_key(model, cell), []).append(i)
     batches = [idx[k:k + BATCH] for idx in groups.values() for k in range(0, len(idx), BATCH)]
     images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
+    dropped = ""
     for batch in batches:
         first = cells[batch[0]][0]
         if on_batch is not None:
@@ -245,6 +246,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         for j, i in enumerate(batch):
             images[i], latents[i], names[i] = result.images[j], result.latents[j:j + 1], result.scheduler_name
         total += result.timings["total_s"]
+        dropped = dropped or result.dropped_tokens
         if on_cells is not None:
             on_cells(batch, result)
     layout = GridLayout(KINDS[x.name].title, x.labels, KINDS[y.name].title if y else "", y.labels if y else [],
@@ -254,6 +256,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
     return GenerationResult(
         images=images, scales=[c.guidance_scale for c, _ in cells], latents=torch.cat(latents), settings=settings,
         model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(batches)},
+        dropped_tokens=dropped,
         rows=[r for _, r in cells], labels=captions, variants=[c for c, _ in cells], grid=layout,
         scheduler_names=names,
     )

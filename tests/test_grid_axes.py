@@ -105,7 +105,7 @@ def test_long_prompt_axis_shows_truncation_against_chunks(sd1_f64):
     single = generate(sd1_f64, SampleSettings(long, steps=2, seed=1, guidance_scale=5.0, long_prompt="truncate"))
     torch.testing.assert_close(grid.latents[1:2], single.latents, atol=1e-9, rtol=1e-9)
     assert not torch.allclose(grid.latents[0], grid.latents[1])
-    assert "Long prompt: truncate" in grid.parameters(1)
+    assert "Long prompt: truncate" in grid.parameters(1) and grid.dropped_tokens.endswith("in the snow")
 
 
 def test_prompts_of_different_lengths_keep_their_own_padding(sd1_f64):

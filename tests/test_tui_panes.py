@@ -357,13 +357,13 @@ async def test_sdxl_grid_of_size_and_crop_with_a_long_weighted_prompt(tmp_path, 
     """An SDXL-shaped model: X original size, Y crop, a prompt of two chunks with weights, in one batch."""
     from textual.widgets import Select
 
-    prompt = "a (collie:1.2) in a [top hat], " * 12  # 108 tokens: two chunks
+    prompt = "a (collie:1.2) in a [top hat], " * 12  # 84 tokens: two chunks
     app = make_app(tmp_path, model=str(sdxl_folder), prompt=prompt, steps=2)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.model is not None, what="model")
         pane = app.query_one("TokensPane")
         await wait_for(pilot, lambda: len(pane.breakdowns) == 2, what="two tokenizers")
-        assert "108/150 tokens in 2 chunks" in str(app.query_one("#count-2", Label).render())
+        assert "84/150 tokens in 2 chunks" in str(app.query_one("#count-2", Label).render())
         await pilot.press("f3")
         sweep = app.query_one("SweepPane")
         app.query_one("#x-axis", Select).value = "original_size"
