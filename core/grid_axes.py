@@ -253,10 +253,16 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
                         x.texts, y.texts if y else [])
     captions = [f"{layout.x_labels[i % len(x.values)]}" + (f" · {layout.y_labels[i // len(x.values)]}" if y else "")
                 for i in range(len(cells))]
-    return GenerationResult(
+    extra, kind = {}, GenerationResult
+    if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
+        from core.refiner import RefinedResult
+
+        kind = RefinedResult
+        extra = {k: getattr(result, k) for k in ("refiner_name", "high_noise_frac", "base_steps", "refiner_steps")}
+    return kind(
         images=images, scales=[c.guidance_scale for c, _ in cells], latents=torch.cat(latents), settings=settings,
         model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(batches)},
         dropped_tokens=dropped,
         rows=[r for _, r in cells], labels=captions, variants=[c for c, _ in cells], grid=layout,
-        scheduler_names=names,
+        scheduler_names=names, **extra,
     )
