@@ -39,7 +39,7 @@ def measure(model_spec: str = "tiny", device: str | None = None, runs: int = 5, 
     """Median seconds (wall, CPU) of the sweep plain and recorded, and the overheads."""
     from core.attention import recording
     from core.models import load_model
-    from core.results import SampleSettings
+    from core.settings import SampleSettings
     from core.sampler import sweep
 
     model = load_model(model_spec, device=device)

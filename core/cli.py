@@ -24,6 +24,8 @@ from typing import Callable
 from core.errors import Cancelled, UserError
 from core.fields import COMPILE_MODES, parse_scales, parse_size
 
+GRID_AXES = ("scale", "seed", "steps", "scheduler", "negative", "prompt_sr", "original_size", "crop", "strength",
+             "long_prompt", "color_scale")  #: core.grid_axes.KINDS (kept here so --help needs no torch)
 SCHEDULER_HELP = "DDPM, DDIM, PNDM, Euler, 'Euler ancestral', 'DPM++ 2M', LMS (default: the model's own)"
 
 
@@ -54,6 +56,14 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=0.8, help="image-to-image: how much to change (0-1]")
     p.add_argument("--color", default=None, help="colour-loss guidance target, e.g. '#3060ff'")
     p.add_argument("--color-scale", type=float, default=0.0, help="colour-loss guidance strength (0 = off)")
+    _long_prompt(p)
+
+
+def _long_prompt(p: argparse.ArgumentParser) -> None:
+    from core.chunks import MODES
+
+    p.add_argument("--long-prompt", default="chunk", choices=MODES,
+                   help="past 75 tokens: chunk (75-token chunks, as A1111/ComfyUI; default) or truncate (as diffusers)")
 
 
 def _refiner_args(p: argparse.ArgumentParser) -> None:
@@ -99,6 +109,10 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     axis.add_argument("--color-scales", default=None, help="sweep colour-loss scale, e.g. 0,50,200")
     s.add_argument("--timeline", nargs="?", const="", default=None, metavar="STEPS",
                    help="also write a strip of each cell's x0 estimate at these 1-based steps (default: 6 spread evenly)")
+    s.add_argument("--x", default=None, metavar="AXIS=VALUES",
+                   help="a two-axis grid's X axis, e.g. 'scale=1-13 (+4)', 'seed=1-10 [3]', 'prompt_sr=cat|dog'; "
+                        "axes: " + ", ".join(GRID_AXES))
+    s.add_argument("--y", default=None, metavar="AXIS=VALUES", help="the grid's Y axis (optional), as --x")
     s.set_defaults(func=cmd_sweep)
 
     a = sub.add_parser("attention", parents=[common],
@@ -114,6 +128,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
 
     t = sub.add_parser("tokens", parents=[common], help="show what CLIP's tokenizer makes of a prompt")
     t.add_argument("prompt")
+    _long_prompt(t)
     t.set_defaults(func=cmd_tokens)
     try:
         from core.fashion.cli import add_parser as add_fashion
@@ -157,7 +172,7 @@ def _settings(args, guidance: float = 7.5):
                           scheduler=args.scheduler,
                           init_image=load_image(args.init_image) if args.init_image else None,
                           strength=args.strength, color_target=parse_color(args.color) if args.color else None,
-                          color_scale=args.color_scale)
+                          color_scale=args.color_scale, long_prompt=args.long_prompt)
 
 
 def _axis(args) -> tuple[str, list]:
@@ -185,7 +200,7 @@ def _out(args) -> str:
 
 def _report_dropped(result) -> None:
     if result.dropped_tokens:
-        print(f"note: beyond CLIP's 77-token window, dropped: {result.dropped_tokens!r}", file=sys.stderr)
+        print(f"note: dropped (past the window or the chunks): {result.dropped_tokens!r}", file=sys.stderr)
 
 
 def cmd_generate(args) -> int:
@@ -225,10 +240,49 @@ def _save_generated(args, result) -> int:
     return 0
 
 
+def _grid_axis(text: str, flag: str):
+    from core.grid_axes import Axis
+
+    name, sep, values = text.partition("=")
+    if not sep:
+        raise UserError(f"{flag} {text!r} is not AXIS=VALUES: write e.g. {flag} 'scale=1,4,12'.")
+    return Axis.parse(name.strip(), values)
+
+
+def cmd_grid(args) -> int:
+    """``sweep --x AXIS=VALUES [--y AXIS=VALUES]``: a two-axis grid (``core.grid_axes``)."""
+    from core.grid_axes import run_grid
+    from core.outputs import result_grid, save_png
+
+    if args.x is None:
+        raise UserError("--y needs an --x axis too: e.g. --x 'scale=1,4,12' --y 'seed=1,2'.")
+    x = _grid_axis(args.x, "--x")
+    y = _grid_axis(args.y, "--y") if args.y else None
+    settings = _settings(args, args.guidance).validate()
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, "grid + refine" if refiner else "grid")
+
+    def on_cells(indices, result) -> None:
+        print(f"cells {', '.join(str(i + 1) for i in indices)} done", file=sys.stderr)
+
+    with bar:
+        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells, refiner=refiner,
+                          handoff=fraction)
+    for i, image in enumerate(result.images):
+        print(save_png(image, _out(args), f"{args.prompt}-cell{i + 1}", result.parameters(i)))
+    print(save_png(result_grid(result), _out(args), f"grid-{args.prompt}", result.grid_parameters()))
+    shape = f"{len(x.values)}x{len(y.values)}" if y else f"{len(x.values)}"
+    print(f"{shape} grid ({x.name}{' x ' + y.name if y else ''}) in {result.timings['total_s']:.2f} s, "
+          f"{result.timings['batches']} batch(es)", file=sys.stderr)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from core.outputs import make_grid, save_png
     from core.sweeps import run_axis
 
+    if args.x is not None or args.y is not None:
+        return cmd_grid(args)
     axis, values = _axis(args)
     settings = _settings(args, args.guidance).validate()
     if args.timeline is not None:  # bad steps fail before the model loads
@@ -319,11 +373,15 @@ def cmd_tokens(args) -> int:
     from core.models import resolve_tokenizer
     from core.tokens import breakdown
 
-    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt)
-    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} note")
+    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt)
+    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} {'weight':>6}  {'count':>7}  note")
     for tok in result.tokens:
-        note = "special" if tok.special else ("DROPPED (beyond 77)" if tok.dropped else "")
-        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {note}".rstrip())
+        if tok.special:
+            note = f"start of chunk {tok.chunk + 1}" if tok.id == result.tokens[0].id else f"end of chunk {tok.chunk + 1}"
+        else:
+            note = f"DROPPED (beyond {result.beyond})" if tok.dropped else ""
+        count = "" if tok.special else f"{tok.running}/{(result.window - 2) * (tok.chunk + 1)}"
+        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
     print(result.summary())
     return 0
 

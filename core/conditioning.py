@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from core.cfg import is_guided
+from core.chunks import check_mode, chunk_prompt
+from core.errors import UserError
+
 
 @dataclass(frozen=True)
 class Row:
@@ -31,6 +34,8 @@ class Row:
     target_size: tuple[int, int] | None = None  #: SDXL (h, w); None: the output size
     aesthetic_score: float = 6.0  #: SDXL refiner: the text rows' score (diffusers' default)
     negative_aesthetic_score: float = 2.5  #: SDXL refiner: the unconditional rows' score
+    prompt: str | None = None  #: this row's prompt (a grid's prompt S/R); None: the settings' prompt
+    seed: int | None = None  #: this row's seed (a grid's seed axis); None: the settings' seed
 
     @property
     def guided(self) -> bool:
@@ -42,31 +47,48 @@ class Row:
 class Conditioning:
     """What the UNet gets for a batch laid out as [unconditional rows…, text rows…]."""
 
-    hidden: torch.Tensor  #: encoder_hidden_states [R, 77, D]
+    hidden: torch.Tensor  #: encoder_hidden_states [R, 77 * chunks, D]
     added: dict | None = None  #: SDXL: {"text_embeds": [R, 1280], "time_ids": [R, 6]} (refiner: [R, 5])
 
 
-@torch.no_grad()
-def _encode_sd(model, text: str) -> torch.Tensor:
-    ids = model.tokenizer(text, padding="max_length", max_length=model.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
-    return model.text_encoder(ids.to(model.device))[0]
+def emphasize(hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """A1111's prompt weights on one chunk's hidden states ``[1, 77, D]``: scale each token's state by its
+    weight, then rescale the chunk so its mean is what it was (all weights 1: the states unchanged)."""
+    if all(w == 1.0 for w in weights):
+        return hidden
+    original = hidden.mean()
+    w = torch.tensor(weights, device=hidden.device, dtype=hidden.dtype).view(1, -1, 1)
+    hidden = hidden * w
+    return hidden * (original / hidden.mean())
 
 
 @torch.no_grad()
-def _encode_sdxl(model, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_chunks(tokenizer, encoder, text: str, mode: str, device, penultimate: bool):
+    """One encoder over a prompt's chunks (``core.chunks``), weighted, concatenated along the sequence:
+    ``[1, 77 * k, D]``, and the pooled output of the first chunk (A1111 and ComfyUI use that one)."""
     states, pooled = [], None
+    for chunk in chunk_prompt(tokenizer, text, mode).chunks:
+        out = encoder(torch.tensor([chunk.ids], device=device), output_hidden_states=penultimate)
+        if pooled is None and out[0].ndim == 2:  # CLIPTextModelWithProjection: the pooled, projected embedding
+            pooled = out[0]
+        states.append(emphasize(out.hidden_states[-2] if penultimate else out[0], chunk.weights))
+    return torch.cat(states, dim=1), pooled
+
+
+def _encode_sd(model, text: str, mode: str = "chunk") -> torch.Tensor:
+    return _encode_chunks(model.tokenizer, model.text_encoder, text, mode, model.device, False)[0]
+
+
+def _encode_sdxl(model, text: str, mode: str = "chunk") -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [(model.tokenizer, model.text_encoder), (model.tokenizer_2, model.text_encoder_2)]
     if model.text_encoder is None:  # the refiner has only OpenCLIP bigG
         pairs = pairs[1:]
-    for tokenizer, encoder in pairs:
-        ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
-        out = encoder(ids.to(model.device), output_hidden_states=True)
-        if out[0].ndim == 2:  # CLIPTextModelWithProjection: the pooled, projected embedding
-            pooled = out[0]
-        states.append(out.hidden_states[-2])  # SDXL reads the penultimate layer
-    return torch.cat(states, dim=-1), pooled
+    encoded = [_encode_chunks(tok, enc, text, mode, model.device, True) for tok, enc in pairs]
+    length = max(h.shape[1] for h, _ in encoded)
+    if any(h.shape[1] != length for h, _ in encoded):
+        raise UserError("the two SDXL tokenizers cut this prompt into different numbers of chunks: "
+                        "shorten it or use truncation.")
+    return torch.cat([h for h, _ in encoded], dim=-1), encoded[-1][1]
 
 
 def _time_ids(row: Row, width: int, height: int) -> list[int]:
@@ -85,31 +107,46 @@ def _refiner_time_ids(row: Row, width: int, height: int, negative: bool) -> list
 
 
 class Encoder:
-    """Encodes each distinct text once and lays the rows out for one UNet call per step."""
+    """Encodes each distinct text once and lays the rows out for one UNet call per step.
 
-    def __init__(self, model) -> None:
+    ``mode``: how prompts longer than one window are read (``core.chunks``: "chunk" or "truncate"). Rows
+    whose texts need different numbers of chunks are padded to the longest with the empty prompt's chunk
+    (A1111 pads the negative prompt so), so every row has the same sequence length."""
+
+    def __init__(self, model, mode: str = "chunk") -> None:
         self.model = model
+        self.mode = check_mode(mode)
         self.sdxl = model.family in ("sdxl", "sdxl-refiner")
         self.refiner = model.family == "sdxl-refiner"
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         if text not in self._cache:
-            self._cache[text] = _encode_sdxl(self.model, text) if self.sdxl else (_encode_sd(self.model, text), None)
+            self._cache[text] = (_encode_sdxl(self.model, text, self.mode) if self.sdxl
+                                 else (_encode_sd(self.model, text, self.mode), None))
         return self._cache[text]
 
-    def negative(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _zeroed(self, text: str) -> bool:
         """SDXL zeroes the unconditional branch for an empty negative prompt when the model asks for it
         (``force_zeros_for_empty_prompt``: base yes, the refiner no), as diffusers does."""
-        if self.sdxl and text == "" and self.model.force_zeros_for_empty_prompt:
-            hidden, pooled = self.encode("")
+        return self.sdxl and text == "" and bool(self.model.force_zeros_for_empty_prompt)
+
+    def _padded(self, text: str, length: int, zeroed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hidden, pooled = self.encode(text)
+        if hidden.shape[1] < length:
+            filler = self.encode("")[0]
+            hidden = torch.cat([hidden] + [filler] * ((length - hidden.shape[1]) // filler.shape[1]), dim=1)
+        if zeroed:
             return torch.zeros_like(hidden), torch.zeros_like(pooled)
-        return self.encode(text)
+        return hidden, pooled
 
     def batch(self, prompt: str, rows: list[Row], width: int, height: int) -> Conditioning:
         """The text for one UNet call, in ``core.cfg``'s layout: the guided rows' negatives, then every row's prompt."""
         guided = [r for r in rows if r.guided]
-        pairs = [self.negative(r.negative_prompt) for r in guided] + [self.encode(prompt) for _ in rows]
+        texts = [r.negative_prompt for r in guided] + [prompt if r.prompt is None else r.prompt for r in rows]
+        length = max(self.encode(t)[0].shape[1] for t in texts)
+        zeroed = [self._zeroed(r.negative_prompt) for r in guided] + [False] * len(rows)
+        pairs = [self._padded(t, length, z) for t, z in zip(texts, zeroed)]
         hidden = torch.cat([h for h, _ in pairs])
         if not self.sdxl:
             return Conditioning(hidden)

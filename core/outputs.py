@@ -50,21 +50,40 @@ def _font(size: int):
 
 
 def make_grid(images: list[Image.Image], captions: list[str] | None = None, cols: int | None = None,
-              min_cell: int = 128) -> Image.Image:
-    """Images side by side (upscaled to at least ``min_cell`` px), each with its caption underneath."""
+              min_cell: int = 128, x_labels: list[str] | None = None, y_labels: list[str] | None = None
+              ) -> Image.Image:
+    """Images side by side (upscaled to at least ``min_cell`` px), each with its caption underneath.
+
+    A two-axis grid (``x_labels``, ``y_labels``: A1111's X/Y plot) labels its columns along the top and
+    its rows down the left instead."""
     if not images:
         raise UserError("nothing to put in a grid.")
-    cols = cols or len(images)
+    cols = len(x_labels) if x_labels else (cols or len(images))
     rows = -(-len(images) // cols)
     w, h = images[0].size
     zoom = max(1, -(-min_cell // max(w, h)))
     cw, ch = w * zoom, h * zoom
     band = 22 if captions else 0
-    grid = Image.new("RGB", (cols * cw, rows * (ch + band)), "white")
-    draw, font = ImageDraw.Draw(grid), _font(14)
+    font = _font(14)
+    top = 24 if x_labels else 0
+    left = 8 + max((int(font.getlength(t)) for t in y_labels), default=0) if y_labels else 0
+    grid = Image.new("RGB", (left + cols * cw, top + rows * (ch + band)), "white")
+    draw = ImageDraw.Draw(grid)
+    for c, text in enumerate(x_labels or []):
+        draw.text((left + c * cw + cw // 2, top // 2), text, fill="black", font=font, anchor="mm")
+    for r, text in enumerate(y_labels or []):
+        draw.text((left - 4, top + r * (ch + band) + ch // 2), text, fill="black", font=font, anchor="rm")
     for i, img in enumerate(images):
-        x, y = (i % cols) * cw, (i // cols) * (ch + band)
+        x, y = left + (i % cols) * cw, top + (i // cols) * (ch + band)
         grid.paste(img.convert("RGB").resize((cw, ch), Image.NEAREST), (x, y))
         if captions:
             draw.text((x + cw // 2, y + ch + band // 2), captions[i], fill="black", font=font, anchor="mm")
     return grid
+
+
+def result_grid(result) -> Image.Image:
+    """A ``GenerationResult``'s images as one picture: axis labels for a two-axis grid, captions otherwise."""
+    if getattr(result, "grid", None) is not None:
+        layout = result.grid
+        return make_grid(result.images, x_labels=layout.x_labels, y_labels=layout.y_labels or None)
+    return make_grid(result.images, result.captions)

@@ -25,6 +25,29 @@ class StepInfo:
     elapsed: float = 0.0  #: seconds since the loop started
 
 
+@dataclass(frozen=True)
+class GridLayout:
+    """A two-axis grid's axes (``core.grid_axes``): images are in reading order, Y rows of X cells."""
+
+    x_name: str
+    x_labels: list[str]
+    y_name: str = ""
+    y_labels: list[str] = field(default_factory=list)
+    x_values: list[str] = field(default_factory=list)  #: the values as typed back (metadata); default: labels
+    y_values: list[str] = field(default_factory=list)
+
+    @property
+    def cols(self) -> int:
+        return len(self.x_labels)
+
+    def metadata(self) -> str:
+        """A1111's X/Y plot fields for the saved grid's parameters."""
+        text = f"X Type: {self.x_name}, X Values: \"{', '.join(self.x_values or self.x_labels)}\""
+        if self.y_name:
+            text += f", Y Type: {self.y_name}, Y Values: \"{', '.join(self.y_values or self.y_labels)}\""
+        return text
+
+
 StepCallback = Callable[[StepInfo], None]
 
 
@@ -41,6 +64,8 @@ class GenerationResult:
     rows: list = field(default_factory=list, repr=False)  #: the Row of each image
     labels: list[str] | None = None  #: captions of a sequential sweep (strength, colour scale)
     variants: list | None = field(default=None, repr=False)  #: per-image settings of a sequential sweep
+    grid: GridLayout | None = None  #: a two-axis grid's axes (core.grid_axes)
+    scheduler_names: list[str] | None = None  #: per-image scheduler (a grid with a scheduler axis)
 
     def caption(self, i: int) -> str:
         """A cell's caption: its scale, plus whatever else varies across the rows."""
@@ -71,7 +96,7 @@ class GenerationResult:
         if negative:
             lines.append(f"Negative prompt: {negative}")
         lines.append(
-            f"Steps: {s.steps}, Sampler: {self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
+            f"Steps: {s.steps}, Sampler: {self.scheduler_names[i] if self.scheduler_names else self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
             f"Seed: {s.seed}, Size: {w}x{h}, Model: {self.model_name}"
         )
         if s.init_image is not None:
@@ -81,14 +106,19 @@ class GenerationResult:
             lines[-1] += ", Original size: {}x{}".format(*row.original_size)
         if row is not None and row.crop_top_left != (0, 0):
             lines[-1] += ", Crop top-left: {},{}".format(*row.crop_top_left)
+        if s.long_prompt != "chunk":
+            lines[-1] += f", Long prompt: {s.long_prompt}"
         if s.color_target is not None and s.color_scale > 0:
             lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)
 
     def grid_parameters(self, axis: str = "scale") -> str:
         """The saved grid's text (CLI and app alike): the first cell's parameters (all the scales for a
-        guidance sweep) and a ``Grid:`` line with every cell's caption."""
+        guidance sweep), a two-axis grid's axes and values (A1111's X/Y fields), and a ``Grid:`` line with
+        every cell's caption."""
         text = self.parameters(0)
-        if axis == "scale":
+        if self.grid:
+            text += ", " + self.grid.metadata()
+        elif axis == "scale":
             text = text.replace(f"CFG scale: {self.scales[0]:g}", "CFG scales: " + ", ".join(f"{s:g}" for s in self.scales))
         return text + "\nGrid: " + " | ".join(self.captions)

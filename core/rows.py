@@ -78,8 +78,9 @@ def axis_rows(settings: SampleSettings, axis: str, values: list) -> list[Row]:
 
 
 def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
-    """A CPU generator per row, each seeded with the settings' seed: cell i equals a one-row run."""
-    return [torch.Generator("cpu").manual_seed(settings.seed) for _ in rows]
+    """A CPU generator per row, each seeded with its row's seed (a grid's seed axis) or else the settings':
+    cell i equals a one-row run."""
+    return [torch.Generator("cpu").manual_seed(settings.seed if r.seed is None else r.seed) for r in rows]
 
 
 def batch_generator(settings: SampleSettings) -> torch.Generator:

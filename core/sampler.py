@@ -114,9 +114,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     cfg = Guidance([r.scale for r in rows], model.device, model.dtype)  # which rows need the uncond pass
     timings: dict[str, float] = {}
 
-    # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens; encode them.
+    # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens (75-token chunks
+    #    for longer prompts, core.chunks); encode them, weighting tokens as A1111 (core.prompt_weights).
     #    The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
-    cond = Encoder(model).batch(settings.prompt, rows, width, height)
+    cond = Encoder(model, settings.long_prompt).batch(settings.prompt, rows, width, height)
     timings["encode_s"] = time.perf_counter() - t_start
 
     # 2. Prepare the scheduler and the starting latents.
@@ -171,7 +172,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     images = decode(model, latents) if span is None or span.decode else []
     timings["decode_s"] = time.perf_counter() - t_dec
     timings["total_s"] = time.perf_counter() - t_start
-    dropped = breakdown(model.tokenizer, settings.prompt).dropped_text
+    dropped = breakdown(model.tokenizer, settings.prompt, settings.long_prompt).dropped_text
     return GenerationResult(images=images, scales=[r.scale for r in rows], latents=latents, settings=settings,
                             model_name=model.name, scheduler_name=name_of(scheduler),
                             timings=timings, dropped_tokens=dropped, rows=list(rows))

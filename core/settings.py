@@ -33,6 +33,7 @@ class SampleSettings:
     strength: float = 0.8  #: image-to-image: share of the schedule that is re-run (1 = ignore the image)
     color_target: tuple[float, float, float] | None = None  #: loss guidance towards this RGB (0-1)
     color_scale: float = 0.0  #: loss guidance strength; 0 = off
+    long_prompt: str = "chunk"  #: past 75 tokens: "chunk" (A1111/ComfyUI) or "truncate" (diffusers)
 
     def __setattr__(self, name: str, value) -> None:
         """Any change undoes a past ``validate``: the next one checks again."""
@@ -72,6 +73,9 @@ class SampleSettings:
                 raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
         if not (isinstance(self.color_scale, (int, float)) and math.isfinite(self.color_scale) and self.color_scale >= 0):
             raise UserError(f"colour loss scale must be a finite number >= 0 (got {self.color_scale}).")
+        from core.chunks import check_mode
+
+        check_mode(self.long_prompt)
         if self.scheduler is not None:
             from core.schedulers import canonical_name
 

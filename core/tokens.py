@@ -1,35 +1,45 @@
 """What CLIP sees: a prompt broken into the tokens the text encoder receives.
 
 The text encoder reads a fixed window of ``model_max_length`` (77) ids: ``<|startoftext|>``, up to
-75 prompt tokens, ``<|endoftext|>``, then padding. Tokens past the window are truncated away; the
-breakdown keeps them, marked ``dropped``, so a person can see what the model never sees.
+75 prompt tokens, ``<|endoftext|>``, then padding. A longer prompt is cut into 75-token chunks, each a
+window of its own (``core.chunks``, the default), or truncated (``mode="truncate"``, as diffusers): the
+breakdown keeps truncated tokens, marked ``dropped``, so a person can see what the model never sees.
+Every token carries its A1111 weight (``core.prompt_weights``: ``(word)`` x1.1, ``[word]`` /1.1, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.chunks import chunk_prompt
+
 
 @dataclass(frozen=True)
 class Token:
-    position: int  #: index in the 77-token window (for dropped tokens: where it would have been)
+    position: int  #: index in the encoder's sequence (chunk k starts at 77k; dropped: where it would have been)
     piece: str  #: the BPE piece, e.g. ``photograph</w>``
     id: int
     special: bool = False  #: start/end/padding token
     dropped: bool = False  #: beyond the window: truncated, never reaches the text encoder
+    weight: float = 1.0  #: the A1111 weight the token's hidden state is scaled by
+    chunk: int = 0  #: which 75-token chunk it is in
+    running: int = 0  #: prompt tokens so far, itself included (0 for specials): ``running/75`` per chunk
 
 
 @dataclass(frozen=True)
 class TokenBreakdown:
     text: str
-    tokens: list[Token]  #: start, prompt tokens that fit, end (no padding), then dropped ones
+    tokens: list[Token]  #: per chunk: start, its prompt tokens, end (no padding); then dropped ones
     window: int  #: the model's window, 77 for CLIP
-    input_ids: list[int] = field(repr=False)  #: exactly what the text encoder gets (padded)
+    input_ids: list[int] = field(repr=False)  #: exactly what the text encoder gets (padded, every chunk)
+    chunks: int = 1  #: windows the encoder reads
+    notes: list[str] = field(default_factory=list)  #: how unbalanced brackets were read
+    mode: str = "chunk"
 
     @property
     def limit(self) -> int:
-        """Prompt tokens that fit between the start and end tokens (75 for CLIP)."""
-        return self.window - 2
+        """Prompt tokens that fit: 75 per chunk (75, 150, ...)."""
+        return (self.window - 2) * self.chunks
 
     @property
     def kept(self) -> list[Token]:
@@ -40,6 +50,10 @@ class TokenBreakdown:
         return [t for t in self.tokens if t.dropped]
 
     @property
+    def weighted(self) -> list[Token]:
+        return [t for t in self.tokens if t.weight != 1.0 and not t.special]
+
+    @property
     def count(self) -> int:
         """Prompt tokens (no specials), dropped ones included: ``count/limit`` is the running count."""
         return len([t for t in self.tokens if not t.special])
@@ -48,28 +62,48 @@ class TokenBreakdown:
     def dropped_text(self) -> str:
         return "".join(t.piece for t in self.dropped).replace("</w>", " ").strip()
 
+    @property
+    def beyond(self) -> str:
+        """What the dropped tokens are beyond: ``the 77-token window``, or ``8 chunks of 75``."""
+        return f"the {self.window}-token window" if self.mode == "truncate" else \
+            f"{self.chunks} chunks of {self.window - 2}"
+
     def summary(self) -> str:
         line = f"{self.count}/{self.limit} tokens"
+        if self.chunks > 1:
+            line += f" in {self.chunks} chunks of {self.window - 2}"
         if self.dropped:
-            line += f"; {len(self.dropped)} dropped beyond the {self.window}-token window: {self.dropped_text!r}"
+            line += f"; {len(self.dropped)} dropped beyond {self.beyond}: {self.dropped_text!r}"
+        if self.weighted:
+            line += f"; {len(self.weighted)} weighted"
+        for note in self.notes:
+            line += f"; {note}"
         return line
 
 
-def breakdown(tokenizer, text: str) -> TokenBreakdown:
-    """Tokenize ``text`` as the pipeline does (pad to the window, truncate) and explain every id."""
+def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
+    """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
     from core.fields import check_text
 
     check_text(text)
-    window = int(min(tokenizer.model_max_length, 10_000))
-    ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+    prompt = chunk_prompt(tokenizer, text, mode)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    pieces = tokenizer.convert_ids_to_tokens(ids)
-    fit = window - 2
-    tokens = [Token(0, tokenizer.convert_ids_to_tokens(bos), bos, special=True)]
-    for i, (tid, piece) in enumerate(zip(ids, pieces)):
-        tokens.append(Token(i + 1, piece, tid, dropped=i >= fit))
-    tokens.insert(min(len(ids), fit) + 1, Token(min(len(ids), fit) + 1, tokenizer.convert_ids_to_tokens(eos), eos, special=True))
-    input_ids = tokenizer(
-        text, padding="max_length", max_length=window, truncation=True, verbose=False
-    ).input_ids
-    return TokenBreakdown(text=text, tokens=tokens, window=window, input_ids=list(input_ids))
+    name = tokenizer.convert_ids_to_tokens
+    pieces = name([p.id for p in prompt.pieces])
+    tokens: list[Token] = []
+    size, window = prompt.size, prompt.window
+    running = 0
+    for k, chunk in enumerate(prompt.chunks):
+        tokens.append(Token(k * window, name(bos), bos, special=True, chunk=k))
+        for p, piece in zip(prompt.pieces, pieces):
+            if p.chunk == k:
+                running += 1
+                tokens.append(Token(k * window + p.offset, piece, p.id, weight=p.weight, chunk=k, running=running))
+        tokens.append(Token(k * window + chunk.count + 1, name(eos), eos, special=True, chunk=k))
+    last = (len(prompt.chunks) - 1) * window + size + 1  # where the first dropped token would have stood
+    kept = len(prompt.pieces) - len(prompt.dropped)
+    for i, (p, piece) in enumerate(zip(prompt.pieces[kept:], pieces[kept:])):  # truncated
+        tokens.append(Token(last + i, piece, p.id, dropped=True, weight=p.weight, chunk=p.chunk,
+                            running=running + 1 + i))
+    return TokenBreakdown(text=text, tokens=tokens, window=window, input_ids=prompt.input_ids,
+                          chunks=len(prompt.chunks), notes=prompt.notes, mode=mode)

@@ -83,3 +83,25 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs CUDA (a test marked gpu)")
     for item in gpu:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sdxl_folder(tmp_path_factory) -> Path:
+    """A small SDXL-base-shaped pipeline (two text encoders, text_time conditioning)."""
+    from tests.sd_factory import save_sdxl_pipeline
+
+    return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl") / "model")
+
+
+@pytest.fixture(scope="session")
+def sdxl(sdxl_folder):
+    """The SDXL-shaped model in float64."""
+    import torch
+
+    from core.models import load_model
+
+    model = load_model(str(sdxl_folder), device="cpu")
+    for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+        module.double()
+    model.dtype = torch.float64
+    return model

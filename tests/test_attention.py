@@ -8,7 +8,7 @@ import torch
 
 from core.attention import CrossAttentionProbe, heat_for, level_sizes, normalise, recording, token_positions
 from core.errors import UserError
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import generate, sweep
 
 PROMPT = "An oil painting of a collie in a top hat"

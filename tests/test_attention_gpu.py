@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.attention import recording
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import sweep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

@@ -111,3 +111,43 @@ def test_sweep_axes_from_the_cli(tmp_path, sd1_folder):
 def test_sweep_axis_errors(sd1_folder, capsys, args, message):
     assert main(["sweep", "x", "--model", str(sd1_folder), "--steps", "1", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_two_axis_grid_from_the_cli(tmp_path, sd1_folder, capsys):
+    code = main(["sweep", "a man in a hat", "--model", str(sd1_folder), "--x", "scale=1-9 [3]", "--y", "seed=1,2",
+                 "--steps", "2", "--out", str(tmp_path)])
+    assert code == 0
+    grid = Image.open(sorted(tmp_path.glob("grid-*.png"))[-1])
+    params = grid.text["parameters"]
+    assert 'X Type: CFG scale, X Values: "1, 5, 9", Y Type: Seed, Y Values: "1, 2"' in params
+    assert len(sorted(tmp_path.glob("a-man-in-a-hat-cell*.png"))) == 6
+    assert "Seed: 2" in Image.open(sorted(tmp_path.glob("a-man-in-a-hat-cell6*.png"))[0]).text["parameters"]
+    assert "3x2 grid (scale x seed)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--x", "scale"], "AXIS=VALUES"),
+    (["--y", "seed=1"], "--y needs an --x"),
+    (["--x", "wobble=1"], "unknown grid axis"),
+    (["--x", "seed=1-5 (+0)"], "step"),
+])
+def test_grid_errors(sd1_folder, capsys, args, message):
+    assert main(["sweep", "x", "--model", str(sd1_folder), "--steps", "1", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tokens_prints_weights_and_chunks():
+    out = run_cli("tokens", "a (red:1.3) [cat] BREAK dog")
+    assert out.returncode == 0, out.stderr
+    assert "red</w>                     1.3     2/75" in out.stdout
+    assert "start of chunk 2" in out.stdout and "dog</w>" in out.stdout and "4/150" in out.stdout
+    assert "4/150 tokens in 2 chunks" in out.stdout
+
+
+def test_sdxl_grid_from_the_cli(tmp_path, sdxl_folder, capsys):
+    code = main(["sweep", "a (collie:1.3) BREAK in a top hat", "--model", str(sdxl_folder), "--x",
+                 "original_size=256x256,1024x1024", "--y", "scale=1,5", "--steps", "2", "--out", str(tmp_path)])
+    assert code == 0
+    params = Image.open(sorted(tmp_path.glob("grid-*.png"))[-1]).text["parameters"]
+    assert 'X Type: Original size, X Values: "256x256, 1024x1024", Y Type: CFG scale, Y Values: "1, 5"' in params
+    assert "2x2 grid (original_size x scale) in" in capsys.readouterr().err

@@ -137,9 +137,11 @@ def test_negative_prompt_replaces_the_unconditional_branch(sd1):
     assert not torch.allclose(a.latents, b.latents)
 
 
-def test_long_prompt_reports_dropped_tokens(sd1):
-    result = generate(sd1, SampleSettings("cat " * 72 + "zebra giraffe elephant leopard tiger", steps=1))
+def test_long_prompt_reports_dropped_tokens_when_truncating(sd1):
+    text = "cat " * 72 + "zebra giraffe elephant leopard tiger"
+    result = generate(sd1, SampleSettings(text, steps=1, long_prompt="truncate"))
     assert "leopard" in result.dropped_tokens and "cat" not in result.dropped_tokens
+    assert generate(sd1, SampleSettings(text, steps=1)).dropped_tokens == ""  # chunked by default
 
 
 def test_size_and_parameters(sd1):

@@ -13,22 +13,6 @@ from core.sampler import generate, sample
 PROMPT = "An oil painting of a collie in a top hat"
 
 
-@pytest.fixture(scope="module")
-def sdxl_folder(tmp_path_factory):
-    from tests.sd_factory import save_sdxl_pipeline
-
-    return save_sdxl_pipeline(tmp_path_factory.mktemp("sdxl") / "model")
-
-
-@pytest.fixture(scope="module")
-def sdxl(sdxl_folder):
-    model = load_model(str(sdxl_folder), device="cpu")
-    for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
-        module.double()
-    model.dtype = torch.float64
-    return model
-
-
 def test_loads_as_sdxl_with_both_tokenizers(sdxl_folder):
     model = load_model(str(sdxl_folder), device="cpu")
     assert model.family == "sdxl" and model.text_encoder_2 is not None and model.force_zeros_for_empty_prompt

@@ -347,3 +347,17 @@ def test_tui_refiner_that_is_not_one_fails_to_load_with_one_line(folders, tmp_pa
             assert any("not an SDXL refiner" in n.message for n in app.notices)
 
     run()
+
+
+def test_grid_cells_through_the_refiner_equal_single_refined_runs(base, refiner):
+    """A two-axis grid (seed x negative) hands every batch to the refiner; a cell is its single refined run."""
+    from core.grid_axes import Axis, run_grid
+
+    settings = SampleSettings("a (collie:1.2) in a top hat", steps=STEPS, seed=0, guidance_scale=5.0)
+    grid = run_grid(base, settings, Axis.parse("seed", "3,4"), Axis.parse("negative", "|blurry"), refiner=refiner,
+                    handoff=0.5)
+    assert grid.timings["batches"] == 1 and len(grid.images) == 4
+    assert "Refiner switch at: 0.5" in grid.parameters(3) and 'X Type: Seed' in grid.grid_parameters()
+    single = generate(base, SampleSettings("a (collie:1.2) in a top hat", negative_prompt="blurry", steps=STEPS,
+                                           seed=4, guidance_scale=5.0), refiner=refiner, handoff=0.5)
+    torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.cli import main
 from core.errors import UserError
-from core.results import SampleSettings
+from core.settings import SampleSettings
 from core.sampler import sweep
 from core.schedule import fashion_schedule, schedule_of
 from core.timeline import Timeline, parse_steps

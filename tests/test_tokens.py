@@ -42,8 +42,8 @@ def test_a_wrong_vocabulary_file_is_refused(tmp_path, monkeypatch):
         find_bpe_file()
 
 
-def test_tokens_beyond_the_window_are_marked_dropped():
-    b = breakdown(clip_tokenizer(), "cat " * 75 + "zebra giraffe")
+def test_tokens_beyond_the_window_are_marked_dropped_when_truncating():
+    b = breakdown(clip_tokenizer(), "cat " * 75 + "zebra giraffe", mode="truncate")
     assert b.count == 77 and len(b.dropped) == 2
     assert b.dropped_text == "zebra giraffe"
     assert [t.position for t in b.dropped] == [76, 77]  # where they would have stood
@@ -51,11 +51,22 @@ def test_tokens_beyond_the_window_are_marked_dropped():
     assert "2 dropped" in b.summary()
 
 
+def test_tokens_beyond_the_window_start_a_second_chunk_by_default():
+    b = breakdown(clip_tokenizer(), "cat " * 75 + "zebra giraffe")
+    assert (b.count, b.limit, b.chunks, b.dropped) == (77, 150, 2, [])
+    assert len(b.input_ids) == 154 and b.input_ids[77] == 49406 and b.input_ids[78:81] == [22548, 22826, 49407]
+    assert "77/150 tokens in 2 chunks" in b.summary()
+
+
+PLAIN = st.text(alphabet=st.characters(blacklist_characters="()[]\\:"), max_size=300).filter(lambda t: "BREAK" not in t)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.text(max_size=300))
+@given(PLAIN)
 def test_breakdown_agrees_with_the_pipeline_for_any_text(text):
+    """Without weight syntax, the truncated window is exactly the pipeline's ids."""
     tok = clip_tokenizer()
-    b = breakdown(tok, text)
+    b = breakdown(tok, text, mode="truncate")
     kept_ids = [t.id for t in b.tokens if not t.dropped]
     assert b.input_ids[: len(kept_ids)] == kept_ids
     assert len(b.input_ids) == 77 and b.input_ids[0] == 49406

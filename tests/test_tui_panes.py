@@ -9,6 +9,7 @@ from PIL import Image
 from textual.widgets import DataTable, Input, Label, ProgressBar
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
+from tui.messages import Milestone
 
 
 def table_pieces(app) -> list[str]:
@@ -31,13 +32,19 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         assert "5/75 tokens" in str(app.query_one("#count", Label).render())
         await pilot.press("backspace", *"ies")
         assert table_pieces(app)[-2] == "puppies</w>"
-        # beyond the window: tokens shown as dropped, and the count line says so
+        # beyond the window: a second 75-token chunk, with its own start/end and the running count n/150
         app.query_one("#prompt", Input).value = "cat " * 80
         await pilot.pause()
         table = app.query_one("#token-table", DataTable)
-        assert table.row_count == 82  # start + 75 + end + 5 dropped
-        assert str(table.get_row_at(81)[3]) == "dropped"
-        assert "5 dropped beyond the 77-token window" in str(app.query_one("#count", Label).render())
+        assert table.row_count == 84  # start + 75 + end, start + 5 + end
+        assert [str(c) for c in table.get_row_at(77)] == ["77", "<|startoftext|>", "49406", "", "", "start of chunk 2"]
+        assert [str(c) for c in table.get_row_at(78)][4] == "76/150"
+        assert "80/150 tokens in 2 chunks" in str(app.query_one("#count", Label).render())
+        # weights: each token's weight in its column; an unclosed bracket says how it was read
+        app.query_one("#prompt", Input).value = "a (red:1.3) [cat] (dog"
+        await pilot.pause()
+        assert [str(table.get_row_at(i)[3]) for i in range(table.row_count)] == ["", "", "1.3", "0.909", "1.1", ""]
+        assert "'(' at 18 is never closed" in str(app.query_one("#count", Label).render())
         # the negative prompt has its own breakdown
         await pilot.press("tab", *"blurry")
         assert table_pieces(app) == ["<|startoftext|>", "blurry</w>", "<|endoftext|>"]
@@ -57,7 +64,8 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
 
         def record(ev):  # what each cell shows after every step: the live x0 preview
             shown(ev)
-            previews.append([c.image.size for c in pane.cells])
+            if not isinstance(ev.payload, Milestone):  # not the batch's start / end
+                previews.append([c.image.size for c in pane.cells])
 
         pane.job_progress = record
         await pilot.press("ctrl+r")
@@ -83,6 +91,42 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
 
 
 @sync
+async def test_two_axis_grid_fills_in_batch_by_batch(tmp_path):
+    """X: prompt S/R (batched), Y: steps (one run each): a 2x2 grid in two batches, each cell its single run."""
+    from textual.widgets import Select
+
+    app = make_app(tmp_path, prompt="a photo of a sneaker")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one("SweepPane")
+        app.query_one("#x-axis", Select).value = "prompt_sr"
+        app.query_one("#scales", Input).value = "sneaker|bag"
+        app.query_one("#y-axis", Select).value = "steps"
+        app.query_one("#y-values", Input).value = "1-2"
+        filled = []
+        shown = pane.job_progress
+
+        def record(ev):
+            shown(ev)
+            if isinstance(ev.payload, Milestone) and ev.payload.data[0] == "cells":
+                filled.append([c.image is not None and c.image.size[0] > 8 for c in pane.cells])
+
+        pane.job_progress = record
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.result is not None, what="grid result")
+        assert [c.caption for c in pane.cells] == ["sneaker · 1", "bag · 1", "sneaker · 2", "bag · 2"]
+        assert filled[0] == [True, True, False, False] and filled[1] == [True] * 4  # row by row
+        assert pane.result.grid.y_name == "Steps" and pane.result.timings["batches"] == 2
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: pane.last_saved is not None, what="saved grid")
+        with Image.open(pane.last_saved) as png:
+            assert 'X Type: Prompt S/R, X Values: "sneaker, bag", Y Type: Steps, Y Values: "1, 2"' in png.info["parameters"]
+        app.query_one("#y-values", Input).value = "1-2 (+0)"
+        await pilot.press("ctrl+r")
+        assert any("step (+N)" in n.message for n in app._notifications)
+
+
+@sync
 async def test_bad_scales_notify_and_nothing_runs(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -90,7 +134,7 @@ async def test_bad_scales_notify_and_nothing_runs(tmp_path):
         app.query_one("#scales", Input).value = "1, lots"
         await pilot.press("ctrl+r")
         assert not app.model_worker.busy("sweep")
-        assert any("numbers separated by commas" in n.message for n in app.notices)
+        assert any("'lots' is not a number or a range" in n.message for n in app.notices)
 
 
 @sync
@@ -308,3 +352,28 @@ async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
         sweep = app.query_one("SweepPane")
         await wait_for(pilot, lambda: sweep.result is not None and app.query_one("LatentsPane").report is not None,
                        what="both jobs after the queue")
+
+
+@sync
+async def test_sdxl_grid_of_size_and_crop_with_a_long_weighted_prompt(tmp_path, sdxl_folder):
+    """An SDXL-shaped model: X original size, Y crop, a prompt of two chunks with weights, in one batch."""
+    from textual.widgets import Select
+
+    prompt = "a (collie:1.2) in a [top hat], " * 12  # 84 tokens: two chunks
+    app = make_app(tmp_path, model=str(sdxl_folder), prompt=prompt, steps=2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: len(pane.breakdowns) == 2, what="two tokenizers")
+        assert "84/150 tokens in 2 chunks" in str(app.query_one("#count-2", Label).render())
+        await pilot.press("f3")
+        sweep = app.query_one("SweepPane")
+        app.query_one("#x-axis", Select).value = "original_size"
+        app.query_one("#scales", Input).value = "256x256,1024x1024"
+        app.query_one("#y-axis", Select).value = "crop"
+        app.query_one("#y-values", Input).value = "0x0,32x0"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: sweep.result is not None, what="SDXL grid")
+        assert [c.caption for c in sweep.cells] == ["256x256 · 0x0", "1024x1024 · 0x0", "256x256 · 32x0",
+                                                   "1024x1024 · 32x0"]
+        assert sweep.result.timings["batches"] == 1 and "Crop top-left: 32,0" in sweep.result.parameters(3)

@@ -35,12 +35,24 @@ class TestTokensPane:
         assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
 
     def test_prompt_beyond_the_window(self, snap_compare, tmp_path):
+        """90 tokens: a second 75-token chunk with its own start/end; the running count reads n/150."""
         async def run_before(pilot) -> None:
             await _model_ready(pilot)
             pilot.app.query_one("#prompt", Input).value = "a red cat " * 30
             await pilot.pause()
+            pilot.app.query_one("#token-table").scroll_to(y=70, animate=False)
+            await pilot.pause()
 
         assert snap_compare(_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+    def test_weighted_prompt(self, snap_compare, tmp_path):
+        """A1111 weights in the weight column; the unclosed bracket's reading on the count line."""
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            pilot.app.query_one("#prompt", Input).value = "a (red:1.3) ((collie)) in a [top hat], (sunset"
+            await pilot.pause()
+
+        assert snap_compare(_app(tmp_path), terminal_size=(100, 24), run_before=run_before)
 
 
 class TestSweepPane:
@@ -55,6 +67,25 @@ class TestSweepPane:
 
         assert snap_compare(_app(tmp_path), terminal_size=size, run_before=run_before)
 
+
+    def test_three_by_two_grid(self, snap_compare, tmp_path):
+        """X: guidance scale 1, 4, 12; Y: seed 1, 2 — one batch, captions name both values."""
+        from textual.widgets import Select
+
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            await pilot.press("f3")
+            pilot.app.query_one("#scales", Input).value = "1, 4, 12"
+            pilot.app.query_one("#y-axis", Select).value = "seed"
+            pilot.app.query_one("#y-values", Input).value = "1-2"
+            await pilot.press("ctrl+r")
+            pane = pilot.app.query_one("SweepPane")
+            await wait_for(pilot, lambda: pane.result is not None, what="grid")
+            pilot.app.set_focus(None)
+            for field in pilot.app.query(Input):
+                field.cursor_blink = False
+
+        assert snap_compare(_app(tmp_path), terminal_size=(100, 32), run_before=run_before)
 
     def test_queued_behind_other_work(self, snap_compare, tmp_path):
         """The status line names what the sweep waits for (here: a running training job)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -15,9 +16,11 @@ BUILTIN = [
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
     ("Prompt", "enter", "In the token table: the sweep overlays this token's heat map"),
+    ("Prompt", "(word) [word] (word:1.3)", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
     ("Sweep", "tab", "Focus a finished cell to select it; the latents pane takes it with ctrl+g"),
+    ("Sweep", "X / Y selects", "Grid axes; values 1,4,12 or 1-5 (+2) or 1-10 [5] or cat|dog"),
 ]
 
 
@@ -71,5 +74,5 @@ class HelpScreen(ModalScreen[None]):
             yield Label("Every action is also in the command palette (ctrl+p). escape closes this.")
             table = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("Where", "Keys", "Action")
-            table.add_rows(key_rows(self.app.BINDINGS))
+            table.add_rows([tuple(Text(cell) for cell in row) for row in key_rows(self.app.BINDINGS)])  # "[word]" is not markup
             yield table

@@ -103,7 +103,7 @@ class GridPane(JobPane):
             line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
         self.status(line + " · ctrl+s saves the grid")
         if result.dropped_tokens:
-            self.notify(f"Dropped beyond 77 tokens: {result.dropped_tokens!r}", severity="warning")
+            self.notify(f"Dropped (past the window or the chunks): {result.dropped_tokens!r}", severity="warning")
         self.post_message(ImageSelected(result.images[0], result.captions[0]))
         self.work_done()
 
@@ -128,11 +128,11 @@ class GridPane(JobPane):
     @work(thread=True, exclusive=True, group="save")
     def save_grid(self, result) -> None:
         """Write the grid PNG (with the parameters text) off the UI thread."""
-        from core.outputs import make_grid, save_png
+        from core.outputs import result_grid, save_png
 
         try:
             stem, params = self.grid_file(result)
-            path = save_png(make_grid(result.images, result.captions), self.app.settings.output_dir, stem, params)
+            path = save_png(result_grid(result), self.app.settings.output_dir, stem, params)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
             return

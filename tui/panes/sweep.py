@@ -1,9 +1,12 @@
-"""Pane 2 — the guidance sweep: one seed, several guidance scales, sampled as one batch.
+"""Pane 2 — the guidance sweep: one seed, several guidance scales, sampled as one batch; or any
+two-axis grid (A1111's X/Y plot, ``core.grid_axes``).
 
-Each cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded
-image, captioned with its scale ("1 · no CFG"). The work runs on the model worker
-(``core.sampler.sweep``, through the SDXL refiner when one is loaded, with the job's cancel event); the
-pane only draws what comes back.
+The X axis defaults to the guidance scale (``1, 2, 4, 12``); pick another X axis, and optionally a Y
+axis, from the selects, with values in A1111's syntax (``1-5 (+2)``, ``1-10 [5]``, ``cat|dog``). Each
+cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded image,
+captioned with its values ("1 · no CFG · 42"). Cells that share a batch fill in together; sequential
+axes (steps, scheduler, ...) fill the grid in batch by batch. The work runs on the model worker
+(``core.grid_axes.run_grid`` with the job's cancel event); the pane only draws what comes back.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from core.errors import UserError
 from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
+from tui.messages import Milestone
 from tui.panes.grid import GridCell, GridPane
 from tui.panes.insight import InsightMixin
 
 DEFAULT_SCALES = "1, 2, 4, 12"
+AXIS_CHOICES = [("X: scale", "scale"), ("X: seed", "seed"), ("X: steps", "steps"), ("X: scheduler", "scheduler"),
+                ("X: negative", "negative"), ("X: prompt S/R", "prompt_sr"), ("X: long prompt", "long_prompt"),
+                ("X: SDXL orig size", "original_size"), ("X: SDXL crop", "crop")]
 
 
 class SweepCell(GridCell):
@@ -58,6 +65,9 @@ class SweepPane(InsightMixin, GridPane):
     SweepPane #form Input { width: 1fr; }
     SweepPane #form #scales { width: 2fr; }
     SweepPane #form Select { width: 2fr; }
+    SweepPane #axes { height: auto; }
+    SweepPane #axes Select { width: 1fr; }
+    SweepPane #axes Input { width: 2fr; }
     SweepPane #status { height: 1; padding: 0 1; }
     SweepPane ProgressBar { height: 1; padding: 0 1; }
     SweepPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
@@ -69,31 +79,37 @@ class SweepPane(InsightMixin, GridPane):
     def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
-        self._scales: list[float] = []
         self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
+        self._axes = None  #: (X, Y or None) of the running grid
+        self._batch: list[int] = []  #: the cells the running batch samples
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form"):
-            yield Input(DEFAULT_SCALES, id="scales", tooltip="Guidance scales, comma-separated")
+            yield Input(DEFAULT_SCALES, id="scales",
+                        tooltip="X axis values (guidance scales by default): 1,2,4 or 1-5 (+2) or 1-10 [5] or a|b")
             yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed")
             yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps")
             yield Select([(name, name) for name in SCHEDULERS], prompt="model's default",
                          id="scheduler", allow_blank=True)
             yield Input(self._init_size, id="size", placeholder="auto", tooltip="Size: WIDTHxHEIGHT")
+        with Horizontal(id="axes"):
+            yield Select(AXIS_CHOICES, value="scale", id="x-axis", allow_blank=False)
+            yield Select([(label.replace("X:", "Y:"), v) for label, v in AXIS_CHOICES], prompt="Y: none",
+                         id="y-axis", allow_blank=True)
+            yield Input("", id="y-values", placeholder="Y values, e.g. 1-3 or cat|dog",
+                        tooltip="Y axis values: numbers, ranges 1-5 (+2) / 1-10 [5], or text a|b|c")
         yield Label("ctrl+r runs the sweep", id="status")
         yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
         yield Grid(id="grid")
 
     def on_mount(self) -> None:
-        self._layout_cells(parse_scales(DEFAULT_SCALES))
-
-    def _layout_cells(self, scales: list[float]) -> None:
         from core.cfg import scale_caption
 
-        self.layout_cells([scale_caption(s) for s in scales])
+        self.layout_cells([scale_caption(s) for s in parse_scales(DEFAULT_SCALES)])
 
     def settings(self):
-        """The form as ``SampleSettings`` + scales, validated (``UserError`` names the fix)."""
+        """The form as ``SampleSettings`` + the X and Y axes, validated (``UserError`` names the fix)."""
+        from core.grid_axes import Axis
         from core.settings import SampleSettings
 
         width, height = parse_size(self._value("#size"))
@@ -106,19 +122,25 @@ class SweepPane(InsightMixin, GridPane):
             width=width, height=height,
             scheduler=None if select.is_blank() else str(select.value),
         )
-        return settings.validate(), parse_scales(self._value("#scales"))
+        x_name = str(self.query_one("#x-axis", Select).value)
+        x = Axis.parse(x_name, self._value("#scales"))
+        y_select = self.query_one("#y-axis", Select)
+        y = None if y_select.is_blank() else Axis.parse(str(y_select.value), self._value("#y-values"))
+        return settings.validate(), x, y
 
     def action_run(self) -> None:
         if self.worker.busy("sweep"):
             self.notify("A sweep is already running: escape cancels it.", severity="warning")
             return
         try:
-            settings, scales = self.settings()
+            settings, x, y = self.settings()
         except UserError as exc:
             self.notify(str(exc), title="Sweep settings", severity="error")
             return
-        self._scales = scales
-        self._layout_cells(scales)
+        self._axes = (x, y)
+        self.layout_cells([f"{a} · {b}" if y else a for b in (y.labels if y else [""]) for a in x.labels])
+        self.query_one("#grid", Grid).styles.grid_size_columns = min(len(x.values), 8 if y else 4)
+        self._batch = list(range(len(self.cells)))
         self.result = None
         self.clear_insight()
         attention, collected = self.attention, {}
@@ -132,7 +154,7 @@ class SweepPane(InsightMixin, GridPane):
             from contextlib import nullcontext
 
             from core.attention import recording
-            from core.sampler import sweep
+            from core.grid_axes import run_grid
             from core.timeline import Timeline
             from tui.panes.insight import collect
             from tui.worker import require_models
@@ -144,10 +166,16 @@ class SweepPane(InsightMixin, GridPane):
                 timeline(info)
                 job.progress((info.index, info.total, info.timestep, info.preview))
 
-            with recording(model, settings, len(scales)) if attention else nullcontext() as rec:
-                result = sweep(model, settings, scales, callback=on_step, cancel=job.cancel, refiner=refiner,
-                               handoff=refiner_at)
-            collected["insight"] = collect(model, timeline, rec)
+            # heat maps and the timeline follow one batch of one prompt: an X axis of scales, seeds or
+            # negatives and no Y axis (other grids run without them)
+            one_batch = y is None and x.name in ("scale", "seed", "negative")
+            with recording(model, settings, len(x.values)) if attention and one_batch else nullcontext() as rec:
+                result = run_grid(model, settings, x, y, callback=on_step, cancel=job.cancel,
+                                  refiner=refiner, handoff=refiner_at,
+                                  on_batch=lambda idx: job.progress(Milestone(("batch", idx, None))),
+                                  on_cells=lambda idx, r: job.progress(Milestone(("cells", idx, r.images))))
+            if one_batch:
+                collected["insight"] = collect(model, timeline, rec)
             return result
 
         self.job = self.submit("sweep", run)
@@ -158,12 +186,31 @@ class SweepPane(InsightMixin, GridPane):
         self.action_run()
 
     def job_started(self, ev: JobEvent) -> None:
-        self.status(f"sampling {len(self._scales)} scales in one batch…")
+        if self._axes is None:  # a job submitted without the form (tests, the command palette)
+            self.status("sampling…")
+            return
+        x, y = self._axes
+        what = f"{len(x.values)} x {len(y.values)} grid ({x.name} x {y.name})" if y else f"{len(x.values)} {x.name} cells"
+        self.status(f"sampling {what}…")
 
     def job_progress(self, ev: JobEvent) -> None:
+        if isinstance(ev.payload, Milestone):  # a batch starts, or its cells are done (the grid fills in)
+            kind, indices, images = ev.payload.data
+            self._batch = list(indices)
+            cells = self.cells
+            for i, image in zip(indices, images or []):
+                if i < len(cells):
+                    cells[i].image = image
+            return
         index, total, timestep, preview = ev.payload
         self.current_t = timestep
-        self.show_preview(0, index, total, timestep, preview)
+        cells = self.cells
+        for i, image in zip(self._batch, preview):
+            if i < len(cells):
+                cells[i].image = image
+        where = "" if len(self._batch) == len(cells) else f"cells {self._batch[0] + 1}-{self._batch[-1] + 1} · "
+        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
+        self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
 
     def job_failed(self, ev: JobEvent) -> None:
         self.current_t = None
@@ -177,4 +224,8 @@ class SweepPane(InsightMixin, GridPane):
             self.redraw()
 
     def grid_file(self, result) -> tuple[str, str]:
-        return f"sweep-{result.settings.prompt}", result.grid_parameters("scale")
+        params = result.grid_parameters()
+        if result.grid is None or (result.grid.x_name == "CFG scale" and not result.grid.y_name):
+            scales = ", ".join(f"{s:g}" for s in result.scales)
+            params = params.replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}", 1)
+        return f"sweep-{result.settings.prompt}", params

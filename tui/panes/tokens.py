@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Input, Label
 from core.tokens import TokenBreakdown, breakdown
 from tui.messages import PaneReady
 
-Row = tuple[int, str, int, str]
+Row = tuple[int, str, int, str, str, str]
 
 
 class TokenColumn(Vertical):
@@ -41,21 +41,33 @@ class TokenColumn(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("loading tokenizer…", id=f"count{self.suffix}")
         table = DataTable(id=f"token-table{self.suffix}", cursor_type="row", zebra_stripes=True)
-        table.add_columns("pos", "piece", "id", "note")
+        table.add_columns("pos", "piece", "id", "weight", "n", "note")
         yield table
 
     def show(self, title: str, result: TokenBreakdown) -> None:
         """Update the count line and the rows after the first difference (a keystroke changes one or two)."""
         line = f"{title}: {result.count}/{result.limit} tokens"
+        if result.chunks > 1:
+            line += f" in {result.chunks} chunks"
         if result.dropped:
-            line += f" — {len(result.dropped)} dropped beyond the {result.window}-token window: {result.dropped_text!r}"
+            line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {result.dropped_text!r}"
+        for note in result.notes:  # how unbalanced brackets were read
+            line += f" — {note}"
         count = self.query_one(Label)
         count.update(line)
         count.set_class(bool(result.dropped), "-over")
         rows: list[Row] = []
+        size = result.window - 2
         for tok in result.tokens:
-            note = "special" if tok.special else ("dropped" if tok.dropped else "")
-            rows.append((tok.position, tok.piece, tok.id, note))
+            if tok.special:
+                note = f"{'start' if tok.id == result.tokens[0].id else 'end'} of chunk {tok.chunk + 1}"
+                if result.chunks == 1:
+                    note = "special"
+            else:
+                note = "dropped" if tok.dropped else ""
+            weight = "" if tok.special or tok.weight == 1.0 else f"{tok.weight:.3g}"
+            running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
+            rows.append((tok.position, tok.piece, tok.id, weight, running, note))
         table = self.query_one(DataTable)
         same = 0
         for old, new in zip(self._shown, rows):
@@ -64,11 +76,18 @@ class TokenColumn(Vertical):
             same += 1
         for i in range(len(self._shown) - 1, same - 1, -1):
             table.remove_row(f"r{i}")
-        for i, (pos, piece, tid, note) in enumerate(rows[same:], start=same):
-            style = "dim italic" if note == "special" else ("strike red" if note == "dropped" else "")
+        for i, (pos, piece, tid, weight, running, note) in enumerate(rows[same:], start=same):
+            style = "dim italic" if tok_special(note) else ("strike red" if note == "dropped" else "")
+            weight_style = style or ("bold green" if weight and float(weight) > 1 else "bold yellow" if weight else "")
             table.add_row(Text(str(pos), style=style), Text(piece, style=style), Text(str(tid), style=style),
-                          Text(note, style=style), key=f"r{i}")
+                          Text(weight, style=weight_style), Text(running, style=style), Text(note, style=style),
+                          key=f"r{i}")
         self._shown = rows
+
+
+def tok_special(note: str) -> bool:
+    """A row note that marks a start/end token."""
+    return note == "special" or "of chunk" in note
 
 
 class TokensPane(Vertical):

@@ -1,0 +1,129 @@
+"""Two-axis grids: A1111's range syntax, the cell plan, and every cell equal to its single run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import UserError
+from core.grid_axes import Axis, parse_numbers, plan, run_grid
+from core.outputs import result_grid
+from core.settings import SampleSettings
+from core.sampler import generate, sample
+
+PROMPT = "An oil painting of a collie in a top hat"
+
+
+@pytest.mark.parametrize("text, integer, expected", [
+    ("1-5", True, [1, 2, 3, 4, 5]),
+    ("1-5 (+2)", True, [1, 3, 5]),
+    ("1-10 [5]", True, [1, 3, 5, 7, 10]),
+    ("1-10 [5]", False, [1, 3.25, 5.5, 7.75, 10]),
+    ("10-1 (-3)", True, [10, 7, 4, 1]),
+    ("1, 4-8 (+2), 12", False, [1, 4, 6, 8, 12]),
+    ("0.5-1.5 (+0.5)", False, [0.5, 1.0, 1.5]),
+    ("7.5", False, [7.5]),
+])
+def test_a1111_range_syntax(text, integer, expected):
+    assert parse_numbers(text, integer) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("scale", "1-5 (+0)", "step"),
+    ("scale", "1-5 (-1)", "step"),
+    ("scale", "big", "not a number or a range"),
+    ("scale", "", "empty"),
+    ("seed", "1-1000", "more than 64"),
+    ("size", "1", "unknown grid axis"),
+    ("scheduler", "Euler,Nope", "scheduler"),
+    ("long_prompt", "chunk,wrap", "long-prompt mode"),
+    ("prompt_sr", "|cat", "cannot be empty"),
+])
+def test_axis_errors_name_the_fix(name, text, message):
+    with pytest.raises(UserError, match=message):
+        Axis.parse(name, text)
+
+
+def test_plan_puts_each_value_in_its_cell(sd1):
+    settings = SampleSettings("a photo of a cat", steps=3, seed=0)
+    cells = plan(sd1, settings, Axis.parse("prompt_sr", "cat,dog,owl"), Axis.parse("seed", "5,9"))
+    assert [(c.prompt, c.seed) for c, _ in cells] == [
+        ("a photo of a cat", 5), ("a photo of a dog", 5), ("a photo of a owl", 5),
+        ("a photo of a cat", 9), ("a photo of a dog", 9), ("a photo of a owl", 9)]
+    assert [(r.prompt, r.seed) for _, r in cells] == [(c.prompt, c.seed) for c, _ in cells]
+    with pytest.raises(UserError, match="not in the prompt"):
+        plan(sd1, settings, Axis.parse("prompt_sr", "horse,dog"))
+    with pytest.raises(UserError, match="same"):
+        plan(sd1, settings, Axis.parse("seed", "1,2"), Axis.parse("seed", "3"))
+    with pytest.raises(UserError, match="SDXL"):
+        plan(sd1, settings, Axis.parse("crop", "0x0,64x0"))
+    with pytest.raises(UserError, match="init-image"):
+        plan(sd1, settings, Axis.parse("strength", "0.5"))
+
+
+def test_batched_grid_cells_equal_single_runs(sd1_f64):
+    """scale x seed x a negative: one batch; each cell is the single run with its settings."""
+    settings = SampleSettings(PROMPT, steps=3, seed=0, scheduler="Euler ancestral")
+    x, y = Axis.parse("scale", "1-9 (+4)"), Axis.parse("seed", "3,11")
+    seen = []
+    grid = run_grid(sd1_f64, settings, x, y, on_cells=lambda idx, r: seen.append(idx))
+    assert seen == [[0, 1, 2, 3, 4, 5]] and grid.timings["batches"] == 1  # a 3x2 grid, one batch
+    assert grid.captions == ["1 · no CFG · 3", "5 · 3", "9 · 3", "1 · no CFG · 11", "5 · 11", "9 · 11"]
+    for i, (scale, seed) in enumerate([(s, d) for d in (3, 11) for s in (1, 5, 9)]):
+        single = generate(sd1_f64, SampleSettings(PROMPT, steps=3, seed=seed, guidance_scale=scale,
+                                                  scheduler="Euler ancestral"))
+        torch.testing.assert_close(grid.latents[i:i + 1], single.latents, atol=1e-9, rtol=1e-9)
+        assert f"Seed: {seed}" in grid.parameters(i) and f"CFG scale: {scale:g}" in grid.parameters(i)
+    params = grid.grid_parameters()
+    assert 'X Type: CFG scale, X Values: "1, 5, 9", Y Type: Seed, Y Values: "3, 11"' in params
+    picture = result_grid(grid)
+    assert picture.size[0] > 3 * 128 and picture.size[1] > 2 * 128  # cells, plus the axis labels
+
+
+def test_sequential_axis_runs_group_by_group(sd1_f64):
+    """steps (one run per value) x negative / prompt S/R (batched within each run)."""
+    settings = SampleSettings(PROMPT, steps=2, seed=4, guidance_scale=6.0)
+    seen = []
+    grid = run_grid(sd1_f64, settings, Axis.parse("prompt_sr", "collie|cat"), Axis.parse("steps", "2,3"),
+                    on_cells=lambda idx, r: seen.append(idx))
+    assert seen == [[0, 1], [2, 3]]
+    single = generate(sd1_f64, SampleSettings(PROMPT.replace("collie", "cat"), steps=3, seed=4, guidance_scale=6.0))
+    torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
+    assert grid.parameters(3).startswith(PROMPT.replace("collie", "cat")) and "Steps: 3" in grid.parameters(3)
+    grid = run_grid(sd1_f64, settings, Axis.parse("negative", "|blurry, dark"), Axis.parse("scheduler", "DDIM,Euler"))
+    single = generate(sd1_f64, SampleSettings(PROMPT, negative_prompt="blurry, dark", steps=2, seed=4,
+                                              guidance_scale=6.0, scheduler="Euler"))
+    torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
+    assert "Sampler: Euler" in grid.parameters(3) and "Sampler: DDIM" in grid.parameters(0)
+
+
+def test_long_prompt_axis_shows_truncation_against_chunks(sd1_f64):
+    long = "a watercolour painting of a lighthouse on a cliff at dusk, " * 7 + "in the snow"
+    settings = SampleSettings(long, steps=2, seed=1, guidance_scale=5.0)
+    grid = run_grid(sd1_f64, settings, Axis.parse("long_prompt", "chunk,truncate"))
+    assert grid.timings["batches"] == 2 and grid.captions == ["chunk", "truncate"]
+    single = generate(sd1_f64, SampleSettings(long, steps=2, seed=1, guidance_scale=5.0, long_prompt="truncate"))
+    torch.testing.assert_close(grid.latents[1:2], single.latents, atol=1e-9, rtol=1e-9)
+    assert not torch.allclose(grid.latents[0], grid.latents[1])
+    assert "Long prompt: truncate" in grid.parameters(1) and grid.dropped_tokens.endswith("in the snow")
+
+
+def test_prompts_of_different_lengths_keep_their_own_padding(sd1_f64):
+    """A prompt S/R value that makes the prompt overflow runs in its own batch, so no cell is padded."""
+    settings = SampleSettings("a cat", steps=2, seed=2, guidance_scale=3.0)
+    grid = run_grid(sd1_f64, settings, Axis.parse("prompt_sr", "cat|dog|" + "dog " * 80))
+    assert grid.timings["batches"] == 2
+    single = generate(sd1_f64, SampleSettings("a dog", steps=2, seed=2, guidance_scale=3.0))
+    torch.testing.assert_close(grid.latents[1:2], single.latents, atol=1e-9, rtol=1e-9)
+
+
+def test_sdxl_size_and_crop_grid(sdxl):
+    from core.conditioning import Row
+
+    settings = SampleSettings(PROMPT, steps=2, seed=1, guidance_scale=5.0)
+    grid = run_grid(sdxl, settings, Axis.parse("original_size", "256x256,1024x1024"),
+                    Axis.parse("crop", "0x0,32x0"))
+    assert grid.timings["batches"] == 1 and grid.grid.y_labels == ["0x0", "32x0"]
+    single = sample(sdxl, settings, [Row(5.0, original_size=(1024, 1024), crop_top_left=(32, 0))])
+    torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
+    assert "Original size: 1024x1024" in grid.parameters(3) and "Crop top-left: 32,0" in grid.parameters(3)
