@@ -11,7 +11,7 @@ or the one ``--config`` names::
     refiner_at = 0.8          # the base's share of the schedule
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
-    graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
+    graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it) | sixel | kitty
     data = "fashion_mnist"    # Fashion-MNIST source: a folder of IDX files or the dataset name
 """
 
@@ -112,8 +112,8 @@ def _check(settings: Settings) -> Settings:
         raise UserError(f"compile = {settings.compile!r}: use {' or '.join(COMPILE_MODES)}, or leave it empty.")
     if not is_fraction(settings.refiner_at):
         raise UserError(f"refiner_at = {settings.refiner_at!r}: use a number between 0 and 1, e.g. 0.8.")
-    if settings.graphics not in ("cells", "auto"):
-        raise UserError(f"graphics = {settings.graphics!r}: use cells or auto.")
+    if settings.graphics not in ("cells", "auto", "sixel", "kitty"):  # tui.widgets.graphics.MODES
+        raise UserError(f"graphics = {settings.graphics!r}: use cells, auto, sixel or kitty.")
     if not isinstance(settings.seed, int):
         raise UserError(f"seed must be an integer, got {settings.seed!r}.")
     return settings
