@@ -118,14 +118,16 @@ class ImageView(Widget):
         if key is old or (key and old and key[0] is old[0] and key[1:] == old[1:]):
             return
         self._sharp_key = key
-        sharp = self.query(".sharp").first() if self.query(".sharp") else None
+        sharp = next(iter(self.query(".sharp")), None)
         if key is None:
             if sharp is not None:
                 sharp.image = None
             return
         (bw, bh), (cw, ch) = key[1], key[2]
         picture = self.image.convert("RGB").resize((bw * cw, bh * ch), Image.Resampling.NEAREST)
-        if sharp is None:  # mounted with the first image (see the class docstring)
+        if sharp is None:
+            # mounted with the first image, not composed: a textual_image Sixel widget composed with
+            # the app left every label of its pane with a transparent text colour (xterm -ti vt340)
             sharp = self.sharp_widget(picture, classes="sharp")
             sharp.styles.width, sharp.styles.height = bw, bh
             self.mount(sharp, before=0)
