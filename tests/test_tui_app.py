@@ -196,7 +196,8 @@ async def test_image_view_hands_images_to_a_sharp_widget(monkeypatch):
         picture = Image.new("RGB", (8, 8), "red")
         view.image, view.caption = picture, "1 · no CFG"
         await pilot.pause()
-        assert view.query_one(FakeSharp).image is picture
+        handed = view.query_one(FakeSharp).image  # scaled to the child's whole cells (tests/test_graphics.py)
+        assert handed.getpixel((0, 0)) == (255, 0, 0) and handed.size[0] > picture.size[0]
         assert str(view.query_one(".caption", Label).render()) == "1 · no CFG"
 
 

@@ -11,7 +11,7 @@ or the one ``--config`` names::
     refiner_at = 0.8          # the base's share of the schedule
     output_dir = "outputs"    # where saved grids and checkpoints go
     theme = "textual-dark"    # any Textual theme name
-    graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it)
+    graphics = "cells"        # cells (half blocks, works everywhere) | auto (Kitty/Sixel if the terminal has it) | sixel | kitty
     data = ""                 # Fashion-MNIST: a folder of IDX files or a .parquet file ("" = the Hub's fashion_mnist)
     keep_checkpoints = 3      # the training pane keeps this many newest checkpoints per run (0 = all)
 
@@ -140,7 +140,7 @@ FILE_KEYS: dict[str, Callable[[Any], Any]] = {
     "refiner_at": _fraction,
     "output_dir": _text('"outputs"'),
     "theme": _theme,
-    "graphics": _text('"cells"', choices=("cells", "auto")),
+    "graphics": _text('"cells"', choices=("cells", "auto", "sixel", "kitty")),  # tui.widgets.graphics.MODES
     "data": _text('"fashion_mnist"', optional=True),
     "seed": lambda v: _whole(0, MAX_SEED, 0)(v),
     "steps": lambda v: _whole(1, MAX_STEPS, 30)(v),

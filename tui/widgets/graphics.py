@@ -1,9 +1,12 @@
 """Sharper images where the terminal can show them: Kitty's graphics protocol or Sixel, through
 the optional ``textual-image`` package; rich-pixels half-block cells everywhere else.
 
-Opt in with ``graphics = "auto"`` in the config file. The terminal is queried once, before Textual
-starts (it cannot be queried afterwards). Under tmux, without a terminal on stdout, without the
-package, or when the terminal answers neither protocol, the app keeps its half-block cells.
+``graphics`` in the config file picks the renderer: ``cells`` (half blocks, the default, works
+everywhere), ``auto`` (Sixel or Kitty if the terminal answers the query, else cells), or ``sixel`` /
+``kitty`` to force one protocol (e.g. tmux 3.4+ built with Sixel). The terminal is queried once,
+before Textual starts (it cannot be queried afterwards). ``auto`` keeps the half-block cells under
+tmux or screen (``$TMUX``, ``TERM=screen*``/``tmux*``: pass-through needs extra set-up), without a
+terminal on stdout, or without the package; a forced protocol still needs both of the latter.
 """
 
 from __future__ import annotations
@@ -13,17 +16,25 @@ import os
 import sys
 from typing import Mapping
 
-MODES = ("cells", "auto")
+MODES = ("cells", "auto", "sixel", "kitty")
+
+#: pixels per terminal cell when the terminal does not say (xterm's default font is close)
+DEFAULT_CELL_PIXELS = (10, 20)
+
+
+def in_multiplexer(environ: Mapping[str, str]) -> bool:
+    """True inside tmux or GNU screen, whose pass-through of image protocols needs set-up."""
+    return bool(environ.get("TMUX")) or environ.get("TERM", "").startswith(("screen", "tmux"))
 
 
 def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, stdout=None):
     """The ``textual_image`` widget class to draw images with, or None for half-block cells."""
     environ = os.environ if environ is None else environ
     stdout = sys.__stdout__ if stdout is None else stdout
-    if mode != "auto":
+    if mode not in ("auto", "sixel", "kitty"):
         return None
-    if environ.get("TMUX") or environ.get("TERM", "").startswith(("screen", "tmux")):
-        return None  # multiplexers need extra set-up for pass-through; cells always work
+    if mode == "auto" and in_multiplexer(environ):
+        return None
     if stdout is None or not stdout.isatty():
         return None
     if importlib.util.find_spec("textual_image") is None:
@@ -31,8 +42,19 @@ def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, std
     import textual_image.renderable as renderables  # queries the terminal, once
     import textual_image.widget as widgets
 
-    if renderables.Image is renderables.SixelImage:
+    if mode == "sixel" or (mode == "auto" and renderables.Image is renderables.SixelImage):
         return widgets.SixelImage
-    if renderables.Image is renderables.TGPImage:
+    if mode == "kitty" or (mode == "auto" and renderables.Image is renderables.TGPImage):
         return widgets.TGPImage
     return None
+
+
+def cell_pixels() -> tuple[int, int]:
+    """Pixels per terminal cell (width, height), as the terminal reported them before start-up."""
+    try:
+        from textual_image._terminal import get_cell_size
+
+        size = get_cell_size()  # cached by textual_image.widget's import
+    except Exception:  # noqa: BLE001 - no package, no terminal: the default is a fine guess
+        return DEFAULT_CELL_PIXELS
+    return (size.width, size.height) if size.width > 0 and size.height > 0 else DEFAULT_CELL_PIXELS

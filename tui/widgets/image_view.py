@@ -3,6 +3,10 @@
 The image is scaled to fit the widget's content area (aspect kept, nearest-neighbour so small
 latent previews stay crisp), centred, with a one-line caption under it. Renders are cached per
 (image, size), so re-layouts are cheap.
+
+With Kitty/Sixel graphics (``sharp_widget``, chosen by ``tui.widgets.graphics``) a
+``textual_image`` child draws the image instead, sized here to whole cells with the aspect kept in
+pixels and handed the image already scaled (nearest-neighbour) to exactly those pixels.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class ImageView(Widget):
     }
     ImageView:focus { background: $boost; }
     ImageView.-selected { outline: round $accent; }
-    ImageView > .sharp { width: auto; height: 1fr; }
+    ImageView > .sharp { width: 1; height: 1; }
     ImageView > .caption { width: 1fr; height: 1; content-align: center middle; }
     """
 
@@ -68,6 +72,7 @@ class ImageView(Widget):
         self.set_reactive(ImageView.caption, caption)
         self.set_reactive(ImageView.placeholder, placeholder)
         self._cache: tuple[int, tuple[int, int], Pixels] | None = None
+        self._sharp_key: tuple | None = None  # (image, box in cells, cell pixels) shown by the sharp child
 
     #: a ``textual_image`` widget class for Kitty/Sixel graphics (``tui.widgets.graphics``), or None
     sharp_widget: type | None = None
@@ -76,21 +81,67 @@ class ImageView(Widget):
         if self.sharp_widget is not None:
             from textual.widgets import Label
 
-            yield self.sharp_widget(self.image, classes="sharp")
             yield Label(self.caption, classes="caption")
 
     def on_mount(self) -> None:
         if self.sharp_widget is not None:
             self.styles.layout = "vertical"
-            self.styles.align_horizontal = "center"
+            self.styles.align = ("center", "middle")
+            self._place_sharp()
+
+    def on_resize(self) -> None:
+        if self.sharp_widget is not None:
+            self._place_sharp()
+
+    def sharp_box(self, image: Image.Image, cell_px: tuple[int, int]) -> tuple[int, int]:
+        """Cells (width, height) the sharp image takes: the largest box that fits above the caption
+        with the image's aspect kept in pixels (terminal cells are not square)."""
+        width, height = self.area()
+        rows = max(1, height - 1)  # the caption line
+        (iw, ih), (cw, ch) = image.size, cell_px
+        scale = min(width * cw / iw, rows * ch / ih)
+        return max(1, min(width, int(iw * scale / cw))), max(1, min(rows, int(ih * scale / ch)))
+
+    def _place_sharp(self) -> None:
+        """Size the sharp child to its box and hand it the image scaled to the box's pixels
+        (nearest-neighbour, so latent previews stay crisp); nothing is re-encoded if nothing changed."""
+        if not self.is_mounted:
+            return
+        from tui.widgets.graphics import cell_pixels
+
+        if self.image is None or 0 in self.area():
+            key = None
+        else:
+            cell_px = cell_pixels()
+            key = (self.image, self.sharp_box(self.image, cell_px), cell_px)
+        old = self._sharp_key
+        if key is old or (key and old and key[0] is old[0] and key[1:] == old[1:]):
+            return
+        self._sharp_key = key
+        sharp = next(iter(self.query(".sharp")), None)
+        if key is None:
+            if sharp is not None:
+                sharp.image = None
+            return
+        (bw, bh), (cw, ch) = key[1], key[2]
+        picture = self.image.convert("RGB").resize((bw * cw, bh * ch), Image.Resampling.NEAREST)
+        if sharp is None:
+            # mounted with the first image, not composed: a textual_image Sixel widget composed with
+            # the app left every label of its pane with a transparent text colour (xterm -ti vt340)
+            sharp = self.sharp_widget(picture, classes="sharp")
+            sharp.styles.width, sharp.styles.height = bw, bh
+            self.mount(sharp, before=0)
+            return
+        sharp.styles.width, sharp.styles.height = bw, bh
+        sharp.image = picture
 
     def validate_image(self, image: Any) -> Image.Image | None:
         return to_pil(image)
 
     def watch_image(self, image: Image.Image | None) -> None:
         self._cache = None
-        if self.sharp_widget is not None and self.is_mounted:
-            self.query_one(".sharp").image = image
+        if self.sharp_widget is not None:
+            self._place_sharp()
 
     def watch_caption(self, caption: str) -> None:
         if self.sharp_widget is not None and self.is_mounted:

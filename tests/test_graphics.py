@@ -1,0 +1,89 @@
+"""The ``graphics`` setting picks the image renderer (tui.widgets.graphics), and the sharp
+(Kitty/Sixel) child of ImageView is sized and fed as seen in a real xterm -ti vt340."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+import pytest
+from PIL import Image
+
+from core.errors import UserError
+from tests.test_tui_support import sync
+from tui.config import load_settings
+from tui.widgets.graphics import MODES, choose_image_widget
+from tui.widgets.image_view import ImageView
+
+widgets = pytest.importorskip("textual_image.widget")  # the optional [graphics] extra
+renderables = pytest.importorskip("textual_image.renderable")
+
+
+class _Tty:
+    def isatty(self) -> bool:
+        return True
+
+
+def _settings(tmp_path, graphics: str):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'graphics = "{graphics}"\n', encoding="utf-8")
+    return load_settings(Namespace(config=str(cfg)))
+
+
+def test_the_setting_selects_the_renderer(tmp_path, monkeypatch):
+    monkeypatch.setattr(renderables, "Image", renderables.SixelImage)  # the terminal answered Sixel
+    chosen = {mode: choose_image_widget(_settings(tmp_path, mode).graphics, {"TERM": "xterm"}, _Tty()) for mode in MODES}
+    assert chosen == {"cells": None, "auto": widgets.SixelImage, "sixel": widgets.SixelImage, "kitty": widgets.TGPImage}
+    monkeypatch.setattr(renderables, "Image", renderables.TGPImage)
+    assert choose_image_widget("auto", {"TERM": "xterm-kitty"}, _Tty()) is widgets.TGPImage
+    monkeypatch.setattr(renderables, "Image", renderables.HalfcellImage)  # neither protocol answered
+    assert choose_image_widget("auto", {"TERM": "xterm"}, _Tty()) is None
+
+
+def test_auto_falls_back_to_half_blocks_inside_tmux(monkeypatch):
+    monkeypatch.setattr(renderables, "Image", renderables.SixelImage)
+    tmux = {"TMUX": "/tmp/tmux-0/default,1,0", "TERM": "tmux-256color"}
+    assert choose_image_widget("auto", tmux, _Tty()) is None
+    assert choose_image_widget("auto", {"TERM": "screen-256color"}, _Tty()) is None
+    assert choose_image_widget("sixel", tmux, _Tty()) is widgets.SixelImage  # forced: tmux 3.4+ with Sixel
+
+
+def test_an_unknown_graphics_mode_names_the_choices(tmp_path):
+    with pytest.raises(UserError, match="use cells, auto, sixel or kitty"):
+        _settings(tmp_path, "half-blocks")
+
+
+@sync
+async def test_sharp_child_is_sized_to_whole_cells_and_keeps_the_labels_visible(monkeypatch):
+    """A square picture in a 30x20-cell view on 10x20-px cells: 19 rows (one for the caption),
+    38 columns wanted but 30 fit, so 30x15 cells = 300x300 px, nearest-neighbour; and the
+    caption and a sibling label keep their text colour (a composed Sixel widget made it transparent)."""
+    from textual.app import App
+    from textual.widgets import Label
+
+    monkeypatch.setattr(ImageView, "sharp_widget", widgets.SixelImage)
+    monkeypatch.setattr("tui.widgets.graphics.cell_pixels", lambda: (10, 20))
+    picture = Image.new("RGB", (28, 28), "black")
+    picture.putpixel((0, 0), (255, 255, 255))
+
+    class Demo(App):
+        def compose(self):
+            yield Label("status", id="status")
+            yield ImageView(picture, caption="1 · no CFG", id="view")
+
+        CSS = "#view { width: 30; height: 20; } #status { height: 1; }"
+
+    async with Demo().run_test(size=(40, 24)) as pilot:
+        await pilot.pause()
+        view = pilot.app.query_one("#view", ImageView)
+        sharp = view.query_one(widgets.SixelImage)
+        assert (sharp.size.width, sharp.size.height) == (30, 15)
+        assert sharp.image.size == (300, 300)
+        assert sharp.image.getpixel((10, 10)) == (255, 255, 255)  # one source pixel -> a 10x10 block, unblurred
+        assert sharp.image.getpixel((11, 11)) == (0, 0, 0)
+        for label in (pilot.app.query_one("#status", Label), view.query_one(".caption", Label)):
+            assert label.visual_style.foreground.a > 0, label
+        caption = view.query_one(".caption", Label)
+        assert caption.region.y == sharp.region.bottom  # the caption sits right under the image
+        view.image = None
+        await pilot.pause()
+        assert sharp.image is None
