@@ -222,7 +222,10 @@ class TrainingPane(JobPane):
 
         def run(job):
             import core.fashion as fm
+            from core.atomic import check_writable
 
+            if config.out_dir:  # before minutes of data loading and an epoch of training
+                check_writable(config.out_dir)
             data = fm.load_fashion_mnist(source)
             holder = {}
             history: list[tuple[int, float]] = []
