@@ -93,7 +93,7 @@ MODEL_JSON = ["model_index.json", "scheduler/scheduler_config.json", "unet/confi
               "text_encoder/config.json", "preview_factors.json"]
 
 
-@FAST
+@settings(FAST, max_examples=10)  # each example loads the model: ~5 s
 @given(data=st.data())
 def test_mutated_model_folder_never_crashes(tmp_path_factory, capsys, data):
     folder = tmp_path_factory.mktemp("m") / "tiny"

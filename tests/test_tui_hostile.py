@@ -15,6 +15,13 @@ def notified(app, text: str) -> bool:
     return any(text in str(n.message) for n in app._notifications)
 
 
+async def training_pane(app, pilot) -> None:
+    """The training pane, after the shipped model's preview grid (5 DDIM steps) that opening it starts."""
+    app.query_one("TrainingPane").sample_steps = 5
+    await pilot.press("f5")
+    await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=120, what="shipped preview")
+
+
 async def sweep_with(app, pilot, **fields) -> None:
     await pilot.press("f3")
     for name, value in fields.items():
@@ -62,7 +69,7 @@ async def test_corrupt_training_data_notifies(tmp_path):
     (data / "train-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 2049, 0))
     app = make_app(tmp_path, data=str(data))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
+        await training_pane(app, pilot)
         app.query_one("#arch").value = "tiny"
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: notified(app, "header declares"), timeout=120, what="IDX refused")
@@ -81,8 +88,38 @@ async def test_checkpoint_with_bad_metadata_notifies(tmp_path):
                                                                                   "norm_num_groups": 4})})
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
+        await training_pane(app, pilot)
         app.query_one("#ckpt", Input).value = str(bad)
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: notified(app, "divisible by norm_num_groups"), timeout=120, what="refused")
         assert app.is_running
+
+
+def test_settings_file_values_are_checked_at_load(tmp_path):
+    from argparse import Namespace
+
+    import pytest
+
+    from core.errors import UserError
+    from tui.config import FILE_KEYS, load_settings
+
+    path = tmp_path / "config.toml"
+    for text, fix in (
+        ("steps = -5", "steps = -5 must be a whole number from 1 to 1000"),
+        ("seed = 1180591620717411303424", "seed = 1180591620717411303424 must be a whole number from 0 to"),
+        ("steps = 100000000", "steps = 100000000 must be a whole number"),
+        ("model = 5", 'model = 5 must be text in quotes, e.g. "tiny"'),
+        ("output_dir = 5", 'output_dir = 5 must be text in quotes, e.g. "outputs"'),
+        ('theme = "nope"', "theme = 'nope' is not a theme; use one of"),
+        ('graphics = "sixel"', "graphics = 'sixel' must be one of 'cells', 'auto'"),
+        ("refiner_at = 2", "refiner_at = 2 must be a number between 0 and 1"),
+        ("colour = 1", "unknown setting(s) colour"),
+    ):
+        path.write_text(text + "\n")
+        with pytest.raises(UserError) as info:
+            load_settings(Namespace(config=str(path)))
+        assert fix in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value), text
+    path.write_text('steps = 30\nseed = 18446744073709551615\ntheme = "nord"\noutput_dir = "o"\n')
+    s = load_settings(Namespace(config=str(path)))
+    assert (s.steps, s.seed, s.theme, s.output_dir) == (30, 2**64 - 1, "nord", "o")
+    assert set(FILE_KEYS) >= {"model", "output_dir", "theme", "seed", "steps", "pane"}

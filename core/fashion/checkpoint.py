@@ -136,8 +136,8 @@ def read_state(meta: dict, path: Path) -> dict:
     state = _json(meta, STATE_KEY, path, dict, "{}")
     for key, kind in STATE_FIELDS.items():
         if key not in state:
-            if key in ("step", "epoch", "step_in_epoch"):
-                raise UserError(f"{path}: {STATE_KEY} has no {key}; the checkpoint is damaged, use an earlier one")
+            if key == "step":
+                raise UserError(f"{path}: {STATE_KEY} has no step; the checkpoint is damaged, use an earlier one")
             continue
         value = state[key]
         bad = isinstance(value, bool) or not isinstance(value, kind)
@@ -148,6 +148,8 @@ def read_state(meta: dict, path: Path) -> dict:
         if bad:
             raise UserError(f"{path}: {STATE_KEY}.{key} = {str(value)[:40]} is not a valid value; "
                             "the checkpoint is damaged, use an earlier one")
+    state.setdefault("epoch", 0)
+    state.setdefault("step_in_epoch", 0)
     return state
 
 

@@ -22,6 +22,10 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_t
         from core.fashion.checkpoint import prune
         from core.fashion.monitor import epoch_model, score_model
 
+        from core.atomic import check_writable
+
+        if config.out_dir:  # before minutes of data loading and an epoch of training
+            check_writable(config.out_dir)
         where = config.data or "the Hub's fashion_mnist"
         job.progress(Milestone(("phase", f"loading data from {where}…")))
         data = fm.load_fashion_mnist(config.data)
