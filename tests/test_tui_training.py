@@ -111,7 +111,7 @@ async def test_cpu_defaults_to_the_small_unet_and_says_why(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         assert app.query_one("#arch", Select).value == "tiny"
-        assert "CPU: small UNet" in label_text(app, "#why")
+        assert "CPU: the small UNet by default" in label_text(app, "#why")
         app.query_one("#arch", Select).value = "chapter"
         await pilot.pause()
         assert "takes hours here" in label_text(app, "#why")

@@ -48,7 +48,7 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_t
 
         trainer = fm.Trainer(config, data, device=device, on_step=on_step, on_epoch=on_epoch)
         holder["trainer"] = trainer
-        self._trainer = trainer
+        on_trainer(trainer)
         job.progress(Milestone(("phase", f"training on {trainer.device.type}…")))
         try:
             return trainer.run(cancel=job.cancel, pause=pause)
