@@ -84,7 +84,10 @@ def test_parsers():
 
 def test_no_subcommand_hands_over_to_the_tui_launcher():
     seen = {}
-    assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0) == 0
+    from tui.entry import add_flags  # the explorer's own flags live with the explorer
+
+    assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0,
+                tui_flags=add_flags) == 0
     assert seen["model"] == "tiny" and seen["pane"] == "sweep" and seen["command"] is None
 
 

@@ -106,23 +106,23 @@ def test_bad_flags_exit_2_without_traceback(tmp_path):
 
 def test_progress_messages_replace_each_other_only_within_a_job():
     from core.jobs import Job, JobEvent
-    from tui.messages import JobUpdate
+    from tui.messages import job_message
 
     a, b = Job("sweep", lambda j: None, id=1), Job("sweep", lambda j: None, id=2)
-    step1, step2 = JobUpdate(JobEvent("progress", a, payload=1)), JobUpdate(JobEvent("progress", a, payload=2))
+    step1, step2 = job_message(JobEvent("progress", a, payload=1)), job_message(JobEvent("progress", a, payload=2))
     assert step1.can_replace(step2)
-    assert not step1.can_replace(JobUpdate(JobEvent("progress", b, payload=1)))
-    assert not step1.can_replace(JobUpdate(JobEvent("finished", a, result=3)))
-    assert not JobUpdate(JobEvent("finished", a)).can_replace(step2)
+    assert not step1.can_replace(job_message(JobEvent("progress", b, payload=1)))
+    assert not step1.can_replace(job_message(JobEvent("finished", a, result=3)))
+    assert not job_message(JobEvent("finished", a)).can_replace(step2)
 
 
 def test_milestones_are_never_replaced():
     from core.jobs import Job, JobEvent
-    from tui.messages import JobUpdate, Milestone
+    from tui.messages import Milestone, job_message
 
     job = Job("train", lambda j: None, id=7)
-    step = JobUpdate(JobEvent("progress", job, payload=("step", 1, [])))
-    epoch = JobUpdate(JobEvent("progress", job, payload=Milestone(("epoch", 0, None))))
+    step = job_message(JobEvent("progress", job, payload=("step", 1, [])))
+    epoch = job_message(JobEvent("progress", job, payload=Milestone(("epoch", 0, None))))
     assert not epoch.can_replace(step) and not step.can_replace(epoch)
 
 

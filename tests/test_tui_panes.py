@@ -326,6 +326,25 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
 
 
 @sync
+async def test_a_stopped_run_reports_its_checkpoint_by_message(tmp_path):
+    """The training job never writes the pane: the checkpoint a stop leaves arrives as a milestone, then the
+    cancellation; the pane offers it for ctrl+o."""
+    from core.jobs import Job, JobEvent
+    from tui.messages import Milestone, job_message
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("TrainingPane")
+        job = Job(kind="train", fn=lambda job: None, id=99)
+        pane.post_message(job_message(JobEvent("progress", job, payload=Milestone(("checkpoint", "/runs/ckpt-7")))))
+        pane.post_message(job_message(JobEvent("failed", job, error_kind="cancelled", message="Cancelled.")))
+        await pilot.pause()
+        assert app.query_one("#ckpt", Input).value == "/runs/ckpt-7"
+        assert "checkpoint written" in str(app.query_one("#state", Label).render())
+
+
+@sync
 async def test_work_queued_behind_another_panes_job_says_so(tmp_path):
     import threading
 

@@ -18,11 +18,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from core.jobs import JobEvent
 from tui import heap
 from tui.config import Settings
 from tui.help import HelpScreen
-from tui.messages import EngineStatus, ImageEncoded, ImageSelected, JobUpdate, PaneReady
+from tui.messages import EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, PaneReady
 from tui.panes.exercises import ExercisesPane
 from tui.panes.latents import LatentsPane
 from tui.panes.sweep import SweepPane
@@ -165,18 +164,18 @@ class ExplorerApp(App[int]):
         self.sub_title = f"loading {self.settings.model}…"
         self.model_worker.submit_load(target=self)
 
-    @on(JobUpdate)
-    def _model_job(self, message: JobUpdate) -> None:
-        ev: JobEvent = message.event
-        if ev.job.kind != "load":
-            return
-        if ev.event == "finished":
-            self.model, self.refiner = ev.result
+    @on(JobFinished)
+    def _model_loaded(self, message: JobFinished) -> None:
+        if message.job.kind == "load":
+            self.model, self.refiner = message.event.result
             self.sub_title = self.model_title()
             heap.freeze()  # no 0.3 s full collections while sampling (tui/heap.py)
-        elif ev.event == "failed":
+
+    @on(JobFailed)
+    def _model_failed(self, message: JobFailed) -> None:
+        if message.job.kind == "load":
             self.sub_title = f"no model ({self.settings.model} failed to load)"
-            self.notify(ev.message, title="Model", severity="error", timeout=15)
+            self.notify(message.event.message, title="Model", severity="error", timeout=15)
 
     @on(Notify)
     def _log_notice(self, message: Notify) -> None:

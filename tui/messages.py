@@ -1,7 +1,9 @@
 """Messages the worker thread posts into the app (``post_message`` is thread-safe).
 
-Every job event arrives as one :class:`JobUpdate`, posted to the widget that submitted the job.
-Progress updates of the same job replace each other in the target's queue (``can_replace``), so a
+Every job event arrives as one message class per event, posted to the widget that submitted the job:
+:class:`JobStarted`, :class:`JobProgress`, :class:`JobFinished`, :class:`JobFailed` (all :class:`JobUpdate`;
+``job_message(event)`` picks the class). Progress updates of the same job replace each other in the target's
+queue (``JobProgress.can_replace``), so a
 fast sampler can never flood the UI: a slow frame simply skips to the newest preview. Payloads
 that must all arrive are wrapped in :class:`Milestone`; cumulative state (a loss history) travels
 whole in every update, so a skipped update loses nothing.
@@ -24,7 +26,7 @@ class Milestone:
 
 
 class JobUpdate(Message):
-    """A job started, progressed, finished or failed (see :class:`core.jobs.JobEvent`)."""
+    """What happened to a job (see :class:`core.jobs.JobEvent`); one subclass per event."""
 
     def __init__(self, event: JobEvent) -> None:
         super().__init__()
@@ -34,16 +36,38 @@ class JobUpdate(Message):
     def job(self):
         return self.event.job
 
+
+class JobStarted(JobUpdate):
+    """The job left the queue and runs on the worker."""
+
+
+class JobProgress(JobUpdate):
+    """The job reported progress (``event.payload``)."""
+
     def can_replace(self, message: Message) -> bool:
-        """A newer progress update of the same job supersedes a queued older one."""
+        """A newer progress update of the same job supersedes a queued older one (milestones never)."""
         return (
-            isinstance(message, JobUpdate)
-            and self.event.event == "progress"
-            and message.event.event == "progress"
+            isinstance(message, JobProgress)
             and message.event.job.id == self.event.job.id
             and not isinstance(self.event.payload, Milestone)
             and not isinstance(message.event.payload, Milestone)
         )
+
+
+class JobFinished(JobUpdate):
+    """The job returned ``event.result``."""
+
+
+class JobFailed(JobUpdate):
+    """The job raised: ``event.error_kind`` (user, oom, cancelled, internal) and the one-line ``event.message``."""
+
+
+_CLASSES = {"started": JobStarted, "progress": JobProgress, "finished": JobFinished, "failed": JobFailed}
+
+
+def job_message(event: JobEvent) -> JobUpdate:
+    """The message for one worker event."""
+    return _CLASSES[event.event](event)
 
 
 class PaneReady(Message):

@@ -1,7 +1,7 @@
 """The app's side of the model-owning worker thread (``core.jobs.JobRunner``).
 
 The runner calls :meth:`ModelWorker._on_event` on the worker thread; it posts a
-:class:`~tui.messages.JobUpdate` to the widget that submitted the job (or the app). Posting is
+:class:`~tui.messages.JobUpdate` (one class per event) to the widget that submitted the job (or the app). Posting is
 thread-safe and never blocks the worker (``call_from_thread`` would, once per step).
 """
 
@@ -14,7 +14,7 @@ from textual.message_pump import MessagePump
 
 from core.jobs import Job, JobEvent, JobRunner
 from tui.config import Settings
-from tui.messages import EngineStatus, JobUpdate
+from tui.messages import EngineStatus, job_message
 
 
 class ModelWorker:
@@ -28,7 +28,7 @@ class ModelWorker:
 
     def _on_event(self, event: JobEvent) -> None:
         target = event.job.context if isinstance(event.job.context, MessagePump) else self.app
-        target.post_message(JobUpdate(event))
+        target.post_message(job_message(event))
 
     def submit(self, kind: str, fn: Callable[[Job], Any], target: MessagePump | None = None) -> Job:
         """Queue ``fn(job)`` on the worker; ``target`` receives its ``JobUpdate`` messages."""

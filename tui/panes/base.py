@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.events import Mount
 
 from core.jobs import Job, JobEvent
-from tui.messages import JobUpdate, PaneReady
+from tui.messages import JobFailed, JobFinished, JobProgress, JobStarted, PaneReady
 
 
 #: what the user calls each kind of job, for "queued behind …"
@@ -56,13 +56,28 @@ class JobPane(Vertical):
                         title="Worker busy", timeout=6)
         return self.worker.submit(kind, fn, target=self)
 
-    @on(JobUpdate)
-    def _route(self, message: JobUpdate) -> None:
+    @on(JobStarted)
+    def _started(self, message: JobStarted) -> None:
         message.stop()
-        ev: JobEvent = message.event
-        handler = getattr(self, f"job_{ev.event}", None)
-        if handler is not None:
-            handler(ev)
+        self.job_started(message.event)
+
+    @on(JobProgress)
+    def _progress(self, message: JobProgress) -> None:
+        message.stop()
+        self.job_progress(message.event)
+
+    @on(JobFinished)
+    def _finished(self, message: JobFinished) -> None:
+        message.stop()
+        self.job_finished(message.event)
+
+    @on(JobFailed)
+    def _failed(self, message: JobFailed) -> None:
+        message.stop()
+        self.job_failed(message.event)
+
+    def job_started(self, ev: JobEvent) -> None:
+        pass
 
     def job_failed(self, ev: JobEvent) -> None:
         if ev.error_kind == "cancelled":
