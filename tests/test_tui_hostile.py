@@ -12,7 +12,7 @@ from tests.test_tui_support import SIZE, make_app, sync, wait_for
 
 
 def notified(app, text: str) -> bool:
-    return any(text in str(n.message) for n in app._notifications)
+    return any(text in str(n.message) for n in app.notices)
 
 
 async def training_pane(app, pilot) -> None:
@@ -44,7 +44,7 @@ async def test_sweep_numbers_out_of_range_notify(tmp_path):
         await sweep_with(app, pilot, scales="1", steps="1000")
         await wait_for(pilot, lambda: notified(app, "use at most 999"), what="PNDM's limit")
         assert app.is_running and app.model_worker.runner.alive
-        assert not any("Traceback" in str(n.message) or "internal error" in str(n.message) for n in app._notifications)
+        assert not any("Traceback" in str(n.message) or "internal error" in str(n.message) for n in app.notices)
 
 
 @sync

@@ -73,7 +73,7 @@ async def test_without_attention_the_token_key_says_how(tmp_path):
         assert pane.insight.maps is None
         await pilot.press("ctrl+t")  # the token is picked; the pane says how to get its heat
         assert pane.token == (1, "a") and not status(pane).startswith("heat")
-        assert any("ctrl+o turns them on" in str(n.message) for n in app._notifications)
+        assert any("ctrl+o turns them on" in str(n.message) for n in app.notices)
 
 
 @sync

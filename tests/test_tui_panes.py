@@ -123,7 +123,7 @@ async def test_two_axis_grid_fills_in_batch_by_batch(tmp_path):
             assert 'X Type: Prompt S/R, X Values: "sneaker, bag", Y Type: Steps, Y Values: "1, 2"' in png.info["parameters"]
         app.query_one("#y-values", Input).value = "1-2 (+0)"
         await pilot.press("ctrl+r")
-        assert any("step (+N)" in n.message for n in app._notifications)
+        assert any("step (+N)" in n.message for n in app.notices)
 
 
 @sync

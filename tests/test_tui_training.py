@@ -30,11 +30,11 @@ async def test_without_data_it_fails_in_seconds_and_says_how(tmp_path, monkeypat
         assert app.query_one("#data-label", Label).visible and app.query_one("#data", Input).value == ""
         await wait_for(pilot, lambda: not app.model_worker.busy("fashion-noise"), timeout=30, what="noising row")
         assert "no data" in app.query_one("#noising").caption
-        assert any("train-images-idx3-ubyte" in n.message and ".parquet" in n.message for n in app._notifications)
+        assert any("train-images-idx3-ubyte" in n.message and ".parquet" in n.message for n in app.notices)
         await pilot.press("ctrl+r")  # cancels the shipped preview, then fails at once
         await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=60, what="training failure")
         assert "failed" in label_text(app, "#state")
-        failed = [n.message for n in app._notifications if n.title == "train failed"]
+        failed = [n.message for n in app.notices if n.title == "train failed"]
         assert failed and "HF_HUB_OFFLINE" in failed[0]
         assert "train-labels-idx1-ubyte" in failed[0]
         assert pane.losses == []
@@ -99,7 +99,7 @@ async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp
         samples = app.query_one("#samples")
         assert samples.caption.startswith("training run (stopped)")
         shown = np.asarray(samples.image)
-        from_ckpt = np.asarray(sample_grid(score_model(fm.load_model(ckpt, device="cpu"), 2, 5)))
+        from_ckpt = np.asarray(sample_grid(score_model(fm.load_weights(ckpt, device="cpu"), 2, 5)))
         shipped = np.asarray(sample_grid(score_model(fm.load_shipped(device="cpu"), 2, 5)))
         assert np.array_equal(shown, from_ckpt), "the grid must come from the run's weights"
         assert not np.array_equal(shown, shipped)
@@ -121,7 +121,7 @@ async def test_cpu_defaults_to_the_small_unet_and_says_why(tmp_path):
         config = pane.train_config()
         assert (config.epochs, config.batch_size, config.lr, config.ema_decay) == (400, 256, 3e-4, 0.999)
         assert config.model.block_out_channels == (32, 64, 128, 256)
-        assert any("GPU recipe" in n.message for n in app._notifications)
+        assert any("GPU recipe" in n.message for n in app.notices)
 
 
 def test_prune_keeps_the_newest_checkpoints(tmp_path):
@@ -204,7 +204,7 @@ async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion
         ckpts = sorted((tmp_path / "fashion").glob("ckpt-*.safetensors"))
         assert [c.name for c in ckpts] == ["ckpt-000002.safetensors", "ckpt-000004.safetensors"]
         for (_, shown), ckpt in zip(pane.fidelity, ckpts):
-            assert shown == score_model(fm.load_model(ckpt, device="cpu"), steps=4).report.overall
+            assert shown == score_model(fm.load_weights(ckpt, device="cpu"), steps=4).report.overall
         assert app.query_one("#samples").caption.startswith(f"after epoch 2 · fidelity {pane.fidelity[-1][1]:.0%}")
 
 
@@ -277,5 +277,5 @@ async def test_latents_pane_says_crop_and_greyscale_and_clears_on_error(tmp_path
         await pilot.press("enter")
         await wait_for(pilot, lambda: not app.model_worker.busy("latents"), what="failure")
         await pilot.pause()
-        assert any("is a folder" in n.message for n in app._notifications)
+        assert any("is a folder" in n.message for n in app.notices)
         assert pane.report is None and all(view.image is None for view in pane.query("ImageView"))

@@ -102,9 +102,9 @@ def build_config(args: argparse.Namespace):
     elif args.chapter:
         cfg.model = ModelConfig()
     elif not args.resume and not args.config:
-        from core.fashion.model import default_device
+        from core.devices import pick_device
 
-        if default_device(getattr(args, "device", None)).type != "cuda":
+        if pick_device(getattr(args, "device", None)).type != "cuda":
             cfg.model = ModelConfig.tiny()
             print("fashion train: on a CPU the small UNet is the default (minutes; the chapter's 15.9M UNet "
                   "takes hours here): --chapter trains it anyway")

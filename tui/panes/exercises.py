@@ -122,7 +122,7 @@ class ExercisesPane(GridPane):
     def on_show(self) -> None:
         """Say which prompt the exercise runs (it comes from the prompt pane)."""
         if self.result is None and not self.worker.busy(self.job_kind):
-            prompt, negative = self._prompts()
+            prompt, negative = self.app.prompts  # type: ignore[attr-defined]
             extra = f", negative {negative!r}" if negative else ""
             self.status(f"prompt {prompt!r}{extra} (f2 edits it) · ctrl+r runs")
 

@@ -248,7 +248,7 @@ class TrainingPane(JobPane):
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_model(path, device=self.app.settings.device)
+            return fm.load_weights(path, device=self.app.settings.device)
 
         self.model_source = Path(path).name
         self._submit_show(loader, self.model_source)
