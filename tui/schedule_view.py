@@ -121,4 +121,6 @@ class ScheduleScreen(ModalScreen):
     def _noising_done(self, message: JobUpdate) -> None:
         message.stop()
         if message.event.event == "finished" and message.event.result is not None:
-            self.query_one("#noising", ImageView).image = message.event.result
+            image, _source = message.event.result  # (None, why) without data: the row stays empty
+            if image is not None:
+                self.query_one("#noising", ImageView).image = image
