@@ -111,7 +111,7 @@ def test_settings_file_values_are_checked_at_load(tmp_path):
         ("model = 5", 'model = 5 must be text in quotes, e.g. "tiny"'),
         ("output_dir = 5", 'output_dir = 5 must be text in quotes, e.g. "outputs"'),
         ('theme = "nope"', "theme = 'nope' is not a theme; use one of"),
-        ('graphics = "sixel"', "graphics = 'sixel' must be one of 'cells', 'auto'"),
+        ('graphics = "vt340"', "graphics = 'vt340' must be one of 'cells', 'auto', 'sixel', 'kitty'"),
         ("refiner_at = 2", "refiner_at = 2 must be a number between 0 and 1"),
         ("colour = 1", "unknown setting(s) colour"),
     ):

@@ -13,7 +13,9 @@ same moment: ``ckpt-<step>.safetensors``, then ``ckpt-<step>-1.safetensors``, ..
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import torch

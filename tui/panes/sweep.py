@@ -74,6 +74,7 @@ class SweepPane(InsightMixin, GridPane):
     """
 
     FIELD_LABELS = {"#scales": "guidance scales", "#seed": "seed", "#steps": "steps", "#scheduler": "scheduler",
+                    "#y-values": "Y values", "#x-axis": "X axis", "#y-axis": "Y axis",
                     "#size": "size"}
 
     def __init__(self, *, seed: int = 0, steps: int = 30, size: str = "", **kwargs) -> None:

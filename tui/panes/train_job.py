@@ -10,6 +10,9 @@ checkpoints stay.
 
 from __future__ import annotations
 
+import contextlib
+
+from core.errors import Cancelled
 from tui.messages import Milestone
 from tui.panes.train_views import sample_grid
 
@@ -52,6 +55,11 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_t
         job.progress(Milestone(("phase", f"training on {trainer.device.type}…")))
         try:
             return trainer.run(cancel=job.cancel, pause=pause)
+        except Cancelled:
+            if trainer.last_checkpoint:  # the pane hears of it as a message (the worker never writes it)
+                with contextlib.suppress(Cancelled):
+                    job.progress(Milestone(("checkpoint", trainer.last_checkpoint)))
+            raise
         finally:  # stopped or finished: ctrl+g samples this run's model, as the caption says
             if trainer.model is not None:
                 job.resources["fashion"] = epoch_model(trainer)

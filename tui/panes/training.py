@@ -100,6 +100,7 @@ class TrainingPane(JobPane):
         self.last_saved = None
         self.ema_decay = 0.0  #: the recipe's weight EMA (ctrl+t sets 0.999)
         self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
+        self.stopped_checkpoint: str | None = None  #: the checkpoint a stopped run reported (a milestone)
         self.sample_steps = SAMPLE_STEPS
         self._shown_once = False
 
@@ -372,7 +373,9 @@ class TrainingPane(JobPane):
             self.show_step(stats, history)
             return
         what, *rest = ev.payload.data
-        if what == "phase":
+        if what == "checkpoint":
+            self.stopped_checkpoint = rest[0]
+        elif what == "phase":
             self._state(rest[0])
         elif what == "data":
             self._remember_data(rest[0])
@@ -453,7 +456,7 @@ class TrainingPane(JobPane):
             self.work_done(ok=False)  # training took over: nothing to tell
             return
         if ev.job.kind == "train":
-            ckpt = getattr(self._trainer, "last_checkpoint", None)
+            ckpt = self.stopped_checkpoint or getattr(self._trainer, "last_checkpoint", None)
             if self._trainer is not None and self._trainer.model is not None:
                 self.model_source = "training run (stopped)"
             if ev.error_kind == "cancelled" and ckpt:
