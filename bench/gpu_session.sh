@@ -12,7 +12,7 @@
 #   ship     core.fashion.train_shipped: the chapter's 25 epochs, then as many more as fit in EXTRA_S seconds,
 #            with the class fidelity of the weights and of their EMA (0.999)   -> $OUT/ship/
 set -euo pipefail
-step=${1:?usage: gpu_session.sh sd|fashion|ship|ship-more|gpu-tests}
+step=${1:?usage: gpu_session.sh sd|fashion|ship|ship-more|diag|gpu-tests|gpu-all}
 out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
@@ -46,5 +46,15 @@ case $step in
   gpu-tests)
     python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu -rfE ${GPU_TESTS:-tests/test_gpu_engine.py \
       tests/test_fast_gpu.py tests/test_fashion_sampler.py tests/test_fashion_train.py} 2>&1 | tee "$out/gpu-tests/pytest.txt" | tail -40 ;;
+  gpu-all)
+    # every GPU test file in its own pytest (its own time limit, FILE_S seconds), quickest and most telling first;
+    # each file's verbose log lands in $OUT as it runs, so a cut-off call still returns what finished
+    for f in ${GPU_TESTS:-tests/test_gpu_engine.py tests/test_attention_gpu.py tests/test_fashion_sampler.py \
+        tests/test_fashion_multiprocess.py tests/test_fashion_train.py tests/test_fast_gpu.py}; do
+      name=$(basename "$f" .py)
+      timeout "${FILE_S:-150}" python3 -m pytest -v -o addopts= -p no:cacheprovider -m gpu -rfE --durations=10 "$f" \
+        > "$out/gpu-all/$name.txt" 2>&1 || echo "$name: exit $?" >> "$out/gpu-all/exits.txt"
+      tail -3 "$out/gpu-all/$name.txt"
+    done ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac

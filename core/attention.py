@@ -56,7 +56,7 @@ class HeatAccumulator:
         self.latent = (0, 0)
         self.levels = 1
         self.warming = False  #: True during a CUDA graph's warm-up and capture: only the capture records
-        self.calls = 0  #: probe calls that recorded (eager calls and graph captures)
+        self.calls = 0  #: probe calls that recorded (eager calls, graph captures and replays)
 
     def begin(self, rows: int, h: int, w: int, tokens: int, levels: int, device: torch.device) -> None:
         """Zero (or first allocate) this shape's buffers: they keep their addresses for captured graphs.
@@ -184,12 +184,15 @@ def _graphs_for(model, rows: int, accumulator: HeatAccumulator):
                 accumulator.warming = False
 
         caches[rows] = GraphedCallable(fast._eager, f"{graphed.name} + attention maps", graphed.status, setup=setup)
-    caches[rows].status = graphed.status
-    fast.graphed = caches[rows]
+    cache = caches[rows]
+    cache.status = graphed.status
+    fast.graphed, replays = cache, cache.replays
     try:
         yield
     finally:
         fast.graphed = graphed
+        # a replay adds into the buffers without running Python: count it as recorded calls too
+        accumulator.calls += cache.replays - replays
 
 
 @contextlib.contextmanager
