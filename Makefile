@@ -1,6 +1,6 @@
 # The README's two commands:  `make run` (the app on the embedded model) and `make test`.
 # Both create ./.venv on first use. GPU users: install into your own environment instead
-# (pip install --no-deps open_clip_torch && pip install -e .), keeping your CUDA torch.
+# (pip install -e . && pip install --no-deps open_clip_torch), keeping your CUDA torch.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
-	@# open_clip_torch only for the CLIP vocabulary file it ships; its own requirements
-	@# (torchvision, timm) would pull CUDA wheels and break a CPU torch, hence --no-deps.
-	$(BIN)/python -m pip install -q --no-deps "open_clip_torch==3.3.0"
-	@echo "note: pip may now print a dependency-resolver ERROR that open_clip_torch needs torchvision/timm:" \
-	      "harmless, they are left out on purpose (only its CLIP vocabulary file is used)."
 	$(BIN)/python -m pip install -q -e ".[test]" "$(TORCH)"
+	@# CLIP's vocabulary file (bpe_simple_vocab_16e6.txt.gz) comes from open_clip_torch's wheel, which is only
+	@# downloaded, never installed: its requirements (torchvision, timm) would pull CUDA wheels onto a CPU torch,
+	@# and installed without them pip would report them missing. The file goes to $(VENV)/share/sd-explorer/.
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: "open_clip_torch==3.3.0" -d $(VENV)/wheels
+	$(BIN)/python -m core.clip_vocab --from-wheel "$$(ls $(VENV)/wheels/open_clip_torch-3.3.0-*.whl | head -1)"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -3,9 +3,14 @@
 Stable Diffusion 1.x (and SDXL's first text encoder) use OpenAI CLIP's tokenizer: 49,408 ids,
 ``<|startoftext|>`` = 49406, ``<|endoftext|>`` = 49407. The byte-pair merges live in
 ``bpe_simple_vocab_16e6.txt.gz``, which registry packages ship (``open_clip_torch`` among them).
-We never commit that file: we find it in an installed package, check its SHA-256, and turn it
-into the ``vocab.json`` + ``merges.txt`` pair that ``transformers.CLIPTokenizer`` reads, cached in
-the user's cache directory.
+We never commit that file: we find it (``find_bpe_file``), check its SHA-256, and turn it into the
+``vocab.json`` + ``merges.txt`` pair that ``transformers.CLIPTokenizer`` reads, cached in the user's
+cache directory.
+
+``make`` does not install ``open_clip_torch`` (with ``--no-deps`` it would sit in the venv with unmet
+requirements, torchvision and timm, and pip would print a resolver ERROR on every later install): it
+downloads the wheel and keeps only the vocabulary, ``python -m core.clip_vocab --from-wheel WHEEL``,
+into ``<venv>/share/sd-explorer/``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,13 +37,21 @@ BOS_ID, EOS_ID = 49406, 49407
 MODEL_MAX_LENGTH = 77
 
 
+def shared_bpe_path() -> Path:
+    """Where ``make`` keeps the vocabulary: the environment's ``share/sd-explorer/`` folder."""
+    return Path(sys.prefix) / "share" / "sd-explorer" / BPE_FILENAME
+
+
 def find_bpe_file() -> Path:
-    """The BPE file: ``$SD_EXPLORER_CLIP_BPE`` if set, else the copy inside an installed package."""
+    """The BPE file: ``$SD_EXPLORER_CLIP_BPE`` if set, else the environment's shared copy (``make``),
+    else the copy inside an installed package (``pip install --no-deps open_clip_torch``)."""
     if env := os.environ.get(ENV_VAR):
         path = Path(env).expanduser()
         if not path.is_file():
             raise UserError(f"{ENV_VAR}={env} does not exist: point it at {BPE_FILENAME} or unset it.")
         return path
+    if shared_bpe_path().is_file():
+        return shared_bpe_path()
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)  # locates the package without running its code
         for folder in (spec.submodule_search_locations or []) if spec else []:
@@ -47,6 +62,27 @@ def find_bpe_file() -> Path:
         "CLIP's vocabulary was not found: run `pip install --no-deps open_clip_torch` "
         f"(it ships {BPE_FILENAME}) or set {ENV_VAR} to the file."
     )
+
+
+def extract_from_wheel(wheel: str | Path, dest: Path | None = None) -> Path:
+    """Copy the vocabulary out of a downloaded wheel (e.g. ``open_clip_torch``'s) to ``dest``
+    (default: ``shared_bpe_path()``), checking its SHA-256 first; written atomically."""
+    from core.atomic import write_bytes
+
+    dest = Path(dest) if dest is not None else shared_bpe_path()
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            names = [n for n in z.namelist() if n.endswith("/" + BPE_FILENAME)]
+            if not names:
+                raise UserError(f"{wheel} does not contain {BPE_FILENAME}: download open_clip_torch's wheel.")
+            data = z.read(names[0])
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{wheel} is not a readable wheel ({exc}): download it again.") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != BPE_SHA256:
+        raise UserError(f"{names[0]} in {wheel} is not CLIP's vocabulary (SHA-256 {digest[:12]}…).")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes(dest, data)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -124,3 +160,20 @@ def clip_tokenizer():
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer.from_pretrained(str(tokenizer_folder()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m core.clip_vocab --from-wheel WHEEL [--dest FILE]``: keep CLIP's vocabulary from a wheel."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m core.clip_vocab", description=main.__doc__)
+    ap.add_argument("--from-wheel", required=True, metavar="WHEEL", help="a downloaded open_clip_torch wheel")
+    ap.add_argument("--dest", default=None, help=f"where to write it (default: {shared_bpe_path()})")
+    args = ap.parse_args(argv)
+    print(extract_from_wheel(args.from_wheel, Path(args.dest) if args.dest else None))
+
+
+if __name__ == "__main__":
+    from core.errors import run_main
+
+    run_main(main)

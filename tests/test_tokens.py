@@ -1,15 +1,10 @@
 """CLIP's tokenizer, built from the installed vocabulary, gives the chapter's ids exactly."""
 
-import gzip
-import hashlib
-
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from core.clip_vocab import BPE_SHA256, clip_tokenizer, find_bpe_file, vocab_and_merges
-from core.errors import UserError
+from core.clip_vocab import clip_tokenizer
 from core.tokens import breakdown
-from tests.conftest import CLIP_BPE
 
 
 def test_chapter_ids():
@@ -20,26 +15,6 @@ def test_chapter_ids():
     assert b.input_ids[:7] == [49406, 320, 8853, 539, 320, 6829, 49407]
     assert b.input_ids[7:] == [49407] * 70 and len(b.input_ids) == 77
     assert (b.count, b.limit, b.window) == (5, 75, 77)
-
-
-def test_vocabulary_comes_from_an_installed_package_and_matches_the_shared_file():
-    path = find_bpe_file()
-    assert "site-packages" in str(path) or "dist-packages" in str(path)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == BPE_SHA256
-    if CLIP_BPE.is_file():
-        assert path.read_bytes() == CLIP_BPE.read_bytes()
-    vocab, merges = vocab_and_merges(path)
-    assert len(vocab) == 49408 and vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
-
-
-def test_a_wrong_vocabulary_file_is_refused(tmp_path, monkeypatch):
-    fake = tmp_path / "bpe_simple_vocab_16e6.txt.gz"
-    fake.write_bytes(gzip.compress(b"#version\nh e\n"))
-    with pytest.raises(UserError, match="not CLIP's vocabulary"):
-        vocab_and_merges(fake)
-    monkeypatch.setenv("SD_EXPLORER_CLIP_BPE", str(tmp_path / "missing.gz"))
-    with pytest.raises(UserError, match="does not exist"):
-        find_bpe_file()
 
 
 def test_tokens_beyond_the_window_are_marked_dropped_when_truncating():
