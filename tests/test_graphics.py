@@ -48,7 +48,7 @@ def test_auto_falls_back_to_half_blocks_inside_tmux(monkeypatch):
 
 
 def test_an_unknown_graphics_mode_names_the_choices(tmp_path):
-    with pytest.raises(UserError, match="use cells, auto, sixel or kitty"):
+    with pytest.raises(UserError, match="graphics = 'half-blocks' must be one of 'cells', 'auto', 'sixel', 'kitty'"):
         _settings(tmp_path, "half-blocks")
 
 
