@@ -12,6 +12,7 @@ from core.errors import UserError
 from tests.test_tui_support import sync
 from tui.config import load_settings
 from tui.widgets.graphics import MODES, choose_image_widget
+from tui.widgets.sixel import sixel_widget
 from tui.widgets.image_view import ImageView
 
 widgets = pytest.importorskip("textual_image.widget")  # the optional [graphics] extra
@@ -32,7 +33,9 @@ def _settings(tmp_path, graphics: str):
 def test_the_setting_selects_the_renderer(tmp_path, monkeypatch):
     monkeypatch.setattr(renderables, "Image", renderables.SixelImage)  # the terminal answered Sixel
     chosen = {mode: choose_image_widget(_settings(tmp_path, mode).graphics, {"TERM": "xterm"}, _Tty()) for mode in MODES}
-    assert chosen == {"cells": None, "auto": widgets.SixelImage, "sixel": widgets.SixelImage, "kitty": widgets.TGPImage}
+    sixel = sixel_widget()  # textual-image's Sixel widget, palette first (tui.widgets.sixel)
+    assert issubclass(sixel, widgets.SixelImage)
+    assert chosen == {"cells": None, "auto": sixel, "sixel": sixel, "kitty": widgets.TGPImage}
     monkeypatch.setattr(renderables, "Image", renderables.TGPImage)
     assert choose_image_widget("auto", {"TERM": "xterm-kitty"}, _Tty()) is widgets.TGPImage
     monkeypatch.setattr(renderables, "Image", renderables.HalfcellImage)  # neither protocol answered
@@ -44,7 +47,7 @@ def test_auto_falls_back_to_half_blocks_inside_tmux(monkeypatch):
     tmux = {"TMUX": "/tmp/tmux-0/default,1,0", "TERM": "tmux-256color"}
     assert choose_image_widget("auto", tmux, _Tty()) is None
     assert choose_image_widget("auto", {"TERM": "screen-256color"}, _Tty()) is None
-    assert choose_image_widget("sixel", tmux, _Tty()) is widgets.SixelImage  # forced: tmux 3.4+ with Sixel
+    assert choose_image_widget("sixel", tmux, _Tty()) is sixel_widget()  # forced: tmux 3.4+ with Sixel
 
 
 def test_an_unknown_graphics_mode_names_the_choices(tmp_path):
