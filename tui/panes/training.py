@@ -9,6 +9,9 @@ trains at once. The data field (a folder of IDX files or a .parquet file, comple
 remembered in the settings file. On a CPU the small UNet is the default (the chapter's takes hours
 there); ctrl+t fills in the recipe of the shipped model (a GPU recipe). Checkpoints load and save as
 safetensors; a run keeps its newest ``keep_checkpoints``.
+
+The fields live in :class:`tui.panes.train_form.TrainingForm`, the run itself in ``train_job`` (on the
+worker, reporting through the payloads of :mod:`tui.progress`), pictures and numbers in ``train_views``.
 """
 
 from __future__ import annotations
