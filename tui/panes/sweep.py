@@ -207,8 +207,8 @@ class SweepPane(InsightMixin, GridPane):
             case StepPreview(index=index, total=total, timestep=timestep, preview=preview):
                 self.current_t = timestep
                 self._fill(self._batch, preview)
-                cells = self.cells
-                where = "" if len(self._batch) == len(cells) else f"cells {self._batch[0] + 1}-{self._batch[-1] + 1} · "
+                batch = self._batch
+                where = "" if len(batch) == len(self.cells) else f"cells {batch[0] + 1}-{batch[-1] + 1} · "
                 self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
                 self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
 
