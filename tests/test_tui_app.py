@@ -107,23 +107,54 @@ def test_bad_flags_exit_2_without_traceback(tmp_path):
 def test_progress_messages_replace_each_other_only_within_a_job():
     from core.jobs import Job, JobEvent
     from tui.messages import job_message
+    from tui.progress import StepPreview
 
     a, b = Job("sweep", lambda j: None, id=1), Job("sweep", lambda j: None, id=2)
-    step1, step2 = job_message(JobEvent("progress", a, payload=1)), job_message(JobEvent("progress", a, payload=2))
-    assert step1.can_replace(step2)
-    assert not step1.can_replace(job_message(JobEvent("progress", b, payload=1)))
+
+    def preview(job, index):
+        return job_message(JobEvent("progress", job, payload=StepPreview(index, 10, 999.0 - index, [])))
+
+    step1, step2 = preview(a, 1), preview(a, 2)
+    assert step1.can_replace(step2) and step2.can_replace(step1)  # a newer preview of the same job wins
+    assert not step1.can_replace(preview(b, 1))  # never another job's
     assert not step1.can_replace(job_message(JobEvent("finished", a, result=3)))
     assert not job_message(JobEvent("finished", a)).can_replace(step2)
 
 
 def test_milestones_are_never_replaced():
     from core.jobs import Job, JobEvent
-    from tui.messages import Milestone, job_message
+    from tui.messages import job_message
+    from tui.progress import (BatchStarted, CellsDone, CheckpointSaved, DataLoaded, EpochSamples, InsightCollected,
+                              PhaseText, StepPreview, TrainerReady, TrainingStep)
 
     job = Job("train", lambda j: None, id=7)
-    step = job_message(JobEvent("progress", job, payload=("step", 1, [])))
-    epoch = job_message(JobEvent("progress", job, payload=Milestone(("epoch", 0, None))))
-    assert not epoch.can_replace(step) and not step.can_replace(epoch)
+
+    def message(payload):
+        return job_message(JobEvent("progress", job, payload=payload))
+
+    skippable = [StepPreview(0, 4, 999.0, []), TrainingStep(None, [(1, 0.5)])]
+    milestones = [BatchStarted((0, 1)), CellsDone((0, 1), []), InsightCollected(None), PhaseText("training…"),
+                  DataLoaded(None, 8000), TrainerReady(None), EpochSamples(None, 32, None, None),
+                  CheckpointSaved("/runs/ckpt-1")]
+    assert all(p.milestone for p in milestones) and not any(p.milestone for p in skippable)
+    for m in milestones:
+        for other in [*skippable, *milestones]:
+            assert not message(m).can_replace(message(other)) and not message(other).can_replace(message(m))
+    # two skippable kinds of the same job never stand for each other, nor does an untyped payload
+    assert not message(skippable[0]).can_replace(message(skippable[1]))
+    assert not message(skippable[0]).can_replace(message(("step", 1, [])))
+    assert message(TrainingStep(None, [(1, 0.5)])).can_replace(message(TrainingStep(None, [(1, 0.5), (2, 0.4)])))
+
+
+def test_payloads_are_frozen_and_travel_without_textual():
+    import dataclasses
+
+    from tui.progress import StepPreview
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        StepPreview(0, 4, 999.0, []).index = 1
+    code = "import sys, tui.progress; sys.exit('textual' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
 
 
 @sync

@@ -89,7 +89,7 @@ async def test_strength_sweep_from_an_image_file(tmp_path):
 
         def record(ev):  # which cell each sequential run's preview lands in
             shown(ev)
-            seen.append(ev.payload[0])
+            seen.append(ev.payload.first)
 
         pane.job_progress = record
         await _run(pilot)

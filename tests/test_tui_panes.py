@@ -9,7 +9,7 @@ from PIL import Image
 from textual.widgets import DataTable, Input, Label, ProgressBar
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
-from tui.messages import Milestone
+from tui.progress import CellsDone, StepPreview
 
 
 def table_pieces(app) -> list[str]:
@@ -64,7 +64,7 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
 
         def record(ev):  # what each cell shows after every step: the live x0 preview
             shown(ev)
-            if not isinstance(ev.payload, Milestone):  # not the batch's start / end
+            if isinstance(ev.payload, StepPreview):  # not the batch's start / end
                 previews.append([c.image.size for c in pane.cells])
 
         pane.job_progress = record
@@ -108,7 +108,7 @@ async def test_two_axis_grid_fills_in_batch_by_batch(tmp_path):
 
         def record(ev):
             shown(ev)
-            if isinstance(ev.payload, Milestone) and ev.payload.data[0] == "cells":
+            if isinstance(ev.payload, CellsDone):
                 filled.append([c.image is not None and c.image.size[0] > 8 for c in pane.cells])
 
         pane.job_progress = record
@@ -230,6 +230,7 @@ async def test_training_few_steps_updates_loss_and_progress(tmp_path, fashion_di
         assert bar.total == 512 and 0 < bar.progress < 512
         assert "img/s" in str(app.query_one("#rate", Label).render())
         assert pane.stats.device == "cpu"
+        assert pane.trainer is not None and pane.trainer.model is not None  # its TrainerReady message came
         await pilot.press("ctrl+b")
         assert pane.pause_event.is_set()
         await pilot.press("ctrl+b")
@@ -330,18 +331,65 @@ async def test_a_stopped_run_reports_its_checkpoint_by_message(tmp_path):
     """The training job never writes the pane: the checkpoint a stop leaves arrives as a milestone, then the
     cancellation; the pane offers it for ctrl+o."""
     from core.jobs import Job, JobEvent
-    from tui.messages import Milestone, job_message
+    from tui.messages import job_message
+    from tui.progress import CheckpointSaved
 
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         pane = app.query_one("TrainingPane")
         job = Job(kind="train", fn=lambda job: None, id=99)
-        pane.post_message(job_message(JobEvent("progress", job, payload=Milestone(("checkpoint", "/runs/ckpt-7")))))
+        pane.post_message(job_message(JobEvent("progress", job, payload=CheckpointSaved("/runs/ckpt-7"))))
         pane.post_message(job_message(JobEvent("failed", job, error_kind="cancelled", message="Cancelled.")))
         await pilot.pause()
         assert app.query_one("#ckpt", Input).value == "/runs/ckpt-7"
         assert "checkpoint written" in str(app.query_one("#state", Label).render())
+
+
+@sync
+async def test_the_training_pane_gets_its_trainer_by_message_and_pause_and_stop_still_work(tmp_path):
+    """The job never writes the pane: its Trainer arrives as a TrainerReady milestone, handled on the UI
+    thread; ctrl+b pauses and resumes, escape stops, and the stop offers the trainer's last checkpoint."""
+    import threading
+    from types import SimpleNamespace
+
+    from tui.progress import TrainerReady
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        pane = app.query_one("TrainingPane")
+        trainer = SimpleNamespace(model=object(), last_checkpoint=None)
+        handled_on = []
+        shown = pane.job_progress
+
+        def record(ev):
+            handled_on.append(threading.current_thread() is threading.main_thread())
+            shown(ev)
+
+        pane.job_progress = record
+
+        def run(job):  # a stand-in for train_job: announce the trainer, then train until stopped
+            job.progress(TrainerReady(trainer))
+            while not job.cancel.wait(0.01):
+                if not pane.pause_event.is_set():
+                    trainer.last_checkpoint = "/runs/ckpt-3"
+            job.check()
+
+        pane.job = pane.submit("train", run)
+        await wait_for(pilot, lambda: pane.trainer is trainer, what="the trainer's message")
+        assert handled_on == [True]
+        await pilot.press("ctrl+b")
+        assert pane.pause_event.is_set() and "paused" in str(app.query_one("#state", Label).render())
+        await pilot.press("ctrl+b")
+        assert not pane.pause_event.is_set()
+        await wait_for(pilot, lambda: trainer.last_checkpoint is not None, what="a checkpoint")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), what="stop")
+        await pilot.pause()
+        assert app.query_one("#ckpt", Input).value == "/runs/ckpt-3"
+        assert "checkpoint written" in str(app.query_one("#state", Label).render())
+        assert pane.model_source == "training run (stopped)"
 
 
 @sync

@@ -2,11 +2,11 @@
 
 Every job event arrives as one message class per event, posted to the widget that submitted the job:
 :class:`JobStarted`, :class:`JobProgress`, :class:`JobFinished`, :class:`JobFailed` (all :class:`JobUpdate`;
-``job_message(event)`` picks the class). Progress updates of the same job replace each other in the target's
-queue (``JobProgress.can_replace``), so a
-fast sampler can never flood the UI: a slow frame simply skips to the newest preview. Payloads
-that must all arrive are wrapped in :class:`Milestone`; cumulative state (a loss history) travels
-whole in every update, so a skipped update loses nothing.
+``job_message(event)`` picks the class). A progress payload is one of the small classes of
+:mod:`tui.progress`; a skippable one (a step's preview) replaces a queued older one of the same job
+in the target's queue (``JobProgress.can_replace``), so a fast sampler can never flood the UI: a slow
+frame simply skips to the newest preview. Milestones (a batch's finished cells, an epoch's samples)
+always arrive.
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from core.jobs import JobEvent
-
-
-class Milestone:
-    """Wrap a progress payload that must never be skipped (e.g. an epoch's samples)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data) -> None:
-        self.data = data
+from tui.progress import is_milestone
 
 
 class JobUpdate(Message):
@@ -42,15 +34,20 @@ class JobStarted(JobUpdate):
 
 
 class JobProgress(JobUpdate):
-    """The job reported progress (``event.payload``)."""
+    """The job reported progress: ``event.payload`` is a :class:`tui.progress.Progress`."""
+
+    @property
+    def payload(self):
+        return self.event.payload
 
     def can_replace(self, message: Message) -> bool:
-        """A newer progress update of the same job supersedes a queued older one (milestones never)."""
+        """A newer skippable update of the same job and class supersedes a queued older one (milestones never)."""
         return (
             isinstance(message, JobProgress)
             and message.event.job.id == self.event.job.id
-            and not isinstance(self.event.payload, Milestone)
-            and not isinstance(message.event.payload, Milestone)
+            and type(message.payload) is type(self.payload)
+            and not is_milestone(self.payload)
+            and not is_milestone(message.payload)
         )
 
 

@@ -20,6 +20,7 @@ from textual.widgets import Input, Label, ProgressBar, Select
 from core.errors import UserError
 from core.jobs import JobEvent
 from tui.panes.grid import GridCell, GridPane
+from tui.progress import StepPreview
 from core.fields import parse_int, parse_scales
 
 #: (label in the selector, ``run_axis`` axis, example values)
@@ -203,7 +204,7 @@ class ExercisesPane(GridPane):
                 if info.index == 0:
                     cell[0] += 1
                 offset = cell[0] if axis in SEQUENTIAL else 0
-                job.progress((offset, info.index, info.total, info.timestep, info.preview))
+                job.progress(StepPreview(info.index, info.total, info.timestep, info.preview, first=offset))
 
             return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel, refiner=refiner,
                             handoff=refiner_at)
@@ -214,9 +215,10 @@ class ExercisesPane(GridPane):
         self.status(f"sampling {self._count} cells along {self.axis}…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        offset, index, total, timestep, preview = ev.payload
-        where = f"cell {offset + 1}/{self._count} · " if len(preview) == 1 and self._count > 1 else ""
-        self.show_preview(offset, index, total, timestep, preview, where)
+        match ev.payload:
+            case StepPreview(index=index, total=total, timestep=timestep, preview=preview, first=first):
+                where = f"cell {first + 1}/{self._count} · " if len(preview) == 1 and self._count > 1 else ""
+                self.show_preview(first, index, total, timestep, preview, where)
 
     def job_finished(self, ev: JobEvent) -> None:
         self.show_result(ev, f"done: {self.axis} · ")

@@ -136,5 +136,8 @@ class GridPane(JobPane):
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
             return
+        self.app.call_from_thread(self._saved, path)  # the pane's attributes are set on the UI thread
+
+    def _saved(self, path) -> None:
         self.last_saved = path
-        self.app.call_from_thread(self.notify, f"Saved {path}", title="Grid saved")
+        self.notify(f"Saved {path}", title="Grid saved")

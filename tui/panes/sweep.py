@@ -22,7 +22,7 @@ from core.errors import UserError
 from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
-from tui.messages import Milestone
+from tui.progress import BatchStarted, CellsDone, InsightCollected, StepPreview
 from tui.panes.grid import GridCell, GridPane
 from tui.panes.insight import InsightMixin
 
@@ -83,6 +83,7 @@ class SweepPane(InsightMixin, GridPane):
         self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
         self._axes = None  #: (X, Y or None) of the running grid
         self._batch: list[int] = []  #: the cells the running batch samples
+        self._insight = None  #: the running sweep's SweepInsight, once its job sent it
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form"):
@@ -144,7 +145,7 @@ class SweepPane(InsightMixin, GridPane):
         self._batch = list(range(len(self.cells)))
         self.result = None
         self.clear_insight()
-        attention, collected = self.attention, {}
+        attention = self.attention
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
@@ -165,7 +166,7 @@ class SweepPane(InsightMixin, GridPane):
 
             def on_step(info) -> None:
                 timeline(info)
-                job.progress((info.index, info.total, info.timestep, info.preview))
+                job.progress(StepPreview(info.index, info.total, info.timestep, info.preview))
 
             # heat maps and the timeline follow one batch of one prompt: an X axis of scales, seeds or
             # negatives and no Y axis (other grids run without them)
@@ -173,20 +174,20 @@ class SweepPane(InsightMixin, GridPane):
             with recording(model, settings, len(x.values)) if attention and one_batch else nullcontext() as rec:
                 result = run_grid(model, settings, x, y, callback=on_step, cancel=job.cancel,
                                   refiner=refiner, handoff=refiner_at,
-                                  on_batch=lambda idx: job.progress(Milestone(("batch", idx, None))),
-                                  on_cells=lambda idx, r: job.progress(Milestone(("cells", idx, r.images))))
-            if one_batch:
-                collected["insight"] = collect(model, timeline, rec)
+                                  on_batch=lambda idx: job.progress(BatchStarted(tuple(idx))),
+                                  on_cells=lambda idx, r: job.progress(CellsDone(tuple(idx), r.images)))
+            if one_batch:  # a milestone, so it reaches the pane before the result does
+                job.progress(InsightCollected(collect(model, timeline, rec)))
             return result
 
         self.job = self.submit("sweep", run)
-        self._collected = collected
 
     def action_reroll(self) -> None:
         self.query_one("#seed", Input).value = str(random.randrange(2**32))
         self.action_run()
 
     def job_started(self, ev: JobEvent) -> None:
+        self._insight = None
         if self._axes is None:  # a job submitted without the form (tests, the command palette)
             self.status("sampling…")
             return
@@ -195,23 +196,28 @@ class SweepPane(InsightMixin, GridPane):
         self.status(f"sampling {what}…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        if isinstance(ev.payload, Milestone):  # a batch starts, or its cells are done (the grid fills in)
-            kind, indices, images = ev.payload.data
-            self._batch = list(indices)
-            cells = self.cells
-            for i, image in zip(indices, images or []):
-                if i < len(cells):
-                    cells[i].image = image
-            return
-        index, total, timestep, preview = ev.payload
-        self.current_t = timestep
+        match ev.payload:
+            case BatchStarted(cells=indices):  # the previews that follow land in these cells
+                self._batch = list(indices)
+            case CellsDone(cells=indices, images=images):  # the grid fills in, batch by batch
+                self._batch = list(indices)
+                self._fill(indices, images)
+            case InsightCollected(insight=insight):
+                self._insight = insight
+            case StepPreview(index=index, total=total, timestep=timestep, preview=preview):
+                self.current_t = timestep
+                self._fill(self._batch, preview)
+                batch = self._batch
+                where = "" if len(batch) == len(self.cells) else f"cells {batch[0] + 1}-{batch[-1] + 1} · "
+                self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
+                self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
+
+    def _fill(self, indices, images) -> None:
+        """Show ``images`` in the cells numbered ``indices`` (cells a new layout removed are skipped)."""
         cells = self.cells
-        for i, image in zip(self._batch, preview):
+        for i, image in zip(indices, images):
             if i < len(cells):
                 cells[i].image = image
-        where = "" if len(self._batch) == len(cells) else f"cells {self._batch[0] + 1}-{self._batch[-1] + 1} · "
-        self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
-        self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
 
     def job_failed(self, ev: JobEvent) -> None:
         self.current_t = None
@@ -220,7 +226,7 @@ class SweepPane(InsightMixin, GridPane):
     def job_finished(self, ev: JobEvent) -> None:
         self.current_t = None
         self.show_result(ev, "done: ")
-        self.insight = self._collected.get("insight")
+        self.insight = self._insight
         if self.insight is not None and self.insight.maps is not None and self.token is not None:
             self.redraw()
 

@@ -1,11 +1,11 @@
 """The training pane's job, run on the model worker: load the data, train, score each epoch.
 
-Progress reaches the pane as ``job.progress`` payloads: ``Milestone(("phase", text))``,
-``Milestone(("data", source, n))`` once the data loaded, ``("step", StepStats, history)`` (may be
-skipped: the history is whole each time) and ``Milestone(("epoch", EpochStats, step, grid,
-FidelityReport))`` after each epoch. Stopped or finished, the run's model (its EMA when kept) becomes
-``resources["fashion"]``, so the pane's next samples come from it; only the newest ``keep``
-checkpoints stay.
+Progress reaches the pane as ``job.progress`` payloads (:mod:`tui.progress`): ``PhaseText`` as the
+run moves on, ``DataLoaded`` once the data loaded, ``TrainerReady`` with the built Trainer,
+``TrainingStep`` per logged step (may be skipped: the history is whole each time), ``EpochSamples``
+after each epoch and, when stopped, ``CheckpointSaved``. The job never touches the pane. Stopped or
+finished, the run's model (its EMA when kept) becomes ``resources["fashion"]``, so the pane's next
+samples come from it; only the newest ``keep`` checkpoints stay.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 
 from core.errors import Cancelled
-from tui.messages import Milestone
+from tui.progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from tui.panes.train_views import sample_grid
 
 
-def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_trainer):
-    """A job function training ``config``; ``on_trainer(trainer)`` hears of the Trainer once built."""
+def train_job(config, device, pause, steps: int, keep: int, per_class: int):
+    """A job function training ``config`` on ``device``, waiting while ``pause`` is set; each epoch's grid
+    shows ``per_class`` samples of ``steps`` DDIM steps."""
 
     def run(job):
         import core.fashion as fm
@@ -30,15 +31,15 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_t
         if config.out_dir:  # before minutes of data loading and an epoch of training
             check_writable(config.out_dir)
         where = config.data or "the Hub's fashion_mnist"
-        job.progress(Milestone(("phase", f"loading data from {where}…")))
+        job.progress(PhaseText(f"loading data from {where}…"))
         data = fm.load_fashion_mnist(config.data)
-        job.progress(Milestone(("data", config.data, len(data))))
+        job.progress(DataLoaded(config.data, len(data)))
         holder, written = {}, []
         history: list[tuple[int, float]] = []
 
         def on_step(stats) -> None:
             history.append((stats.step, stats.loss))
-            job.progress(("step", stats, list(history)))  # the whole curve: updates may be skipped
+            job.progress(TrainingStep(stats, list(history)))  # the whole curve: updates may be skipped
 
         def on_epoch(stats) -> None:
             trainer = holder["trainer"]
@@ -47,18 +48,18 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int, on_t
                 prune(written, keep)
             step = (stats.epoch + 1) * -(-len(data) // config.batch_size)
             scored = score_model(epoch_model(trainer), steps=steps, cancel=job.cancel)
-            job.progress(Milestone(("epoch", stats, step, sample_grid(scored, per_class), scored.report)))
+            job.progress(EpochSamples(stats, step, sample_grid(scored, per_class), scored.report))
 
         trainer = fm.Trainer(config, data, device=device, on_step=on_step, on_epoch=on_epoch)
         holder["trainer"] = trainer
-        on_trainer(trainer)
-        job.progress(Milestone(("phase", f"training on {trainer.device.type}…")))
+        job.progress(TrainerReady(trainer))
+        job.progress(PhaseText(f"training on {trainer.device.type}…"))
         try:
             return trainer.run(cancel=job.cancel, pause=pause)
         except Cancelled:
             if trainer.last_checkpoint:  # the pane hears of it as a message (the worker never writes it)
                 with contextlib.suppress(Cancelled):
-                    job.progress(Milestone(("checkpoint", trainer.last_checkpoint)))
+                    job.progress(CheckpointSaved(trainer.last_checkpoint))
             raise
         finally:  # stopped or finished: ctrl+g samples this run's model, as the caption says
             if trainer.model is not None:

@@ -9,6 +9,9 @@ trains at once. The data field (a folder of IDX files or a .parquet file, comple
 remembered in the settings file. On a CPU the small UNet is the default (the chapter's takes hours
 there); ctrl+t fills in the recipe of the shipped model (a GPU recipe). Checkpoints load and save as
 safetensors; a run keeps its newest ``keep_checkpoints``.
+
+The fields live in :class:`tui.panes.train_form.TrainingForm`, the run itself in ``train_job`` (on the
+worker, reporting through the payloads of :mod:`tui.progress`), pictures and numbers in ``train_views``.
 """
 
 from __future__ import annotations
@@ -20,25 +23,20 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, ProgressBar, Select
+from textual.widgets import Input, Label, ProgressBar
 from textual_plotext import PlotextPlot
 
 from core.errors import UserError
-from core.fields import parse_int
 from core.jobs import JobEvent
-from tui.messages import Milestone
 from tui.panes.base import JobPane
-from tui.panes.train_views import (class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip,
-                                   parse_grey, sample_grid)
+from tui.panes.train_form import TrainingForm
 from tui.panes.train_job import train_job
+from tui.panes.train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
+from tui.progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from tui.widgets.image_view import ImageView
-from tui.widgets.path_suggester import PathSuggester
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
-ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
-#: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
-RECIPE = {"epochs": 400, "batch": 256, "arch": "chapter", "ema": 0.999}
 PREVIEWS = ("fashion-show", "fashion-noise")  #: jobs that training cancels to start at once
 
 
@@ -68,14 +66,6 @@ class TrainingPane(JobPane):
         Binding("ctrl+s", "save", "Save", show=False),
     ]
     DEFAULT_CSS = """
-    TrainingPane .form { height: 1; }
-    TrainingPane .form Input, TrainingPane .form Select { width: 1fr; }
-    TrainingPane .field-label { width: auto; padding: 0 1; color: $text-muted; }
-    TrainingPane #data, TrainingPane #ckpt { width: 1fr; }
-    TrainingPane #epochs, TrainingPane #batch { width: 7; }
-    TrainingPane #arch { width: 1fr; min-width: 20; }
-    TrainingPane #grey { width: 9; }
-    TrainingPane #why { height: 1; color: $text-muted; padding: 0 1; }
     TrainingPane #middle { height: 1fr; min-height: 6; }
     TrainingPane PlotextPlot { width: 1fr; }
     TrainingPane #stats { width: 34; }
@@ -98,33 +88,17 @@ class TrainingPane(JobPane):
         self.job = None
         self.model_source = ""
         self.last_saved = None
-        self.ema_decay = 0.0  #: the recipe's weight EMA (ctrl+t sets 0.999)
-        self._trainer = None  #: the running/last Trainer (its checkpoint path after a stop)
+        self.trainer = None  #: the running/last run's Trainer, from its TrainerReady message
         self.stopped_checkpoint: str | None = None  #: the checkpoint a stopped run reported (a milestone)
         self.sample_steps = SAMPLE_STEPS
         self._shown_once = False
 
-    def compose(self) -> ComposeResult:
-        def label(text: str, for_id: str) -> Label:
-            return Label(text, classes="field-label", id=f"{for_id}-label")
+    @property
+    def form(self) -> TrainingForm:
+        return self.query_one(TrainingForm)
 
-        with Horizontal(classes="form"):
-            yield label("data", "data")
-            yield Input(self.data_source, id="data", compact=True, suggester=PathSuggester({".parquet"}),
-                        placeholder="IDX folder or .parquet (empty: Hub fashion_mnist)")
-            yield label("checkpoint", "ckpt")
-            yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o loads)")
-        with Horizontal(classes="form"):
-            yield label("epochs", "epochs")
-            yield Input("25", id="epochs", type="integer", compact=True)
-            yield label("batch", "batch")
-            yield Input("256", id="batch", type="integer", compact=True)
-            yield label("model", "arch")
-            yield Select(ARCHS, value="tiny", allow_blank=False, id="arch", compact=True)
-            yield label("grey L,S", "grey")
-            yield Input("", id="grey", placeholder="off", compact=True,
-                        tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off")
-        yield Label("", id="why")
+    def compose(self) -> ComposeResult:
+        yield TrainingForm(self.data_source)
         with Horizontal(id="middle"):
             yield PlotextPlot(id="loss")
             with Vertical(id="stats"):
@@ -140,37 +114,7 @@ class TrainingPane(JobPane):
             yield ImageView(caption="noised at 8 timesteps", id="noising")
 
     def on_mount(self) -> None:
-        self._pick_default_arch()
         self._draw_loss()
-
-    def _pick_default_arch(self) -> None:
-        """The chapter's UNet on a GPU; on a CPU the small one, saying why (the chapter's is one field away)."""
-        from core.devices import pick_device
-
-        try:
-            device = pick_device(self.app.settings.device)
-        except UserError:
-            return
-        self.device_type = device.type
-        if device.type == "cuda":
-            self.query_one("#arch", Select).value = "chapter"
-        else:
-            self._say_why()
-
-    def _say_why(self) -> None:
-        arch = self.query_one("#arch", Select).value
-        gpu = getattr(self, "device_type", "cpu") == "cuda"
-        if gpu:
-            text = "" if arch == "chapter" else "small UNet: a quick run; the chapter's is the other model"
-        elif arch == "tiny":
-            text = "CPU: the small UNet by default; the chapter's 15.9M UNet takes hours here"
-        else:
-            text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
-        self.query_one("#why", Label).update(text)
-
-    @on(Select.Changed, "#arch")
-    def _arch_changed(self) -> None:
-        self._say_why()
 
     def on_show(self) -> None:
         """First time the pane is shown with no run and no model: show the shipped model."""
@@ -181,9 +125,6 @@ class TrainingPane(JobPane):
             self.show_noising()
             self.show_shipped()
 
-    def _data(self) -> str:
-        return self.query_one("#data", Input).value.strip()
-
     @on(Input.Submitted, "#data")
     def _data_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -191,7 +132,7 @@ class TrainingPane(JobPane):
 
     def show_noising(self) -> None:
         """The chapter's figure: the first training image at 8 timesteps (needs data, no model)."""
-        source = self._data() or None
+        source = self.form.data or None
 
         def run(job):
             import core.fashion as fm
@@ -215,7 +156,7 @@ class TrainingPane(JobPane):
     def _show_model_job(self, loader, label: str):
         """A job: get a model (``loader(job)``), sample per class and score the samples."""
         steps = self.sample_steps
-        grey = parse_grey(self.query_one("#grey", Input).value)
+        grey = self.form.grey()
         if grey:
             label += f" · grey guidance {grey[0]:g} x{grey[1]:g}"
 
@@ -232,16 +173,18 @@ class TrainingPane(JobPane):
         return run
 
     def show_shipped(self) -> None:
+        device = self.app.settings.device  # read here: the loader runs on the worker
+
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_shipped(device=self.app.settings.device)
+            return fm.load_shipped(device=device)
 
         self.model_source = "shipped model"
         self._submit_show(loader, "shipped model")
 
     def action_load(self) -> None:
-        path = self.query_one("#ckpt", Input).value.strip()
+        path, device = self.form.checkpoint, self.app.settings.device
         if not path:
             self.notify("Type a checkpoint path first (a .safetensors from a run).", severity="warning")
             return
@@ -249,18 +192,20 @@ class TrainingPane(JobPane):
         def loader(job):
             import core.fashion as fm
 
-            return fm.load_weights(path, device=self.app.settings.device)
+            return fm.load_weights(path, device=device)
 
         self.model_source = Path(path).name
         self._submit_show(loader, self.model_source)
 
     def action_sample(self) -> None:
+        device = self.app.settings.device
+
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
                 import core.fashion as fm
 
-                model = fm.load_shipped(device=self.app.settings.device)
+                model = fm.load_shipped(device=device)
             return model
 
         self._submit_show(loader, self.model_source or "shipped model")
@@ -271,12 +216,9 @@ class TrainingPane(JobPane):
 
     def action_recipe(self) -> None:
         """The shipped model's recipe: the chapter's UNet, batch 256, AdamW 3e-4, EMA 0.999, 400 epochs."""
-        self.query_one("#epochs", Input).value = str(RECIPE["epochs"])
-        self.query_one("#batch", Input).value = str(RECIPE["batch"])
-        self.query_one("#arch", Select).value = RECIPE["arch"]
-        self.ema_decay = RECIPE["ema"]
+        self.form.fill_recipe()
         note = "the shipped model's recipe: chapter UNet, 400 epochs x batch 256 (~12,500 steps), EMA 0.999"
-        if getattr(self, "device_type", "cpu") != "cuda":
+        if self.form.device_type != "cuda":
             self.notify(f"Filled in {note}. This is a GPU recipe (minutes on a GPU): on this CPU it takes "
                         "days. ctrl+r starts it anyway.", title="Shipped recipe", severity="warning", timeout=12)
         else:
@@ -284,15 +226,8 @@ class TrainingPane(JobPane):
 
     # -- training ----------------------------------------------------------------------------
     def train_config(self):
-        import core.fashion as fm
-
-        epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
-        batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
-        arch = self.query_one("#arch", Select).value
-        model_cfg = fm.ModelConfig.tiny() if arch == "tiny" else fm.ModelConfig()
-        out = str(Path(self.app.settings.output_dir) / "fashion")
-        return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out, log_every=10,
-                              log_seconds=1.0, data=self._data() or None, ema_decay=self.ema_decay)
+        """The run the form describes (not yet validated)."""
+        return self.form.config(self.app.settings.output_dir)
 
     def _state(self, text: str) -> None:
         self.query_one("#state", Label).update(text)
@@ -313,17 +248,13 @@ class TrainingPane(JobPane):
         for kind in PREVIEWS:  # training jumps ahead of this pane's previews
             self.worker.cancel(kind)
         self.pause_event.clear()
-        self._trainer = None
+        self.trainer, self.stopped_checkpoint = None, None
         self.losses, self.steps, self.stats, self.fidelity = [], [], None, []
         self._draw_loss()
         pause, steps, keep = self.pause_event, self.sample_steps, self.app.settings.keep_checkpoints
         ahead = self.waiting_for(include_own=False)
         self._state(f"training queued behind {ahead}" if ahead else "training: starting…")
-
-        def keep_trainer(trainer) -> None:
-            self._trainer = trainer
-
-        run = train_job(config, self.app.settings.device, pause, steps, keep, SAMPLES_PER_CLASS, keep_trainer)
+        run = train_job(config, self.app.settings.device, pause, steps, keep, SAMPLES_PER_CLASS)
         self.model_source = "training run"
         self.job = self.submit("train", run)
 
@@ -368,44 +299,26 @@ class TrainingPane(JobPane):
             self._state("training: loading data…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        if not isinstance(ev.payload, Milestone):
-            _, stats, history = ev.payload
-            self.show_step(stats, history)
-            return
-        what, *rest = ev.payload.data
-        if what == "checkpoint":
-            self.stopped_checkpoint = rest[0]
-        elif what == "phase":
-            self._state(rest[0])
-        elif what == "data":
-            self._remember_data(rest[0])
-        elif what == "epoch":
-            stats, step, grid, report = rest
-            self.fidelity.append((step, report.overall))
-            samples = self.query_one("#samples", ImageView)
-            samples.image = grid
-            samples.caption = f"after epoch {stats.epoch + 1} · {fmt_fidelity(report)}"
-            self._draw_loss()
-
-    def _remember_data(self, source: str | None) -> None:
-        """A run started from a new data source: keep it in the settings file for the next start."""
-        from dataclasses import replace
-
-        from tui.config import remember
-
-        settings = self.app.settings
-        if not source or source == settings.data or not settings.config_file:
-            return
-        try:
-            path = remember("data", source, settings.config_file)
-        except (OSError, UserError) as exc:
-            self.notify(f"Could not remember the data folder: {exc}", severity="warning")
-            return
-        self.app.settings = replace(settings, data=source)
-        self.notify(f"data = {source} remembered in {path}", title="Settings", timeout=5)
+        match ev.payload:
+            case TrainingStep(stats=stats, history=history):
+                self.show_step(stats, history)
+            case PhaseText(text=text):
+                self._state(text)
+            case DataLoaded(source=source):
+                self.form.remember_data(source)
+            case TrainerReady(trainer=trainer):
+                self.trainer = trainer
+            case EpochSamples(stats=stats, step=step, grid=grid, report=report):
+                self.fidelity.append((step, report.overall))
+                samples = self.query_one("#samples", ImageView)
+                samples.image = grid
+                samples.caption = f"after epoch {stats.epoch + 1} · {fmt_fidelity(report)}"
+                self._draw_loss()
+            case CheckpointSaved(path=path):
+                self.stopped_checkpoint = path
 
     def show_step(self, stats, history: list[tuple[int, float]]) -> None:
-        slow = stats.device == "cpu" and stats.eta_s > 3600 and self.query_one("#arch", Select).value != "tiny"
+        slow = stats.device == "cpu" and stats.eta_s > 3600 and self.form.arch != "tiny"
         if self.stats is None and slow:  # say so once, at the run's first report
             self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the small UNet for a run in minutes, "
                         "or train the chapter's UNet on a GPU.", title="Training", severity="warning", timeout=12)
@@ -449,18 +362,18 @@ class TrainingPane(JobPane):
             self._state(f"done: final loss {result.final_loss:.4f} · ctrl+g samples it")
             self.model_source = f"training run (step {result.step})"
             if result.checkpoint:
-                self.query_one("#ckpt", Input).value = str(result.checkpoint)
+                self.form.checkpoint = str(result.checkpoint)
 
     def job_failed(self, ev: JobEvent) -> None:
         if ev.job.kind in PREVIEWS and ev.error_kind == "cancelled":
             self.work_done(ok=False)  # training took over: nothing to tell
             return
         if ev.job.kind == "train":
-            ckpt = self.stopped_checkpoint or getattr(self._trainer, "last_checkpoint", None)
-            if self._trainer is not None and self._trainer.model is not None:
+            ckpt = self.stopped_checkpoint or getattr(self.trainer, "last_checkpoint", None)
+            if self.trainer is not None and self.trainer.model is not None:
                 self.model_source = "training run (stopped)"
             if ev.error_kind == "cancelled" and ckpt:
-                self.query_one("#ckpt", Input).value = str(ckpt)
+                self.form.checkpoint = str(ckpt)
                 self._state("stopped · checkpoint written · ctrl+g samples it")
             else:
                 self._state("stopped" if ev.error_kind == "cancelled" else "failed · fix and ctrl+r")

@@ -1,0 +1,160 @@
+"""The training pane's form: what to train on, how long, which UNet, and the samples' grey guidance.
+
+Two rows of labelled fields and a line saying why the model field holds what it holds: on a GPU the
+chapter's UNet is the default, on a CPU the small one (the chapter's takes hours there). ``config()``
+turns the fields into a validated ``core.fashion.TrainConfig``; ``fill_recipe()`` puts in the recipe of
+the shipped model; ``remember_data()`` keeps a data source that worked in the settings file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Select
+
+from core.errors import UserError
+from core.fields import parse_int
+from tui.panes.train_views import parse_grey
+from tui.widgets.path_suggester import PathSuggester
+
+ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
+#: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
+RECIPE = {"epochs": 400, "batch": 256, "arch": "chapter", "ema": 0.999}
+
+
+class TrainingForm(Vertical):
+    """The fields of a training run (data, checkpoint, epochs, batch, model, grey guidance) and why-line."""
+
+    DEFAULT_CSS = """
+    TrainingForm { height: auto; }
+    TrainingForm .form { height: 1; }
+    TrainingForm .form Input, TrainingForm .form Select { width: 1fr; }
+    TrainingForm .field-label { width: auto; padding: 0 1; color: $text-muted; }
+    TrainingForm #data, TrainingForm #ckpt { width: 1fr; }
+    TrainingForm #epochs, TrainingForm #batch { width: 7; }
+    TrainingForm #arch { width: 1fr; min-width: 20; }
+    TrainingForm #grey { width: 9; }
+    TrainingForm #why { height: 1; color: $text-muted; padding: 0 1; }
+    """
+
+    def __init__(self, data: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_source = data
+        self.ema_decay = 0.0  #: the recipe's weight EMA (fill_recipe sets 0.999)
+        self.device_type = "cpu"  #: where a run would train (the default model follows it)
+
+    def compose(self) -> ComposeResult:
+        def label(text: str, for_id: str) -> Label:
+            return Label(text, classes="field-label", id=f"{for_id}-label")
+
+        with Horizontal(classes="form"):
+            yield label("data", "data")
+            yield Input(self.data_source, id="data", compact=True, suggester=PathSuggester({".parquet"}),
+                        placeholder="IDX folder or .parquet (empty: Hub fashion_mnist)")
+            yield label("checkpoint", "ckpt")
+            yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o loads)")
+        with Horizontal(classes="form"):
+            yield label("epochs", "epochs")
+            yield Input("25", id="epochs", type="integer", compact=True)
+            yield label("batch", "batch")
+            yield Input("256", id="batch", type="integer", compact=True)
+            yield label("model", "arch")
+            yield Select(ARCHS, value="tiny", allow_blank=False, id="arch", compact=True)
+            yield label("grey L,S", "grey")
+            yield Input("", id="grey", placeholder="off", compact=True,
+                        tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off")
+        yield Label("", id="why")
+
+    def on_mount(self) -> None:
+        self._pick_default_arch()
+
+    # -- the fields ----------------------------------------------------------------------------
+    @property
+    def data(self) -> str:
+        """The data field: a folder of IDX files or a .parquet file ("": the Hub's fashion_mnist)."""
+        return self.query_one("#data", Input).value.strip()
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint field (what ctrl+o loads; a stopped or finished run fills it in)."""
+        return self.query_one("#ckpt", Input).value.strip()
+
+    @checkpoint.setter
+    def checkpoint(self, path: str) -> None:
+        self.query_one("#ckpt", Input).value = path
+
+    @property
+    def arch(self) -> str:
+        return self.query_one("#arch", Select).value
+
+    def grey(self) -> tuple[float, float] | None:
+        """The samples' grey guidance (level, scale), or None when off; ``UserError`` names the fix."""
+        return parse_grey(self.query_one("#grey", Input).value)
+
+    def config(self, output_dir: str):
+        """The run the fields describe, checkpoints under ``output_dir``/fashion (validate it before use)."""
+        import core.fashion as fm
+
+        epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
+        batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
+        model_cfg = fm.ModelConfig.tiny() if self.arch == "tiny" else fm.ModelConfig()
+        out = str(Path(output_dir) / "fashion")
+        return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out, log_every=10,
+                              log_seconds=1.0, data=self.data or None, ema_decay=self.ema_decay)
+
+    def fill_recipe(self) -> None:
+        """The shipped model's recipe: the chapter's UNet, batch 256, EMA 0.999, 400 epochs."""
+        self.query_one("#epochs", Input).value = str(RECIPE["epochs"])
+        self.query_one("#batch", Input).value = str(RECIPE["batch"])
+        self.query_one("#arch", Select).value = RECIPE["arch"]
+        self.ema_decay = RECIPE["ema"]
+
+    # -- the default model and why ---------------------------------------------------------------
+    def _pick_default_arch(self) -> None:
+        """The chapter's UNet on a GPU; on a CPU the small one, saying why (the chapter's is one field away)."""
+        from core.devices import pick_device
+
+        try:
+            device = pick_device(self.app.settings.device)
+        except UserError:
+            return
+        self.device_type = device.type
+        if device.type == "cuda":
+            self.query_one("#arch", Select).value = "chapter"
+        else:
+            self._say_why()
+
+    def _say_why(self) -> None:
+        arch = self.arch
+        if self.device_type == "cuda":
+            text = "" if arch == "chapter" else "small UNet: a quick run; the chapter's is the other model"
+        elif arch == "tiny":
+            text = "CPU: the small UNet by default; the chapter's 15.9M UNet takes hours here"
+        else:
+            text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
+        self.query_one("#why", Label).update(text)
+
+    @on(Select.Changed, "#arch")
+    def _arch_changed(self) -> None:
+        self._say_why()
+
+    # -- remembering the data source -------------------------------------------------------------
+    def remember_data(self, source: str | None) -> None:
+        """A run started from a new data source: keep it in the settings file for the next start."""
+        from dataclasses import replace
+
+        from tui.config import remember
+
+        settings = self.app.settings
+        if not source or source == settings.data or not settings.config_file:
+            return
+        try:
+            path = remember("data", source, settings.config_file)
+        except (OSError, UserError) as exc:
+            self.notify(f"Could not remember the data folder: {exc}", severity="warning")
+            return
+        self.app.settings = replace(settings, data=source)
+        self.notify(f"data = {source} remembered in {path}", title="Settings", timeout=5)
