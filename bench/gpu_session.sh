@@ -15,7 +15,9 @@ set -euo pipefail
 step=${1:?usage: gpu_session.sh sd|fashion|ship|ship-more|diag|gpu-tests|gpu-all}
 out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
+# the checkout's folders as the sd_explorer package, without installing it (a bare GPU image)
+mkdir -p /tmp/shim/sd_explorer && echo "__path__ = ['$PWD']" > /tmp/shim/sd_explorer/__init__.py
+export PYTHONPATH=/tmp/site:/tmp/shim:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"
 mkdir -p "$out/$step"
