@@ -16,6 +16,7 @@ BUILTIN = [
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
     ("Prompt", "enter", "In the token table: the sweep overlays this token's heat map"),
+    ("Prompt", "home / end", "In the token table: the first / last token"),
     ("Prompt", "(word) [word] (word:1.3)", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
