@@ -83,6 +83,17 @@ class ImageView(Widget):
 
             yield Label(self.caption, classes="caption")
 
+    async def switch_renderer(self) -> None:
+        """Draw with the class's ``sharp_widget`` as it is now (the graphics mode switched at run time)."""
+        await self.remove_children()
+        self._sharp_key = None
+        if self.sharp_widget is not None:
+            from textual.widgets import Label
+
+            await self.mount(Label(self.caption, classes="caption"))
+            self.on_mount()
+        self.refresh()
+
     def on_mount(self) -> None:
         if self.sharp_widget is not None:
             self.styles.layout = "vertical"
