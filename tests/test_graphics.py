@@ -95,7 +95,7 @@ def test_modes_cycle_and_each_is_described_in_one_line(monkeypatch):
     assert [next_mode(m) for m in MODES] == ["auto", "sixel", "kitty", "cells"]
     tmux = {"TMUX": "/tmp/tmux-0/default,1,0"}
     assert describe("auto", None, tmux, _Tty()) == \
-        "graphics = auto: half-block cells (inside tmux/screen; sixel forces it (tmux 3.4+))"
+        "graphics = auto: half-block cells (inside tmux/screen; sixel forces Sixel on tmux 3.4+)"
     assert describe("kitty", widgets.TGPImage) == "graphics = kitty: Kitty graphics (forced)"
     assert describe("auto", widgets.SixelImage) == "graphics = auto: Sixel"
     # the terminal is asked only by the first import of textual_image, never inside tmux for auto

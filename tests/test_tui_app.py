@@ -137,6 +137,25 @@ async def test_f8_switches_the_graphics_mode_and_says_which_is_in_use(tmp_path, 
 
 
 @sync
+async def test_help_fits_80x24_and_wraps_long_actions(tmp_path):
+    """At 80x24 help takes the whole screen and no column runs off it: long actions wrap onto more lines."""
+    from textual.widgets import DataTable
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        widths = sum(c.get_render_width(table) for c in table.columns.values())
+        assert app.screen.query_one("Vertical").region.width == 80
+        assert widths <= table.scrollable_content_region.width
+        actions = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+        long = actions.index("In the token table: the sweep overlays this token's heat map")
+        assert table.ordered_rows[long].height == 2 and table.ordered_rows[0].height == 1
+
+
+@sync
 async def test_help_screen_and_palette_cover_every_action(tmp_path):
     from tui.commands import COMMANDS
 

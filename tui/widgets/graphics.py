@@ -80,7 +80,7 @@ def describe(mode: str, widget: type | None, environ: Mapping[str, str] | None =
     environ = os.environ if environ is None else environ
     stdout = sys.__stdout__ if stdout is None else stdout
     if mode == "auto" and in_multiplexer(environ):
-        why = "inside tmux/screen; sixel forces it (tmux 3.4+)"
+        why = "inside tmux/screen; sixel forces Sixel on tmux 3.4+"
     elif stdout is None or not stdout.isatty():
         why = "no terminal on stdout"
     elif importlib.util.find_spec("textual_image") is None:
