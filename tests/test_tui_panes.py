@@ -39,7 +39,7 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         table = app.query_one("#token-table", DataTable)
         assert table.row_count == 84  # start + 75 + end, start + 5 + end
         assert [str(c) for c in table.get_row_at(77)] == ["77", "<|startoftext|>", "", "49406", "", "",
-                                                          "start of chunk 2"]
+                                                          "chunk 2 start"]
         assert [str(c) for c in table.get_row_at(78)][5] == "76/150"
         assert "80/150 tokens in 2 chunks" in str(app.query_one("#count", Label).render())
         # weights: each token's weight in its column; an unclosed bracket says how it was read

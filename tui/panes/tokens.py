@@ -73,7 +73,7 @@ class TokenColumn(Vertical):
             pos = str(tok.position)
             running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
             if tok.special:
-                note = f"{'start' if tok.id == result.tokens[0].id else 'end'} of chunk {tok.chunk + 1}"
+                note = f"chunk {tok.chunk + 1} {'start' if tok.id == result.tokens[0].id else 'end'}"  # fits 80 columns
                 if result.chunks == 1:
                     note = "special"
             elif tok.dropped:  # numbered on their own: they have no place in the encoder's sequence
@@ -108,7 +108,7 @@ def _short(text: str, limit: int = 40) -> str:
 
 def tok_special(note: str) -> bool:
     """A row note that marks a start/end token."""
-    return note == "special" or "of chunk" in note
+    return note == "special" or note.startswith("chunk ")
 
 
 class TokensPane(Vertical):
