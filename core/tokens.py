@@ -84,15 +84,22 @@ class TokenBreakdown:
         return line
 
 
-def pieces_text(pieces: list[str]) -> str:
-    """The text a run of BPE pieces spells (``</w>`` ends a word), bytes decoded: ``👟 shoe``."""
+def _piece_bytes(piece: str) -> bytes | None:
+    """The bytes a BPE piece spells (``</w>`` left out; each character stands for one byte in
+    ``core.clip_vocab``'s byte map), or None for a piece outside that map (another tokenizer's)."""
     from core.clip_vocab import byte_decoder
 
     decode = byte_decoder()
+    body = piece[:-4] if piece.endswith("</w>") else piece
+    return bytes(decode[c] for c in body) if all(c in decode for c in body) else None
+
+
+def pieces_text(pieces: list[str]) -> str:
+    """The text a run of BPE pieces spells (``</w>`` ends a word), bytes decoded: ``👟 shoe``."""
     out = b""
     for piece in pieces:
-        body = piece[:-4] if piece.endswith("</w>") else piece
-        out += bytes(decode[c] for c in body) if all(c in decode for c in body) else body.encode()
+        raw = _piece_bytes(piece)
+        out += piece.replace("</w>", "").encode() if raw is None else raw
         out += b" " if piece.endswith("</w>") else b""
     return out.decode("utf-8", errors="replace").strip()
 
@@ -100,18 +107,11 @@ def pieces_text(pieces: list[str]) -> str:
 def piece_texts(pieces: list[str]) -> list[str]:
     """The readable text of each BPE piece (``</w>``, the end of a word, left out).
 
-    A piece is bytes, each spelled as one printable character (``core.clip_vocab``'s byte map).
     Consecutive pieces are joined until their bytes are whole UTF-8 characters: a piece that is whole
     on its own shows its text; pieces that share a character each show ``part k/n of 🦩``. A piece
     outside the byte map (another tokenizer's) is shown as it is.
     """
-    from core.clip_vocab import byte_decoder
-
-    decode = byte_decoder()
-    raw: list[bytes | None] = []
-    for piece in pieces:
-        body = piece[:-4] if piece.endswith("</w>") else piece
-        raw.append(bytes(decode[c] for c in body) if all(c in decode for c in body) else None)
+    raw = [_piece_bytes(piece) for piece in pieces]
     texts = [""] * len(pieces)
     i = 0
     while i < len(pieces):
