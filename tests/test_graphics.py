@@ -96,7 +96,10 @@ def test_modes_cycle_and_each_is_described_in_one_line(monkeypatch):
     tmux = {"TMUX": "/tmp/tmux-0/default,1,0"}
     assert describe("auto", None, tmux, _Tty()) == \
         "graphics = auto: half-block cells (inside tmux/screen; sixel forces Sixel on tmux 3.4+)"
-    assert describe("kitty", widgets.TGPImage) == "graphics = kitty: Kitty graphics (forced)"
+    monkeypatch.setattr(renderables, "Image", renderables.SixelImage)  # the terminal answered Sixel
+    assert describe("sixel", widgets.SixelImage) == "graphics = sixel: Sixel (forced)"
+    assert describe("kitty", widgets.TGPImage) == \
+        "graphics = kitty: Kitty graphics (forced; the terminal did not answer for it: f8 goes on)"
     assert describe("auto", widgets.SixelImage) == "graphics = auto: Sixel"
     # the terminal is asked only by the first import of textual_image, never inside tmux for auto
     assert not needs_query("cells", {}, _Tty()) and not needs_query("auto", tmux, _Tty())

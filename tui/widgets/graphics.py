@@ -74,7 +74,12 @@ def describe(mode: str, widget: type | None, environ: Mapping[str, str] | None =
     """One line: the mode asked for and the renderer now in use (with why, for half blocks)."""
     if widget is not None:
         name = "Kitty graphics" if "TGP" in widget.__name__ else "Sixel"
-        return f"graphics = {mode}: {name}" + (" (forced)" if mode != "auto" else "")
+        if mode == "auto":
+            return f"graphics = auto: {name}"
+        answered = sys.modules.get("textual_image.renderable")
+        if answered is not None and answered.Image is not getattr(answered, widget.__name__, None):
+            return f"graphics = {mode}: {name} (forced; the terminal did not answer for it: f8 goes on)"
+        return f"graphics = {mode}: {name} (forced)"
     if mode == "cells":
         return "graphics = cells: half-block cells"
     environ = os.environ if environ is None else environ
