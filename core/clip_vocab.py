@@ -98,6 +98,12 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(keep, map(chr, chars)))
 
 
+@lru_cache(maxsize=1)
+def byte_decoder() -> dict[str, int]:
+    """The inverse map: a BPE piece's character -> the byte it spells (to read pieces as text)."""
+    return {char: byte for byte, char in _bytes_to_unicode().items()}
+
+
 def vocab_and_merges(bpe_path: Path) -> tuple[dict[str, int], list[str]]:
     """Rebuild CLIP's token -> id table and merge list exactly as OpenAI's SimpleTokenizer does."""
     data = bpe_path.read_bytes()

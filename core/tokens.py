@@ -4,7 +4,9 @@ The text encoder reads a fixed window of ``model_max_length`` (77) ids: ``<|star
 75 prompt tokens, ``<|endoftext|>``, then padding. A longer prompt is cut into 75-token chunks, each a
 window of its own (``core.chunks``, the default), or truncated (``mode="truncate"``, as diffusers): the
 breakdown keeps truncated tokens, marked ``dropped``, so a person can see what the model never sees.
-Every token carries its A1111 weight (``core.prompt_weights``: ``(word)`` x1.1, ``[word]`` /1.1, ...).
+Every token carries its A1111 weight (``core.prompt_weights``: ``(word)`` x1.1, ``[word]`` /1.1, ...)
+and its readable text: BPE pieces are bytes spelled in printable characters (``👟`` is ``ðŁĳŁ</w>``), so
+each piece is decoded back; the pieces of one multi-byte character each say which part they are.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Token:
     weight: float = 1.0  #: the A1111 weight the token's hidden state is scaled by
     chunk: int = 0  #: which 75-token chunk it is in
     running: int = 0  #: prompt tokens so far, itself included (0 for specials): ``running/75`` per chunk
+    text: str = ""  #: the piece as text (``photograph``, ``👟``, ``part 1/2 of 🦩``); "" for specials
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class TokenBreakdown:
 
     @property
     def dropped_text(self) -> str:
-        return "".join(t.piece for t in self.dropped).replace("</w>", " ").strip()
+        return pieces_text([t.piece for t in self.dropped])
 
     @property
     def beyond(self) -> str:
@@ -81,6 +84,59 @@ class TokenBreakdown:
         return line
 
 
+def _piece_bytes(piece: str) -> bytes | None:
+    """The bytes a BPE piece spells (``</w>`` left out; each character stands for one byte in
+    ``core.clip_vocab``'s byte map), or None for a piece outside that map (another tokenizer's)."""
+    from core.clip_vocab import byte_decoder
+
+    decode = byte_decoder()
+    body = piece[:-4] if piece.endswith("</w>") else piece
+    return bytes(decode[c] for c in body) if all(c in decode for c in body) else None
+
+
+def pieces_text(pieces: list[str]) -> str:
+    """The text a run of BPE pieces spells (``</w>`` ends a word), bytes decoded: ``👟 shoe``."""
+    out = b""
+    for piece in pieces:
+        raw = _piece_bytes(piece)
+        out += piece.replace("</w>", "").encode() if raw is None else raw
+        out += b" " if piece.endswith("</w>") else b""
+    return out.decode("utf-8", errors="replace").strip()
+
+
+def piece_texts(pieces: list[str]) -> list[str]:
+    """The readable text of each BPE piece (``</w>``, the end of a word, left out).
+
+    Consecutive pieces are joined until their bytes are whole UTF-8 characters: a piece that is whole
+    on its own shows its text; pieces that share a character each show ``part k/n of 🦩``. A piece
+    outside the byte map (another tokenizer's) is shown as it is.
+    """
+    raw = [_piece_bytes(piece) for piece in pieces]
+    texts = [""] * len(pieces)
+    i = 0
+    while i < len(pieces):
+        if raw[i] is None:
+            texts[i] = pieces[i].replace("</w>", "")
+            i += 1
+            continue
+        j, buf = i, b""
+        while j < len(pieces) and raw[j] is not None:
+            buf += raw[j]
+            j += 1
+            try:
+                text = buf.decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                continue
+        else:  # the prompt ends inside a character (cannot happen for typed text)
+            text = buf.decode("utf-8", errors="replace")
+        n = j - i
+        for k in range(i, j):
+            texts[k] = text if n == 1 else f"part {k - i + 1}/{n} of {text}"
+        i = j
+    return texts
+
+
 def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
     """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
     from core.fields import check_text
@@ -90,20 +146,22 @@ def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     name = tokenizer.convert_ids_to_tokens
     pieces = name([p.id for p in prompt.pieces])
+    texts = piece_texts(pieces)
     tokens: list[Token] = []
     size, window = prompt.size, prompt.window
     running = 0
     for k, chunk in enumerate(prompt.chunks):
         tokens.append(Token(k * window, name(bos), bos, special=True, chunk=k))
-        for p, piece in zip(prompt.pieces, pieces):
+        for p, piece, text in zip(prompt.pieces, pieces, texts):
             if p.chunk == k:
                 running += 1
-                tokens.append(Token(k * window + p.offset, piece, p.id, weight=p.weight, chunk=k, running=running))
+                tokens.append(Token(k * window + p.offset, piece, p.id, weight=p.weight, chunk=k, running=running,
+                                    text=text))
         tokens.append(Token(k * window + chunk.count + 1, name(eos), eos, special=True, chunk=k))
     last = (len(prompt.chunks) - 1) * window + size + 1  # where the first dropped token would have stood
     kept = len(prompt.pieces) - len(prompt.dropped)
-    for i, (p, piece) in enumerate(zip(prompt.pieces[kept:], pieces[kept:])):  # truncated
+    for i, (p, piece, text) in enumerate(zip(prompt.pieces[kept:], pieces[kept:], texts[kept:])):  # truncated
         tokens.append(Token(last + i, piece, p.id, dropped=True, weight=p.weight, chunk=p.chunk,
-                            running=running + 1 + i))
+                            running=running + 1 + i, text=text))
     return TokenBreakdown(text=text, tokens=tokens, window=window, input_ids=prompt.input_ids,
                           chunks=len(prompt.chunks), notes=prompt.notes, mode=mode)

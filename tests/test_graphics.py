@@ -90,3 +90,22 @@ async def test_sharp_child_is_sized_to_whole_cells_and_keeps_the_labels_visible(
         view.image = None
         await pilot.pause()
         assert sharp.image is None
+
+
+def test_modes_cycle_and_each_is_described_in_one_line(monkeypatch):
+    from tui.widgets.graphics import describe, needs_query, next_mode
+
+    assert [next_mode(m) for m in MODES] == ["auto", "sixel", "kitty", "cells"]
+    tmux = {"TMUX": "/tmp/tmux-0/default,1,0"}
+    assert describe("auto", None, tmux, _Tty()) == \
+        "graphics = auto: half-block cells (inside tmux/screen; sixel forces Sixel on tmux 3.4+)"
+    monkeypatch.setattr(renderables, "Image", renderables.SixelImage)  # the terminal answered Sixel
+    assert describe("sixel", widgets.SixelImage) == "graphics = sixel: Sixel (forced)"
+    assert describe("kitty", widgets.TGPImage) == \
+        "graphics = kitty: Kitty graphics (forced; the terminal did not answer for it: f8 goes on)"
+    assert describe("auto", widgets.SixelImage) == "graphics = auto: Sixel"
+    # the terminal is asked only by the first import of textual_image, never inside tmux for auto
+    assert not needs_query("cells", {}, _Tty()) and not needs_query("auto", tmux, _Tty())
+    assert not needs_query("sixel", {}, _Tty())  # this test module imported it already
+    monkeypatch.delitem(__import__("sys").modules, "textual_image.renderable")
+    assert needs_query("sixel", {}, _Tty()) and needs_query("auto", {"TERM": "xterm"}, _Tty())

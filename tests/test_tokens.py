@@ -47,3 +47,20 @@ def test_breakdown_agrees_with_the_pipeline_for_any_text(text):
     assert len(b.input_ids) == 77 and b.input_ids[0] == 49406
     assert b.tokens[0].special and sum(t.special for t in b.tokens) == 2
     assert len(b.kept) <= 75
+
+
+def test_every_piece_reads_as_text_and_multi_byte_characters_say_which_part():
+    """Emoji are byte pieces (``ðŁĳŁ</w>``): the breakdown decodes them; a character split over pieces
+    is named by each of its parts. The ids stay the tokenizer's."""
+    b = breakdown(clip_tokenizer(), "a photograph of 👟 🦩 café")
+    rows = [(t.piece, t.id, t.text) for t in b.tokens]
+    assert rows[1:4] == [("a</w>", 320, "a"), ("photograph</w>", 8853, "photograph"), ("of</w>", 539, "of")]
+    assert rows[4] == ("ðŁĳŁ</w>", 41183, "👟")
+    assert rows[5:7] == [("ðŁ¦", 6040, "part 1/2 of 🦩"), ("©</w>", 358, "part 2/2 of 🦩")]
+    assert rows[7] == ("cafÃ©</w>", 15304, "café")
+    assert rows[0][2] == rows[-1][2] == ""  # start and end tokens
+
+
+def test_dropped_tokens_read_as_text():
+    b = breakdown(clip_tokenizer(), "cat " * 75 + "👟 zebra", mode="truncate")
+    assert b.dropped_text == "👟 zebra" and [t.text for t in b.dropped] == ["👟", "zebra"]

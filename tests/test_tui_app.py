@@ -8,6 +8,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.errors import UserError
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
@@ -57,6 +58,101 @@ def test_docs_keys_md_matches_the_bindings():
                       ("ctrl+s", "Save grid"), ("ctrl+g", "Use sweep image"), ("ctrl+b", "Pause/resume"),
                       ("f1", "Help")]:
         assert f"`{key}` | {what}" in text
+
+
+def test_every_key_left_out_of_the_footer_is_in_the_palette():
+    """The footer shows a few keys per pane (it must fit 80 columns); every other action is in the palette."""
+    from tui.commands import COMMANDS
+    from tui.panes.exercises import ExercisesPane
+    from tui.panes.latents import LatentsPane
+    from tui.panes.sweep import SweepPane
+    from tui.panes.tokens import TokensPane
+    from tui.panes.training import TrainingPane
+
+    in_palette = {(pane, action) for _, _, pane, action in COMMANDS}
+    owners = [(None, ExplorerApp), ("tokens", TokensPane), ("sweep", SweepPane), ("latents", LatentsPane),
+              ("training", TrainingPane), ("exercises", ExercisesPane)]
+    hidden = [(pane, b.action) for pane, cls in owners for b in cls.BINDINGS if not b.show and "(" not in b.action]
+    assert ("sweep", "toggle_attention") in hidden and (None, "cycle_graphics") in hidden
+    assert [h for h in hidden if h not in in_palette] == []
+
+
+@sync
+async def test_the_footer_fits_80_columns_on_every_pane(tmp_path):
+    """Every key the footer shows is whole, left of the palette key (it dropped 'f4 La▏^p palette')."""
+    from textual.widgets._footer import FooterKey
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ("f2", "f3", "f4", "f5", "f6"):
+            await pilot.press(key)
+            await pilot.pause()
+            keys = [k for k in app.screen.query(FooterKey) if k.display]
+            palette = next(k for k in keys if k.has_class("-command-palette"))
+            shown = [k for k in keys if k is not palette]
+            assert shown and all(k.region.width >= k.get_content_width(k.size, k.size) for k in shown), key
+            assert max(k.region.right for k in shown) <= palette.region.x, key
+
+
+@sync
+async def test_f8_switches_the_graphics_mode_and_says_which_is_in_use(tmp_path, monkeypatch):
+    """cells -> auto -> sixel -> kitty -> cells at run time, applied to every image view; one notice each.
+    Without a terminal (as here, and inside tmux for auto) the images stay half-block cells."""
+    from textual.widgets import Label, Static
+
+    from tui.widgets import graphics
+    from tui.widgets.image_view import ImageView
+
+    class FakeSharp(Static):
+        def __init__(self, image=None, classes=None):
+            super().__init__("", classes=classes)
+            self.image = image
+
+    real = graphics.choose_image_widget
+    monkeypatch.setattr(graphics, "choose_image_widget",
+                        lambda mode, *a: FakeSharp if mode == "sixel" else real(mode, *a))
+    monkeypatch.setattr(ImageView, "sharp_widget", None)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        views = list(app.query(ImageView))
+        assert app.graphics_mode == "cells" and len(views) > 6
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: app.graphics_mode == "auto", what="auto")
+        assert app.notices[-1].message == "graphics = auto: half-block cells (no terminal on stdout)"
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: app.graphics_mode == "sixel", what="sixel")
+        await pilot.pause()
+        assert app.notices[-1].message.startswith("graphics = sixel: Sixel (forced")
+        latents = app.query_one("#c0", ImageView)
+        assert str(latents.query_one(".caption", Label).render()) == "latent c0"  # the sharp layout's caption
+        latents.image = Image.new("RGB", (8, 8), "red")
+        await pilot.pause()
+        assert latents.query_one(FakeSharp).image is not None
+        await pilot.press("f8", "f8")  # kitty (no terminal: cells), then cells
+        await wait_for(pilot, lambda: app.graphics_mode == "cells", what="cells")
+        await pilot.pause()
+        assert not list(latents.query(FakeSharp)) and ImageView.sharp_widget is None
+        assert app.notices[-1].message == "graphics = cells: half-block cells"
+
+
+@sync
+async def test_help_fits_80x24_and_wraps_long_actions(tmp_path):
+    """At 80x24 help takes the whole screen and no column runs off it: long actions wrap onto more lines."""
+    from textual.widgets import DataTable
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        widths = sum(c.get_render_width(table) for c in table.columns.values())
+        assert app.screen.query_one("Vertical").region.width == 80
+        assert widths <= table.scrollable_content_region.width
+        actions = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]
+        long = actions.index("In the token table: the sweep overlays this token's heat map")
+        assert table.ordered_rows[long].height == 2 and table.ordered_rows[0].height == 1
 
 
 @sync
@@ -293,8 +389,14 @@ async def test_engine_status_shows_in_the_header_then_clears(tmp_path, monkeypat
         worker.join()
         await wait_for(pilot, lambda: "capturing CUDA graph" in app.sub_title, what="status in header")
         assert app._status_timer is None  # in progress: stays until the next status
-        app.post_message(EngineStatus("captured CUDA graph for UNet [7x4x64x64] in 1.48 s"))
+        assert app.sub_title == "tiny · capturing CUDA graph for UNet…"  # short: the shapes are left out
+        full = "captured CUDA graph for UNet [7x4x64x64, 7x77x768, 7] in 1.48 s"
+        app.post_message(EngineStatus(full))
         await wait_for(pilot, lambda: "in 1.48 s" in app.sub_title, what="finished status")
+        assert app.sub_title == "tiny · captured CUDA graph for UNet in 1.48 s"
+        assert app.notices[-1].message == full  # the whole line: a notification, kept in the message log
+        header = app.query_one("HeaderTitle").render_line(0).text
+        assert "in 1.48 s" in header  # not cut at 80 columns
         app._status_timer.stop()
         app._plain_sub_title()
         assert app.sub_title == plain

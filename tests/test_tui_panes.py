@@ -28,7 +28,8 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         # the table follows the keystrokes whether or not the model finished loading
         assert table_pieces(app) == ["<|startoftext|>", "a</w>", "photograph</w>", "of</w>", "a</w>",
                                      "puppy</w>", "<|endoftext|>"]
-        assert str(app.query_one("#token-table", DataTable).get_row_at(2)[2]) == "8853"
+        assert [str(c) for c in app.query_one("#token-table", DataTable).get_row_at(2)[:4]] == [
+            "2", "photograph</w>", "photograph", "8853"]
         assert "5/75 tokens" in str(app.query_one("#count", Label).render())
         await pilot.press("backspace", *"ies")
         assert table_pieces(app)[-2] == "puppies</w>"
@@ -37,18 +38,56 @@ async def test_typing_updates_tokens_while_model_loads(tmp_path):
         await pilot.pause()
         table = app.query_one("#token-table", DataTable)
         assert table.row_count == 84  # start + 75 + end, start + 5 + end
-        assert [str(c) for c in table.get_row_at(77)] == ["77", "<|startoftext|>", "49406", "", "", "start of chunk 2"]
-        assert [str(c) for c in table.get_row_at(78)][4] == "76/150"
+        assert [str(c) for c in table.get_row_at(77)] == ["77", "<|startoftext|>", "", "49406", "", "",
+                                                          "chunk 2 start"]
+        assert [str(c) for c in table.get_row_at(78)][5] == "76/150"
         assert "80/150 tokens in 2 chunks" in str(app.query_one("#count", Label).render())
         # weights: each token's weight in its column; an unclosed bracket says how it was read
         app.query_one("#prompt", Input).value = "a (red:1.3) [cat] (dog"
         await pilot.pause()
-        assert [str(table.get_row_at(i)[3]) for i in range(table.row_count)] == ["", "", "1.3", "0.909", "1.1", ""]
+        assert [str(table.get_row_at(i)[4]) for i in range(table.row_count)] == ["", "", "1.3", "0.909", "1.1", ""]
         assert "'(' at 18 is never closed" in str(app.query_one("#count", Label).render())
         # the negative prompt has its own breakdown
         await pilot.press("tab", *"blurry")
         assert table_pieces(app) == ["<|startoftext|>", "blurry</w>", "<|endoftext|>"]
         assert app.prompts[1] == "blurry"  # the one app-level prompt every pane samples from
+
+
+@sync
+async def test_token_table_reads_emoji_numbers_dropped_tokens_apart_and_jumps_to_its_ends(tmp_path):
+    """Past 8 chunks tokens are dropped: they are numbered on their own ("–", "dropped k/n"), never at
+    the end token's position; emoji pieces read as text; home/end jump to the table's ends; the count
+    line, cut to the column, ends in an ellipsis."""
+    app = make_app(tmp_path, prompt="")
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: pane.tokenizer is not None, what="tokenizer")
+        app.query_one("#prompt", Input).value = "👟 🦩 " + "red, " * 300 + "zebra"  # 604 tokens: 4 dropped
+        await pilot.pause()
+        table = app.query_one("#token-table", DataTable)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows[1][:4] == ["1", "ðŁĳŁ</w>", "👟", "41183"]
+        assert [r[2] for r in rows[2:4]] == ["part 1/2 of 🦩", "part 2/2 of 🦩"]
+        dropped = [r for r in rows if r[6].startswith("dropped")]
+        assert len(dropped) == 4 and {r[0] for r in dropped} == {"–"}
+        assert [r[6] for r in dropped] == [f"dropped {k}/4" for k in range(1, 5)]
+        assert dropped[-1][1:3] == ["zebra</w>", "zebra"] and dropped[0][5] == "601/600"
+        positions = [r[0] for r in rows if r[0] != "–"]
+        assert len(positions) == len(set(positions))  # every position once
+        count = app.query_one("#count", Label)
+        assert "4 dropped beyond 8 chunks of 75: ', red , zebra'" in str(count.render())
+        app.query_one("#prompt", Input).value = "red, " * 300 + "a " * 40 + "zebra"
+        await pilot.pause()
+        shown = count.render_line(0).text.rstrip()
+        assert shown.endswith("…") and len(shown) <= 80
+        table.focus()
+        await pilot.press("end")
+        assert table.cursor_row == table.row_count - 1
+        await pilot.press("home")
+        assert table.cursor_row == 0
+        await pilot.press("end", "enter")  # a dropped token has no heat map: no crash, a notice
+        await pilot.pause()
+        assert "never reaches the text encoder" in app.notices[-1].message
 
 
 @sync

@@ -36,6 +36,18 @@ TITLES = {"tokens": "f2 Prompt", "sweep": "f3 Sweep", "latents": "f4 Latents", "
           "exercises": "f6 Exercises"}
 
 
+def short_status(text: str, limit: int = 40) -> str:
+    """An engine status for the header: shapes and reasons (``[...]``, ``(...)``) left out, at most
+    ``limit`` characters (``capturing CUDA graph for UNet…``); the whole line goes to a notification."""
+    import re
+
+    short, before = text, None
+    while short != before:  # innermost brackets first: "(a (b))" goes whole
+        before, short = short, re.sub(r"\s*(\[[^\[\]()]*\]|\([^\[\]()]*\))", "", short)
+    short = re.sub(r"\s+", " ", short).strip()
+    return short if len(short) <= limit else short[: limit - 1].rstrip() + "…"
+
+
 class ExplorerApp(App[int]):
     """Explore Stable Diffusion: tokens, guidance, the VAE, and a small diffusion model's training."""
 
@@ -50,6 +62,7 @@ class ExplorerApp(App[int]):
         Binding("f6", "show_pane('exercises')", "Exercises", show=False),
         Binding("f7", "schedule", "Schedule", show=False),
         Binding("ctrl+l", "reload_model", "Reload model", show=False),
+        Binding("f8", "cycle_graphics", "Graphics mode: cells, auto, sixel, kitty", show=False),
     ]
 
     #: (prompt, negative prompt) as the prompt pane last had them: the one copy every pane samples from
@@ -69,6 +82,7 @@ class ExplorerApp(App[int]):
         self._status_timer = None
         self.screenshot_saved: str | None = None
         self.notices: list[Notification] = []  #: every notification shown, oldest first (the app's message log)
+        self.graphics_mode = self.settings.graphics  #: the image renderer asked for (f8 switches it)
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -148,6 +162,36 @@ class ExplorerApp(App[int]):
         else:
             self.push_screen(HelpScreen())
 
+    async def action_cycle_graphics(self) -> None:
+        """The next graphics mode (cells -> auto -> sixel -> kitty), applied to every image at once."""
+        from tui.widgets import graphics
+
+        await self.use_graphics(graphics.next_mode(self.graphics_mode))
+
+    async def use_graphics(self, mode: str) -> None:
+        """Draw every image with ``mode``'s renderer (``tui.widgets.graphics``) and say, in one line, which one
+        is in use. A first Sixel/Kitty mode asks the terminal, which Textual allows only while suspended."""
+        from textual.app import SuspendNotSupported
+
+        from tui.widgets import graphics
+        from tui.widgets.image_view import ImageView
+
+        widget = None
+        if graphics.needs_query(mode):
+            try:
+                with self.suspend():
+                    widget = graphics.choose_image_widget(mode)
+            except SuspendNotSupported:
+                widget = None
+        else:
+            widget = graphics.choose_image_widget(mode)
+        self.graphics_mode = mode
+        ImageView.sharp_widget = widget
+        for screen in self.screen_stack:
+            for view in screen.query(ImageView):
+                await view.switch_renderer()
+        self.notify(graphics.describe(mode, widget), title="Graphics (f8 switches)", timeout=5)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from tui.commands import explorer_commands
 
@@ -183,15 +227,18 @@ class ExplorerApp(App[int]):
 
     @on(EngineStatus)
     def _engine_status(self, message: EngineStatus) -> None:
-        """Graph captures / compiles (seconds to minutes, once per shape) show in the header."""
+        """Graph captures / compiles (seconds to minutes, once per shape) show in the header in a short form
+        (``tiny · capturing CUDA graph…``); the whole line goes to a notification (the app's message log)."""
         if self.model is None:
             return  # while loading, the header says so
-        self.sub_title = f"{self.model_title()} · {message.text}"
+        name = short_status(self.model.name.rstrip("/").rsplit("/", 1)[-1], 16)  # a Hub id's last part
+        self.sub_title = f"{name} · {short_status(message.text)}"
         if self._status_timer is not None:
             self._status_timer.stop()
             self._status_timer = None
         if not message.text.endswith("…"):  # a finished step stays for a while; one in progress until it ends
             self._status_timer = self.set_timer(8, self._plain_sub_title)
+            self.notify(message.text, title="Engine", timeout=8)
 
     def _plain_sub_title(self) -> None:
         self._status_timer = None

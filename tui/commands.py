@@ -18,6 +18,12 @@ COMMANDS: list[tuple[str, str, str | None, str]] = [
     ("Sweep: new seed and run", "Re-roll the seed, then run (ctrl+n)", "sweep", "reroll"),
     ("Sweep: cancel", "Stop the running sweep (escape)", "sweep", "cancel"),
     ("Sweep: save grid", "Save the grid as a numbered PNG with its settings (ctrl+s)", "sweep", "save"),
+    ("Sweep: attention maps on/off", "Record cross-attention heat maps in the next sweep (ctrl+o)", "sweep",
+     "toggle_attention"),
+    ("Sweep: x0 estimate or x_t", "On a scrubbed cell: the step's x0 estimate or its noisy latent (x)", "sweep",
+     "toggle_latents"),
+    ("Sweep: heat map of the next token", "Overlay the next prompt token's heat map (ctrl+t)", "sweep",
+     "next_token"),
     ("Latents: use the sweep's selected image", "Encode/decode the selected cell (ctrl+g)", "latents",
      "use_selected"),
     ("Latents: encode/decode the path", "Round-trip the image file typed in the path (ctrl+r)", "latents", "run"),
@@ -36,6 +42,9 @@ COMMANDS: list[tuple[str, str, str | None, str]] = [
     ("Exercises: cancel", "Stop the running exercise (escape)", "exercises", "cancel"),
     ("Exercises: save grid", "Save the grid as a numbered PNG with its settings (ctrl+s)", "exercises", "save"),
     ("Model: reload", "Load the model again on the worker (ctrl+l)", None, "reload_model"),
+    ("Schedule: the noise schedule", "How much noise each timestep adds (f7)", None, "schedule"),
+    ("Graphics: next mode", "Images as half-block cells, auto, Sixel or Kitty graphics (f8)", None,
+     "cycle_graphics"),
     ("Help: keys", "Every key binding (f1)", None, "help"),
 ]
 

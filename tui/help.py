@@ -16,6 +16,7 @@ BUILTIN = [
     ("Everywhere", "ctrl+q", "Quit"),
     ("Prompt", "any text", "The token table follows every keystroke"),
     ("Prompt", "enter", "In the token table: the sweep overlays this token's heat map"),
+    ("Prompt", "home / end", "In the token table: the first / last token"),
     ("Prompt", "(word) [word] (word:1.3)", "A1111 weights x1.1, /1.1, x1.3; BREAK starts a new 75-token chunk"),
     ("Latents", "right", "Accept the path completion"),
     ("Latents", "enter", "Encode/decode the image at the path"),
@@ -58,13 +59,15 @@ def key_markdown(app_bindings: list) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    """All keys, from the bindings. escape, q or f1 closes it."""
+    """All keys, from the bindings. escape, q or f1 closes it. At 80 columns it takes the whole screen
+    and the action column wraps (rows grow) instead of running off the edge."""
 
     BINDINGS = [Binding("escape,q,f1", "app.pop_screen", "Close help")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > Vertical { width: 90%; height: 90%; border: round $accent; background: $surface; }
-    HelpScreen Label { padding: 0 1; color: $text-muted; }
+    HelpScreen.-narrow > Vertical { width: 100%; height: 100%; }
+    HelpScreen Label { padding: 0 1; color: $text-muted; width: 100%; }
     HelpScreen DataTable { height: 1fr; }
     """
 
@@ -73,6 +76,28 @@ class HelpScreen(ModalScreen[None]):
             box.border_title = "Keys"
             yield Label("Every action is also in the command palette (ctrl+p). escape closes this.")
             table = DataTable(cursor_type="row", zebra_stripes=True)
-            table.add_columns("Where", "Keys", "Action")
-            table.add_rows([tuple(Text(cell) for cell in row) for row in key_rows(self.app.BINDINGS)])  # "[word]" is not markup
             yield table
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 100 or self.size.height < 30, "-narrow")
+        self.call_after_refresh(self._fill)
+
+    def _fill(self) -> None:
+        """The rows, with the action column as wide as what is left (its text wraps onto more lines)."""
+        rows = key_rows(self.app.BINDINGS)
+        table = self.query_one(DataTable)
+        where = max(len(r[0]) for r in rows)
+        keys = min(max(len(r[1]) for r in rows), 18)
+        # the table's width less the vertical scrollbar (there once the rows are), cell padding and a spare column
+        action = max(20, table.size.width - table.styles.scrollbar_size_vertical - where - keys - 6 - 1)
+        if getattr(self, "_widths", None) == (where, keys, action):
+            return
+        self._widths = (where, keys, action)
+        row = table.cursor_row
+        table.clear(columns=True)
+        table.add_column("Where", width=where)
+        table.add_column("Keys", width=keys)
+        table.add_column("Action", width=action)
+        for cells in rows:  # "[word]" is not markup
+            table.add_row(*(Text(cell) for cell in cells), height=None)
+        table.move_cursor(row=row)

@@ -81,7 +81,7 @@ class ExercisesPane(GridPane):
     ExercisesPane .form Input { width: 1fr; }
     ExercisesPane #axis { width: 26; }
     ExercisesPane #values, ExercisesPane #init { width: 2fr; }
-    ExercisesPane #status { height: 1; padding: 0 1; }
+    ExercisesPane #status { height: auto; max-height: 2; width: 100%; padding: 0 1; }  /* wraps at 80 columns */
     ExercisesPane ProgressBar { height: 1; padding: 0 1; }
     ExercisesPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """

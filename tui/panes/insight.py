@@ -51,8 +51,8 @@ class InsightMixin:
     """Keys and drawing for heat maps and the timeline (mixed into ``SweepPane``)."""
 
     INSIGHT_BINDINGS = [
-        Binding("ctrl+o", "toggle_attention", "Attention on/off"),
-        Binding("ctrl+t", "next_token", "Heat of next token"),
+        Binding("ctrl+o", "toggle_attention", "Attention on/off", show=False),  # the footer keeps to 80 columns
+        Binding("ctrl+t", "next_token", "Heat of next token", show=False),
         Binding("left,pageup", "scrub(-1)", "One step back in the timeline (left: on a cell)", show=False),
         Binding("right,pagedown", "scrub(1)", "One step on (past the last: the images)", show=False),
         Binding("x", "toggle_latents", "On a scrubbed cell: x0 estimate or x_t", show=False),

@@ -63,8 +63,10 @@ class LatentsPane(JobPane):
     DEFAULT_CSS = """
     LatentsPane #path { width: 1fr; }
     LatentsPane #sizes, LatentsPane #source { height: 1; padding: 0 1; }
+    LatentsPane #source { width: 100%; height: auto; max-height: 3; }  /* the notes (greyscale VAE, centre crop) wrap */
     LatentsPane #row { height: 1fr; }
-    LatentsPane #row ImageView { width: 1fr; }
+    LatentsPane #row ImageView { width: 1fr; margin-right: 1; }
+    LatentsPane #row #recon { margin-right: 0; }
     """
 
     def __init__(self, path: str = "", **kwargs) -> None:

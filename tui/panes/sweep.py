@@ -68,7 +68,7 @@ class SweepPane(InsightMixin, GridPane):
     SweepPane #axes { height: auto; }
     SweepPane #axes Select { width: 1fr; }
     SweepPane #axes Input { width: 2fr; }
-    SweepPane #status { height: 1; padding: 0 1; }
+    SweepPane #status { height: auto; max-height: 2; width: 100%; padding: 0 1; }  /* wraps at 80 columns */
     SweepPane ProgressBar { height: 1; padding: 0 1; }
     SweepPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """

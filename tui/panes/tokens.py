@@ -20,7 +20,16 @@ from textual.widgets import DataTable, Input, Label
 from core.tokens import TokenBreakdown, breakdown
 from tui.messages import PaneReady
 
-Row = tuple[int, str, int, str, str, str]
+Row = tuple[str, str, str, int, str, str, str]  #: pos, piece, text, id, weight, n, note
+
+
+class TokenTable(DataTable):
+    """The token table: home/end jump to the first/last token (DataTable's own scroll sideways)."""
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "First token", show=False),
+        Binding("end", "scroll_bottom", "Last token", show=False),
+    ]
 
 
 class TokenColumn(Vertical):
@@ -28,7 +37,7 @@ class TokenColumn(Vertical):
 
     DEFAULT_CSS = """
     TokenColumn { width: 1fr; height: 1fr; }
-    TokenColumn > Label { height: 1; padding: 0 1; width: 100%; }
+    TokenColumn > Label { height: 1; padding: 0 1; width: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
     TokenColumn > Label.-over { color: $error; text-style: bold; }
     TokenColumn > DataTable { height: 1fr; }
     """
@@ -40,8 +49,8 @@ class TokenColumn(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("loading tokenizer…", id=f"count{self.suffix}")
-        table = DataTable(id=f"token-table{self.suffix}", cursor_type="row", zebra_stripes=True)
-        table.add_columns("pos", "piece", "id", "weight", "n", "note")
+        table = TokenTable(id=f"token-table{self.suffix}", cursor_type="row", zebra_stripes=True)
+        table.add_columns("pos", "piece", "text", "id", "weight", "n", "note")
         yield table
 
     def show(self, title: str, result: TokenBreakdown) -> None:
@@ -50,24 +59,31 @@ class TokenColumn(Vertical):
         if result.chunks > 1:
             line += f" in {result.chunks} chunks"
         if result.dropped:
-            line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {result.dropped_text!r}"
+            line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {_short(result.dropped_text)!r}"
         for note in result.notes:  # how unbalanced brackets were read
             line += f" — {note}"
         count = self.query_one(Label)
         count.update(line)
+        count.tooltip = line  # the whole line, when the column is too narrow for it
         count.set_class(bool(result.dropped), "-over")
         rows: list[Row] = []
         size = result.window - 2
+        dropped = 0
         for tok in result.tokens:
+            pos = str(tok.position)
+            running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
             if tok.special:
-                note = f"{'start' if tok.id == result.tokens[0].id else 'end'} of chunk {tok.chunk + 1}"
+                note = f"chunk {tok.chunk + 1} {'start' if tok.id == result.tokens[0].id else 'end'}"  # fits 80 columns
                 if result.chunks == 1:
                     note = "special"
+            elif tok.dropped:  # numbered on their own: they have no place in the encoder's sequence
+                dropped += 1
+                pos, note = "–", f"dropped {dropped}/{len(result.dropped)}"
+                running = f"{tok.running}/{result.limit}"
             else:
-                note = "dropped" if tok.dropped else ""
+                note = ""
             weight = "" if tok.special or tok.weight == 1.0 else f"{tok.weight:.3g}"
-            running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
-            rows.append((tok.position, tok.piece, tok.id, weight, running, note))
+            rows.append((pos, tok.piece, tok.text, tok.id, weight, running, note))
         table = self.query_one(DataTable)
         same = 0
         for old, new in zip(self._shown, rows):
@@ -76,18 +92,23 @@ class TokenColumn(Vertical):
             same += 1
         for i in range(len(self._shown) - 1, same - 1, -1):
             table.remove_row(f"r{i}")
-        for i, (pos, piece, tid, weight, running, note) in enumerate(rows[same:], start=same):
-            style = "dim italic" if tok_special(note) else ("strike red" if note == "dropped" else "")
+        for i, (pos, piece, text, tid, weight, running, note) in enumerate(rows[same:], start=same):
+            style = "dim italic" if tok_special(note) else ("strike red" if note.startswith("dropped") else "")
             weight_style = style or ("bold green" if weight and float(weight) > 1 else "bold yellow" if weight else "")
-            table.add_row(Text(str(pos), style=style), Text(piece, style=style), Text(str(tid), style=style),
-                          Text(weight, style=weight_style), Text(running, style=style), Text(note, style=style),
-                          key=f"r{i}")
+            table.add_row(Text(pos, style=style), Text(piece, style=style), Text(text, style=style),
+                          Text(str(tid), style=style), Text(weight, style=weight_style),
+                          Text(running, style=style), Text(note, style=style), key=f"r{i}")
         self._shown = rows
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def tok_special(note: str) -> bool:
     """A row note that marks a start/end token."""
-    return note == "special" or "of chunk" in note
+    return note == "special" or note.startswith("chunk ")
 
 
 class TokensPane(Vertical):
@@ -96,6 +117,7 @@ class TokensPane(Vertical):
     | Key | Action |
     | :- | :- |
     | tab | Move between the prompt, the negative prompt and the table |
+    | home / end | In the table: the first / last token |
     | ctrl+t | Show the other editor's tokens |
     | enter | In the table: show this token's heat map in the sweep |
     """
@@ -196,6 +218,9 @@ class TokensPane(Vertical):
         if self.source != "prompt" or not self.breakdowns:
             return
         row = event.data_table.get_row_at(event.cursor_row)
+        if not str(row[0]).isdigit():  # a dropped token never reaches the encoder: it has no heat map
+            self.notify("A dropped token never reaches the text encoder: it has no heat map.", timeout=4)
+            return
         self.post_message(self.TokenPicked(int(str(row[0])), str(row[1])))
 
     def watch_source(self) -> None:

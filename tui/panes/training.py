@@ -61,7 +61,7 @@ class TrainingPane(JobPane):
         Binding("ctrl+b", "pause", "Pause/resume"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+g", "sample", "Samples"),
-        Binding("ctrl+t", "recipe", "Recipe"),
+        Binding("ctrl+t", "recipe", "Recipe", show=False),
         Binding("ctrl+o", "load", "Load ckpt", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
     ]

@@ -7,6 +7,10 @@ everywhere), ``auto`` (Sixel or Kitty if the terminal answers the query, else ce
 before Textual starts (it cannot be queried afterwards). ``auto`` keeps the half-block cells under
 tmux or screen (``$TMUX``, ``TERM=screen*``/``tmux*``: pass-through needs extra set-up), without a
 terminal on stdout, or without the package; a forced protocol still needs both of the latter.
+
+``f8`` (or the palette's "Graphics: next mode") switches the mode while the app runs (``next_mode``);
+the first switch that needs the terminal's answer asks it while Textual is suspended (``needs_query``),
+and ``describe`` says in one line what is now in use, and why half blocks when they are.
 """
 
 from __future__ import annotations
@@ -49,6 +53,48 @@ def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, std
     if mode == "kitty" or (mode == "auto" and renderables.Image is renderables.TGPImage):
         return widgets.TGPImage
     return None
+
+
+def next_mode(mode: str) -> str:
+    """The mode after ``mode`` in ``MODES`` (cells -> auto -> sixel -> kitty -> cells)."""
+    return MODES[(MODES.index(mode) + 1) % len(MODES)] if mode in MODES else MODES[0]
+
+
+def needs_query(mode: str, environ: Mapping[str, str] | None = None, stdout=None) -> bool:
+    """True when ``choose_image_widget(mode)`` would import ``textual_image`` for the first time, which asks
+    the terminal: only possible before Textual starts or while it is suspended."""
+    environ = os.environ if environ is None else environ
+    stdout = sys.__stdout__ if stdout is None else stdout
+    if mode not in ("auto", "sixel", "kitty") or (mode == "auto" and in_multiplexer(environ)):
+        return False
+    if stdout is None or not stdout.isatty() or importlib.util.find_spec("textual_image") is None:
+        return False
+    return "textual_image.renderable" not in sys.modules
+
+
+def describe(mode: str, widget: type | None, environ: Mapping[str, str] | None = None, stdout=None) -> str:
+    """One line: the mode asked for and the renderer now in use (with why, for half blocks)."""
+    if widget is not None:
+        name = "Kitty graphics" if "TGP" in widget.__name__ else "Sixel"
+        if mode == "auto":
+            return f"graphics = auto: {name}"
+        answered = sys.modules.get("textual_image.renderable")
+        if answered is not None and answered.Image is not getattr(answered, widget.__name__, None):
+            return f"graphics = {mode}: {name} (forced; the terminal did not answer for it: f8 goes on)"
+        return f"graphics = {mode}: {name} (forced)"
+    if mode == "cells":
+        return "graphics = cells: half-block cells"
+    environ = os.environ if environ is None else environ
+    stdout = sys.__stdout__ if stdout is None else stdout
+    if mode == "auto" and in_multiplexer(environ):
+        why = "inside tmux/screen; sixel forces Sixel on tmux 3.4+"
+    elif stdout is None or not stdout.isatty():
+        why = "no terminal on stdout"
+    elif importlib.util.find_spec("textual_image") is None:
+        why = "pip install textual-image for Sixel/Kitty"
+    else:
+        why = "the terminal answered neither Sixel nor Kitty"
+    return f"graphics = {mode}: half-block cells ({why})"
 
 
 def cell_pixels() -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """An image in the terminal: rich-pixels half-block cells (two pixels per cell, visible in SVG).
 
 The image is scaled to fit the widget's content area (aspect kept, nearest-neighbour so small
-latent previews stay crisp), centred, with a one-line caption under it. Renders are cached per
+latent previews stay crisp), centred, with its caption under it (wrapped onto two lines where the cell is narrow). Renders are cached per
 (image, size), so re-layouts are cheap.
 
 With Kitty/Sixel graphics (``sharp_widget``, chosen by ``tui.widgets.graphics``) a
@@ -83,6 +83,17 @@ class ImageView(Widget):
 
             yield Label(self.caption, classes="caption")
 
+    async def switch_renderer(self) -> None:
+        """Draw with the class's ``sharp_widget`` as it is now (the graphics mode switched at run time)."""
+        await self.remove_children()
+        self._sharp_key = None
+        if self.sharp_widget is not None:
+            from textual.widgets import Label
+
+            await self.mount(Label(self.caption, classes="caption"))
+            self.on_mount()
+        self.refresh()
+
     def on_mount(self) -> None:
         if self.sharp_widget is not None:
             self.styles.layout = "vertical"
@@ -159,14 +170,27 @@ class ImageView(Widget):
         """Cells the image may use (width, height incl. the caption line)."""
         return self.content_region.size.width, self.content_region.size.height
 
+    def caption_lines(self, width: int) -> list[Text]:
+        """The caption, centred, wrapped onto at most two lines (the second cut with an ellipsis): a
+        narrow cell at 80 columns shows ``c0`` / ``-0.49..0.33`` rather than a cut ``c0 -0.49..0.…``."""
+        if not self.caption:
+            return []
+        width = max(1, width)
+        lines = Text(self.caption).wrap(self.app.console, width, justify="center", overflow="ellipsis")
+        if len(lines) <= 2:
+            return list(lines)
+        rest = " ".join(line.plain.strip() for line in lines[1:])
+        return [lines[0], Text(rest, justify="center", no_wrap=True, overflow="ellipsis")]
+
     def render(self):
         if self.sharp_widget is not None:
             return ""  # the child widget draws the image
         width, height = self.area()
-        caption = Text(self.caption, justify="center", no_wrap=True, overflow="ellipsis")
+        caption = self.caption_lines(width) if height > 2 else [
+            Text(self.caption, justify="center", no_wrap=True, overflow="ellipsis")]
         if self.image is None:
             text = Text(self.placeholder or " ", style="dim", justify="center")
-            return Group(Align.center(text, vertical="middle", height=max(1, height - 1)), caption)
-        rows = max(1, height - (1 if self.caption else 0))
+            return Group(Align.center(text, vertical="middle", height=max(1, height - len(caption))), *caption)
+        rows = max(1, height - len([line for line in caption if self.caption]))
         pixels = self._pixels(self.image, (width, rows))
-        return Group(Align.center(pixels), caption) if self.caption else Align.center(pixels)
+        return Group(Align.center(pixels), *caption) if self.caption else Align.center(pixels)
