@@ -66,7 +66,9 @@ def _long_prompt(p: argparse.ArgumentParser) -> None:
                    help="past 75 tokens: chunk (75-token chunks, as A1111/ComfyUI; default) or truncate (as diffusers)")
 
 
-def _refiner_args(p: argparse.ArgumentParser) -> None:
+def add_refiner_flags(p: argparse.ArgumentParser) -> None:
+    """``--refiner`` and ``--refiner-at``: ``generate`` and ``sweep`` take them, and the explorer
+    (``tui.entry.add_flags``) for its sweeps."""
     p.add_argument("--refiner", default=None, metavar="FOLDER_OR_ID",
                    help="SDXL refiner (folder or Hub id): the base denoises to --refiner-at, the refiner finishes")
     p.add_argument("--refiner-at", type=float, default=None, metavar="F",
@@ -84,7 +86,6 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
                     "chapter's prompts need a real Stable Diffusion model (--model).")
     if explorer_flags is not None:
         explorer_flags(parser)
-    _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common(True)
 
@@ -92,7 +93,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _sampling(g)
     g.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
     g.add_argument("-n", "--count", type=int, default=1)
-    _refiner_args(g)
+    add_refiner_flags(g)
     g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("sweep", parents=[common],
@@ -100,7 +101,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _sampling(s)
     s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
     s.add_argument("--guidance", type=float, default=7.5, help="the fixed scale when another axis is swept")
-    _refiner_args(s)
+    add_refiner_flags(s)
     axis = s.add_mutually_exclusive_group()
     axis.add_argument("--negatives", default=None, help="sweep negative prompts instead: 'a|white hat|hat'")
     axis.add_argument("--original-sizes", default=None, help="SDXL: sweep original size, e.g. 256x256,1024x1024")
