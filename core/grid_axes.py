@@ -145,10 +145,13 @@ def label(name: str, value) -> str:
 def caption(name: str, value, settings: SampleSettings) -> str:
     """A one-axis grid's cell caption: the value, naming its axis where a bare value would not say it
     (with the fixed guidance scale before a row's own conditioning, as the chapter's sweeps show it)."""
-    row = {"negative": lambda: f"neg {value!r}" if value else "no negative",
-           "original_size": lambda: "orig {}x{}".format(*value), "crop": lambda: "crop {},{}".format(*value)}
-    if name in row:
-        return f"{scale_caption(settings.guidance_scale)} · {row[name]()}"
+    scale = scale_caption(settings.guidance_scale)
+    if name == "negative":
+        return f"{scale} · neg {value!r}" if value else f"{scale} · no negative"
+    if name == "original_size":
+        return f"{scale} · orig {value[0]}x{value[1]}"
+    if name == "crop":
+        return f"{scale} · crop {value[0]},{value[1]}"
     if name == "strength":
         return f"strength {value:g}"
     if name == "color_scale":
@@ -205,6 +208,8 @@ def captions(settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[s
 
 
 def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
+    if model is None:
+        raise UserError("no model is loaded: load one first (--model tiny).")
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
         raise UserError("the X and Y axes are the same: pick two different axes.")
@@ -213,7 +218,7 @@ def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
             raise UserError(f"unknown grid axis {axis.name!r}: use one of {', '.join(KINDS)}.")
         if not axis.values:
             raise UserError(f"the {KINDS[axis.name].title} axis has no values.")
-        if axis.name in ("original_size", "crop") and (model is None or model.family != "sdxl"):
+        if axis.name in ("original_size", "crop") and model.family != "sdxl":
             raise UserError(f"the {axis.name.replace('_', ' ')} axis needs an SDXL model: load one with --model.")
         if axis.name == "strength" and settings.init_image is None:
             raise UserError("a strength sweep needs a starting image: give --init-image PATH.")
