@@ -66,7 +66,9 @@ def _long_prompt(p: argparse.ArgumentParser) -> None:
                    help="past 75 tokens: chunk (75-token chunks, as A1111/ComfyUI; default) or truncate (as diffusers)")
 
 
-def _refiner_args(p: argparse.ArgumentParser) -> None:
+def add_refiner_flags(p: argparse.ArgumentParser) -> None:
+    """``--refiner`` and ``--refiner-at``: ``generate`` and ``sweep`` take them, and the explorer
+    (``tui.entry.add_flags``) for its sweeps."""
     p.add_argument("--refiner", default=None, metavar="FOLDER_OR_ID",
                    help="SDXL refiner (folder or Hub id): the base denoises to --refiner-at, the refiner finishes")
     p.add_argument("--refiner-at", type=float, default=None, metavar="F",
@@ -84,7 +86,6 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
                     "chapter's prompts need a real Stable Diffusion model (--model).")
     if explorer_flags is not None:
         explorer_flags(parser)
-    _refiner_args(parser)  # the explorer's sweeps; generate and sweep take them too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common(True)
 
@@ -92,7 +93,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _sampling(g)
     g.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
     g.add_argument("-n", "--count", type=int, default=1)
-    _refiner_args(g)
+    add_refiner_flags(g)
     g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("sweep", parents=[common],
@@ -100,7 +101,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _sampling(s)
     s.add_argument("--scales", default="1,2,4,12", help="comma-separated guidance scales (default the chapter's)")
     s.add_argument("--guidance", type=float, default=7.5, help="the fixed scale when another axis is swept")
-    _refiner_args(s)
+    add_refiner_flags(s)
     axis = s.add_mutually_exclusive_group()
     axis.add_argument("--negatives", default=None, help="sweep negative prompts instead: 'a|white hat|hat'")
     axis.add_argument("--original-sizes", default=None, help="SDXL: sweep original size, e.g. 256x256,1024x1024")
@@ -175,21 +176,24 @@ def _settings(args, guidance: float = 7.5):
                           color_scale=args.color_scale, long_prompt=args.long_prompt)
 
 
-def _axis(args) -> tuple[str, list]:
-    """Which axis ``sweep`` varies (guidance scale unless another is given) and its values."""
-    from core.sweeps import parse_pairs
+def _axis(args):
+    """The axis ``sweep`` varies without ``--x`` (the guidance scale unless another flag names one): a
+    one-axis grid's X axis (``core.grid_axes.Axis``)."""
+    from core.cfg import check_scale
+    from core.fields import parse_pairs
+    from core.grid_axes import Axis
 
     if args.negatives is not None:
-        return "negative", [v.strip() for v in args.negatives.split("|")]
+        return Axis("negative", [v.strip() for v in args.negatives.split("|")])
     if args.original_sizes:
-        return "original_size", parse_pairs(args.original_sizes, "original size")
+        return Axis("original_size", parse_pairs(args.original_sizes, "original size"))
     if args.crops:
-        return "crop", parse_pairs(args.crops, "crop")
+        return Axis("crop", parse_pairs(args.crops, "crop"))
     if args.strengths:
-        return "strength", parse_scales(args.strengths)
+        return Axis("strength", parse_scales(args.strengths))
     if args.color_scales:
-        return "color_scale", parse_scales(args.color_scales)
-    return "scale", parse_scales(args.scales)
+        return Axis("color_scale", parse_scales(args.color_scales))
+    return Axis("scale", [check_scale(v) for v in parse_scales(args.scales)])
 
 
 def _out(args) -> str:
@@ -249,9 +253,30 @@ def _grid_axis(text: str, flag: str):
     return Axis.parse(name.strip(), values)
 
 
+def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cells=None):
+    """Load the model(s) and sample the grid (``core.grid_axes.run_grid``) behind a progress bar:
+    ``(model, result, Timeline or None)``; ``timeline`` keeps every step of a grid of one batch."""
+    from core.grid_axes import batches, plan, run_grid
+    from core.timeline import Timeline
+
+    model, refiner, fraction = _load_models(args, settings)
+    bar, on_step = _progress(args.steps, f"{what} + refine" if refiner else what)
+    recorder = None
+    if timeline:
+        count = len(batches(model, plan(model, settings, x, y)))
+        if count > 1:
+            raise UserError(f"--timeline keeps one batched run, and these values need {count} (a prompt past "
+                            "75 tokens runs apart): sweep fewer or shorter values.")
+        recorder = Timeline(model)
+        on_step = recorder.chain(on_step)
+    with bar:
+        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells, refiner=refiner,
+                          handoff=fraction)
+    return model, result, recorder
+
+
 def cmd_grid(args) -> int:
     """``sweep --x AXIS=VALUES [--y AXIS=VALUES]``: a two-axis grid (``core.grid_axes``)."""
-    from core.grid_axes import run_grid
     from core.outputs import result_grid, save_png
 
     if args.x is None:
@@ -259,15 +284,11 @@ def cmd_grid(args) -> int:
     x = _grid_axis(args.x, "--x")
     y = _grid_axis(args.y, "--y") if args.y else None
     settings = _settings(args, args.guidance).validate()
-    model, refiner, fraction = _load_models(args, settings)
-    bar, on_step = _progress(args.steps, "grid + refine" if refiner else "grid")
 
     def on_cells(indices, result) -> None:
         print(f"cells {', '.join(str(i + 1) for i in indices)} done", file=sys.stderr)
 
-    with bar:
-        result = run_grid(model, settings, x, y, callback=on_step, on_cells=on_cells, refiner=refiner,
-                          handoff=fraction)
+    _, result, _ = _run_grid(args, settings, x, y, "grid", on_cells=on_cells)
     for i, image in enumerate(result.images):
         print(save_png(image, _out(args), f"{args.prompt}-cell{i + 1}", result.parameters(i)))
     print(save_png(result_grid(result), _out(args), f"grid-{args.prompt}", result.grid_parameters()))
@@ -278,41 +299,35 @@ def cmd_grid(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    """``sweep``: one axis (``--scales``, ``--negatives``, ...) as a one-axis grid, or ``--x``/``--y``."""
     from core.outputs import make_grid, save_png
-    from core.sweeps import run_axis
 
     if args.x is not None or args.y is not None:
         return cmd_grid(args)
-    axis, values = _axis(args)
+    x = _axis(args)
     settings = _settings(args, args.guidance).validate()
     if args.timeline is not None:  # bad steps fail before the model loads
-        from core.sweeps import BATCHED
+        from core.grid_axes import SEQUENTIAL
+        from core.rows import MAX_CELLS
         from core.timeline import parse_steps
 
-        if axis not in BATCHED or args.refiner is not None or args.refiner_at is not None:
+        if x.name in SEQUENTIAL or args.refiner is not None or args.refiner_at is not None:
             raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
                             "or --crops, without --refiner.")
+        if len(x.values) > MAX_CELLS:
+            raise UserError(f"--timeline keeps one batched run: sweep at most {MAX_CELLS} values.")
         parse_steps(args.timeline, settings.steps)
-    model, refiner, fraction = _load_models(args, settings)
-    bar, on_step = _progress(args.steps, "sweep + refine" if refiner else "sweep")
-    timeline = None
-    if args.timeline is not None:
-        from core.timeline import Timeline
-
-        timeline = Timeline(model)
-        on_step = timeline.chain(on_step)
-    with bar:
-        result = run_axis(model, settings, axis, values, callback=on_step, refiner=refiner, handoff=fraction)
+    model, result, timeline = _run_grid(args, settings, x, None, "sweep", timeline=args.timeline is not None)
     _report_dropped(result)
     for i, image in enumerate(result.images):
-        tag = f"cfg{result.scales[i]:g}" if axis == "scale" else f"{axis}{i + 1}"
+        tag = f"cfg{result.scales[i]:g}" if x.name == "scale" else f"{x.name}{i + 1}"
         print(save_png(image, _out(args), f"{args.prompt}-{tag}", result.parameters(i)))
-    grid_params = result.grid_parameters(axis)
+    grid_params = result.grid_parameters()
     grid = make_grid(result.images, result.captions)
     print(save_png(grid, _out(args), f"sweep-{args.prompt}", grid_params))
     if timeline is not None:
         _save_timeline(args, model, timeline, result, grid_params)
-    print(f"{len(values)} cells ({axis}) in {result.timings['total_s']:.2f} s", file=sys.stderr)
+    print(f"{len(x.values)} cells ({x.name}) in {result.timings['total_s']:.2f} s", file=sys.stderr)
     return 0
 
 

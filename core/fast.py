@@ -6,7 +6,7 @@ idles between them). A CUDA graph records one UNet call per input shape and repl
 launch. ``enable_fast_paths(model)`` installs such a graphed UNet on ``model.unet_forward`` (the
 hook that ``LoadedModel.predict`` calls); ``disable_fast_paths(model)`` puts everything back.
 
-Graphs are captured lazily, one per input signature (batch rows, latent size, dtypes), on first use;
+Graphs are captured lazily, one per input ``signature`` (batch rows, latent size, dtypes), on first use;
 ``status(text)`` is told before and after ("capturing CUDA graph…", "… in 0.31 s") so a UI can show
 the one-time cost. On a CPU or MPS device every fast path is a no-op and the eager UNet runs.
 
@@ -63,7 +63,23 @@ class FastOptions:
         return ", ".join(on) if on else "none"
 
 
-# ---------------------------------------------------------------- flattening of call arguments
+# ---------------------------------------------------------------- a call's signature
+def signature(args: tuple, kwargs: dict) -> tuple[Any, Any, list]:
+    """What a graph is captured for: ``(key, spec, leaves)``. ``leaves`` are the call's tensors and other
+    values, in order (nested in tuples, lists or dicts); ``spec`` the structure around them
+    (``rebuild`` puts leaves back in); ``key`` the structure plus, per leaf, its shape, dtype and device
+    (a tensor) or its value. Calls with equal keys replay one graph with their own tensor values."""
+    leaves: list = []
+    spec = _flatten((args, kwargs), leaves)
+    return (_spec_key(spec), tuple(_leaf_key(x) for x in leaves)), spec, leaves
+
+
+def rebuild(spec: Any, leaves: list) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of a ``signature``'s call with ``leaves`` in place (its own, or a graph's
+    static buffers)."""
+    return _rebuild(spec, leaves)
+
+
 def _flatten(obj: Any, leaves: list) -> Any:
     """Replace every tensor/scalar leaf by its index in ``leaves``; return the structure."""
     if isinstance(obj, (tuple, list)):
@@ -211,17 +227,15 @@ class GraphedCallable:
 
     @torch.no_grad()
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        leaves: list = []
-        spec = _flatten((args, kwargs), leaves)
-        key = (_spec_key(spec), tuple(_leaf_key(x) for x in leaves))
+        key, spec, leaves = signature(args, kwargs)
         if key in self.eager:
-            call_args, call_kwargs = _rebuild(spec, leaves)
+            call_args, call_kwargs = rebuild(spec, leaves)
             return self.fn(*call_args, **call_kwargs)
         entry = self.graphs.get(key)
         if entry is None:
             entry = self._capture(key, spec, leaves)
             if entry is None:
-                call_args, call_kwargs = _rebuild(spec, leaves)
+                call_args, call_kwargs = rebuild(spec, leaves)
                 return self.fn(*call_args, **call_kwargs)
         graph, static, _, out = entry
         for buffer, x in zip(static, leaves):
@@ -247,7 +261,7 @@ class GraphedCallable:
             return None
 
     def _record(self, key: Any, label: str, spec: Any, static: list):
-        call_args, call_kwargs = _rebuild(spec, static)
+        call_args, call_kwargs = rebuild(spec, static)
         t0 = time.perf_counter()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())

@@ -1,4 +1,4 @@
-"""The numeric fields people type (command line and TUI alike): scales, sizes, whole numbers.
+"""The fields people type (command line and TUI alike): scales, sizes, SDXL pairs, whole numbers.
 
 Each parser returns values or raises a one-line ``UserError`` naming the fix; range checks stay with
 ``SampleSettings.validate`` and the sampler.
@@ -89,3 +89,20 @@ def parse_int(text: str, what: str, example: str) -> int:
         return int(text.strip())
     except ValueError:
         raise UserError(f"{what} {text!r} is not a whole number: e.g. {example}.") from None
+
+
+def parse_pairs(text: str, what: str) -> list[tuple[int, int]]:
+    """``"256x256,1024x1024"`` -> ``[(256, 256), (1024, 1024)]``: SDXL's original sizes and crops
+    (height x width, as its time ids), each side 0 to 16384."""
+    pairs = []
+    for item in [p for p in text.replace(" ", "").split(",") if p]:
+        try:
+            a, b = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise UserError(f"{what} {item!r} is not AxB: use e.g. 256x256,1024x1024.") from None
+        if a < 0 or b < 0 or a > 16384 or b > 16384:
+            raise UserError(f"{what} {item!r} is out of range: use values from 0 to 16384.")
+        pairs.append((a, b))
+    if not pairs:
+        raise UserError(f"the {what} list is empty: give at least one value, e.g. 256x256,1024x1024.")
+    return pairs

@@ -1,4 +1,5 @@
-"""Two-axis grids (A1111's X/Y plot): an X axis and an optional Y axis, one cell per pair of values.
+"""Grids (A1111's X/Y plot): an X axis and an optional Y axis, one cell per pair of values; the one way
+into a sweep (a sweep is a grid with only X: ``run_grid(model, settings, Axis("negative", values))``).
 
 Axes: guidance scale, seed, steps, scheduler, negative prompt, prompt search/replace (A1111's "Prompt
 S/R": the first value is searched in the prompt and each value replaces it), long-prompt mode (chunk vs
@@ -10,6 +11,9 @@ Cells that differ only in what a batch row carries (scale, seed, negative, promp
 share one batch; the others (steps, scheduler, strength, long-prompt mode, colour scale) run one group
 after another, and ``on_cells`` hears of each group as it finishes so a grid fills in. Every cell equals
 the single ``generate`` with its settings (its own seeded generator, its own row).
+
+A one-axis grid's cells stand alone (no second axis beside them), so their captions say what they vary,
+as the chapter's sweeps do: ``7.5 · neg 'white hat'``, ``strength 0.3``, ``colour x50``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 from core.conditioning import Row
 from core.errors import UserError
 from core.cfg import check_scale, scale_caption
+from core.fields import parse_pairs
 from core.results import GenerationResult, GridLayout
 from core.settings import SampleSettings
 from core.rows import MAX_CELLS as BATCH
@@ -53,6 +58,9 @@ KINDS: dict[str, AxisKind] = {
     "long_prompt": AxisKind("Long prompt", "choice", False),
     "color_scale": AxisKind("Colour scale", "float", False),
 }
+
+#: axes whose cells run one batch per value (each cell's run starts again at step 0)
+SEQUENTIAL = tuple(name for name, kind in KINDS.items() if not kind.batched)
 
 _RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?)\s*-\s*([+-]?\d+(?:\.\d*)?)\s*(?:\(\s*([+-]?\d+(?:\.\d*)?)\s*\)|\[\s*(\d+)\s*\])?\s*$")
 
@@ -97,8 +105,6 @@ def _texts(text: str) -> list[str]:
 
 def parse_axis(name: str, text: str) -> list:
     """The values of axis ``name`` typed as ``text``; ``UserError`` names the fix."""
-    from core.sweeps import parse_pairs
-
     if name not in KINDS:
         raise UserError(f"unknown grid axis {name!r}: use one of {', '.join(KINDS)}.")
     kind = KINDS[name].kind
@@ -136,6 +142,23 @@ def label(name: str, value) -> str:
     return str(value)
 
 
+def caption(name: str, value, settings: SampleSettings) -> str:
+    """A one-axis grid's cell caption: the value, naming its axis where a bare value would not say it
+    (with the fixed guidance scale before a row's own conditioning, as the chapter's sweeps show it)."""
+    scale = scale_caption(settings.guidance_scale)
+    if name == "negative":
+        return f"{scale} · neg {value!r}" if value else f"{scale} · no negative"
+    if name == "original_size":
+        return f"{scale} · orig {value[0]}x{value[1]}"
+    if name == "crop":
+        return f"{scale} · crop {value[0]},{value[1]}"
+    if name == "strength":
+        return f"strength {value:g}"
+    if name == "color_scale":
+        return f"colour x{value:g}"
+    return label(name, value)
+
+
 @dataclass(frozen=True)
 class Axis:
     name: str
@@ -148,6 +171,10 @@ class Axis:
     @property
     def labels(self) -> list[str]:
         return [label(self.name, v) for v in self.values]
+
+    def captions(self, settings: SampleSettings) -> list[str]:
+        """The cells' captions when this is a grid's only axis (``caption``)."""
+        return [caption(self.name, v, settings) for v in self.values]
 
     @property
     def texts(self) -> list[str]:
@@ -173,19 +200,30 @@ def _apply(settings: dict, row: dict, axis: Axis, value) -> None:
         settings[name] = value
 
 
+def captions(settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[str]:
+    """Every cell's caption in reading order: ``x · y`` labels, or a one-axis grid's own captions."""
+    if y is None:
+        return x.captions(settings)
+    return [f"{a} · {b}" for b in y.labels for a in x.labels]
+
+
 def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
+    if model is None:
+        raise UserError("no model is loaded: load one first (--model tiny).")
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
         raise UserError("the X and Y axes are the same: pick two different axes.")
     for axis in axes:
+        if axis.name not in KINDS:
+            raise UserError(f"unknown grid axis {axis.name!r}: use one of {', '.join(KINDS)}.")
         if not axis.values:
             raise UserError(f"the {KINDS[axis.name].title} axis has no values.")
         if axis.name in ("original_size", "crop") and model.family != "sdxl":
-            raise UserError(f"the {KINDS[axis.name].title.lower()} axis needs an SDXL model: load one with --model.")
+            raise UserError(f"the {axis.name.replace('_', ' ')} axis needs an SDXL model: load one with --model.")
         if axis.name == "strength" and settings.init_image is None:
-            raise UserError("a strength axis needs a starting image: give --init-image PATH.")
+            raise UserError("a strength sweep needs a starting image: give --init-image PATH.")
         if axis.name == "color_scale" and settings.color_target is None:
-            raise UserError("a colour-scale axis needs a target colour: give --color '#3060ff'.")
+            raise UserError("a colour-scale sweep needs a target colour: give --color '#3060ff'.")
         if axis.name == "prompt_sr" and axis.values[0] not in settings.prompt:
             raise UserError(f"prompt S/R: {axis.values[0]!r} is not in the prompt: the first value is what "
                             "each value replaces.")
@@ -223,6 +261,15 @@ def _group_key(model, cell: SampleSettings) -> tuple:
     return (cell.steps, cell.scheduler, cell.strength, cell.long_prompt, cell.color_scale, chunks)
 
 
+def batches(model, cells: list[tuple[SampleSettings, Row]]) -> list[list[int]]:
+    """The cells' indices grouped into batches, in the order they run: cells with equal ``_group_key``
+    share a batch of at most ``core.rows.MAX_CELLS`` rows."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (cell, _) in enumerate(cells):
+        groups.setdefault(_group_key(model, cell), []).append(i)
+    return [idx[k:k + BATCH] for idx in groups.values() for k in range(0, len(idx), BATCH)]
+
+
 def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, callback=None,
              cancel: threading.Event | None = None, *, refiner=None, handoff: float | None = None,
              on_cells: Callable[[list[int], GenerationResult], None] | None = None,
@@ -232,13 +279,10 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
     from core.sampler import sample
 
     cells = plan(model, settings, x, y)
-    groups: dict[tuple, list[int]] = {}
-    for i, (cell, _) in enumerate(cells):
-        groups.setdefault(_group_key(model, cell), []).append(i)
-    batches = [idx[k:k + BATCH] for idx in groups.values() for k in range(0, len(idx), BATCH)]
+    order = batches(model, cells)
     images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
     dropped = ""
-    for batch in batches:
+    for batch in order:
         first = cells[batch[0]][0]
         if on_batch is not None:
             on_batch(batch)
@@ -251,10 +295,9 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         dropped = dropped or result.dropped_tokens
         if on_cells is not None:
             on_cells(batch, result)
-    layout = GridLayout(KINDS[x.name].title, x.labels, KINDS[y.name].title if y else "", y.labels if y else [],
-                        x.texts, y.texts if y else [])
-    captions = [f"{layout.x_labels[i % len(x.values)]}" + (f" · {layout.y_labels[i // len(x.values)]}" if y else "")
-                for i in range(len(cells))]
+    texts = captions(settings, x, y)
+    layout = GridLayout(KINDS[x.name].title, x.labels if y else texts, KINDS[y.name].title if y else "",
+                        y.labels if y else [], x.texts, y.texts if y else [])
     extra, kind = {}, GenerationResult
     if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
         from core.refiner import RefinedResult
@@ -263,8 +306,8 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         extra = {k: getattr(result, k) for k in ("refiner_name", "high_noise_frac", "base_steps", "refiner_steps")}
     return kind(
         images=images, scales=[c.guidance_scale for c, _ in cells], latents=torch.cat(latents), settings=settings,
-        model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(batches)},
+        model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(order)},
         dropped_tokens=dropped,
-        rows=[r for _, r in cells], labels=captions, variants=[c for c, _ in cells], grid=layout,
+        rows=[r for _, r in cells], labels=texts, variants=[c for c, _ in cells], grid=layout,
         scheduler_names=names, **extra,
     )

@@ -115,7 +115,3 @@ def parse(text: str) -> ParsedPrompt:
             merged.append(Fragment(piece, weight, is_break))
     return ParsedPrompt(text, merged, notes)
 
-
-def plain_text(text: str) -> str:
-    """The prompt as the model reads its words: brackets, weights and escapes removed, BREAK kept."""
-    return "".join(f.text if not f.is_break else f" {BREAK} " for f in parse(text).fragments)

@@ -62,8 +62,8 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     dropped_tokens: str = ""  #: prompt text beyond the 77-token window, if any
     rows: list = field(default_factory=list, repr=False)  #: the Row of each image
-    labels: list[str] | None = None  #: captions of a sequential sweep (strength, colour scale)
-    variants: list | None = field(default=None, repr=False)  #: per-image settings of a sequential sweep
+    labels: list[str] | None = None  #: a grid's cell captions (core.grid_axes)
+    variants: list | None = field(default=None, repr=False)  #: a grid's per-cell settings
     grid: GridLayout | None = None  #: a two-axis grid's axes (core.grid_axes)
     scheduler_names: list[str] | None = None  #: per-image scheduler (a grid with a scheduler axis)
 
@@ -114,11 +114,12 @@ class GenerationResult:
 
     def grid_parameters(self, axis: str = "scale") -> str:
         """The saved grid's text (CLI and app alike): the first cell's parameters (all the scales for a
-        guidance sweep), a two-axis grid's axes and values (A1111's X/Y fields), and a ``Grid:`` line with
-        every cell's caption."""
+        guidance sweep: a one-axis grid of scales, or ``axis="scale"`` for a result without a grid
+        layout), a grid's axes and values (A1111's X/Y fields), and a ``Grid:`` line with every cell's
+        caption."""
         text = self.parameters(0)
+        if (self.grid.x_name == "CFG scale" and not self.grid.y_name) if self.grid else axis == "scale":
+            text = text.replace(f"CFG scale: {self.scales[0]:g}", "CFG scales: " + ", ".join(f"{s:g}" for s in self.scales), 1)
         if self.grid:
             text += ", " + self.grid.metadata()
-        elif axis == "scale":
-            text = text.replace(f"CFG scale: {self.scales[0]:g}", "CFG scales: " + ", ".join(f"{s:g}" for s in self.scales))
         return text + "\nGrid: " + " | ".join(self.captions)

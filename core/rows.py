@@ -2,7 +2,7 @@
 
 A request to ``core.sampler.sample`` is one prompt and a list of ``Row`` (``core.conditioning``): each row
 has its own guidance scale, negative prompt and SDXL micro-conditioning. The builders here turn what a
-person asks for (``n`` images, a list of scales, values along a grid axis) into rows; ``check_rows`` is the
+person asks for (``n`` images, a list of scales) into rows (a grid's cells: ``core.grid_axes.plan``); ``check_rows`` is the
 one check of a batch, made once by ``sample``.
 """
 
@@ -62,19 +62,6 @@ def scale_rows(settings: SampleSettings, scales: list[float]) -> list[Row]:
         raise UserError("the scale list is empty: give at least one scale, e.g. 1,2,4,12.")
     check_cells(len(scales))
     return [Row(check_scale(scale), settings.negative_prompt) for scale in scales]
-
-
-def axis_rows(settings: SampleSettings, axis: str, values: list) -> list[Row]:
-    """One row per value of a batched grid axis (``core.sweeps.BATCHED``), all else as the settings say."""
-    check_cells(len(values))
-    scale, negative = settings.guidance_scale, settings.negative_prompt
-    make = {
-        "scale": lambda v: Row(check_scale(v), negative),
-        "negative": lambda v: Row(scale, str(v)),
-        "original_size": lambda v: Row(scale, negative, original_size=tuple(v)),
-        "crop": lambda v: Row(scale, negative, crop_top_left=tuple(v)),
-    }[axis]
-    return [make(v) for v in values]
 
 
 def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:

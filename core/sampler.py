@@ -3,9 +3,9 @@
 One way in: ``sample(model, settings, rows, *, refiner=None, handoff=0.8, callback=None, cancel=None)``
 checks the request once and runs it, through one model or an SDXL base and its refiner (``core.refiner``).
 ``generate`` (``n`` images) and ``sweep`` (one image per guidance scale, one batch) only build the rows
-(``core.rows``); the grid axes of ``core.sweeps`` do the same. ``denoise`` is the loop itself: each row of
-the batch has its own guidance scale; rows with scale <= 1 skip the unconditional pass ("no CFG"), as
-diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
+(``core.rows``); ``core.grid_axes`` (grids, and sweeps: one-axis grids) does the same per batch. ``denoise``
+is the loop itself: each row of the batch has its own guidance scale; rows with scale <= 1 skip the
+unconditional pass ("no CFG"), as diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
 """
 
 from __future__ import annotations

@@ -31,6 +31,17 @@ def to_pixel_range(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 2 + 0.5).clamp(0, 1)
 
 
+def scale_latents(vae, raw: torch.Tensor) -> torch.Tensor:
+    """The VAE encoder's latents -> the UNet's space: times ``scaling_factor`` (unit variance, as the
+    chapter's ``* 0.18215``)."""
+    return raw * vae.config.scaling_factor
+
+
+def unscale_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """The UNet's latents -> the VAE decoder's input: ÷ ``scaling_factor``."""
+    return latents / vae.config.scaling_factor
+
+
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """An 8-bit RGB image -> ``[1, 3, H, W]`` float32 pixels in [0, 1]."""
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -40,13 +51,13 @@ def encode(vae, pixels: torch.Tensor, generator=None) -> torch.Tensor:
     """Pixels in [0, 1] ``[B, 3, H, W]`` -> latents sampled from the VAE's posterior, times ``scaling_factor``
     (the space the UNet works in: unit variance, as the chapter's ``* 0.18215``)."""
     x = to_vae_range(pixels).to(vae.device, vae.dtype)
-    return vae.encode(x).latent_dist.sample(generator) * vae.config.scaling_factor
+    return scale_latents(vae, vae.encode(x).latent_dist.sample(generator))
 
 
 def decode(vae, latents: torch.Tensor) -> torch.Tensor:
     """Latents in the UNet's space -> pixels in [0, 1] ``[B, 3, H, W]`` (float32): ``/ scaling_factor``,
     the decoder, [-1, 1] -> [0, 1]. Differentiable (colour-loss guidance takes its gradient)."""
-    return to_pixel_range(vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample)
+    return to_pixel_range(vae.decode(unscale_latents(vae, latents).to(vae.dtype)).sample)
 
 
 def to_images(pixels: torch.Tensor) -> list[Image.Image]:

@@ -89,6 +89,12 @@ def test_no_subcommand_hands_over_to_the_tui_launcher():
     assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0,
                 tui_flags=add_flags) == 0
     assert seen["model"] == "tiny" and seen["pane"] == "sweep" and seen["command"] is None
+    seen.clear()
+    assert main(["--refiner", "R", "--refiner-at", "0.7"], tui_launcher=lambda a: seen.update(vars(a)) or 0,
+                tui_flags=add_flags) == 0
+    assert seen["refiner"] == "R" and seen["refiner_at"] == 0.7
+    with pytest.raises(SystemExit):  # without the explorer, the top level has no refiner (generate/sweep do)
+        main(["--refiner", "R"], tui_launcher=lambda a: 0)
 
 
 def test_sweep_axes_from_the_cli(tmp_path, sd1_folder):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.errors import UserError
 from core.fashion.chapter import chapter_transform
-from core.fashion.data import ENV_VAR, load_fashion_mnist, parse_idx, preprocess
+from core.fashion.data import ENV_VAR, IMAGES_MAGIC, load_fashion_mnist, preprocess, read_idx
 
 
 def idx_images(arr: np.ndarray, magic: int = 2051, count: int | None = None) -> bytes:
@@ -69,8 +69,9 @@ def test_truncated_images(tmp_path, small, gz):
 
 def test_truncated_header_and_labels(tmp_path, small):
     imgs, labs = small
+    (tmp_path / "short").write_bytes(b"\x00\x00\x08")  # not even a whole header
     with pytest.raises(UserError, match="truncated"):
-        parse_idx(b"\x00\x00\x08", 2051)
+        read_idx(tmp_path / "short", IMAGES_MAGIC)
     write_pair(tmp_path, idx_images(imgs), idx_labels(labs, count=9), gz=True)
     with pytest.raises(UserError, match="truncated"):
         load_fashion_mnist(tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.fast import FastOptions, FastUNet, GraphedCallable, _flatten, _leaf_key, _rebuild, disable_fast_paths, enable_fast_paths
+from core.fast import FastOptions, FastUNet, GraphedCallable, disable_fast_paths, enable_fast_paths, rebuild, signature
 from core.settings import SampleSettings
 from core.sampler import generate, sweep
 
@@ -76,13 +76,18 @@ def test_bad_compile_mode_is_a_user_error(sd1):
 
 
 def test_signature_keys_and_rebuild():
+    """One graph per signature: shapes, dtypes, devices and plain values count; tensor values do not."""
     a, b = torch.zeros(2, 3), torch.ones(1, 3)
-    leaves: list = []
-    spec = _flatten(((a, 5), {"added": {"x": b, "y": None}, "flag": False}), leaves)
-    args, kwargs = _rebuild(spec, leaves)
+
+    def key(*args, **kwargs):
+        return signature(args, kwargs)[0]
+
+    _, spec, leaves = signature((a, 5), {"added": {"x": b, "y": None}, "flag": False})
+    args, kwargs = rebuild(spec, leaves)
     assert args[0] is a and args[1] == 5 and kwargs["added"]["x"] is b and kwargs["flag"] is False
-    assert _leaf_key(a) != _leaf_key(torch.zeros(4, 3)) and _leaf_key(a) != _leaf_key(a.half())
-    assert _leaf_key(a) == _leaf_key(torch.ones(2, 3)) and _leaf_key(None) == ("value", None)
+    assert key(a, 5) != key(torch.zeros(4, 3), 5) and key(a, 5) != key(a.half(), 5) and key(a, 5) != key(a, 6)
+    assert key(a, 5) == key(torch.ones(2, 3), 5) and key(a, y=None) != key(a, y=1)
+    assert key(a, flag=False) != key(flag=False, x=a)  # positional vs keyword is another call
 
 
 # ---------------------------------------------------------------- GPU: equality with eager

@@ -42,9 +42,9 @@ def test_the_setting_selects_the_renderer(tmp_path, monkeypatch):
     assert choose_image_widget("auto", {"TERM": "xterm"}, _Tty()) is None
 
 
-def test_auto_falls_back_to_half_blocks_inside_tmux(monkeypatch):
+def test_auto_falls_back_to_half_blocks_inside_tmux(monkeypatch, tmp_path):
     monkeypatch.setattr(renderables, "Image", renderables.SixelImage)
-    tmux = {"TMUX": "/tmp/tmux-0/default,1,0", "TERM": "tmux-256color"}
+    tmux = {"TMUX": f"{tmp_path}/tmux-0/default,1,0", "TERM": "tmux-256color"}  # socket,pid,session
     assert choose_image_widget("auto", tmux, _Tty()) is None
     assert choose_image_widget("auto", {"TERM": "screen-256color"}, _Tty()) is None
     assert choose_image_widget("sixel", tmux, _Tty()) is sixel_widget()  # forced: tmux 3.4+ with Sixel

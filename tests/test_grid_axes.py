@@ -127,3 +127,70 @@ def test_sdxl_size_and_crop_grid(sdxl):
     single = sample(sdxl, settings, [Row(5.0, original_size=(1024, 1024), crop_top_left=(32, 0))])
     torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
     assert "Original size: 1024x1024" in grid.parameters(3) and "Crop top-left: 32,0" in grid.parameters(3)
+
+
+def _photo():
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("model, name, text", [
+    ("sd1_f64", "scale", "1,4"),
+    ("sd1_f64", "negative", "|white hat"),
+    ("sdxl", "original_size", "256x256,1024x1024"),
+    ("sdxl", "crop", "0x0,32x0"),
+])
+def test_batched_sweep_is_a_one_axis_grid(request, model, name, text):
+    """The former ``run_axis`` batched axes: one request of one row per value (its images and captions),
+    and each cell its single run."""
+    from core.conditioning import Row
+
+    model = request.getfixturevalue(model)
+    settings = SampleSettings("a man in a white hat", steps=2, seed=3, guidance_scale=5.0, scheduler="DDIM")
+    axis = Axis.parse(name, text)
+    grid = run_grid(model, settings, axis)
+    field = {"scale": "scale", "negative": "negative_prompt", "original_size": "original_size",
+             "crop": "crop_top_left"}[name]
+    rows = [Row(**{"scale": 5.0, field: v}) for v in axis.values]
+    former = sample(model, settings, rows)  # what run_axis did for a batched axis
+    assert grid.timings["batches"] == 1 and grid.captions == former.captions
+    torch.testing.assert_close(grid.latents, former.latents, atol=1e-9, rtol=1e-9)
+    for i, row in enumerate(rows):
+        single = sample(model, settings, [row])
+        torch.testing.assert_close(grid.latents[i:i + 1], single.latents, atol=1e-9, rtol=1e-9)
+        assert grid.parameters(i) == single.parameters(0)
+
+
+@pytest.mark.parametrize("name, text, fixed, caption", [
+    ("strength", "0.5,1", {"init_image": _photo()}, "strength {:g}"),
+    ("color_scale", "0,40", {"color_target": (0.0, 0.0, 1.0)}, "colour x{:g}"),
+])
+def test_sequential_sweep_is_a_one_axis_grid(sd1_f64, name, text, fixed, caption):
+    """The former ``run_axis`` sequential axes: one run per value, each the single run with that value."""
+    import dataclasses
+
+    settings = SampleSettings(PROMPT, steps=4, seed=2, guidance_scale=5.0, scheduler="DDIM", **fixed)
+    axis = Axis.parse(name, text)
+    batches = []
+    grid = run_grid(sd1_f64, settings, axis, on_batch=batches.append)
+    assert batches == [[0], [1]] and grid.captions == [caption.format(v) for v in axis.values]
+    for i, value in enumerate(axis.values):
+        single = generate(sd1_f64, dataclasses.replace(settings, **{name: value}))
+        torch.testing.assert_close(grid.latents[i:i + 1], single.latents, atol=1e-9, rtol=1e-9)
+        assert grid.parameters(i) == single.parameters(0)
+    assert not torch.allclose(grid.latents[0], grid.latents[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("strength", "0.5", "a strength sweep needs a starting image: give --init-image PATH."),
+    ("color_scale", "1", "a colour-scale sweep needs a target colour: give --color '#3060ff'."),
+    ("original_size", "256x256", "the original size axis needs an SDXL model: load one with --model."),
+    ("crop", "0x0", "the crop axis needs an SDXL model: load one with --model."),
+])
+def test_sweep_errors_are_one_line(sd1, name, text, message):
+    """The former ``run_axis`` lines, word for word, before any sampling."""
+    with pytest.raises(UserError) as info:
+        run_grid(sd1, SampleSettings(PROMPT, steps=1), Axis.parse(name, text))
+    assert str(info.value) == message

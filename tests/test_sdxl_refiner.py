@@ -303,7 +303,7 @@ def test_tui_sweep_hands_off_to_the_refiner(folders, tmp_path):
 
 def test_tui_exercises_hand_off_to_the_refiner(folders, tmp_path, monkeypatch):
     """The exercises pane reaches the UNet through the same entry point: with a refiner loaded, its
-    grid is refined, and the key press validates the settings once on the way to the UNet."""
+    grid is refined, and the key press validates each settings once on the way to the UNet."""
     from textual.widgets import Input, Select
 
     from tests.test_tui_support import SIZE, make_app, sync, wait_for
@@ -328,7 +328,8 @@ def test_tui_exercises_hand_off_to_the_refiner(folders, tmp_path, monkeypatch):
             checks.clear()
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: pane.result is not None, what="refined exercise")
-            assert len(checks) == 1  # the form's check; the sampler trusts it
+            # the form's check, then each cell's settings once (core.grid_axes.plan); the sampler trusts them
+            assert len(checks) == 1 + 2
             result = pane.result
             assert result.refiner_name == "sdxl-refiner" and result.high_noise_frac == 0.5
             assert [r.negative_prompt for r in result.rows] == ["", "blurry"]

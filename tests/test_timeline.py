@@ -68,6 +68,17 @@ def test_sweep_timeline_writes_a_strip(tmp_path):
     assert image.size[0] == 2 * 128  # two steps across, one row per cell
 
 
+def test_sweep_timeline_needs_one_batch(tmp_path, capsys):
+    """A negative past 75 tokens runs in a batch of its own (its cell equals its single run): no timeline."""
+    long = "blurry " * 80
+    assert main(["sweep", "a photo of a sneaker", "--steps", "2", "--negatives", f"|{long}", "--timeline", "1,2",
+                 "--out", str(tmp_path)]) == 2
+    assert "--timeline keeps one batched run, and these values need 2" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))
+    assert main(["sweep", "a", "--steps", "2", "--strengths", "0.5", "--timeline", "--out", str(tmp_path)]) == 2
+    assert "use it with --scales" in capsys.readouterr().err
+
+
 def test_sweep_timeline_bad_steps_fail_before_loading(tmp_path, capsys):
     assert main(["sweep", "a", "--steps", "4", "--timeline", "9", "--out", str(tmp_path)]) == 2
     assert "outside 1..4" in capsys.readouterr().err and not tmp_path.exists() or not any(tmp_path.iterdir())

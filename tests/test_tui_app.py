@@ -286,13 +286,13 @@ class _Tty:
         return True
 
 
-def test_sharp_graphics_fall_back_to_cells(monkeypatch):
+def test_sharp_graphics_fall_back_to_cells(monkeypatch, tmp_path):
     import importlib.util
 
     from tui.widgets.graphics import choose_image_widget
 
     assert choose_image_widget("cells", {}, _Tty()) is None
-    assert choose_image_widget("auto", {"TMUX": "/tmp/tmux-0/default,1,0"}, _Tty()) is None
+    assert choose_image_widget("auto", {"TMUX": f"{tmp_path}/tmux-0/default,1,0"}, _Tty()) is None
     assert choose_image_widget("auto", {"TERM": "screen-256color"}, _Tty()) is None
     assert choose_image_widget("auto", {}, open(__file__)) is None  # not a terminal (SSH -T, pipes)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

@@ -15,7 +15,8 @@ LARGE = (120, 40)
 
 
 def _app(tmp_path, **kw):
-    return make_app(tmp_path, log_file="/tmp/sd-explorer-snapshot-worker.log", output_dir="/tmp/sd-explorer-snapshots", **kw)
+    """The app of every snapshot (outputs and the worker log under the test's ``tmp_path``)."""
+    return make_app(tmp_path, **kw)
 
 
 async def _model_ready(pilot) -> None:

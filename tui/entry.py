@@ -42,6 +42,7 @@ def launch(args: Any) -> int:
 
 def add_flags(parser) -> None:
     """The flags only the explorer reads (the CLI's own live in ``core.cli``)."""
+    from core.cli import add_refiner_flags
     from tui.config import PANES
 
     parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
@@ -49,6 +50,7 @@ def add_flags(parser) -> None:
     parser.add_argument("--pane", default=None, choices=list(PANES))
     parser.add_argument("--prompt", default=None, help="start with this prompt")
     parser.add_argument("--data", default=None, help="Fashion-MNIST source for the training pane")
+    add_refiner_flags(parser)  # the sweeps and exercises hand off to it
 
 
 def main(argv: list[str] | None = None) -> int:

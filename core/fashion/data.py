@@ -108,12 +108,6 @@ def _body(dims: tuple[int, ...], body: bytes, name: str) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8, count=size).reshape(dims).copy()
 
 
-def parse_idx(data: bytes, expected_magic: int, name: str = "IDX data") -> np.ndarray:
-    """Parse one IDX file's bytes (images: magic 2051, [N, 28, 28]; labels: magic 2049, [N])."""
-    header = 4 + 4 * (3 if expected_magic == IMAGES_MAGIC else 1)
-    return _body(_header(data[:header], expected_magic, name), data[header:], name)
-
-
 def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
     """One IDX file, gzip-compressed or not (the one IDX reader), streamed: the header is checked first, then exactly the bytes it
     declares are read (one more proves there is no trailing junk). A gzip bomb or a corrupt stream is refused

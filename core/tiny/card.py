@@ -24,8 +24,10 @@ from PIL import Image, ImageDraw
 from core.atomic import write_bytes
 from core.errors import UserError, run_main
 from core.tiny import build, captions
-from core.tiny.data import CLASSES, HELD_OUT, load_fashion, to_fashion, to_model_images
+from core.fashion.data import CLASS_NAMES
+from core.tiny.data import HELD_OUT, load_fashion, to_fashion, to_model_images
 from core.tiny.judge import fashion_batch, load_judge
+from core.vae import scale_latents, to_pixel_range, to_vae_range
 
 SCALES = (1.0, 2.0, 4.0, 8.0)
 SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
@@ -67,7 +69,7 @@ def prompt_following(pipe, judge, samples: int, scales=SCALES, seed: int = 0, st
     result = {}
     for scale in scales:
         images = generate(pipe, prompts, scale, seed, steps)
-        pred = judge.predict(to_fashion(images * 2 - 1))
+        pred = judge.predict(to_fashion(to_vae_range(images)))
         hit = (pred == target).float()
         per_class = hit.view(len(captions.PROMPTS), samples).mean(1)
         result[f"{scale:g}"] = {"overall": round(hit.mean().item(), 4),
@@ -84,7 +86,7 @@ def vae_report(vae, images: np.ndarray, device: str, seed: int = 0) -> dict:
         x = to_model_images(images[i:i + 256]).to(device)
         dist = vae.encode(x).latent_dist
         z = dist.sample(generator=gen)
-        lat_all.append(z.cpu() * vae.config.scaling_factor)
+        lat_all.append(scale_latents(vae, z).cpu())
         recon = vae.decode(z).sample.clamp(-1, 1)
         mse = ((recon - x) / 2).pow(2).flatten(1).mean(1)
         per_image.append(10 * torch.log10(1 / mse.clamp_min(1e-10)).cpu())
@@ -147,7 +149,7 @@ def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
     x = to_model_images(images).to(device)
     z = vae.encode(x).latent_dist.mode()
     recon = vae.decode(z).sample.clamp(-1, 1)
-    cells = _to_pil((x + 1) / 2) + _to_pil((recon + 1) / 2)
+    cells = _to_pil(to_pixel_range(x)) + _to_pil(to_pixel_range(recon))
     for c in range(z.shape[1]):
         ch = z[:, c:c + 1]
         lo, hi = ch.amin(dim=(1, 2, 3), keepdim=True), ch.amax(dim=(1, 2, 3), keepdim=True)
@@ -191,7 +193,7 @@ def render_markdown(card: dict) -> str:
     head = "| prompt | " + " | ".join(f"g={s}" for s in scales) + " |"
     rows = [head, "|" + "---|" * (len(scales) + 1)]
     for k, prompt in enumerate(captions.PROMPTS):
-        rows.append(f"| {prompt} ({CLASSES[k]}) | " + " | ".join(f"{pf[s]['per_class'][k]:.0%}" for s in scales) + " |")
+        rows.append(f"| {prompt} ({CLASS_NAMES[k]}) | " + " | ".join(f"{pf[s]['per_class'][k]:.0%}" for s in scales) + " |")
     rows.append("| **all classes** | " + " | ".join(f"**{pf[s]['overall']:.1%}**" for s in scales) + " |")
     t = card.get("training", {})
     cross = card.get("cross_check")

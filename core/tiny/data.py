@@ -14,8 +14,6 @@ import numpy as np
 from core.errors import UserError
 from core.fashion.data import FashionData, load_idx_folder
 
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 HELD_OUT = 1024
 
 

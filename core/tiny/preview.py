@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from core.atomic import write_bytes
 from core.errors import UserError, run_main
 from core.tiny.data import HELD_OUT, load_fashion, to_model_images
+from core.vae import scale_latents
 
 FILENAME = "preview_factors.json"
 
@@ -31,7 +32,7 @@ def fit_preview(vae, images, batch: int = 256) -> dict:
     lat, rgb = [], []
     for i in range(0, len(images), batch):
         x = to_model_images(images[i:i + batch])
-        z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+        z = scale_latents(vae, vae.encode(x).latent_dist.mode())
         lat.append(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
         pooled = F.adaptive_avg_pool2d(x, z.shape[-2:])
         rgb.append(pooled.permute(0, 2, 3, 1).reshape(-1, 3))

@@ -3,7 +3,7 @@
 The axis is a choice: negative prompt (exercise: removing "white hat"), img2img strength (from an
 image file, or the latents pane's image), colour-loss scale ("blue guidance" towards a target
 colour), guidance scale, and SDXL's micro-conditioning (original size, crop top-left). The work is
-``core.sweeps.run_axis`` on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
+``core.grid_axes.run_grid`` (a one-axis grid) on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
 image captioned by its value. The prompt and the fixed negative prompt come from the prompt pane.
 """
 
@@ -23,7 +23,7 @@ from tui.panes.grid import GridCell, GridPane
 from tui.progress import StepPreview
 from core.fields import parse_int, parse_scales
 
-#: (label in the selector, ``run_axis`` axis, example values)
+#: (label in the selector, ``core.grid_axes`` axis, example values)
 AXES: list[tuple[str, str, str]] = [
     ("negative prompt", "negative", "|white hat|hat"),
     ("img2img strength", "strength", "0.3, 0.6, 0.9"),
@@ -42,7 +42,7 @@ TINY_COLOR = "#c0c0c0"
 
 def parse_values(axis: str, text: str) -> list:
     """The values of ``axis`` typed in the values field; a ``UserError`` naming the fix otherwise."""
-    from core.sweeps import parse_pairs
+    from core.fields import parse_pairs
 
     if not text.strip():
         raise UserError(f"no values to sweep: e.g. {EXAMPLES[axis]}.")
@@ -194,7 +194,7 @@ class ExercisesPane(GridPane):
         refiner_at = self.app.settings.refiner_at
 
         def run(job):
-            from core.sweeps import SEQUENTIAL, run_axis
+            from core.grid_axes import SEQUENTIAL, Axis, run_grid
             from tui.worker import require_models
 
             model, refiner = require_models(job)
@@ -206,8 +206,8 @@ class ExercisesPane(GridPane):
                 offset = cell[0] if axis in SEQUENTIAL else 0
                 job.progress(StepPreview(info.index, info.total, info.timestep, info.preview, first=offset))
 
-            return run_axis(model, settings, axis, values, callback=on_step, cancel=job.cancel, refiner=refiner,
-                            handoff=refiner_at)
+            return run_grid(model, settings, Axis(axis, values), callback=on_step, cancel=job.cancel,
+                            refiner=refiner, handoff=refiner_at)
 
         self.job = self.submit("exercise", run)
 

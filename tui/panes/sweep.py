@@ -131,6 +131,8 @@ class SweepPane(InsightMixin, GridPane):
         return settings.validate(), x, y
 
     def action_run(self) -> None:
+        from core.grid_axes import captions
+
         if self.worker.busy("sweep"):
             self.notify("A sweep is already running: escape cancels it.", severity="warning")
             return
@@ -140,7 +142,7 @@ class SweepPane(InsightMixin, GridPane):
             self.notify(str(exc), title="Sweep settings", severity="error")
             return
         self._axes = (x, y)
-        self.layout_cells([f"{a} · {b}" if y else a for b in (y.labels if y else [""]) for a in x.labels])
+        self.layout_cells(captions(settings, x, y))
         self.query_one("#grid", Grid).styles.grid_size_columns = min(len(x.values), 8 if y else 4)
         self._batch = list(range(len(self.cells)))
         self.result = None
@@ -231,8 +233,4 @@ class SweepPane(InsightMixin, GridPane):
             self.redraw()
 
     def grid_file(self, result) -> tuple[str, str]:
-        params = result.grid_parameters()
-        if result.grid is None or (result.grid.x_name == "CFG scale" and not result.grid.y_name):
-            scales = ", ".join(f"{s:g}" for s in result.scales)
-            params = params.replace(f"CFG scale: {result.scales[0]:g}", f"CFG scales: {scales}", 1)
-        return f"sweep-{result.settings.prompt}", params
+        return f"sweep-{result.settings.prompt}", result.grid_parameters()
