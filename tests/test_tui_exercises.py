@@ -12,6 +12,7 @@ from textual.widgets import Input, Label, Select
 from core.errors import UserError
 from tests.test_tui_snapshots import _app, _model_ready
 from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
+from tui.progress import StepPreview
 from tui.panes.exercises import EXAMPLES, parse_values
 
 
@@ -89,13 +90,14 @@ async def test_strength_sweep_from_an_image_file(tmp_path):
 
         def record(ev):  # which cell each sequential run's preview lands in
             shown(ev)
-            seen.append(ev.payload.first)
+            if isinstance(ev.payload, StepPreview):
+                seen.append(pane.running_cells)
 
         pane.job_progress = record
         await _run(pilot)
         assert [c.caption for c in pane.cells] == ["strength 0.25", "strength 1"]
         assert [v.strength for v in pane.result.variants] == [0.25, 1.0]
-        assert seen[0] == 0 and seen[-1] == 1
+        assert seen[0] == [0] and seen[-1] == [1]
         # strength 0.25 keeps the start image's layout; 1 ignores it (pure noise)
         start = np.asarray(Image.open(image).convert("RGB").resize(pane.cells[0].image.size), dtype=np.float32)
         low, high = (np.asarray(c.image, dtype=np.float32) for c in pane.cells)

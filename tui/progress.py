@@ -34,8 +34,7 @@ class StepPreview(Progress):
     index: int  #: the step just done, from 0
     total: int  #: steps in the run
     timestep: float  #: the scheduler's timestep of that step
-    preview: list  #: PIL images, the x0 estimate of each image being sampled
-    first: int = 0  #: the cell the first preview belongs to (one run per cell: the cell running)
+    preview: list  #: PIL images, the x0 estimate of each image of the running batch (see BatchStarted)
 
 
 @dataclass(frozen=True)

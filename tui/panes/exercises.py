@@ -20,7 +20,6 @@ from textual.widgets import Input, Label, ProgressBar, Select
 from core.errors import UserError
 from core.jobs import JobEvent
 from tui.panes.grid import GridCell, GridPane
-from tui.progress import StepPreview
 from core.fields import parse_int, parse_scales
 
 #: (label in the selector, ``core.grid_axes`` axis, example values)
@@ -194,20 +193,12 @@ class ExercisesPane(GridPane):
         refiner_at = self.app.settings.refiner_at
 
         def run(job):
-            from core.grid_axes import SEQUENTIAL, Axis, run_grid
+            from core.grid_axes import Axis, run_grid
             from tui.worker import require_models
 
             model, refiner = require_models(job)
-            cell = [-1]  # sequential axes: one run per cell, each starting again at step 0
-
-            def on_step(info) -> None:
-                if info.index == 0:
-                    cell[0] += 1
-                offset = cell[0] if axis in SEQUENTIAL else 0
-                job.progress(StepPreview(info.index, info.total, info.timestep, info.preview, first=offset))
-
-            return run_grid(model, settings, Axis(axis, values), callback=on_step, cancel=job.cancel,
-                            refiner=refiner, handoff=refiner_at)
+            return run_grid(model, settings, Axis(axis, values), cancel=job.cancel, refiner=refiner,
+                            handoff=refiner_at, **self.grid_job(job))
 
         self.job = self.submit("exercise", run)
 
@@ -215,10 +206,7 @@ class ExercisesPane(GridPane):
         self.status(f"sampling {self._count} cells along {self.axis}…")
 
     def job_progress(self, ev: JobEvent) -> None:
-        match ev.payload:
-            case StepPreview(index=index, total=total, timestep=timestep, preview=preview, first=first):
-                where = f"cell {first + 1}/{self._count} · " if len(preview) == 1 and self._count > 1 else ""
-                self.show_preview(first, index, total, timestep, preview, where)
+        self.grid_progress(ev.payload)
 
     def job_finished(self, ev: JobEvent) -> None:
         self.show_result(ev, f"done: {self.axis} · ")

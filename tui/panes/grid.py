@@ -15,6 +15,7 @@ from core.errors import UserError
 from core.jobs import JobEvent
 from tui.messages import ImageSelected
 from tui.panes.base import JobPane
+from tui.progress import BatchStarted, CellsDone, StepPreview
 from tui.widgets.image_view import ImageView
 
 
@@ -47,6 +48,7 @@ class GridPane(JobPane):
         self.result = None  #: the last finished GenerationResult
         self.last_saved = None  #: path of the last saved grid
         self.job = None
+        self.running_cells: list[int] = []  #: the cells the running batch samples (its previews land there)
 
     # -- cells ---------------------------------------------------------------------------------
     def layout_cells(self, captions: list[str]) -> None:
@@ -58,6 +60,7 @@ class GridPane(JobPane):
             cell.remove()
         for cell, caption in zip(cells, captions):
             cell.image, cell.caption = None, caption
+        self.running_cells = list(range(len(captions)))
         extra = [self.cell_class(i, c) for i, c in enumerate(captions) if i >= len(cells)]
         if extra:
             grid.mount_all(extra)
@@ -79,10 +82,45 @@ class GridPane(JobPane):
         if self.worker.cancel(self.job_kind):
             self.status("cancelling…")
 
-    def show_preview(self, first: int, index: int, total: int, timestep: float, preview, where: str = "") -> None:
-        """Per-step x0 previews into the cells from ``first`` on."""
-        for cell, image in zip(self.cells[first:], preview):
-            cell.image = image
+    # -- progress (both grids: run_grid's on_batch / on_cells, the sampler's per-step callback) ----
+    def grid_job(self, job):
+        """The callbacks that report a ``core.grid_axes.run_grid`` run of ``job`` to this pane:
+        ``dict(callback=…, on_batch=…, on_cells=…)`` (they run on the worker and only send payloads)."""
+        return dict(
+            callback=lambda info: job.progress(StepPreview(info.index, info.total, info.timestep, info.preview)),
+            on_batch=lambda cells: job.progress(BatchStarted(tuple(cells))),
+            on_cells=lambda cells, batch: job.progress(CellsDone(tuple(cells), batch.images)),
+        )
+
+    def grid_progress(self, payload) -> bool:
+        """Show a grid payload (True) or leave it to the pane (False): a batch's previews land in its
+        own cells, a finished batch's images stay while the next batch samples."""
+        match payload:
+            case BatchStarted(cells=cells):
+                self.running_cells = list(cells)
+            case CellsDone(cells=cells, images=images):
+                self.running_cells = list(cells)
+                self._fill(cells, images)
+            case StepPreview(index=index, total=total, timestep=timestep, preview=preview):
+                self._fill(self.running_cells, preview)
+                batch = self.running_cells
+                where = "" if len(batch) >= len(self.cells) else (
+                    f"cell {batch[0] + 1}/{len(self.cells)} · " if len(batch) == 1
+                    else f"cells {batch[0] + 1}-{batch[-1] + 1} · ")
+                self.show_step(index, total, timestep, where)
+            case _:
+                return False
+        return True
+
+    def _fill(self, indices, images) -> None:
+        """Show ``images`` in the cells numbered ``indices`` (cells a new layout removed are skipped)."""
+        cells = self.cells
+        for i, image in zip(indices, images):
+            if i < len(cells):
+                cells[i].image = image
+
+    def show_step(self, index: int, total: int, timestep: float, where: str = "") -> None:
+        """The progress bar and status line of a sampling step."""
         self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
         counted = f"step {index + 1}/{total}"
         asked = self.query("#steps").first().value.strip() if self.query("#steps") else ""

@@ -22,7 +22,7 @@ from core.errors import UserError
 from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
-from tui.progress import BatchStarted, CellsDone, InsightCollected, StepPreview
+from tui.progress import InsightCollected, StepPreview
 from tui.panes.grid import GridCell, GridPane
 from tui.panes.insight import InsightMixin
 
@@ -82,7 +82,6 @@ class SweepPane(InsightMixin, GridPane):
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
         self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
         self._axes = None  #: (X, Y or None) of the running grid
-        self._batch: list[int] = []  #: the cells the running batch samples
         self._insight = None  #: the running sweep's SweepInsight, once its job sent it
 
     def compose(self) -> ComposeResult:
@@ -144,7 +143,6 @@ class SweepPane(InsightMixin, GridPane):
         self._axes = (x, y)
         self.layout_cells(captions(settings, x, y))
         self.query_one("#grid", Grid).styles.grid_size_columns = min(len(x.values), 8 if y else 4)
-        self._batch = list(range(len(self.cells)))
         self.result = None
         self.clear_insight()
         attention = self.attention
@@ -166,18 +164,19 @@ class SweepPane(InsightMixin, GridPane):
             model, refiner = require_models(job)
             timeline = Timeline(model)
 
+            report = self.grid_job(job)
+            send_step = report["callback"]
+
             def on_step(info) -> None:
                 timeline(info)
-                job.progress(StepPreview(info.index, info.total, info.timestep, info.preview))
+                send_step(info)
 
             # heat maps and the timeline follow one batch of one prompt: an X axis of scales, seeds or
             # negatives and no Y axis (other grids run without them)
             one_batch = y is None and x.name in ("scale", "seed", "negative")
             with recording(model, settings, len(x.values)) if attention and one_batch else nullcontext() as rec:
-                result = run_grid(model, settings, x, y, callback=on_step, cancel=job.cancel,
-                                  refiner=refiner, handoff=refiner_at,
-                                  on_batch=lambda idx: job.progress(BatchStarted(tuple(idx))),
-                                  on_cells=lambda idx, r: job.progress(CellsDone(tuple(idx), r.images)))
+                result = run_grid(model, settings, x, y, cancel=job.cancel, refiner=refiner, handoff=refiner_at,
+                                  **{**report, "callback": on_step})
             if one_batch:  # a milestone, so it reaches the pane before the result does
                 job.progress(InsightCollected(collect(model, timeline, rec)))
             return result
@@ -199,27 +198,13 @@ class SweepPane(InsightMixin, GridPane):
 
     def job_progress(self, ev: JobEvent) -> None:
         match ev.payload:
-            case BatchStarted(cells=indices):  # the previews that follow land in these cells
-                self._batch = list(indices)
-            case CellsDone(cells=indices, images=images):  # the grid fills in, batch by batch
-                self._batch = list(indices)
-                self._fill(indices, images)
             case InsightCollected(insight=insight):
                 self._insight = insight
-            case StepPreview(index=index, total=total, timestep=timestep, preview=preview):
+            case StepPreview(timestep=timestep) as step:
                 self.current_t = timestep
-                self._fill(self._batch, preview)
-                batch = self._batch
-                where = "" if len(batch) == len(self.cells) else f"cells {batch[0] + 1}-{batch[-1] + 1} · "
-                self.query_one("#progress", ProgressBar).update(total=total, progress=index + 1)
-                self.status(f"{where}step {index + 1}/{total} · t={timestep:.0f} · x0 preview")
-
-    def _fill(self, indices, images) -> None:
-        """Show ``images`` in the cells numbered ``indices`` (cells a new layout removed are skipped)."""
-        cells = self.cells
-        for i, image in zip(indices, images):
-            if i < len(cells):
-                cells[i].image = image
+                self.grid_progress(step)
+            case payload:
+                self.grid_progress(payload)
 
     def job_failed(self, ev: JobEvent) -> None:
         self.current_t = None
