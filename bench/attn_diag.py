@@ -1,6 +1,5 @@
 """Why do heat maps record nothing under CUDA graphs in one test but not in another? (device diagnostic)"""
 import json, sys, tempfile, pathlib, traceback
-import torch
 sys.path.insert(0, ".")
 from tests.sd_factory import save_pipeline
 from core.models import load_model

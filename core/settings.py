@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from core.cfg import check_scale
 from core.errors import UserError
-from core.fields import MAX_SEED, check_seed, check_text  # noqa: F401  (MAX_SEED: re-exported)
+from core.fields import check_seed, check_text
 
 MAX_STEPS = 1000  #: a scheduler may take fewer (``core.schedulers.set_steps`` says how many)
 MAX_SIDE = 4096

@@ -1,6 +1,5 @@
 """CLIP's tokenizer, built from the installed vocabulary, gives the chapter's ids exactly."""
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from core.clip_vocab import clip_tokenizer

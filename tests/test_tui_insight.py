@@ -111,8 +111,11 @@ async def test_schedule_view_marks_the_current_step(tmp_path):
         assert type(screen).__name__ == "ScheduleScreen"
         assert [s.name for s in screen.schedules] == ["tiny (scaled_linear)", "Fashion DDPM (linear)"]
         assert screen.marked is None
-        app.query_one("SweepPane").current_t = 501.0  # what a running sweep sets every step
+        sweep = app.query_one("SweepPane")
+        sweep.current_t = 501.0  # what a running sweep does every step: the app's timestep follows
+        sweep.post_timestep()
         await wait_for(pilot, lambda: screen.marked == 501.0, what="marker")
+        assert app.timestep == 501.0
         if FASHION_DIR.is_dir():
             await wait_for(pilot, lambda: screen.query_one("#noising").image is not None, what="noising row")
         await pilot.press("escape")
@@ -162,7 +165,9 @@ class TestInsightSnapshots:
             await _model_ready(pilot)
             await pilot.press("f7")
             screen = pilot.app.screen
-            pilot.app.query_one("SweepPane").current_t = 501.0
+            sweep = pilot.app.query_one("SweepPane")
+            sweep.current_t = 501.0
+            sweep.post_timestep()
             await wait_for(pilot, lambda: screen.marked == 501.0, what="marker")
             await wait_for(pilot, lambda: screen.query_one("#noising").image is not None, what="noising row")
 

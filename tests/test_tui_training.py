@@ -10,6 +10,7 @@ import pytest
 from textual.widgets import Input, Label, Select
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
+from tui.progress import StepPreview
 
 
 def label_text(app, selector: str) -> str:
@@ -249,7 +250,7 @@ async def test_every_field_is_labelled_at_80x24_and_pndm_counts_the_steps_asked(
         assert [t.split()[0] for t in tabs] == ["f2", "f3", "f4", "f5", "f6"]
         sweep = app.query_one("SweepPane")
         sweep.query_one("#steps", Input).value = "30"
-        sweep.show_preview(0, 4, 31, 999.0, [])
+        sweep.grid_progress(StepPreview(4, 31, 999.0, []))  # step 5 of PNDM's 31 (one PRK warm-up)
         assert "step 5/31 (30 steps + 1 PNDM warm-up)" in str(sweep.query_one("#status", Label).render())
 
 

@@ -21,7 +21,8 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from tui import heap
 from tui.config import Settings
 from tui.help import HelpScreen
-from tui.messages import EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, PaneReady
+from tui.messages import (EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, NoisingRowMade, PaneReady,
+                          TimestepShown)
 from tui.panes.exercises import ExercisesPane
 from tui.panes.latents import LatentsPane
 from tui.panes.sweep import SweepPane
@@ -67,8 +68,14 @@ class ExplorerApp(App[int]):
 
     #: (prompt, negative prompt) as the prompt pane last had them: the one copy every pane samples from
     prompts: reactive[tuple[str, str]] = reactive(("", ""))
+    #: the timestep the sweep pane shows: the step sampling now, or the step its timeline is scrubbed to
+    timestep: reactive[float | None] = reactive(None)
     #: the image the latents pane last encoded (the exercises' img2img start when no file is given)
     encoded_image = None
+    #: the model's tokenizers, ``[(label, tokenizer)]`` (two for SDXL), once the prompt pane resolved them
+    tokenizers: list[tuple[str, object]] = []
+    #: the chapter's noising row (one Fashion-MNIST image at 8 timesteps), once the training pane made it
+    noising_row = None
 
     def __init__(self, settings: Settings | None = None, *, show_timings: bool = True,
                  size: str = "") -> None:
@@ -261,6 +268,18 @@ class ExplorerApp(App[int]):
     @on(ImageEncoded)
     def _image_encoded(self, message: ImageEncoded) -> None:
         self.encoded_image = message.image
+
+    @on(TokensPane.TokenizersReady)
+    def _tokenizers_ready(self, message: TokensPane.TokenizersReady) -> None:
+        self.tokenizers = message.tokenizers
+
+    @on(TimestepShown)
+    def _timestep_shown(self, message: TimestepShown) -> None:
+        self.timestep = message.timestep
+
+    @on(NoisingRowMade)
+    def _noising_row_made(self, message: NoisingRowMade) -> None:
+        self.noising_row = message.image
 
     @on(TokensPane.TokenPicked)
     def _token_picked(self, message: TokensPane.TokenPicked) -> None:

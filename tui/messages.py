@@ -92,6 +92,23 @@ class ImageEncoded(Message):
         self.image = image
 
 
+class TimestepShown(Message):
+    """The sweep pane shows another timestep: the step sampling now, the step its timeline is scrubbed to,
+    or None (the final images). The schedule view (f7) marks it."""
+
+    def __init__(self, timestep: float | None) -> None:
+        super().__init__()
+        self.timestep = timestep
+
+
+class NoisingRowMade(Message):
+    """The training pane made the chapter's noising row (the schedule view shows it too)."""
+
+    def __init__(self, image) -> None:
+        super().__init__()
+        self.image = image
+
+
 class EngineStatus(Message):
     """What the engine's fast paths are doing (e.g. capturing a CUDA graph, and what it cost)."""
 

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Label
 from textual_plotext import PlotextPlot
 
 from core.schedule import NoiseSchedule, fashion_schedule, schedule_of
-from tui.messages import JobUpdate
+from tui.messages import JobUpdate, NoisingRowMade
 from tui.widgets.image_view import ImageView
 
 EVERY = 10  #: plot every 10th training step (100 points per curve)
@@ -61,22 +61,13 @@ class ScheduleScreen(ModalScreen):
                           if model is not None else []) + [fashion_schedule()]
         names = " vs ".join(s.name for s in self.schedules)
         self.query_one("#what", Label).update(f"noise schedule: {names}" + ("" if model else " · model not loaded yet"))
-        self.marked = self._now()
+        self.marked = self.app.timestep
         self.draw()
-        self.set_interval(0.3, self._follow)
+        self.watch(self.app, "timestep", self._follow, init=False)
         self._noising_row()
 
-    def _now(self) -> float | None:
-        """The running sweep's timestep, else the step scrubbed to in the sweep pane's timeline."""
-        pane = self.app.query_one("SweepPane")
-        if pane.current_t is not None:
-            return pane.current_t
-        if pane.insight is not None and pane.step is not None:
-            return pane.insight.timesteps[pane.step]
-        return None
-
-    def _follow(self) -> None:
-        now = self._now()
+    def _follow(self, now: float | None) -> None:
+        """The sweep pane shows another timestep (``app.timestep``): move the mark."""
         if now != self.marked:
             self.marked = now
             self.draw()
@@ -103,9 +94,8 @@ class ScheduleScreen(ModalScreen):
 
     def _noising_row(self) -> None:
         """The training pane's figure, computed on the worker (it is shown from there if already made)."""
-        shown = self.app.query_one("#noising", ImageView)
-        if shown.image is not None:
-            self.query_one("#noising", ImageView).image = shown.image
+        if self.app.noising_row is not None:
+            self.query_one("#noising", ImageView).image = self.app.noising_row
             return
         source = self.app.settings.data
 
@@ -124,3 +114,4 @@ class ScheduleScreen(ModalScreen):
             image, _source = message.event.result  # (None, why) without data: the row stays empty
             if image is not None:
                 self.query_one("#noising", ImageView).image = image
+                self.app.post_message(NoisingRowMade(image))

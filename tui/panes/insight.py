@@ -72,12 +72,12 @@ class InsightMixin:
 
     def prompt_words(self) -> list[tuple[int, str]]:
         """(position, word) of the prompt's tokens, from the app's tokenizer."""
-        tokens = self.app.query_one("TokensPane")
-        if tokens.tokenizer is None:
+        if not self.app.tokenizers:
             return []
         from core.tokens import breakdown
 
-        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokens.tokenizer, self.app.prompts[0]).kept]
+        tokenizer = self.app.tokenizers[0][1]
+        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokenizer, self.app.prompts[0]).kept]
 
     def action_next_token(self) -> None:
         """The next prompt token (past the last: none). Its heat shows once a sweep recorded maps."""
@@ -112,6 +112,7 @@ class InsightMixin:
             self.step += delta
             self.step = None if self.step > last else max(0, self.step)
         self.redraw()
+        self.post_timestep()
 
     def action_toggle_latents(self) -> None:
         self.show_xt = not self.show_xt
@@ -121,6 +122,10 @@ class InsightMixin:
     # -- drawing -----------------------------------------------------------------------------------
     def clear_insight(self) -> None:
         self.insight, self.step = None, None
+        self.post_timestep()
+
+    def post_timestep(self) -> None:
+        """The pane tells the app the timestep it shows (``TimestepShown``); the sweep pane does."""
 
     def redraw(self) -> None:
         """Every cell: the final image or the scrubbed step's x0 / x_t, with the token's heat over it."""

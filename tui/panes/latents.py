@@ -8,7 +8,6 @@ computed from the actual tensors (e.g. 786,432 -> 16,384 values, 48x).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult

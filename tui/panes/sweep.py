@@ -22,6 +22,7 @@ from core.errors import UserError
 from core.fields import parse_int, parse_scales, parse_size
 from core.jobs import JobEvent
 from core.schedulers import SCHEDULERS
+from tui.messages import TimestepShown
 from tui.progress import InsightCollected, StepPreview
 from tui.panes.grid import GridCell, GridPane
 from tui.panes.insight import InsightMixin
@@ -81,6 +82,7 @@ class SweepPane(InsightMixin, GridPane):
         super().__init__(**kwargs)
         self._init_seed, self._init_steps, self._init_size = seed, steps, size
         self.current_t: float | None = None  #: the running sweep's timestep (the schedule view marks it)
+        self._posted_t: float | None = None  #: the timestep last told to the app (TimestepShown)
         self._axes = None  #: (X, Y or None) of the running grid
         self._insight = None  #: the running sweep's SweepInsight, once its job sent it
 
@@ -202,18 +204,30 @@ class SweepPane(InsightMixin, GridPane):
                 self._insight = insight
             case StepPreview(timestep=timestep) as step:
                 self.current_t = timestep
+                self.post_timestep()
                 self.grid_progress(step)
             case payload:
                 self.grid_progress(payload)
 
+    def post_timestep(self) -> None:
+        """Tell the app which timestep this pane shows: the running step's, else the scrubbed step's."""
+        shown = self.current_t
+        if shown is None and self.insight is not None and self.step is not None:
+            shown = float(self.insight.timesteps[self.step])
+        if shown != self._posted_t:
+            self._posted_t = shown
+            self.post_message(TimestepShown(shown))
+
     def job_failed(self, ev: JobEvent) -> None:
         self.current_t = None
+        self.post_timestep()
         super().job_failed(ev)
 
     def job_finished(self, ev: JobEvent) -> None:
         self.current_t = None
         self.show_result(ev, "done: ")
         self.insight = self._insight
+        self.post_timestep()
         if self.insight is not None and self.insight.maps is not None and self.token is not None:
             self.redraw()
 

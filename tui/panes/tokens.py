@@ -141,6 +141,13 @@ class TokensPane(Vertical):
             self.prompt = prompt
             self.negative = negative
 
+    class TokenizersReady(Message):
+        """The model's tokenizers are resolved: ``[(label, tokenizer)]``, two for SDXL (the app keeps them)."""
+
+        def __init__(self, tokenizers: list[tuple[str, object]]) -> None:
+            super().__init__()
+            self.tokenizers = tokenizers
+
     class TokenPicked(Message):
         """A prompt token was picked in the table (enter): the sweep overlays its heat map."""
 
@@ -187,6 +194,7 @@ class TokensPane(Vertical):
         """Show one table per tokenizer (side by side for SDXL), then tokenize what is typed."""
         self.tokenizers = tokenizers
         self.tokenizer = tokenizers[0][1]
+        self.post_message(self.TokenizersReady(tokenizers))
         tables = self.query_one("#tables", Horizontal)
         for n in range(len(self.query(TokenColumn)), len(tokenizers)):
             tables.mount(TokenColumn(suffix=f"-{n + 1}"))

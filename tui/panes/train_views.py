@@ -8,7 +8,6 @@ timesteps from 0 to 999.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 from PIL import Image

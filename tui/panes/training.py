@@ -28,6 +28,7 @@ from textual_plotext import PlotextPlot
 
 from core.errors import UserError
 from core.jobs import JobEvent
+from tui.messages import NoisingRowMade
 from tui.panes.base import JobPane
 from tui.panes.train_form import TrainingForm
 from tui.panes.train_job import train_job
@@ -353,6 +354,7 @@ class TrainingPane(JobPane):
                 self.notify(why, title="Fashion-MNIST data", severity="warning", timeout=15)
             else:
                 noising.caption = "noised at 8 timesteps"
+                self.post_message(NoisingRowMade(image))
         elif kind == "fashion-save":
             self.last_saved = ev.result
             self.notify(f"Saved {ev.result}", title="Weights saved")
