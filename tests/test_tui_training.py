@@ -280,3 +280,26 @@ async def test_latents_pane_says_crop_and_greyscale_and_clears_on_error(tmp_path
         await pilot.pause()
         assert any("is a folder" in n.message for n in app.notices)
         assert pane.report is None and all(view.image is None for view in pane.query("ImageView"))
+
+
+@sync
+async def test_every_placeholder_and_label_is_whole_at_80x24(tmp_path):
+    """No field's hint or label is cut at 80 columns, on any pane (the training pane's data and checkpoint
+    hints were: ``IDX folder or .parquet (empty:``)."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        cut = []
+        for key, pane_name in (("f2", "TokensPane"), ("f3", "SweepPane"), ("f4", "LatentsPane"),
+                               ("f5", "TrainingPane"), ("f6", "ExercisesPane")):
+            await pilot.press(key)
+            await pilot.pause()
+            pane = app.query_one(pane_name)
+            for field in pane.query(Input):
+                room = field.content_region.width - 1  # the cursor takes a cell
+                if field.display and field.placeholder and not field.value and len(field.placeholder) > room:
+                    cut.append(f"{pane_name} #{field.id}: {field.placeholder!r} in {room} cells")
+            for label in pane.query(Label):
+                text = str(label.render())
+                if label.display and label.size.height == 1 and "\n" not in text and len(text) > label.size.width > 0:
+                    cut.append(f"{pane_name} #{label.id}: {text!r} in {label.size.width} cells")
+        assert not cut, "\n".join(cut)

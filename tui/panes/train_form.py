@@ -53,9 +53,12 @@ class TrainingForm(Vertical):
         with Horizontal(classes="form"):
             yield label("data", "data")
             yield Input(self.data_source, id="data", compact=True, suggester=PathSuggester({".parquet"}),
-                        placeholder="IDX folder or .parquet (empty: Hub fashion_mnist)")
+                        placeholder="IDX folder or .parquet",
+                        tooltip="A folder of Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz] and labels) or a "
+                                ".parquet with image and label columns; empty: the Hub's fashion_mnist (cached)")
             yield label("checkpoint", "ckpt")
-            yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o loads)")
+            yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o)",
+                        tooltip="A checkpoint a run wrote (ckpt-*.safetensors): ctrl+o loads it (ctrl+g then samples it); a stopped or finished run fills it in")
         with Horizontal(classes="form"):
             yield label("epochs", "epochs")
             yield Input("25", id="epochs", type="integer", compact=True)
