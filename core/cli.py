@@ -386,17 +386,25 @@ def cmd_latents(args) -> int:
 
 def cmd_tokens(args) -> int:
     from core.models import resolve_tokenizer
-    from core.tokens import breakdown
+    from core.tokens import breakdown, piece_texts
 
     result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt)
-    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} {'weight':>6}  {'count':>7}  note")
-    for tok in result.tokens:
+    texts = piece_texts([tok.piece for tok in result.tokens])
+    print(f"{'pos':>4}  {'id':>6}  {'piece':<24} {'text':<12} {'weight':>6}  {'count':>7}  note")
+    dropped = 0
+    for tok, text in zip(result.tokens, texts):
+        pos = f"{tok.position:>4}"
         if tok.special:
+            text = ""
             note = f"start of chunk {tok.chunk + 1}" if tok.id == result.tokens[0].id else f"end of chunk {tok.chunk + 1}"
+        elif tok.dropped:  # its own numbering: the window's positions belong to the kept tokens
+            dropped += 1
+            pos, note = f"{'–':>4}", f"DROPPED {dropped}/{len(result.dropped)} (beyond {result.beyond})"
         else:
-            note = f"DROPPED (beyond {result.beyond})" if tok.dropped else ""
-        count = "" if tok.special else f"{tok.running}/{(result.window - 2) * (tok.chunk + 1)}"
-        print(f"{tok.position:>4}  {tok.id:>6}  {tok.piece:<24} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
+            note = ""
+        limit = result.limit if tok.dropped else (result.window - 2) * (tok.chunk + 1)
+        count = "" if tok.special else f"{tok.running}/{limit}"
+        print(f"{pos}  {tok.id:>6}  {tok.piece:<24} {text:<12} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
     print(result.summary())
     return 0
 

@@ -55,6 +55,21 @@ def test_tokens_table():
     assert " 8853  photograph</w>" in out.stdout and "5/75 tokens" in out.stdout
 
 
+def test_tokens_table_reads_emoji_and_numbers_dropped_tokens_apart():
+    out = run_cli("tokens", "a 👟 and a 🦩 " + "cat " * 72 + "zebra", "--long-prompt", "truncate")
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()
+    shoe = next(r for r in rows if "41183" in r)
+    assert "👟" in shoe and "ðŁĳŁ</w>" in shoe  # the BPE piece and the text it spells
+    assert sum("part 1/2 of 🦩" in r for r in rows) == 1 and sum("part 2/2 of 🦩" in r for r in rows) == 1
+    dropped = [r for r in rows if "DROPPED" in r]
+    n = len(dropped)  # 6 pieces, 72 cats and a zebra: 79 for a window of 75
+    assert n == 4 and all(r.split()[0] == "–" for r in dropped)
+    assert "DROPPED 4/4" in dropped[-1] and "zebra" in dropped[-1] and "79/75" in dropped[-1]
+    positions = [r.split()[0] for r in rows[1:-1] if r.split()[0] != "–"]
+    assert positions == [str(i) for i in range(77)]  # every window position once, 76 the end token
+
+
 @pytest.mark.parametrize("args, message", [
     (["sweep", "x", "--scales", ""], "scale list is empty"),
     (["sweep", "x", "--scales", "1,nan"], "finite"),
@@ -148,7 +163,8 @@ def test_grid_errors(sd1_folder, capsys, args, message):
 def test_tokens_prints_weights_and_chunks():
     out = run_cli("tokens", "a (red:1.3) [cat] BREAK dog")
     assert out.returncode == 0, out.stderr
-    assert "red</w>                     1.3     2/75" in out.stdout
+    red = next(r.split() for r in out.stdout.splitlines() if "red</w>" in r)
+    assert red[2:] == ["red</w>", "red", "1.3", "2/75"]
     assert "start of chunk 2" in out.stdout and "dog</w>" in out.stdout and "4/150" in out.stdout
     assert "4/150 tokens in 2 chunks" in out.stdout
 
