@@ -62,19 +62,19 @@ def test_docs_keys_md_matches_the_bindings():
 
 def test_every_key_left_out_of_the_footer_is_in_the_palette():
     """The footer shows a few keys per pane (it must fit 80 columns); every other action is in the palette."""
-    from tui.commands import COMMANDS
-    from tui.panes.exercises import ExercisesPane
-    from tui.panes.latents import LatentsPane
-    from tui.panes.sweep import SweepPane
-    from tui.panes.tokens import TokensPane
-    from tui.panes.training import TrainingPane
+    from tui.commands import commands, pane_classes
 
-    in_palette = {(pane, action) for _, _, pane, action in COMMANDS}
-    owners = [(None, ExplorerApp), ("tokens", TokensPane), ("sweep", SweepPane), ("latents", LatentsPane),
-              ("training", TrainingPane), ("exercises", ExercisesPane)]
+    palette = commands(ExplorerApp.BINDINGS)
+    in_palette = {(c.pane, c.action) for c in palette}
+    owners = [(None, ExplorerApp)] + [(pane, cls) for _, pane, cls in pane_classes()]
     hidden = [(pane, b.action) for pane, cls in owners for b in cls.BINDINGS if not b.show and "(" not in b.action]
     assert ("sweep", "toggle_attention") in hidden and (None, "cycle_graphics") in hidden
     assert [h for h in hidden if h not in in_palette] == []
+    # each entry's help line is its binding's tooltip and key: written once, on the binding
+    assert all(c.help.endswith(")") and not c.help.startswith("(") for c in palette)
+    recipe = next(c for c in palette if (c.pane, c.action) == ("training", "recipe"))
+    assert recipe.title == "Training: Recipe" and recipe.help == "Fill in the shipped model's recipe (a GPU recipe) (ctrl+t)"
+    assert sum(c.title.startswith("Go to: ") for c in palette) == 5
 
 
 @sync
@@ -157,8 +157,9 @@ async def test_help_fits_80x24_and_wraps_long_actions(tmp_path):
 
 @sync
 async def test_help_screen_and_palette_cover_every_action(tmp_path):
-    from tui.commands import COMMANDS
+    from tui.commands import commands
 
+    palette = commands(ExplorerApp.BINDINGS)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f1")
@@ -167,10 +168,10 @@ async def test_help_screen_and_palette_cover_every_action(tmp_path):
         assert not isinstance(app.screen, HelpScreen)
         listed = [c.title for c in app.get_system_commands(app.screen)]
         titles = set(listed)
-        assert {t for t, *_ in COMMANDS} <= titles
+        assert {c.title for c in palette} <= titles
         assert len(listed) == len(titles) and "Keys" not in titles  # the keys are listed once: "Help: keys"
         # every pane action in the palette exists on its pane
-        for _, _, pane, action in COMMANDS:
+        for _, _, pane, action in palette:
             target = app if pane is None else app.pane(pane)
             assert action == "" or callable(getattr(target, f"action_{action}"))
         # a palette entry switches pane and runs the action

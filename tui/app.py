@@ -55,15 +55,16 @@ class ExplorerApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "sd-explorer"
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        Binding("f2", "show_pane('tokens')", "Prompt", show=False),
-        Binding("f3", "show_pane('sweep')", "Sweep", show=False),
-        Binding("f4", "show_pane('latents')", "Latents", show=False),
-        Binding("f5", "show_pane('training')", "Training", show=False),
-        Binding("f6", "show_pane('exercises')", "Exercises", show=False),
-        Binding("f7", "schedule", "Schedule", show=False),
-        Binding("ctrl+l", "reload_model", "Reload model", show=False),
-        Binding("f8", "cycle_graphics", "Graphics mode: cells, auto, sixel, kitty", show=False),
+        Binding("f1", "help", "Help", tooltip="Every key binding"),
+        Binding("f2", "show_pane('tokens')", "Prompt", show=False, tooltip="The prompt, the negative prompt and their tokens"),
+        Binding("f3", "show_pane('sweep')", "Sweep", show=False, tooltip="One seed at several guidance scales, or any X/Y grid"),
+        Binding("f4", "show_pane('latents')", "Latents", show=False, tooltip="Encode an image, see its 4 latent channels, decode"),
+        Binding("f5", "show_pane('training')", "Training", show=False, tooltip="Train the class-conditional Fashion-MNIST model"),
+        Binding("f6", "show_pane('exercises')", "Exercises", show=False, tooltip="Sweep a negative prompt, img2img strength, colour loss or SDXL size"),
+        Binding("f7", "schedule", "Schedule", show=False, tooltip="The noise schedule: how much noise each timestep adds"),
+        Binding("ctrl+l", "reload_model", "Reload model", show=False, tooltip="Load the model again on the worker"),
+        Binding("f8", "cycle_graphics", "Graphics mode: cells, auto, sixel, kitty", show=False,
+                tooltip="Images as half-block cells, or Sixel / Kitty graphics where the terminal has them"),
     ]
 
     #: (prompt, negative prompt) as the prompt pane last had them: the one copy every pane samples from

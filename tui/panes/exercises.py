@@ -71,9 +71,9 @@ class ExercisesPane(GridPane):
     job_kind = "exercise"
     cell_class = ExerciseCell
     BINDINGS = [
-        Binding("ctrl+r", "run", "Run exercise"),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save grid"),
+        Binding("ctrl+r", "run", "Run exercise", tooltip="Sample the chosen axis"),
+        Binding("escape", "cancel", "Cancel", tooltip="Stop the running exercise"),
+        Binding("ctrl+s", "save", "Save grid", tooltip="Save the grid as a numbered PNG with its settings"),
     ]
     DEFAULT_CSS = """
     ExercisesPane .form { height: auto; }

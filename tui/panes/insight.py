@@ -51,11 +51,14 @@ class InsightMixin:
     """Keys and drawing for heat maps and the timeline (mixed into ``SweepPane``)."""
 
     INSIGHT_BINDINGS = [
-        Binding("ctrl+o", "toggle_attention", "Attention on/off", show=False),  # the footer keeps to 80 columns
-        Binding("ctrl+t", "next_token", "Heat of next token", show=False),
+        Binding("ctrl+o", "toggle_attention", "Attention on/off", show=False,
+                tooltip="Record cross-attention heat maps in the next sweep"),  # the footer keeps to 80 columns
+        Binding("ctrl+t", "next_token", "Heat of next token", show=False,
+                tooltip="Overlay the next prompt token's heat map"),
         Binding("left,pageup", "scrub(-1)", "One step back in the timeline (left: on a cell)", show=False),
         Binding("right,pagedown", "scrub(1)", "One step on (past the last: the images)", show=False),
-        Binding("x", "toggle_latents", "On a scrubbed cell: x0 estimate or x_t", show=False),
+        Binding("x", "toggle_latents", "On a scrubbed cell: x0 estimate or x_t", show=False,
+                tooltip="The scrubbed step's x0 estimate or its noisy latent x_t"),
     ]
 
     attention = False  #: record heat maps in the next sweep (costs time: off by default)

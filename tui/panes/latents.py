@@ -56,8 +56,8 @@ class LatentsPane(JobPane):
 
     pane_name = "latents"
     BINDINGS = [
-        Binding("ctrl+g", "use_selected", "Use sweep image"),
-        Binding("ctrl+r", "run", "Encode/decode"),
+        Binding("ctrl+g", "use_selected", "Use sweep image", tooltip="Encode/decode the sweep's selected cell"),
+        Binding("ctrl+r", "run", "Encode/decode", tooltip="Round-trip the image file typed in the path"),
     ]
     DEFAULT_CSS = """
     LatentsPane #path { width: 1fr; }

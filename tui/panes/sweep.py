@@ -55,10 +55,10 @@ class SweepPane(InsightMixin, GridPane):
     job_kind = "sweep"
     cell_class = SweepCell
     BINDINGS = [
-        Binding("ctrl+r", "run", "Run sweep"),
-        Binding("ctrl+n", "reroll", "New seed"),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save grid"),
+        Binding("ctrl+r", "run", "Run sweep", tooltip="Sample every cell; cells that can share a batch run in one"),
+        Binding("ctrl+n", "reroll", "New seed", tooltip="Re-roll the seed, then run"),
+        Binding("escape", "cancel", "Cancel", tooltip="Stop the running sweep"),
+        Binding("ctrl+s", "save", "Save grid", tooltip="Save the grid as a numbered PNG with its settings"),
         *InsightMixin.INSIGHT_BINDINGS,
     ]
     DEFAULT_CSS = """

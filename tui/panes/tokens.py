@@ -122,7 +122,8 @@ class TokensPane(Vertical):
     | enter | In the table: show this token's heat map in the sweep |
     """
 
-    BINDINGS = [Binding("ctrl+t", "toggle_source", "Other prompt's tokens")]
+    BINDINGS = [Binding("ctrl+t", "toggle_source", "Other prompt's tokens",
+                        tooltip="Switch the table between the prompt and the negative prompt")]
 
     DEFAULT_CSS = """
     TokensPane #editors { height: auto; }

@@ -58,13 +58,13 @@ class TrainingPane(JobPane):
     pane_name = "training"
     says_when_queued = True
     BINDINGS = [
-        Binding("ctrl+r", "start", "Train"),
-        Binding("ctrl+b", "pause", "Pause/resume"),
-        Binding("escape", "stop", "Stop"),
-        Binding("ctrl+g", "sample", "Samples"),
-        Binding("ctrl+t", "recipe", "Recipe", show=False),
-        Binding("ctrl+o", "load", "Load ckpt", show=False),
-        Binding("ctrl+s", "save", "Save", show=False),
+        Binding("ctrl+r", "start", "Train", tooltip="Train on Fashion-MNIST (resumes when paused)"),
+        Binding("ctrl+b", "pause", "Pause/resume", tooltip="Pause between steps, or go on"),
+        Binding("escape", "stop", "Stop", tooltip="Stop and write a resumable checkpoint"),
+        Binding("ctrl+g", "sample", "Samples", tooltip="A grid of samples per class from the current model"),
+        Binding("ctrl+t", "recipe", "Recipe", show=False, tooltip="Fill in the shipped model's recipe (a GPU recipe)"),
+        Binding("ctrl+o", "load", "Load ckpt", show=False, tooltip="Load the .safetensors in the checkpoint field"),
+        Binding("ctrl+s", "save", "Save", show=False, tooltip="Save the current model's weights"),
     ]
     DEFAULT_CSS = """
     TrainingPane #middle { height: 1fr; min-height: 6; }
