@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@# downloaded, never installed: its requirements (torchvision, timm) would pull CUDA wheels onto a CPU torch,
 	@# and installed without them pip would report them missing. The file goes to $(VENV)/share/sd-explorer/.
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: "open_clip_torch==3.3.0" -d $(VENV)/wheels
-	$(BIN)/python -m core.clip_vocab --from-wheel "$$(ls $(VENV)/wheels/open_clip_torch-3.3.0-*.whl | head -1)"
+	$(BIN)/python -m sd_explorer.core.clip_vocab --from-wheel "$$(ls $(VENV)/wheels/open_clip_torch-3.3.0-*.whl | head -1)"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -2,10 +2,10 @@
 import json, sys, tempfile, pathlib, traceback
 sys.path.insert(0, ".")
 from tests.sd_factory import save_pipeline
-from core.models import load_model
-from core.settings import SampleSettings
-from core.sampler import sweep
-from core.attention import recording
+from sd_explorer.core.models import load_model
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import sweep
+from sd_explorer.core.attention import recording
 
 out = pathlib.Path(sys.argv[1]); out.parent.mkdir(parents=True, exist_ok=True)
 d = pathlib.Path(tempfile.mkdtemp()); save_pipeline(d / "sd1")

@@ -37,10 +37,10 @@ def _sync(device) -> None:
 
 def measure(model_spec: str = "tiny", device: str | None = None, runs: int = 5, steps: int = 25) -> dict:
     """Median seconds (wall, CPU) of the sweep plain and recorded, and the overheads."""
-    from core.attention import recording
-    from core.models import load_model
-    from core.settings import SampleSettings
-    from core.sampler import sweep
+    from sd_explorer.core.attention import recording
+    from sd_explorer.core.models import load_model
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import sweep
 
     model = load_model(model_spec, device=device)
     settings = SampleSettings(PROMPT, steps=steps, seed=0)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from core.fashion.data import load_fashion_mnist  # noqa: E402
+from sd_explorer.core.fashion.data import load_fashion_mnist  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- fashion:start -->", "<!-- fashion:end -->"
@@ -38,7 +38,7 @@ def _sync() -> None:
 
 def bench_cpu(data_dir: str, steps: int) -> dict:
     """Our trainer on the CPU (full model, batch 256) for a few steps."""
-    from core.fashion.trainer import Trainer, TrainConfig
+    from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
 
     data = load_fashion_mnist(data_dir).subset(0, 256 * (steps + 1))
     rates: list[float] = []
@@ -55,10 +55,10 @@ def _steady(epochs: list, n: int) -> float:
 
 
 def bench_gpu(data_dir: str, epochs: int, baseline_epochs: int) -> dict:
-    from core.fashion.chapter import chapter_generate_from_class, chapter_train
-    from core.fashion.model import FashionDDPM, ModelConfig, build_scheduler
-    from core.fashion.sampler import generate_from_class
-    from core.fashion.trainer import Trainer, TrainConfig
+    from sd_explorer.core.fashion.chapter import chapter_generate_from_class, chapter_train
+    from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, build_scheduler
+    from sd_explorer.core.fashion.sampler import generate_from_class
+    from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
 
     data = load_fashion_mnist(data_dir)
     out: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "images": len(data)}

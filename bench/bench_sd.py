@@ -63,7 +63,7 @@ def image_diff(a, b) -> dict:
 
 def forced_timesteps(where: str):
     """Make ``core.sampler`` build schedulers whose timesteps live on ``where`` (ablation)."""
-    import core.sampler as sampler
+    import sd_explorer.core.sampler as sampler
 
     original = sampler.make_scheduler
 
@@ -93,10 +93,10 @@ def unet_inputs(batch: int, side: int, width: int, dtype=torch.float16) -> tuple
 def bench_sd15(r: dict, save, runs: int, compile: bool = False, autotune: bool = False) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from core.fast import disable_fast_paths, enable_fast_paths, graph_module_forward, restore_module_forward
-    from core.preview import latents_to_rgb
-    from core.settings import SampleSettings
-    from core.sampler import decode, generate, sweep
+    from sd_explorer.core.fast import disable_fast_paths, enable_fast_paths, graph_module_forward, restore_module_forward
+    from sd_explorer.core.preview import latents_to_rgb
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import decode, generate, sweep
     from sd_shapes import count_params, sd15_model, sd15_pipeline
 
     t0 = time.perf_counter()
@@ -233,7 +233,7 @@ def bench_sd15(r: dict, save, runs: int, compile: bool = False, autotune: bool =
 
 
 def bench_sdxl(r: dict, save, runs: int) -> None:
-    from core.fast import graph_module_forward
+    from sd_explorer.core.fast import graph_module_forward
     from sd_shapes import count_params, sdxl_pipeline
 
     t0 = time.perf_counter()

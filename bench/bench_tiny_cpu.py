@@ -53,9 +53,9 @@ def measure(runs: int, threads: list[int]) -> dict:
     """Time our batched sweep and the per-scale diffusers pipeline on the CPU."""
     from diffusers import StableDiffusionPipeline
 
-    from core.models import load_model
-    from core.settings import SampleSettings
-    from core.sampler import sweep
+    from sd_explorer.core.models import load_model
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import sweep
 
     model = load_model("tiny", device="cpu")
     settings = SampleSettings(PROMPT, steps=STEPS, seed=0)

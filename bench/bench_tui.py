@@ -45,8 +45,8 @@ async def _until(pilot, condition, timeout: float = 180.0) -> None:
 async def keypress_and_lag(tmp: str, sweep_steps: int) -> dict:
     from textual import events
 
-    from tui.app import ExplorerApp
-    from tui.config import Settings
+    from sd_explorer.tui.app import ExplorerApp
+    from sd_explorer.tui.config import Settings
 
     settings = Settings(model="tiny", device="cpu", dtype="fp32", prompt="", output_dir=tmp,
                         log_file=str(Path(tmp) / "worker.log"), steps=sweep_steps)
@@ -111,8 +111,8 @@ async def keypress_and_lag(tmp: str, sweep_steps: int) -> dict:
 FIRST_PAINT = r"""
 import sys, time
 t0 = float(sys.argv[1])
-from tui.app import ExplorerApp
-from tui.config import Settings
+from sd_explorer.tui.app import ExplorerApp
+from sd_explorer.tui.config import Settings
 class Probe(ExplorerApp):
     CSS_PATH = ExplorerApp.CSS_PATH
     def on_mount(self):

@@ -16,9 +16,9 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from core.models import load_model  # noqa: E402
-from core.settings import SampleSettings  # noqa: E402
-from core.sampler import generate, sweep  # noqa: E402
+from sd_explorer.core.models import load_model  # noqa: E402
+from sd_explorer.core.settings import SampleSettings  # noqa: E402
+from sd_explorer.core.sampler import generate, sweep  # noqa: E402
 from tests.sd_factory import save_pipeline  # noqa: E402
 
 out: dict = {}
@@ -77,7 +77,7 @@ torch.backends.cudnn.deterministic = False
 dump("ancestral exact-gpu", {"per_step_max_abs_diff": [float((p - q).abs().max()) for p, q in zip(cs, gs)]})
 
 # 4. out of memory mid-sweep: what stays allocated
-from core.jobs import JobRunner  # noqa: E402
+from sd_explorer.core.jobs import JobRunner  # noqa: E402
 
 del gpu
 gc.collect()

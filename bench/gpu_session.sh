@@ -31,7 +31,7 @@ case $step in
     # trains into .ship/ (ignored; kept on the machine while it stays warm), returns what fits through $OUT:
     # the results, the grid, the log, and the fp16 weights in two parts (a file there may be at most 16 MiB)
     mkdir -p .ship
-    python3 -m core.fashion.train_shipped --data .fmdata --out .ship \
+    python3 -m sd_explorer.core.fashion.train_shipped --data .fmdata --out .ship \
       --classifier assets/fashion/classifier.safetensors --per-class 50 --ema 0.999 --compile \
       --skip-recipe-measure --extra-seconds "${EXTRA_S:-300}" 2>&1 | tee "$out/ship/log.txt"
     cp .ship/results.json .ship/samples_grid.png "$out/ship/"
@@ -39,7 +39,7 @@ case $step in
   ship-more)
     # continue the shipped weights (fresh optimizer, EMA from them) for EPOCHS more epochs; PRIOR_STEPS are behind them
     mkdir -p .ship
-    python3 -m core.fashion.train_shipped --data .fmdata --out .ship --init-weights assets/fashion/ddpm.safetensors \
+    python3 -m sd_explorer.core.fashion.train_shipped --data .fmdata --out .ship --init-weights assets/fashion/ddpm.safetensors \
       --prior-steps "${PRIOR_STEPS:?}" --epochs "${EPOCHS:?}" --classifier assets/fashion/classifier.safetensors \
       --per-class 50 --ema 0.999 --compile 2>&1 | tee "$out/ship-more/log.txt"
     cp .ship/results.json .ship/samples_grid.png "$out/ship-more/"

@@ -63,8 +63,8 @@ def sd15_model(device: str = "cuda", dtype: torch.dtype = torch.float16, seed: i
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from core.clip_vocab import clip_tokenizer
-    from core.models import SD_PREVIEW, LoadedModel
+    from sd_explorer.core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.models import SD_PREVIEW, LoadedModel
 
     dev = torch.device(device)
     unet = _build(lambda: UNet2DConditionModel(**SD15_UNET), dev, dtype, seed)
@@ -94,7 +94,7 @@ def sdxl_pipeline(device: str = "cuda", dtype: torch.dtype = torch.float16, seed
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     dev = torch.device(device)
     unet = _build(lambda: UNet2DConditionModel(**SDXL_UNET), dev, dtype, seed)

@@ -1,7 +1,7 @@
-"""``python -m core COMMAND …``: the headless commands (no TUI)."""
+"""``python -m sd_explorer.core COMMAND …``: the headless commands (no TUI)."""
 
 import sys
 
-from core.cli import main
+from sd_explorer.core.cli import main
 
 sys.exit(main())

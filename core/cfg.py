@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from core.errors import UserError
-from core.fields import MAX_GUIDANCE
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fields import MAX_GUIDANCE
 
 
 def is_guided(scale: float) -> bool:

@@ -9,7 +9,7 @@ cache directory.
 
 ``make`` does not install ``open_clip_torch`` (with ``--no-deps`` it would sit in the venv with unmet
 requirements, torchvision and timm, and pip would print a resolver ERROR on every later install): it
-downloads the wheel and keeps only the vocabulary, ``python -m core.clip_vocab --from-wheel WHEEL``,
+downloads the wheel and keeps only the vocabulary, ``python -m sd_explorer.core.clip_vocab --from-wheel WHEEL``,
 into ``<venv>/share/sd-explorer/``.
 """
 
@@ -25,7 +25,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-from core.errors import UserError
+from sd_explorer.core.errors import UserError
 
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
@@ -67,7 +67,7 @@ def find_bpe_file() -> Path:
 def extract_from_wheel(wheel: str | Path, dest: Path | None = None) -> Path:
     """Copy the vocabulary out of a downloaded wheel (e.g. ``open_clip_torch``'s) to ``dest``
     (default: ``shared_bpe_path()``), checking its SHA-256 first; written atomically."""
-    from core.atomic import write_bytes
+    from sd_explorer.core.atomic import write_bytes
 
     dest = Path(dest) if dest is not None else shared_bpe_path()
     try:
@@ -153,7 +153,7 @@ def tokenizer_folder() -> Path:
              "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
         ),
     }
-    from core.atomic import write_bytes
+    from sd_explorer.core.atomic import write_bytes
 
     for name, text in files.items():
         write_bytes(folder / name, text.encode("utf-8"))
@@ -169,10 +169,10 @@ def clip_tokenizer():
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m core.clip_vocab --from-wheel WHEEL [--dest FILE]``: keep CLIP's vocabulary from a wheel."""
+    """``python -m sd_explorer.core.clip_vocab --from-wheel WHEEL [--dest FILE]``: keep CLIP's vocabulary from a wheel."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m core.clip_vocab", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m sd_explorer.core.clip_vocab", description=main.__doc__)
     ap.add_argument("--from-wheel", required=True, metavar="WHEEL", help="a downloaded open_clip_torch wheel")
     ap.add_argument("--dest", default=None, help=f"where to write it (default: {shared_bpe_path()})")
     args = ap.parse_args(argv)
@@ -180,6 +180,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from core.errors import run_main
+    from sd_explorer.core.errors import run_main
 
     run_main(main)

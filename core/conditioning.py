@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from core.cfg import is_guided
-from core.chunks import check_mode, chunk_prompt
-from core.errors import UserError
+from sd_explorer.core.cfg import is_guided
+from sd_explorer.core.chunks import check_mode, chunk_prompt
+from sd_explorer.core.errors import UserError
 
 
 @dataclass(frozen=True)

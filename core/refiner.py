@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.errors import UserError
-from core.fields import is_fraction
-from core.results import GenerationResult, StepCallback
-from core.schedulers import make_scheduler, set_steps
-from core.settings import SampleSettings
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fields import is_fraction
+from sd_explorer.core.results import GenerationResult, StepCallback
+from sd_explorer.core.schedulers import make_scheduler, set_steps
+from sd_explorer.core.settings import SampleSettings
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
 

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from core.cfg import scale_caption
-from core.settings import SampleSettings
+from sd_explorer.core.cfg import scale_caption
+from sd_explorer.core.settings import SampleSettings
 
 
 @dataclass

@@ -12,10 +12,10 @@ import math
 
 import torch
 
-from core.conditioning import Row
-from core.errors import UserError
-from core.cfg import check_scale
-from core.settings import SampleSettings
+from sd_explorer.core.conditioning import Row
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.cfg import check_scale
+from sd_explorer.core.settings import SampleSettings
 
 MAX_ROWS = 64  #: images in one batch (``generate -n``)
 MAX_CELLS = 16  #: cells of one grid (a sweep)

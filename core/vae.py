@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import UserError
+from sd_explorer.core.errors import UserError
 
 MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
 

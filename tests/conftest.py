@@ -52,7 +52,7 @@ def sd2v_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sd1(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     return load_model(str(sd1_folder), device="cpu")
 
@@ -62,7 +62,7 @@ def sd1_f64(sd1_folder):
     """float64, so that batch-size-dependent rounding (amplified by guidance) cannot hide a logic bug."""
     import torch
 
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sd1_folder), device="cpu")
     for module in (model.unet, model.vae, model.text_encoder):
@@ -98,7 +98,7 @@ def sdxl(sdxl_folder):
     """The SDXL-shaped model in float64."""
     import torch
 
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sdxl_folder), device="cpu")
     for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):

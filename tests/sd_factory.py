@@ -16,7 +16,7 @@ def build_pipeline(family: str = "sd1", seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     torch.manual_seed(seed)
     sd2 = family.startswith("sd2")
@@ -85,7 +85,7 @@ def build_sdxl_pipeline(seed: int = 0):
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     torch.manual_seed(seed)
     text_cfg = dict(vocab_size=49408, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -119,7 +119,7 @@ def build_sdxl_refiner_pipeline(seed: int = 1):
     from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     torch.manual_seed(seed)
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(

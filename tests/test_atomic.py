@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core import atomic
-from core.errors import UserError
+from sd_explorer.core import atomic
+from sd_explorer.core.errors import UserError
 from tests.conftest import ROOT
 
 
@@ -31,7 +31,7 @@ def test_a_name_taken_between_check_and_publish_is_never_overwritten(tmp_path, m
 
 def test_two_processes_write_checkpoints_of_one_step_into_one_folder(tmp_path):
     code = ("import sys, torch\n"
-            "from core.fashion.checkpoint import save_checkpoint, load_checkpoint\n"
+            "from sd_explorer.core.fashion.checkpoint import save_checkpoint, load_checkpoint\n"
             "m = torch.nn.Linear(2, 2)\n"
             "for i in range(8): print(save_checkpoint(sys.argv[2], m, None, {'step': 5, 'epoch': 0, "
             "'step_in_epoch': 0, 'seed': int(sys.argv[1])}))\n")
@@ -40,7 +40,7 @@ def test_two_processes_write_checkpoints_of_one_step_into_one_folder(tmp_path):
     outs = [p.communicate(timeout=240)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert len(set(outs[0] + outs[1])) == 16 and len(list(tmp_path.glob("ckpt-000005*.safetensors"))) == 16
-    from core.fashion.checkpoint import load_checkpoint
+    from sd_explorer.core.fashion.checkpoint import load_checkpoint
 
     for k, paths in zip((1, 2), outs):
         assert all(load_checkpoint(p)["seed"] == k for p in paths)  # nobody's file was replaced by the other's
@@ -48,7 +48,7 @@ def test_two_processes_write_checkpoints_of_one_step_into_one_folder(tmp_path):
 
 
 def test_stale_temp_files_of_dead_writers_are_removed_on_the_next_write(tmp_path):
-    from core.outputs import save_png
+    from sd_explorer.core.outputs import save_png
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -75,7 +75,7 @@ def test_output_folder_is_checked_before_work(tmp_path):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_stop_training_with_a_resumable_checkpoint(tmp_path, fashion_dir, sig, code):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "core", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "256",
+    cmd = [sys.executable, "-m", "sd_explorer.core", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "256",
            "--batch-size", "64", "--epochs", "200", "--device", "cpu", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -91,7 +91,7 @@ def test_signals_stop_training_with_a_resumable_checkpoint(tmp_path, fashion_dir
     assert len(last) == 1 and "Traceback" not in err, err
     resume = last[0].split("resume with: ", 1)[1].split()
     ckpt = resume[resume.index("--resume") + 1]
-    from core.fashion.checkpoint import load_checkpoint
+    from sd_explorer.core.fashion.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt)
     assert state["step"] > 0 and Path(ckpt).parent == out

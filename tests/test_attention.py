@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import CrossAttentionProbe, heat_for, level_sizes, normalise, recording, token_positions
-from core.errors import UserError
-from core.settings import SampleSettings
-from core.sampler import generate, sweep
+from sd_explorer.core.attention import CrossAttentionProbe, heat_for, level_sizes, normalise, recording, token_positions
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sweep
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -85,7 +85,7 @@ def test_normalise_puts_all_cells_on_one_scale():
 
 
 def test_sdxl_records_and_finds_words_in_both_tokenizers():
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
     from tests.sd_factory import build_sdxl_pipeline
 
     import tempfile
@@ -112,7 +112,7 @@ def test_tiny_sneaker_attends_to_the_sneaker_more_than_the_background():
     (bright pixels of the decoded image) against the black background: measured 1.13, 1.13, 1.33, 1.24
     over these four cells. The raw sums differ by only 1-3 %: the tiny model's attention is nearly even
     (87 % of it goes to the padding tokens, which carry the whole prompt)."""
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model("tiny", device="cpu")
     prompt = "a photo of a sneaker"
@@ -134,7 +134,7 @@ def test_tiny_sneaker_attends_to_the_sneaker_more_than_the_background():
 def test_under_graphs_a_cache_of_its_own_marks_warm_up(sd1):
     """CPU check of the CUDA-graph plumbing (the GPU test compares the maps): inside ``recording``
     the fast UNet replays from a graph cache of the recording's own, whose warm-up does not count."""
-    from core.fast import GraphedCallable
+    from sd_explorer.core.fast import GraphedCallable
 
     class FakeFast:  # the parts of core.fast.FastUNet that recording touches
         def __init__(self):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.attention import recording
-from core.settings import SampleSettings
-from core.sampler import sweep
+from sd_explorer.core.attention import recording
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import sweep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -28,8 +28,8 @@ def _maps(model, settings):
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_graphed_maps_equal_eager_maps(sd1_folder, dtype):
-    from core.fast import FastUNet
-    from core.models import load_model
+    from sd_explorer.core.fast import FastUNet
+    from sd_explorer.core.models import load_model
 
     settings = SampleSettings(PROMPT, steps=4, seed=7, scheduler="Euler")
     eager = load_model(str(sd1_folder), device="cuda", dtype=dtype, fast=False)
@@ -54,7 +54,7 @@ def test_graphed_maps_equal_eager_maps(sd1_folder, dtype):
 
 def test_plain_sweeps_after_recording_do_not_record(sd1_folder):
     """The graph cache without probes is used again once the block ends (no probe captured in it)."""
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sd1_folder), device="cuda", dtype="fp16", fast=True)
     settings = SampleSettings(PROMPT, steps=3, seed=1)

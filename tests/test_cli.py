@@ -8,13 +8,13 @@ import sys
 import pytest
 from PIL import Image
 
-from core.cli import main, parse_scales, parse_size
-from core.errors import UserError
+from sd_explorer.core.cli import main, parse_scales, parse_size
+from sd_explorer.core.errors import UserError
 from tests.conftest import ROOT
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sd_explorer.core", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -99,7 +99,7 @@ def test_parsers():
 
 def test_no_subcommand_hands_over_to_the_tui_launcher():
     seen = {}
-    from tui.entry import add_flags  # the explorer's own flags live with the explorer
+    from sd_explorer.tui.entry import add_flags  # the explorer's own flags live with the explorer
 
     assert main(["--model", "tiny", "--pane", "sweep"], tui_launcher=lambda a: seen.update(vars(a)) or 0,
                 tui_flags=add_flags) == 0

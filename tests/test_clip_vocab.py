@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from core import clip_vocab
-from core.clip_vocab import BPE_FILENAME, BPE_SHA256, extract_from_wheel, find_bpe_file, vocab_and_merges
-from core.errors import UserError
+from sd_explorer.core import clip_vocab
+from sd_explorer.core.clip_vocab import BPE_FILENAME, BPE_SHA256, extract_from_wheel, find_bpe_file, vocab_and_merges
+from sd_explorer.core.errors import UserError
 from tests.conftest import CLIP_BPE, ROOT
 
 needs_bpe = pytest.mark.skipif(not CLIP_BPE.is_file(), reason="needs ../shared/data/clip-bpe")
@@ -72,7 +72,7 @@ def test_a_wheel_without_clips_vocabulary_is_refused(tmp_path):
 
 def test_the_command_says_one_line_for_a_bad_wheel(tmp_path):
     (tmp_path / "c.whl").write_bytes(b"not a zip")
-    out = subprocess.run([sys.executable, "-m", "core.clip_vocab", "--from-wheel", str(tmp_path / "c.whl")],
+    out = subprocess.run([sys.executable, "-m", "sd_explorer.core.clip_vocab", "--from-wheel", str(tmp_path / "c.whl")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [f"error: {tmp_path / 'c.whl'} is not a readable wheel (File is not a zip file): download it again."]

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from core.errors import UserError
-from core.fashion.classifier import (
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fashion.classifier import (
     CLASSIFIER_WEIGHTS, FashionCNN, class_fidelity, classify, load_classifier, to_classifier_input,
 )
-from core.fashion.data import load_fashion_mnist, preprocess
+from sd_explorer.core.fashion.data import load_fashion_mnist, preprocess
 
 
 def test_input_forms_agree(fashion_dir):

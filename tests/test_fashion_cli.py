@@ -7,8 +7,8 @@ import argparse
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.fashion.cli import add_parser
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fashion.cli import add_parser
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -26,7 +26,7 @@ def test_parser_registration():
     assert args.classes == "0,7" and args.n == 3 and args.steps == 20 and args.out == "o"
     args = parse(["--out", "top", "--device", "cpu", "fashion", "train", "--epochs", "3", "--ema", "0.999"])
     assert args.out == "top" and args.device == "cpu" and args.epochs == 3  # top-level options survive
-    from core.fashion.cli import build_config
+    from sd_explorer.core.fashion.cli import build_config
 
     assert build_config(args).ema_decay == 0.999
     assert callable(args.func)
@@ -95,8 +95,8 @@ def test_bad_cli_input(tmp_path):
 
 def test_cpu_defaults_small_unet_scores_epochs_keeps_newest(fashion_dir, tmp_path, capsys):
     """On a CPU: the small UNet (saying why), class fidelity after each epoch, --keep N checkpoints, DDIM 50."""
-    from core.fashion.cli import build_config
-    from core.fashion.model import ModelConfig
+    from sd_explorer.core.fashion.cli import build_config
+    from sd_explorer.core.fashion.model import ModelConfig
 
     ck = tmp_path / "ck"
     args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--limit", "32",

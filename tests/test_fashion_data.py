@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import UserError
-from core.fashion.chapter import chapter_transform
-from core.fashion.data import ENV_VAR, IMAGES_MAGIC, load_fashion_mnist, preprocess, read_idx
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fashion.chapter import chapter_transform
+from sd_explorer.core.fashion.data import ENV_VAR, IMAGES_MAGIC, load_fashion_mnist, preprocess, read_idx
 
 
 def idx_images(arr: np.ndarray, magic: int = 2051, count: int | None = None) -> bytes:
@@ -173,9 +173,9 @@ def test_package_import_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, core.fashion; print('torch' in sys.modules, core.fashion.CLASS_NAMES[7])"
+    code = "import sys; import sd_explorer.core.fashion as fashion; print('torch' in sys.modules, fashion.CLASS_NAMES[7])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     # the lazy attribute pulls in the data module (and torch) only on first use
     assert out[-1] == "Sneaker"
-    code = "import sys, core.fashion; print('torch' in sys.modules)"
+    code = "import sys, sd_explorer.core.fashion; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -3,7 +3,7 @@
 Three real CLI runs on 131 images, batch 32 (5 steps per epoch; the last global batch of 3 images is
 split 2 + 1, so the per-rank loss weighting is exercised too):
 
-1. two processes, 1 epoch: ``accelerate launch --multi_gpu --num_processes 2 -m core fashion train``.
+1. two processes, 1 epoch: ``accelerate launch --multi_gpu --num_processes 2 -m sd_explorer.core fashion train``.
    ``accelerate launch --cpu --num_processes 2`` starts only ONE process (the simple launcher; see
    huggingface/accelerate#2741); ``--multi_gpu`` goes through torchrun, and on a machine without
    GPUs each rank's ``Accelerator(cpu=True)`` joins a MULTI_CPU gloo group. ``--device cpu`` keeps
@@ -31,7 +31,7 @@ import torch
 
 from tests.conftest import ROOT
 
-TRAIN = ["-m", "core", "fashion", "train", "--tiny", "--limit", "131", "--batch-size", "32",
+TRAIN = ["-m", "sd_explorer.core", "fashion", "train", "--tiny", "--limit", "131", "--batch-size", "32",
          "--device", "cpu", "--seed", "3"]
 LOSS_TOL = 1e-4
 WEIGHT_TOL = 5e-5
@@ -62,8 +62,8 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 
 def test_split_that_starves_a_rank_is_refused():
-    from core.errors import UserError
-    from core.fashion.trainer import check_split
+    from sd_explorer.core.errors import UserError
+    from sd_explorer.core.fashion.trainer import check_split
 
     check_split(131, 32, 2)  # last batch 3 -> 2 + 1
     check_split(128, 32, 2)
@@ -83,7 +83,7 @@ def runs(fashion_dir, tmp_path_factory) -> dict[str, Path]:
     out = _run(launch + TRAIN + data + ["--epochs", "1", "--out", str(base / "mp")],
                _env(SD_EXPLORER_FASHION_RANK_DIGEST=str(digest)))
     _run([sys.executable] + TRAIN + data + ["--epochs", "2", "--out", str(base / "sp")], _env())
-    _run([sys.executable, "-m", "core", "fashion", "train", "--resume", str(base / "mp" / "ckpt-000005.safetensors"),
+    _run([sys.executable, "-m", "sd_explorer.core", "fashion", "train", "--resume", str(base / "mp" / "ckpt-000005.safetensors"),
           "--epochs", "2", "--device", "cpu", "--out", str(base / "resumed")] + data + ["--limit", "131"], _env())
     (base / "mp-stdout.txt").write_text(out)
     return {"base": base, "mp": base / "mp", "sp": base / "sp", "resumed": base / "resumed", "digest": digest}
@@ -99,7 +99,7 @@ def test_two_ranks_end_with_identical_parameters(runs):
 
 @pytest.mark.slow
 def test_loss_curve_matches_single_process_at_same_global_batch(runs):
-    from core.fashion.checkpoint import load_checkpoint
+    from sd_explorer.core.fashion.checkpoint import load_checkpoint
 
     mp = load_checkpoint(runs["mp"] / "ckpt-000005.safetensors")
     sp1 = load_checkpoint(runs["sp"] / "ckpt-000005.safetensors")
@@ -122,7 +122,7 @@ def test_checkpoint_written_once_by_the_main_process(runs):
 
 @pytest.mark.slow
 def test_multiprocess_checkpoint_resumes_in_one_process(runs):
-    from core.fashion.checkpoint import load_checkpoint
+    from sd_explorer.core.fashion.checkpoint import load_checkpoint
 
     resumed = load_checkpoint(runs["resumed"] / "ckpt-000010.safetensors")
     straight = load_checkpoint(runs["sp"] / "ckpt-000010.safetensors")

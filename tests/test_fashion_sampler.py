@@ -7,10 +7,10 @@ import threading
 import pytest
 import torch
 
-from core.errors import Cancelled, UserError
-from core.fashion.chapter import chapter_generate_from_class
-from core.fashion.model import FashionDDPM, ModelConfig, build_scheduler, build_unet
-from core.fashion.sampler import generate_from_class, make_tables, noising_row
+from sd_explorer.core.errors import Cancelled, UserError
+from sd_explorer.core.fashion.chapter import chapter_generate_from_class
+from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, build_scheduler, build_unet
+from sd_explorer.core.fashion.sampler import generate_from_class, make_tables, noising_row
 
 
 def tiny_model(timesteps: int = 1000, seed: int = 0) -> FashionDDPM:
@@ -79,7 +79,7 @@ def test_bad_arguments():
 
 
 def test_noising_row(fashion_dir):
-    from core.fashion.data import load_fashion_mnist, preprocess
+    from sd_explorer.core.fashion.data import load_fashion_mnist, preprocess
 
     img = load_fashion_mnist(fashion_dir).images[0]
     row, ts = noising_row(img, n=8, seed=1)
@@ -140,7 +140,7 @@ def test_cuda_graph_matches_diffusers_ddpm_step_fp32():
 
 def test_grey_level_loss_guidance_moves_samples_towards_the_target():
     """Exercise 9 on the class-conditional model: loss guidance towards a grey level, no training."""
-    from core.fashion.model import load_shipped
+    from sd_explorer.core.fashion.model import load_shipped
 
     model = load_shipped(device="cpu")
     plain = generate_from_class(model, [1], n=4, steps=20, seed=0)
@@ -154,8 +154,8 @@ def test_grey_level_loss_guidance_moves_samples_towards_the_target():
 
 
 def test_cli_compile_modes_are_the_samplers():
-    from core.cli import build_parser
-    from core.fields import COMPILE_MODES
+    from sd_explorer.core.cli import build_parser
+    from sd_explorer.core.fields import COMPILE_MODES
 
     args = build_parser().parse_args(["fashion", "sample", "--out", "x", "--compile", COMPILE_MODES[-1]])
     assert args.compile == COMPILE_MODES[-1]

@@ -7,8 +7,8 @@ import json
 import torch
 import torch.nn.functional as F
 
-from core.fashion.data import load_fashion_mnist, preprocess
-from core.fashion.model import ASSETS, SHIPPED_WEIGHTS, ModelConfig, alphas_cumprod, build_unet, load_shipped
+from sd_explorer.core.fashion.data import load_fashion_mnist, preprocess
+from sd_explorer.core.fashion.model import ASSETS, SHIPPED_WEIGHTS, ModelConfig, alphas_cumprod, build_unet, load_shipped
 
 
 def test_shipped_file_is_fp16_chapter_model():
@@ -26,7 +26,7 @@ def test_shipped_results_meet_the_bar_and_the_card_is_rendered_from_them(tmp_pat
     """Issue 12's bar, read from what the GPU runs measured, and MODEL_CARD.md is their rendering."""
     import shutil
 
-    from core.fashion.card import write_card
+    from sd_explorer.core.fashion.card import write_card
 
     r = json.loads((ASSETS / "training_results.json").read_text())
     ship = r["shipped"]
@@ -46,8 +46,8 @@ def test_shipped_results_meet_the_bar_and_the_card_is_rendered_from_them(tmp_pat
 
 def test_shipped_samples_are_their_classes_on_the_cpu():
     """The fidelity measurement end to end on the CPU (fp32): DDIM 20 steps, one sample per class."""
-    from core.fashion.classifier import class_fidelity, classify, load_classifier
-    from core.fashion.sampler import generate_from_class
+    from sd_explorer.core.fashion.classifier import class_fidelity, classify, load_classifier
+    from sd_explorer.core.fashion.sampler import generate_from_class
 
     images = generate_from_class(load_shipped("cpu"), list(range(10)), n=1, steps=20, seed=0)
     report = class_fidelity(torch.arange(10), classify(images, load_classifier("cpu")))
@@ -81,7 +81,7 @@ def test_train_shipped_runs_end_to_end_on_the_cpu(fashion_dir, tmp_path):
     weights and their EMA measured side by side, the better one shipped, the grid and results.json."""
     import json
 
-    from core.fashion.train_shipped import main
+    from sd_explorer.core.fashion.train_shipped import main
 
     out = tmp_path / "ship"
     assert main(["--data", str(fashion_dir), "--out", str(out), "--tiny", "--limit", "64", "--epochs", "1",

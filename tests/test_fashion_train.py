@@ -8,11 +8,11 @@ import time
 import pytest
 import torch
 
-from core.errors import Cancelled, UserError
-from core.fashion.checkpoint import load_checkpoint, save_checkpoint
-from core.fashion.data import load_fashion_mnist
-from core.fashion.model import ModelConfig, build_unet, load_weights
-from core.fashion.trainer import Trainer, TrainConfig, resume_config
+from sd_explorer.core.errors import Cancelled, UserError
+from sd_explorer.core.fashion.checkpoint import load_checkpoint, save_checkpoint
+from sd_explorer.core.fashion.data import load_fashion_mnist
+from sd_explorer.core.fashion.model import ModelConfig, build_unet, load_weights
+from sd_explorer.core.fashion.trainer import Trainer, TrainConfig, resume_config
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def cfg(**kw) -> TrainConfig:
 
 def synthetic_data(n: int = 1024):
     """Random images and labels: enough for the GPU trainer's graph-vs-eager comparisons."""
-    from core.fashion.data import FashionData
+    from sd_explorer.core.fashion.data import FashionData
 
     g = torch.Generator().manual_seed(0)
     return FashionData(torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g),
@@ -231,7 +231,7 @@ def test_slow_steps_are_reported_by_time_as_well(data):
 
 
 def test_ema_is_the_moving_average_of_the_weights():
-    from core.ema import EMA
+    from sd_explorer.core.ema import EMA
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.fast import FastOptions, FastUNet, GraphedCallable, disable_fast_paths, enable_fast_paths, rebuild, signature
-from core.settings import SampleSettings
-from core.sampler import generate, sweep
+from sd_explorer.core.fast import FastOptions, FastUNet, GraphedCallable, disable_fast_paths, enable_fast_paths, rebuild, signature
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sweep
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -33,7 +33,7 @@ def test_enable_is_a_noop_on_cpu(sd1):
 
 
 def test_load_model_fast_on_cpu_loads_the_eager_unet(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sd1_folder), device="cpu", fast=True)
     assert model.unet_forward is None
@@ -53,7 +53,7 @@ def test_fast_unet_without_graphs_is_the_eager_unet(sd1):
 def test_compiled_unet_traces_and_matches_eager_on_cpu(sd1, monkeypatch):
     """torch.compile's plumbing through the hook: Dynamo traces the UNet ("eager" backend on the CPU;
     the GPU test below compiles with Inductor) and gives the same numbers."""
-    import core.fast as fast_mod
+    import sd_explorer.core.fast as fast_mod
 
     monkeypatch.setattr(fast_mod, "COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
@@ -68,7 +68,7 @@ def test_compiled_unet_traces_and_matches_eager_on_cpu(sd1, monkeypatch):
 
 
 def test_bad_compile_mode_is_a_user_error(sd1):
-    from core.errors import UserError
+    from sd_explorer.core.errors import UserError
 
     with pytest.raises(UserError, match="compile mode 'fast'.*default"):
         enable_fast_paths(sd1, compile="fast")
@@ -102,14 +102,14 @@ def _tamed(model):
 
 @pytest.fixture(scope="module")
 def gpu16(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     return _tamed(load_model(str(sd1_folder), device="cuda", dtype="fp16", fast=False))
 
 
 @pytest.fixture(scope="module")
 def gpu32(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     return _tamed(load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=False))
 
@@ -122,7 +122,7 @@ def _run(model, kind: str, scheduler=None, steps: int = 8, guidance: float = 7.5
 
 
 def _unet_calls(model, scheduler, steps: int = 8) -> int:
-    from core.schedulers import make_scheduler
+    from sd_explorer.core.schedulers import make_scheduler
 
     sched = make_scheduler(scheduler, model.scheduler)
     sched.set_timesteps(steps)
@@ -249,7 +249,7 @@ def test_disable_restores_the_eager_model(gpu16):
 
 @pytest.mark.gpu
 def test_load_model_turns_fast_paths_on_for_cuda(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     assert isinstance(load_model(str(sd1_folder), device="cuda", dtype="fp16").unet_forward, FastUNet)
     assert load_model(str(sd1_folder), device="cuda", dtype="fp16", fast=False).unet_forward is None
@@ -260,7 +260,7 @@ def test_graphed_sdxl_shaped_unet_forward_equals_eager():
     """The generic wrapper that the SDXL benchmark swaps into ``pipe.unet``: dict kwargs, return_dict."""
     from diffusers import UNet2DConditionModel
 
-    from core.fast import graph_module_forward, restore_module_forward
+    from sd_explorer.core.fast import graph_module_forward, restore_module_forward
 
     torch.manual_seed(0)
     with torch.device("cuda"):

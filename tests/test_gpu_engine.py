@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.settings import SampleSettings
-from core.sampler import generate, sweep
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sweep
 
 pytestmark = pytest.mark.gpu  # skipped without CUDA by conftest's hook
 
 
 def test_same_seed_same_image_on_cpu_and_gpu(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     """The README's promise: a seed gives the same image on the CPU and the GPU (fp32, CPU generator).
 
@@ -34,7 +34,7 @@ def test_same_seed_same_image_on_cpu_and_gpu(sd1_folder):
 
 
 def test_fp16_and_bf16_run(sd1_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     for dtype in ("fp16", "bf16"):
         model = load_model(str(sd1_folder), device="cuda", dtype=dtype)
@@ -43,8 +43,8 @@ def test_fp16_and_bf16_run(sd1_folder):
 
 
 def test_out_of_memory_mid_sweep_is_a_message_and_the_next_job_runs(sd1_folder):
-    from core.jobs import JobRunner
-    from core.models import load_model
+    from sd_explorer.core.jobs import JobRunner
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sd1_folder), device="cuda", fast=False)
     torch.cuda.synchronize()
@@ -74,8 +74,8 @@ def test_out_of_memory_mid_sweep_is_a_message_and_the_next_job_runs(sd1_folder):
 def test_a_failed_capture_leaves_random_numbers_and_the_next_load_working(sd1_folder):
     """A capture invalidated part-way (here a host sync) used to leave the CUDA generator marked as
     capturing: the next model's weight init raised "Offset increment outside graph capture"."""
-    from core.fast import GraphedCallable
-    from core.models import load_model
+    from sd_explorer.core.fast import GraphedCallable
+    from sd_explorer.core.models import load_model
 
     def syncs(x):
         y = torch.nn.functional.dropout(x, 0.5)  # draws from the default CUDA generator
@@ -93,7 +93,7 @@ def test_a_failed_capture_leaves_random_numbers_and_the_next_load_working(sd1_fo
 
 def test_load_a_sweep_load_b_sweep(sd1_folder, sd2v_folder):
     """The user story behind the RNG failure: another --model (or a refiner) after a sweep."""
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     a = load_model(str(sd1_folder), device="cuda", dtype="fp16")
     first = sweep(a, SampleSettings("a red fox", steps=3, seed=2), [1, 4])

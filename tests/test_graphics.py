@@ -8,12 +8,12 @@ from argparse import Namespace
 import pytest
 from PIL import Image
 
-from core.errors import UserError
+from sd_explorer.core.errors import UserError
 from tests.test_tui_support import sync
-from tui.config import load_settings
-from tui.widgets.graphics import MODES, choose_image_widget
-from tui.widgets.sixel import sixel_widget
-from tui.widgets.image_view import ImageView
+from sd_explorer.tui.config import load_settings
+from sd_explorer.tui.widgets.graphics import MODES, choose_image_widget
+from sd_explorer.tui.widgets.sixel import sixel_widget
+from sd_explorer.tui.widgets.image_view import ImageView
 
 widgets = pytest.importorskip("textual_image.widget")  # the optional [graphics] extra
 renderables = pytest.importorskip("textual_image.renderable")
@@ -64,7 +64,7 @@ async def test_sharp_child_is_sized_to_whole_cells_and_keeps_the_labels_visible(
     from textual.widgets import Label
 
     monkeypatch.setattr(ImageView, "sharp_widget", widgets.SixelImage)
-    monkeypatch.setattr("tui.widgets.graphics.cell_pixels", lambda: (10, 20))
+    monkeypatch.setattr("sd_explorer.tui.widgets.graphics.cell_pixels", lambda: (10, 20))
     picture = Image.new("RGB", (28, 28), "black")
     picture.putpixel((0, 0), (255, 255, 255))
 
@@ -93,7 +93,7 @@ async def test_sharp_child_is_sized_to_whole_cells_and_keeps_the_labels_visible(
 
 
 def test_modes_cycle_and_each_is_described_in_one_line(monkeypatch):
-    from tui.widgets.graphics import describe, needs_query, next_mode
+    from sd_explorer.tui.widgets.graphics import describe, needs_query, next_mode
 
     assert [next_mode(m) for m in MODES] == ["auto", "sixel", "kitty", "cells"]
     tmux = {"TMUX": "/tmp/tmux-0/default,1,0"}

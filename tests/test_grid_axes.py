@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import UserError
-from core.grid_axes import Axis, parse_numbers, plan, run_grid
-from core.outputs import result_grid
-from core.settings import SampleSettings
-from core.sampler import generate, sample
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.grid_axes import Axis, parse_numbers, plan, run_grid
+from sd_explorer.core.outputs import result_grid
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -118,7 +118,7 @@ def test_prompts_of_different_lengths_keep_their_own_padding(sd1_f64):
 
 
 def test_sdxl_size_and_crop_grid(sdxl):
-    from core.conditioning import Row
+    from sd_explorer.core.conditioning import Row
 
     settings = SampleSettings(PROMPT, steps=2, seed=1, guidance_scale=5.0)
     grid = run_grid(sdxl, settings, Axis.parse("original_size", "256x256,1024x1024"),
@@ -145,7 +145,7 @@ def _photo():
 def test_batched_sweep_is_a_one_axis_grid(request, model, name, text):
     """The former ``run_axis`` batched axes: one request of one row per value (its images and captions),
     and each cell its single run."""
-    from core.conditioning import Row
+    from sd_explorer.core.conditioning import Row
 
     model = request.getfixturevalue(model)
     settings = SampleSettings("a man in a white hat", steps=2, seed=3, guidance_scale=5.0, scheduler="DDIM")

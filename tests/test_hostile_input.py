@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from core.cli import main
-from core.models import TINY
+from sd_explorer.core.cli import main
+from sd_explorer.core.models import TINY
 
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
@@ -122,7 +122,7 @@ def test_mutated_model_folder_never_crashes(tmp_path_factory, capsys, data):
 def fashion_weights(tmp_path_factory) -> Path:
     import torch
 
-    from core.fashion.model import ModelConfig, build_unet, save_weights
+    from sd_explorer.core.fashion.model import ModelConfig, build_unet, save_weights
 
     torch.manual_seed(0)
     cfg = ModelConfig.tiny()
@@ -132,7 +132,7 @@ def fashion_weights(tmp_path_factory) -> Path:
 def with_config(src: Path, dst: Path, text: str) -> Path:
     from safetensors.torch import load_file, save_file
 
-    from core.fashion.model import CONFIG_KEY
+    from sd_explorer.core.fashion.model import CONFIG_KEY
 
     save_file(load_file(str(src)), str(dst), metadata={CONFIG_KEY: text})
     return dst
@@ -164,7 +164,7 @@ def test_bad_checkpoint_metadata_is_refused(fashion_weights, tmp_path, capsys, c
                             "norm_num_groups", "sample_size", "num_classes", "num_train_timesteps", "beta_start",
                             "beta_end", "extra", "unknown"]), value=JSON_VALUES)
 def test_mutated_checkpoint_metadata_never_crashes(fashion_weights, tmp_path_factory, capsys, key, value):
-    from core.fashion.model import ModelConfig
+    from sd_explorer.core.fashion.model import ModelConfig
 
     raw = json.loads(ModelConfig.tiny().to_json())
     raw[key] = value
@@ -176,8 +176,8 @@ def test_mutated_checkpoint_metadata_never_crashes(fashion_weights, tmp_path_fac
 def test_bad_training_state_is_refused(tmp_path, capsys, fashion_weights):
     from safetensors.torch import load_file, save_file
 
-    from core.fashion.checkpoint import STATE_KEY
-    from core.fashion.model import CONFIG_KEY, ModelConfig
+    from sd_explorer.core.fashion.checkpoint import STATE_KEY
+    from sd_explorer.core.fashion.model import CONFIG_KEY, ModelConfig
 
     ckpt = tmp_path / "ckpt.safetensors"
     tensors = {f"model.{k}": v.float() for k, v in load_file(str(fashion_weights)).items()}
@@ -308,7 +308,8 @@ def test_unwritable_output_folder_is_refused_before_work(tmp_path, capsys):
 
 
 def test_internal_errors_are_one_line_and_logged(tmp_path, capsys, monkeypatch):
-    import core.cli
+    import sd_explorer.core.cli
+    from sd_explorer import core
 
     def broken(args):
         raise KeyError("unet")

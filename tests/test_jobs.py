@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from core.errors import UserError
-from core.jobs import JobEvent, JobRunner, describe_error
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.jobs import JobEvent, JobRunner, describe_error
 
 
 class Recorder:
@@ -160,7 +160,7 @@ def test_shutdown_stops_thread():
 
 
 def test_jobs_module_imports_no_ui():
-    code = "import sys, core.jobs; bad=[m for m in ('textual','rich','tui','torch') if m in sys.modules]; print(bad)"
+    code = "import sys, sd_explorer.core.jobs; bad=[m for m in ('textual','rich','sd_explorer.tui','torch') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -223,7 +223,7 @@ def test_fp32_on_cuda_turns_tf32_convolutions_off_only_while_sampling():
 
     import torch
 
-    from core.fast import ieee_fp32
+    from sd_explorer.core.fast import ieee_fp32
 
     seen = []
     probe = ieee_fp32(lambda model: seen.append(torch.backends.cudnn.allow_tf32))

@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
-from core.errors import UserError
-from core.models import load_model, resolve_folder, resolve_tokenizer
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.models import load_model, resolve_folder, resolve_tokenizer
 
 
 def test_local_folder_loads_with_its_own_tokenizer(sd1_folder):
@@ -105,7 +105,7 @@ def test_bad_specs(spec, message):
 
 
 def test_device_and_dtype_choices():
-    from core.devices import pick_device, pick_dtype
+    from sd_explorer.core.devices import pick_device, pick_dtype
 
     assert pick_dtype(torch.device("cpu")) == torch.float32
     assert pick_dtype(torch.device("cuda")) == torch.float16

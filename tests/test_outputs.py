@@ -8,8 +8,8 @@ import threading
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.outputs import make_grid, safe_stem, save_png
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.outputs import make_grid, safe_stem, save_png
 
 
 def test_png_carries_its_parameters(tmp_path):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.chunks import chunk_prompt
-from core.clip_vocab import clip_tokenizer
-from core.conditioning import Encoder, Row, emphasize
-from core.errors import UserError
-from core.prompt_weights import parse
-from core.settings import SampleSettings
-from core.sampler import generate, sample
-from core.tokens import breakdown
+from sd_explorer.core.chunks import chunk_prompt
+from sd_explorer.core.clip_vocab import clip_tokenizer
+from sd_explorer.core.conditioning import Encoder, Row, emphasize
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.prompt_weights import parse
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample
+from sd_explorer.core.tokens import breakdown
 
 LONG = "a watercolour painting of a lighthouse on a cliff at dusk, " * 7 + "zebra giraffe"  # 86 tokens
 

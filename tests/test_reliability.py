@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from core.cli import parse_scales, parse_size
-from core.errors import UserError
-from core.settings import SampleSettings
-from core.sampler import generate
+from sd_explorer.core.cli import parse_scales, parse_size
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate
 from tests.conftest import ROOT
 
 
@@ -27,7 +27,7 @@ from tests.conftest import ROOT
     "x" * 10_000, "🐶 一只戴着礼帽的柯基 кот 猫 ٱلْقِطّ", "a\x00b\x07c\td\r\ne\x1b[31m", "   \n\t ", "",
 ])
 def test_odd_prompts_run_and_report(sd1, prompt):
-    from core.tokens import breakdown
+    from sd_explorer.core.tokens import breakdown
 
     b = breakdown(sd1.tokenizer, prompt)
     assert len(b.input_ids) == 77 * b.chunks and b.chunks <= 8 and len(b.kept) <= 75 * b.chunks
@@ -64,7 +64,7 @@ def test_settings_validation_accepts_or_explains(steps, guidance, seed, width):
 
 
 def test_disk_full_leaves_nothing_behind(tmp_path, monkeypatch):
-    from core.outputs import save_png
+    from sd_explorer.core.outputs import save_png
 
     def full(self, fp, *args, **kwargs):
         with open(fp, "wb") as handle:
@@ -92,7 +92,7 @@ def test_two_processes_in_one_output_folder(tmp_path):
 
 def test_killed_training_loses_at_most_an_epoch_and_resumes(tmp_path, fashion_dir):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "core", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "256",
+    cmd = [sys.executable, "-m", "sd_explorer.core", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "256",
            "--batch-size", "64", "--epochs", "40", "--device", "cpu", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -113,7 +113,7 @@ def test_killed_training_loses_at_most_an_epoch_and_resumes(tmp_path, fashion_di
 
 
 def test_offline_means_no_connection_attempt(monkeypatch, tmp_path):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     attempts = []
 
@@ -131,7 +131,7 @@ def test_offline_means_no_connection_attempt(monkeypatch, tmp_path):
 
 
 def test_offline_flag_sets_hf_hub_offline(monkeypatch):
-    from core.cli import main
+    from sd_explorer.core.cli import main
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert main(["--offline", "tokens", "a cat"]) == 0
@@ -149,7 +149,7 @@ def test_no_code_runs_from_a_model_folder(sd1_folder, tmp_path):
     index = json.loads((folder / "model_index.json").read_text())
     index["_class_name"] = ["pipeline", "EvilPipeline"]
     (folder / "model_index.json").write_text(json.dumps(index))
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     with pytest.raises(UserError):
         load_model(str(folder), device="cpu")

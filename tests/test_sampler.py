@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import Cancelled, UserError
-from core.settings import SampleSettings
-from core.sampler import generate, sample, sweep, x0_estimate
-from core.schedulers import SCHEDULERS, make_scheduler
+from sd_explorer.core.errors import Cancelled, UserError
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample, sweep, x0_estimate
+from sd_explorer.core.schedulers import SCHEDULERS, make_scheduler
 
 PROMPT = "An oil painting of a collie in a top hat"
 
@@ -38,7 +38,7 @@ def test_engine_equals_diffusers_pipeline(sd1, scheduler, guidance):
 
 
 def test_v_prediction_equals_diffusers(sd2v_folder):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(sd2v_folder), device="cpu")
     assert model.prediction_type == "v_prediction" and model.family == "sd2"
@@ -178,7 +178,7 @@ def test_at_most_16_cells_in_one_batch(sd1):
 def test_one_entry_point_rows_and_noise(sd1_f64):
     """``sample`` takes rows; each row's own generator makes row i a one-row run, one batch generator
     (``generate``'s ``n`` images) makes them differ."""
-    from core.conditioning import Row
+    from sd_explorer.core.conditioning import Row
 
     settings = SampleSettings(PROMPT, steps=3, seed=4)
     same = sample(sd1_f64, settings, [Row(3.0), Row(3.0)])

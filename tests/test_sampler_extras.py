@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from core.conditioning import Row
-from core.errors import UserError
-from core.loss_guidance import color_loss, parse_color
-from core.settings import SampleSettings
-from core.sampler import generate, sample
+from sd_explorer.core.conditioning import Row
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.loss_guidance import color_loss, parse_color
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample
 
 PROMPT = "a man in a white hat"
 
@@ -27,7 +27,7 @@ def test_img2img_equals_diffusers(sd1_f64, photo, scheduler, strength):
     sd1 = sd1_f64
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from core.schedulers import make_scheduler
+    from sd_explorer.core.schedulers import make_scheduler
 
     pipe = StableDiffusionImg2ImgPipeline(
         vae=sd1.vae, text_encoder=sd1.text_encoder, tokenizer=sd1.tokenizer, unet=sd1.unet,
@@ -70,7 +70,7 @@ def test_negative_prompt_axis_cells_equal_single_runs(sd1_f64):
 
 def test_colour_guidance_pulls_the_image_towards_the_colour():
     """On the shipped tiny model (its VAE only knows grey garments, so the target is white)."""
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     tiny = load_model("tiny", device="cpu")
     white = parse_color("#ffffff")

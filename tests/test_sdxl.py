@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.conditioning import Row
-from core.models import load_model, resolve_tokenizers
-from core.settings import SampleSettings
-from core.sampler import generate, sample
+from sd_explorer.core.conditioning import Row
+from sd_explorer.core.models import load_model, resolve_tokenizers
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample
 
 PROMPT = "An oil painting of a collie in a top hat"
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cli import main
-from core.conditioning import Encoder, Row
-from core.errors import UserError
-from core.models import detect_family, load_model, resolve_tokenizers
-from core.refiner import refiner_first
-from core.settings import SampleSettings
-from core.sampler import generate, sample, sweep
+from sd_explorer.core.cli import main
+from sd_explorer.core.conditioning import Encoder, Row
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.models import detect_family, load_model, resolve_tokenizers
+from sd_explorer.core.refiner import refiner_first
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import generate, sample, sweep
 from tests.conftest import ROOT
 
 PROMPT = "An oil painting of a collie in a top hat"
@@ -234,7 +234,7 @@ def test_cli_refiner_errors(folders, sd1_folder, tmp_path, capsys, args, message
 
 
 def test_cli_bad_refiner_at_exits_2_in_one_line(folders, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "core", "generate", "x", "--model", str(folders[0]), "--refiner",
+    out = subprocess.run([sys.executable, "-m", "sd_explorer.core", "generate", "x", "--model", str(folders[0]), "--refiner",
                           str(folders[1]), "--refiner-at", "1.5", "--out", str(tmp_path / "out")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
@@ -352,7 +352,7 @@ def test_tui_refiner_that_is_not_one_fails_to_load_with_one_line(folders, tmp_pa
 
 def test_grid_cells_through_the_refiner_equal_single_refined_runs(base, refiner):
     """A two-axis grid (seed x negative) hands every batch to the refiner; a cell is its single refined run."""
-    from core.grid_axes import Axis, run_grid
+    from sd_explorer.core.grid_axes import Axis, run_grid
 
     settings = SampleSettings("a (collie:1.2) in a top hat", steps=STEPS, seed=0, guidance_scale=5.0)
     grid = run_grid(base, settings, Axis.parse("seed", "3,4"), Axis.parse("negative", "|blurry"), refiner=refiner,

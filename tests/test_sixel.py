@@ -9,7 +9,7 @@ from PIL import Image
 pytest.importorskip("textual_image")
 from textual_image._sixel import image_to_sixels  # noqa: E402
 
-from tui.widgets.sixel import palette_first, sixel_widget  # noqa: E402
+from sd_explorer.tui.widgets.sixel import palette_first, sixel_widget  # noqa: E402
 
 DEFINITION = re.compile(r"#(\d+);2;\d+;\d+;\d+")
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cli import main
-from core.errors import UserError
-from core.settings import SampleSettings
-from core.sampler import sweep
-from core.schedule import fashion_schedule, schedule_of
-from core.timeline import Timeline, parse_steps
+from sd_explorer.core.cli import main
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.settings import SampleSettings
+from sd_explorer.core.sampler import sweep
+from sd_explorer.core.schedule import fashion_schedule, schedule_of
+from sd_explorer.core.timeline import Timeline, parse_steps
 
 PROMPT = "An oil painting of a collie in a top hat"
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from core.errors import UserError
-from core.tiny import build, configs
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.tiny import build, configs
 
 
 def test_random_init_is_deterministic_and_within_budget():
@@ -25,7 +25,7 @@ def test_random_init_is_deterministic_and_within_budget():
 def test_saved_folder_loads_as_a_pipeline_and_is_fp16(tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     parts = build.build_components(seed=0, scaling_factor=0.5)
     out = build.save_folder(parts, tmp_path / "m")

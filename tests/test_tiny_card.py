@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.errors import UserError
-from core.tiny import ASSET_DIR, card
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.tiny import ASSET_DIR, card
 
 
 def _shipped() -> dict:
@@ -68,7 +68,7 @@ def test_card_cli_rejects_bad_input(tmp_path, fashion_dir):
 
 @pytest.mark.slow
 def test_cross_check_adds_the_project_classifiers_numbers(tmp_path, fashion_dir):
-    from core.fashion.classifier import CLASSIFIER_WEIGHTS
+    from sd_explorer.core.fashion.classifier import CLASSIFIER_WEIGHTS
 
     if not CLASSIFIER_WEIGHTS.is_file():
         pytest.skip("assets/fashion/classifier.safetensors is not here")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import UserError
-from core.tiny import captions
-from core.fashion.data import read_idx
-from core.tiny.data import load_fashion, to_fashion, to_model_images
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.tiny import captions
+from sd_explorer.core.fashion.data import read_idx
+from sd_explorer.core.tiny.data import load_fashion, to_fashion, to_model_images
 
 
 def write_idx(folder, images: np.ndarray, labels: np.ndarray, gz: bool = True) -> None:
@@ -96,7 +96,7 @@ def test_captions_name_their_class_and_some_are_empty():
 
 
 def test_caption_table_matches_the_pipelines_tokenization():
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     tok = clip_tokenizer()
     ids, owner = captions.caption_table(tok)

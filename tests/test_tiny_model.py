@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.clip_vocab import clip_tokenizer
-from core.tiny import ASSET_DIR, configs
+from sd_explorer.core.clip_vocab import clip_tokenizer
+from sd_explorer.core.tiny import ASSET_DIR, configs
 
 STEPS = 12
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     return load_model("tiny", device="cpu")
 
@@ -68,7 +68,7 @@ def test_loads_with_diffusers_pipeline_by_path_and_makes_an_image():
 
 
 def test_load_model_tiny_and_by_path_are_the_same_model(tiny):
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     by_path = load_model(str(ASSET_DIR), device="cpu")
     assert tiny.default_size == (64, 64) and tiny.vae_scale_factor == configs.VAE_SCALE
@@ -80,8 +80,8 @@ def test_load_model_tiny_and_by_path_are_the_same_model(tiny):
 
 
 def test_sweep_cells_differ_across_scales(tiny):
-    from core.settings import SampleSettings
-    from core.sampler import sweep
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import sweep
 
     result = sweep(tiny, SampleSettings("a photo of a sneaker", steps=STEPS, seed=0), [1, 2, 4, 12])
     cells = [np.asarray(im, dtype=np.float32) for im in result.images]
@@ -99,8 +99,8 @@ def _extent(image) -> tuple[int, int]:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_prompt_steers_the_image(tiny, seed):
-    from core.settings import SampleSettings
-    from core.sampler import generate
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import generate
 
     def make(prompt):
         return generate(tiny, SampleSettings(prompt, steps=STEPS, guidance_scale=4.0, seed=seed)).images[0]
@@ -114,10 +114,10 @@ def test_prompt_steers_the_image(tiny, seed):
 def test_prompt_following_with_the_project_classifier(tiny):
     from PIL import Image
 
-    from core.fashion.classifier import CLASSIFIER_WEIGHTS, classify, load_classifier
-    from core.settings import SampleSettings
-    from core.sampler import generate
-    from core.tiny.captions import PROMPTS
+    from sd_explorer.core.fashion.classifier import CLASSIFIER_WEIGHTS, classify, load_classifier
+    from sd_explorer.core.settings import SampleSettings
+    from sd_explorer.core.sampler import generate
+    from sd_explorer.core.tiny.captions import PROMPTS
 
     if not CLASSIFIER_WEIGHTS.is_file():
         pytest.skip("assets/fashion/classifier.safetensors has not landed")
@@ -131,8 +131,8 @@ def test_prompt_following_with_the_project_classifier(tiny):
 def test_vae_round_trip_of_held_out_images(tiny, fashion_dir):
     from PIL import Image
 
-    from core.tiny.data import HELD_OUT, load_fashion, to_model_images
-    from core.vae import round_trip
+    from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
+    from sd_explorer.core.vae import round_trip
 
     _, held = load_fashion(fashion_dir).split(HELD_OUT)
     x = to_model_images(held.images[:6])
@@ -145,9 +145,9 @@ def test_vae_round_trip_of_held_out_images(tiny, fashion_dir):
 
 
 def test_shipped_preview_factors_are_used_and_fit_our_vae(tiny, fashion_dir):
-    from core.preview import latents_to_rgb
-    from core.tiny.data import HELD_OUT, load_fashion, to_model_images
-    from core.tiny.preview import FILENAME, fit_preview
+    from sd_explorer.core.preview import latents_to_rgb
+    from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
+    from sd_explorer.core.tiny.preview import FILENAME, fit_preview
 
     shipped = json.loads((ASSET_DIR / FILENAME).read_text())
     assert torch.allclose(tiny.preview_factors.float(), torch.tensor(shipped["factors"]))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import UserError
-from core.tiny import train
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.tiny import train
 from tests.test_tiny_data import write_idx
 
 
@@ -34,7 +34,7 @@ def test_recipe_runs_and_saves_a_loadable_folder(tmp_path, data_dir, capsys):
     assert record["train_images"] == 16 and record["held_out"] == 8
     assert [e["stage"] for e in record["log"]] == ["vae", "vae", "unet", "unet"]
     assert record["settings"]["unet_steps"] == "3"
-    from core.models import load_model
+    from sd_explorer.core.models import load_model
 
     model = load_model(str(out), device="cpu")
     assert model.vae.config.scaling_factor == pytest.approx(record["scaling_factor"])
@@ -46,7 +46,7 @@ def test_recipe_runs_and_saves_a_loadable_folder(tmp_path, data_dir, capsys):
 
 def test_time_cap_stops_early_and_is_recorded():
     log: list = []
-    from core.tiny.build import build_components
+    from sd_explorer.core.tiny.build import build_components
 
     parts = build_components(0)
     images = torch.zeros(4, 28, 28, dtype=torch.uint8)
@@ -77,7 +77,7 @@ def test_stop_at_ends_the_run_at_that_step(tmp_path, data_dir):
 
 
 def test_defaults_are_the_shipped_recipe():
-    from core.tiny import ASSET_DIR
+    from sd_explorer.core.tiny import ASSET_DIR
 
     shipped = json.loads((ASSET_DIR / "training.json").read_text())
     defaults = vars(train.parser().parse_args(["--data", "d", "--out", "o"]))

@@ -40,7 +40,7 @@ def wait_screen(session: str, needle: str, timeout: float) -> str:
 
 def test_sweep_in_tmux(tmp_path):
     session = f"sdx-{uuid.uuid4().hex[:8]}"
-    cmd = (f"cd {ROOT} && HF_HUB_OFFLINE=1 XDG_CONFIG_HOME={tmp_path} {sys.executable} -m tui "
+    cmd = (f"cd {ROOT} && HF_HUB_OFFLINE=1 XDG_CONFIG_HOME={tmp_path} {sys.executable} -m sd_explorer.tui "
            f"--model tiny --device cpu --out {tmp_path / 'out'} --prompt ''")
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd)
     try:

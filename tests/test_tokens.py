@@ -2,8 +2,8 @@
 
 from hypothesis import given, settings, strategies as st
 
-from core.clip_vocab import clip_tokenizer
-from core.tokens import breakdown
+from sd_explorer.core.clip_vocab import clip_tokenizer
+from sd_explorer.core.tokens import breakdown
 
 
 def test_chapter_ids():

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.errors import UserError
+from sd_explorer.core.errors import UserError
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
-from tui.config import Settings, load_settings
-from tui.app import ExplorerApp
-from tui.help import HelpScreen, key_markdown
+from sd_explorer.tui.config import Settings, load_settings
+from sd_explorer.tui.app import ExplorerApp
+from sd_explorer.tui.help import HelpScreen, key_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_docs_keys_md_matches_the_bindings():
 
 def test_every_key_left_out_of_the_footer_is_in_the_palette():
     """The footer shows a few keys per pane (it must fit 80 columns); every other action is in the palette."""
-    from tui.commands import commands, pane_classes
+    from sd_explorer.tui.commands import commands, pane_classes
 
     palette = commands(ExplorerApp.BINDINGS)
     in_palette = {(c.pane, c.action) for c in palette}
@@ -100,8 +100,8 @@ async def test_f8_switches_the_graphics_mode_and_says_which_is_in_use(tmp_path, 
     Without a terminal (as here, and inside tmux for auto) the images stay half-block cells."""
     from textual.widgets import Label, Static
 
-    from tui.widgets import graphics
-    from tui.widgets.image_view import ImageView
+    from sd_explorer.tui.widgets import graphics
+    from sd_explorer.tui.widgets.image_view import ImageView
 
     class FakeSharp(Static):
         def __init__(self, image=None, classes=None):
@@ -157,7 +157,7 @@ async def test_help_fits_80x24_and_wraps_long_actions(tmp_path):
 
 @sync
 async def test_help_screen_and_palette_cover_every_action(tmp_path):
-    from tui.commands import commands
+    from sd_explorer.tui.commands import commands
 
     palette = commands(ExplorerApp.BINDINGS)
     app = make_app(tmp_path)
@@ -202,9 +202,9 @@ def test_bad_flags_exit_2_without_traceback(tmp_path):
 
 
 def test_progress_messages_replace_each_other_only_within_a_job():
-    from core.jobs import Job, JobEvent
-    from tui.messages import job_message
-    from tui.progress import StepPreview
+    from sd_explorer.core.jobs import Job, JobEvent
+    from sd_explorer.tui.messages import job_message
+    from sd_explorer.tui.progress import StepPreview
 
     a, b = Job("sweep", lambda j: None, id=1), Job("sweep", lambda j: None, id=2)
 
@@ -219,9 +219,9 @@ def test_progress_messages_replace_each_other_only_within_a_job():
 
 
 def test_milestones_are_never_replaced():
-    from core.jobs import Job, JobEvent
-    from tui.messages import job_message
-    from tui.progress import (BatchStarted, CellsDone, CheckpointSaved, DataLoaded, EpochSamples, InsightCollected,
+    from sd_explorer.core.jobs import Job, JobEvent
+    from sd_explorer.tui.messages import job_message
+    from sd_explorer.tui.progress import (BatchStarted, CellsDone, CheckpointSaved, DataLoaded, EpochSamples, InsightCollected,
                               PhaseText, StepPreview, TrainerReady, TrainingStep)
 
     job = Job("train", lambda j: None, id=7)
@@ -246,7 +246,7 @@ def test_milestones_are_never_replaced():
 def test_payloads_are_frozen_and_travel_without_textual():
     import dataclasses
 
-    from tui.progress import StepPreview
+    from sd_explorer.tui.progress import StepPreview
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         StepPreview(0, 4, 999.0, []).index = 1
@@ -290,7 +290,7 @@ class _Tty:
 def test_sharp_graphics_fall_back_to_cells(monkeypatch, tmp_path):
     import importlib.util
 
-    from tui.widgets.graphics import choose_image_widget
+    from sd_explorer.tui.widgets.graphics import choose_image_widget
 
     assert choose_image_widget("cells", {}, _Tty()) is None
     assert choose_image_widget("auto", {"TMUX": f"{tmp_path}/tmux-0/default,1,0"}, _Tty()) is None
@@ -306,7 +306,7 @@ async def test_image_view_hands_images_to_a_sharp_widget(monkeypatch):
     from textual.app import App
     from textual.widgets import Label, Static
 
-    from tui.widgets.image_view import ImageView
+    from sd_explorer.tui.widgets.image_view import ImageView
 
     class FakeSharp(Static):
         def __init__(self, image=None, classes=None):
@@ -333,7 +333,7 @@ def test_default_prompt_suits_the_model(tmp_path, monkeypatch):
     """tiny only knows garments; a real model gets the chapter's prompt; a given prompt always wins."""
     from types import SimpleNamespace
 
-    from tui.config import CHAPTER_PROMPT, TINY_PROMPT, load_settings
+    from sd_explorer.tui.config import CHAPTER_PROMPT, TINY_PROMPT, load_settings
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert load_settings(SimpleNamespace()).prompt == TINY_PROMPT
@@ -350,7 +350,7 @@ async def test_loaded_model_leaves_the_collectors_scans_until_reload_and_exit(tm
     def scanned(obj) -> bool:
         return any(o is obj for o in gc.get_objects())
 
-    from tui.heap import THRESHOLDS
+    from sd_explorer.tui.heap import THRESHOLDS
 
     before = gc.get_threshold()
     app = make_app(tmp_path)
@@ -370,8 +370,9 @@ async def test_engine_status_shows_in_the_header_then_clears(tmp_path, monkeypat
     """Graph captures / torch.compile report through load_model's status callback, from the worker."""
     import threading
 
-    import core.models
-    from tui.messages import EngineStatus
+    import sd_explorer.core.models
+    from sd_explorer import core
+    from sd_explorer.tui.messages import EngineStatus
 
     real, seen = core.models.load_model, {}
 
@@ -412,8 +413,8 @@ def test_compile_setting_is_checked(tmp_path, monkeypatch):
 
 
 def test_cli_compile_flag_takes_the_engines_modes():
-    from core.cli import build_parser
-    from core.fields import COMPILE_MODES
+    from sd_explorer.core.cli import build_parser
+    from sd_explorer.core.fields import COMPILE_MODES
 
     assert build_parser().parse_args(["--compile", COMPILE_MODES[-1]]).compile == COMPILE_MODES[-1]
     with pytest.raises(SystemExit):

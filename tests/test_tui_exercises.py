@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from textual.widgets import Input, Label, Select
 
-from core.errors import UserError
+from sd_explorer.core.errors import UserError
 from tests.test_tui_snapshots import _app, _model_ready
 from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
-from tui.progress import StepPreview
-from tui.panes.exercises import EXAMPLES, parse_values
+from sd_explorer.tui.progress import StepPreview
+from sd_explorer.tui.panes.exercises import EXAMPLES, parse_values
 
 
 async def _set_axis(pilot, axis: str, values: str, **fields: str) -> None:

@@ -81,7 +81,7 @@ async def test_checkpoint_with_bad_metadata_notifies(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from core.fashion.model import CONFIG_KEY
+    from sd_explorer.core.fashion.model import CONFIG_KEY
 
     bad = tmp_path / "bad.safetensors"
     save_file({"w": torch.zeros(1)}, str(bad), metadata={CONFIG_KEY: json.dumps({"block_out_channels": [7, 14],
@@ -100,8 +100,8 @@ def test_settings_file_values_are_checked_at_load(tmp_path):
 
     import pytest
 
-    from core.errors import UserError
-    from tui.config import FILE_KEYS, load_settings
+    from sd_explorer.core.errors import UserError
+    from sd_explorer.tui.config import FILE_KEYS, load_settings
 
     path = tmp_path / "config.toml"
     for text, fix in (

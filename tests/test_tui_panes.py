@@ -9,7 +9,7 @@ from PIL import Image
 from textual.widgets import DataTable, Input, Label, ProgressBar
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for, write_gradient
-from tui.progress import CellsDone, StepPreview
+from sd_explorer.tui.progress import CellsDone, StepPreview
 
 
 def table_pieces(app) -> list[str]:
@@ -309,7 +309,7 @@ async def test_bad_model_keeps_app_running(tmp_path):
 
 @sync
 async def test_training_pane_shows_the_shipped_model_first(tmp_path, fashion_dir):
-    from core.fashion.model import SHIPPED_WEIGHTS
+    from sd_explorer.core.fashion.model import SHIPPED_WEIGHTS
 
     if not SHIPPED_WEIGHTS.is_file():
         pytest.skip(f"{SHIPPED_WEIGHTS} is not shipped yet")
@@ -344,7 +344,7 @@ async def test_sdxl_shows_both_tokenizers_side_by_side(tmp_path):
 
 @sync
 async def test_hours_long_cpu_training_says_so_once(tmp_path):
-    from core.fashion.trainer import StepStats
+    from sd_explorer.core.fashion.trainer import StepStats
 
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -369,9 +369,9 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
 async def test_a_stopped_run_reports_its_checkpoint_by_message(tmp_path):
     """The training job never writes the pane: the checkpoint a stop leaves arrives as a milestone, then the
     cancellation; the pane offers it for ctrl+o."""
-    from core.jobs import Job, JobEvent
-    from tui.messages import job_message
-    from tui.progress import CheckpointSaved
+    from sd_explorer.core.jobs import Job, JobEvent
+    from sd_explorer.tui.messages import job_message
+    from sd_explorer.tui.progress import CheckpointSaved
 
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -392,7 +392,7 @@ async def test_the_training_pane_gets_its_trainer_by_message_and_pause_and_stop_
     import threading
     from types import SimpleNamespace
 
-    from tui.progress import TrainerReady
+    from sd_explorer.tui.progress import TrainerReady
 
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from tui.app import ExplorerApp
-from tui.config import Settings
+from sd_explorer.tui.app import ExplorerApp
+from sd_explorer.tui.config import Settings
 
 SIZE = (80, 24)
 PROMPT = "A photograph of a puppy"

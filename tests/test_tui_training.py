@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Input, Label, Select
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
-from tui.progress import StepPreview
+from sd_explorer.tui.progress import StepPreview
 
 
 def label_text(app, selector: str) -> str:
@@ -43,9 +43,10 @@ async def test_without_data_it_fails_in_seconds_and_says_how(tmp_path, monkeypat
 
 def test_offline_or_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
     """No data source and no cached dataset: a one-line error naming the files to use, within seconds."""
-    import core.hub
-    from core.errors import UserError
-    from core.fashion.data import load_fashion_mnist
+    import sd_explorer.core.hub
+    from sd_explorer import core
+    from sd_explorer.core.errors import UserError
+    from sd_explorer.core.fashion.data import load_fashion_mnist
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     monkeypatch.delenv("SD_EXPLORER_FASHION_DATA", raising=False)
@@ -67,9 +68,9 @@ def test_offline_or_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
 @sync
 async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp_path, fashion_dir):
     """ctrl+r cancels the shipped-model preview; after a stop, ctrl+g samples the run's weights, not the shipped."""
-    import core.fashion as fm
-    from core.fashion.monitor import score_model
-    from tui.panes.train_views import sample_grid
+    import sd_explorer.core.fashion as fm
+    from sd_explorer.core.fashion.monitor import score_model
+    from sd_explorer.tui.panes.train_views import sample_grid
 
     config = tmp_path / "config.toml"
     config.write_text('theme = "textual-dark"\n')
@@ -126,7 +127,7 @@ async def test_cpu_defaults_to_the_small_unet_and_says_why(tmp_path):
 
 
 def test_prune_keeps_the_newest_checkpoints(tmp_path):
-    from core.fashion.checkpoint import prune
+    from sd_explorer.core.fashion.checkpoint import prune
 
     paths = []
     for i in range(5):
@@ -140,7 +141,7 @@ def test_prune_keeps_the_newest_checkpoints(tmp_path):
 
 
 def test_remember_writes_one_line_atomically(tmp_path):
-    from tui.config import read_config, remember
+    from sd_explorer.tui.config import read_config, remember
 
     path = tmp_path / "sub" / "config.toml"
     remember("data", "/a/b", path)
@@ -155,8 +156,8 @@ def test_score_model_measures_class_fidelity(fashion_dir, monkeypatch):
     """The monitor's measurement: real images of the asked classes score high, the same images mislabelled ~0."""
     import torch
 
-    import core.fashion.monitor as monitor
-    from core.fashion.data import load_fashion_mnist
+    import sd_explorer.core.fashion.monitor as monitor
+    from sd_explorer.core.fashion.data import load_fashion_mnist
 
     data = load_fashion_mnist(fashion_dir).subset(-1024)
     per_class = 6
@@ -183,9 +184,9 @@ def test_score_model_measures_class_fidelity(fashion_dir, monkeypatch):
 async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion_dir):
     """A short CPU run of the small UNet: after every epoch the pane's fidelity point is the classifier's score of
     that epoch's model (re-measured here from the epoch's checkpoint), plotted on the loss chart's right axis."""
-    import core.fashion as fm
-    from core.fashion.data import load_fashion_mnist
-    from core.fashion.monitor import score_model
+    import sd_explorer.core.fashion as fm
+    from sd_explorer.core.fashion.data import load_fashion_mnist
+    from sd_explorer.core.fashion.monitor import score_model
     from tests.test_tiny_data import write_idx
 
     data = load_fashion_mnist(fashion_dir)
@@ -210,7 +211,7 @@ async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion
 
 
 def test_curves_have_a_legend_a_fidelity_axis_and_whole_step_ticks():
-    from tui.panes.train_views import draw_curves
+    from sd_explorer.tui.panes.train_views import draw_curves
 
     calls = []
 

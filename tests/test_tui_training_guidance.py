@@ -7,8 +7,8 @@ import pytest
 from textual.widgets import Input
 
 from tests.test_tui_support import SIZE, make_app, sync, wait_for
-from tui.panes.train_views import parse_grey
-from core.errors import UserError
+from sd_explorer.tui.panes.train_views import parse_grey
+from sd_explorer.core.errors import UserError
 
 
 def test_parse_grey():
@@ -20,7 +20,7 @@ def test_parse_grey():
 
 @sync
 async def test_grey_guidance_brightens_the_per_class_samples(tmp_path, fashion_dir):
-    from core.fashion.model import SHIPPED_WEIGHTS
+    from sd_explorer.core.fashion.model import SHIPPED_WEIGHTS
 
     if not SHIPPED_WEIGHTS.is_file():
         pytest.skip("no shipped Fashion-MNIST model")

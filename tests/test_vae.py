@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.vae import LatentReport, load_image, psnr, round_trip
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.vae import LatentReport, load_image, psnr, round_trip
 
 
 def test_round_trip_numbers(sd1):

@@ -1,7 +1,7 @@
-"""``python -m tui``: the same as the ``sd-explorer`` console script."""
+"""``python -m sd_explorer.tui``: the same as the ``sd-explorer`` console script."""
 
 import sys
 
-from tui.entry import main
+from sd_explorer.tui.entry import main
 
 sys.exit(main())

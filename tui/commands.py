@@ -28,11 +28,11 @@ def _keys(binding: Binding) -> str:
 
 def pane_classes() -> list[tuple[str, str, type]]:
     """(title, pane id, class) of the five panes, in tab order."""
-    from tui.panes.exercises import ExercisesPane
-    from tui.panes.latents import LatentsPane
-    from tui.panes.sweep import SweepPane
-    from tui.panes.tokens import TokensPane
-    from tui.panes.training import TrainingPane
+    from sd_explorer.tui.panes.exercises import ExercisesPane
+    from sd_explorer.tui.panes.latents import LatentsPane
+    from sd_explorer.tui.panes.sweep import SweepPane
+    from sd_explorer.tui.panes.tokens import TokensPane
+    from sd_explorer.tui.panes.training import TrainingPane
 
     return [("Prompt", "tokens", TokensPane), ("Sweep", "sweep", SweepPane), ("Latents", "latents", LatentsPane),
             ("Training", "training", TrainingPane), ("Exercises", "exercises", ExercisesPane)]

@@ -4,7 +4,7 @@
 per-class fidelity of the weights and of their EMA under both samplers, brightness, timings); this module
 only renders it, so the card never says more than the runs did::
 
-    python -m core.fashion.card assets/fashion      # rewrite MODEL_CARD.md and training_curve.png
+    python -m sd_explorer.core.fashion.card assets/fashion      # rewrite MODEL_CARD.md and training_curve.png
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from core.fashion.data import CLASS_NAMES
+from sd_explorer.core.fashion.data import CLASS_NAMES
 
 CURVE = "training_curve.png"
 
@@ -37,7 +37,7 @@ def render_markdown(r: dict) -> str:
     lines = [
         "# Fashion-MNIST class-conditional DDPM (`ddpm.safetensors`) and its fidelity classifier",
         "",
-        "<!-- written by `python -m core.fashion.card assets/fashion` from training_results.json; do not edit -->",
+        "<!-- written by `python -m sd_explorer.core.fashion.card assets/fashion` from training_results.json; do not edit -->",
         "",
         "## DDPM — `ddpm.safetensors` (fp16)",
         "- **Model**: the chapter's `UNet2DModel(in_channels=1, out_channels=1, sample_size=32,",
@@ -100,11 +100,11 @@ def render_markdown(r: dict) -> str:
         "- `classify(images)` accepts [0, 1] or [-1, 1] floats or uint8, 28x28 or 32x32 (the padding is cropped).",
         "",
         "## Reproduce",
-        "On a GPU: `python -m core.fashion.train_shipped --data DIR --out OUT --classifier",
+        "On a GPU: `python -m sd_explorer.core.fashion.train_shipped --data DIR --out OUT --classifier",
         "assets/fashion/classifier.safetensors --per-class 50 --ema 0.999 --compile --epochs 25 --extra-epochs 358",
         "--skip-recipe-measure` (one run of 383 epochs; the shipped model was made in the two stages above,",
         "`bench/gpu_session.sh ship` then `ship-more`), then copy `ddpm.safetensors`, `samples_grid.png` and",
-        "the measurements into `assets/fashion/training_results.json` and run `python -m core.fashion.card",
+        "the measurements into `assets/fashion/training_results.json` and run `python -m sd_explorer.core.fashion.card",
         "assets/fashion`.",
         "",
     ]
@@ -142,7 +142,7 @@ def loss_curve(stages: list[dict], size: tuple[int, int] = (640, 240)) -> Image.
 
 def write_card(folder: str | Path) -> Path:
     """Rewrite ``MODEL_CARD.md`` and ``training_curve.png`` in ``folder`` from its ``training_results.json``."""
-    from core.atomic import write_replacing
+    from sd_explorer.core.atomic import write_replacing
 
     folder = Path(folder)
     results = json.loads((folder / "training_results.json").read_text())

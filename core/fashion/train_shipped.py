@@ -2,7 +2,7 @@
 
 Run on the GPU machine::
 
-    python -m core.fashion.train_shipped --data ../shared/data/fashion-mnist-8k --out DIR
+    python -m sd_explorer.core.fashion.train_shipped --data ../shared/data/fashion-mnist-8k --out DIR
 
 1. trains the small CNN on all but the last 1,024 images and reports its held-out accuracy;
 2. trains the chapter's recipe (25 epochs, batch 256, AdamW 3e-4) and writes fp16 weights;
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from core.fashion.classifier import (
+from sd_explorer.core.fashion.classifier import (
     class_fidelity, classify, load_classifier, save_classifier, train_classifier,
 )
-from core.fashion.data import CLASS_NAMES, load_fashion_mnist
-from core.fashion.grid import class_grid
-from core.fashion.model import FashionDDPM, ModelConfig, load_weights, save_weights
-from core.fashion.sampler import generate_from_class
-from core.fashion.trainer import Trainer, TrainConfig
+from sd_explorer.core.fashion.data import CLASS_NAMES, load_fashion_mnist
+from sd_explorer.core.fashion.grid import class_grid
+from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, load_weights, save_weights
+from sd_explorer.core.fashion.sampler import generate_from_class
+from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
 
 
 def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:

@@ -7,7 +7,7 @@ All randomness after model initialisation comes from one generator on the device
 checkpoints) plus a per-epoch permutation derived from ``(seed, epoch)``, so a resumed run continues
 exactly as the uninterrupted run would have.
 
-Several processes (``accelerate launch --multi_gpu --num_processes N -m core fashion train ...``; on
+Several processes (``accelerate launch --multi_gpu --num_processes N -m sd_explorer.core fashion train ...``; on
 a machine without GPUs the same command runs N CPU processes over gloo) train the same run as one
 process at the same global ``batch_size``: every rank draws the whole global batch's flips, noise
 and timesteps from the same generator and keeps its slice ``[rank::N]``; each rank's loss is
@@ -32,13 +32,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core.errors import Cancelled, UserError
-from core import atomic
-from core.fashion.checkpoint import load_checkpoint, save_checkpoint
-from core.fashion.data import FashionData, preprocess
-from core.fashion.graphstep import GraphedTrainStep
-from core.devices import pick_device
-from core.fashion.model import ModelConfig, alphas_cumprod, build_unet
+from sd_explorer.core.errors import Cancelled, UserError
+from sd_explorer.core import atomic
+from sd_explorer.core.fashion.checkpoint import load_checkpoint, save_checkpoint
+from sd_explorer.core.fashion.data import FashionData, preprocess
+from sd_explorer.core.fashion.graphstep import GraphedTrainStep
+from sd_explorer.core.devices import pick_device
+from sd_explorer.core.fashion.model import ModelConfig, alphas_cumprod, build_unet
 
 
 @dataclass
@@ -67,7 +67,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
-        from core.fields import check_seed, check_whole
+        from sd_explorer.core.fields import check_seed, check_whole
 
         check_whole(self.epochs, "epochs", 1, 100_000, 25)
         check_whole(self.batch_size, "batch size", 1, 65_536, 256)
@@ -174,7 +174,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             unet = build_unet(cfg.model)
         if cfg.init_weights and not cfg.resume:
-            from core.fashion.model import load_weights
+            from sd_explorer.core.fashion.model import load_weights
 
             start = load_weights(cfg.init_weights, device="cpu", dtype=torch.float32)
             if start.config.to_json() != cfg.model.to_json():
@@ -197,7 +197,7 @@ class Trainer:
             if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
                 raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
         if cfg.ema_decay > 0:
-            from core.ema import EMA
+            from sd_explorer.core.ema import EMA
 
             self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
             if state.get("ema"):
@@ -410,7 +410,7 @@ def resume_config(path: str | Path, **overrides) -> TrainConfig:
 def config_from_dict(raw, where: str) -> TrainConfig:
     """A ``TrainConfig`` from a JSON object (``fashion train --config``, a checkpoint's ``train_config``):
     every field's type checked (``core.schema``), ``model`` as ``ModelConfig.from_dict``, then ``validate``."""
-    from core.schema import from_dict
+    from sd_explorer.core.schema import from_dict
 
     if isinstance(raw, dict) and "model" in raw:
         raw = dict(raw)

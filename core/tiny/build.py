@@ -1,6 +1,6 @@
 """Build the tiny model's components (random init or trained) and save them as a diffusers folder.
 
-``python -m core.tiny.build --out assets/tiny-sd --seed 0 --overwrite`` writes a deterministic
+``python -m sd_explorer.core.tiny.build --out assets/tiny-sd --seed 0 --overwrite`` writes a deterministic
 random-init folder: the mechanics work (tokenize, encode, denoise, decode) before any training.
 
 The folder is written next to its destination under a temporary name and moved into place, so a
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError, run_main
-from core.tiny import configs
+from sd_explorer.core.errors import UserError, run_main
+from sd_explorer.core.tiny import configs
 
 
 @dataclass

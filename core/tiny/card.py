@@ -1,6 +1,6 @@
 """Measure the tiny model and write its model card (``MODEL_CARD.md``, ``card.json``, PNG grids).
 
-    python -m core.tiny.card --model assets/tiny-sd --data ../shared/data/fashion-mnist-8k --out DIR
+    python -m sd_explorer.core.tiny.card --model assets/tiny-sd --data ../shared/data/fashion-mnist-8k --out DIR
 
 Every number in the card comes from this script: prompt following (the share of generated images a
 Fashion-MNIST classifier assigns to the prompted class, at guidance 1, 2, 4, 8), the VAE's
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from core.atomic import write_bytes
-from core.errors import UserError, run_main
-from core.tiny import build, captions
-from core.fashion.data import CLASS_NAMES
-from core.tiny.data import HELD_OUT, load_fashion, to_fashion, to_model_images
-from core.tiny.judge import fashion_batch, load_judge
-from core.vae import scale_latents, to_pixel_range, to_vae_range
+from sd_explorer.core.atomic import write_bytes
+from sd_explorer.core.errors import UserError, run_main
+from sd_explorer.core.tiny import build, captions
+from sd_explorer.core.fashion.data import CLASS_NAMES
+from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_fashion, to_model_images
+from sd_explorer.core.tiny.judge import fashion_batch, load_judge
+from sd_explorer.core.vae import scale_latents, to_pixel_range, to_vae_range
 
 SCALES = (1.0, 2.0, 4.0, 8.0)
 SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
@@ -41,7 +41,7 @@ def load_pipeline(folder: Path | str, device: str):
     """``StableDiffusionPipeline`` from the folder with the project's CLIP tokenizer, fp32."""
     from diffusers import StableDiffusionPipeline
 
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     pipe = StableDiffusionPipeline.from_pretrained(str(folder), tokenizer=clip_tokenizer(),
                                                    torch_dtype=torch.float32, use_safetensors=True)
@@ -172,7 +172,7 @@ def training_command(training: dict) -> str:
     skip = {"out", "overwrite", "data", "device"}
     parts = [f"--{k.replace('_', '-')} {v}" for k, v in sorted(settings.items())
              if k not in skip and v != "inf" and not (k == "limit" and v == "0")]
-    return "python -m core.tiny.train --data DATA --out OUT " + " ".join(parts)
+    return "python -m sd_explorer.core.tiny.train --data DATA --out OUT " + " ".join(parts)
 
 
 def _training_line(t: dict) -> str:
@@ -211,7 +211,7 @@ def render_markdown(card: dict) -> str:
         "`UNet2DConditionModel` with cross-attention, `PNDMScheduler` with SD 1.x's betas), trained by",
         "`core.tiny.train` on the first 7,168 of 8,192 Fashion-MNIST training images with captions naming",
         "the class (10 templates x 3-4 phrases per class) and 10% empty captions for classifier-free guidance.",
-        "All numbers below are written by `python -m core.tiny.card`; do not edit them by hand.",
+        "All numbers below are written by `python -m sd_explorer.core.tiny.card`; do not edit them by hand.",
         "",
         "## Components",
         "",
@@ -219,9 +219,9 @@ def render_markdown(card: dict) -> str:
         f"UNet {size['parameters']['unet']:,}.",
         f"- Weights on disk (fp16 safetensors): {size['weight_bytes'] / 1e6:.1f} MB.",
         _training_line(t),
-        "- Reproduce: `python -m core.tiny.train --data ../shared/data/fashion-mnist-8k --out OUT` (its defaults are"
+        "- Reproduce: `python -m sd_explorer.core.tiny.train --data ../shared/data/fashion-mnist-8k --out OUT` (its defaults are"
         " this recipe, with `--vae-stop-at`/`--unet-stop-at` at the steps where the time caps stopped it), then"
-        " `python -m core.tiny.card --model OUT --data ../shared/data/fashion-mnist-8k --out OUT`.",
+        " `python -m sd_explorer.core.tiny.card --model OUT --data ../shared/data/fashion-mnist-8k --out OUT`.",
         "",
         "## Prompt following",
         "",
@@ -248,7 +248,7 @@ def render_markdown(card: dict) -> str:
         "- `sweep.png`: the chapter's guidance sweep (1, 2, 4, 12), same seed per row.",
         f"- `classes.png`: {card.get('per_class', 8)} samples per class prompt at guidance 4.",
         "- `vae.png`: held-out images, their round trips, and the 4 latent channels.",
-        "- `preview_factors.json`: latent -> RGB factors for the step previews, fitted by `python -m core.tiny.preview`.",
+        "- `preview_factors.json`: latent -> RGB factors for the step previews, fitted by `python -m sd_explorer.core.tiny.preview`.",
         "",
         "## Limits",
         "",

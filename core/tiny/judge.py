@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UserError
-from core.fashion.data import FashionData
-from core.tiny.data import to_fashion, to_model_images
+from sd_explorer.core.errors import UserError
+from sd_explorer.core.fashion.data import FashionData
+from sd_explorer.core.tiny.data import to_fashion, to_model_images
 
 
 @dataclass
@@ -74,23 +74,23 @@ def load_judge(train: FashionData, device: torch.device | str, steps: int, prefe
     """The project's classifier when ``prefer`` is ``auto``/``fashion`` and it loads; else our CNN."""
     if prefer in ("auto", "fashion"):
         try:
-            from core.fashion.classifier import classify, load_classifier
+            from sd_explorer.core.fashion.classifier import classify, load_classifier
 
             project_model = load_classifier(device)
 
             def predict(x: torch.Tensor) -> torch.Tensor:
                 return classify(x.float(), model=project_model, value_range="-1..1").to(x.device).long()
 
-            return Judge(predict, "core.fashion.classifier (assets/fashion/classifier.safetensors)")
+            return Judge(predict, "sd_explorer.core.fashion.classifier (assets/fashion/classifier.safetensors)")
         except (ImportError, OSError, UserError) as exc:
             if prefer == "fashion":
                 raise
-            print(f"core.fashion.classifier not usable ({type(exc).__name__}: {exc}); training our own CNN")
+            print(f"sd_explorer.core.fashion.classifier not usable ({type(exc).__name__}: {exc}); training our own CNN")
     model = train_judge(train, steps, device)
 
     @torch.no_grad()
     def predict_own(x: torch.Tensor) -> torch.Tensor:
         return _batched(lambda b: model(b.to(device).float()).argmax(1).to(x.device), x)
 
-    return Judge(predict_own, f"core.tiny.judge CNN trained here on the {len(train.labels)} training images "
+    return Judge(predict_own, f"sd_explorer.core.tiny.judge CNN trained here on the {len(train.labels)} training images "
                               f"({steps} steps)")

@@ -6,7 +6,7 @@ SD's factors do not fit another VAE, so this fits ours by least squares: scaled 
 held-out images against the images average-pooled to the latent grid. The result is saved as
 ``preview_factors.json`` in the model folder, which ``core.models`` reads when present.
 
-    python -m core.tiny.preview --model assets/tiny-sd --data ../shared/data/fashion-mnist-8k
+    python -m sd_explorer.core.tiny.preview --model assets/tiny-sd --data ../shared/data/fashion-mnist-8k
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.atomic import write_bytes
-from core.errors import UserError, run_main
-from core.tiny.data import HELD_OUT, load_fashion, to_model_images
-from core.vae import scale_latents
+from sd_explorer.core.atomic import write_bytes
+from sd_explorer.core.errors import UserError, run_main
+from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
+from sd_explorer.core.vae import scale_latents
 
 FILENAME = "preview_factors.json"
 

@@ -1,6 +1,6 @@
 """The tiny model's reproducible training recipe.
 
-    python -m core.tiny.train --data ../shared/data/fashion-mnist-8k --out OUT_DIR [--device cuda]
+    python -m sd_explorer.core.tiny.train --data ../shared/data/fashion-mnist-8k --out OUT_DIR [--device cuda]
 
 1. The VAE (L1 + MSE + a small KL term, random horizontal flips) on the training split (all but the
    last 1,024 images, which stay held out); ``scaling_factor`` = 1 / std of its latents, as SD did.
@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.ema import EMA
-from core.errors import UserError, run_main
+from sd_explorer.core.ema import EMA
+from sd_explorer.core.errors import UserError, run_main
 
-from core.tiny import build, captions, configs
-from core.tiny.data import HELD_OUT, load_fashion, to_model_images
+from sd_explorer.core.tiny import build, captions, configs
+from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
 
 
 def _seed(seed: int) -> None:
@@ -168,7 +168,7 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
 
 def run(args: argparse.Namespace) -> Path:
     """The whole recipe; returns the saved folder."""
-    from core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.clip_vocab import clip_tokenizer
 
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:  # fail before training
         raise UserError(f"{args.out} already exists and is not empty: choose another --out or pass --overwrite.")

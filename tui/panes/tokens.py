@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label
 
-from core.tokens import TokenBreakdown, breakdown
-from tui.messages import PaneReady
+from sd_explorer.core.tokens import TokenBreakdown, breakdown
+from sd_explorer.tui.messages import PaneReady
 
 Row = tuple[str, str, str, int, str, str, str]  #: pos, piece, text, id, weight, n, note
 
@@ -179,12 +179,12 @@ class TokensPane(Vertical):
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer(self) -> None:
         """Resolve the model's tokenizers without weights, on a thread (reads vocab files)."""
-        from core.models import resolve_tokenizers
+        from sd_explorer.core.models import resolve_tokenizers
 
         try:
             toks = resolve_tokenizers(self._model_spec)
         except Exception as exc:  # a bad --model: fall back to SD 1.x's CLIP tokenizer
-            from core.clip_vocab import clip_tokenizer
+            from sd_explorer.core.clip_vocab import clip_tokenizer
 
             self.app.call_from_thread(self.notify, f"{exc} — showing SD 1.x's CLIP tokenizer.",
                                       severity="warning")
