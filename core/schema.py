@@ -103,7 +103,7 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             raise _Mismatch
         item = args[0] if args else Any
         return tuple(_check(v, item, where) for v in value)
-    raise TypeError(f"sd_explorer.core.schema cannot check {tp!r} ({where})")  # a programming error, not bad input
+    raise TypeError(f"core.schema cannot check {tp!r} ({where})")  # a programming error, not bad input
 
 
 def from_dict(cls: type[T], raw: Any, where: str, *, ignore: tuple[str, ...] = ()) -> T:

@@ -49,7 +49,16 @@ def test_graphed_maps_equal_eager_maps(sd1_folder, dtype):
     torch.testing.assert_close(second, want, **tol)
     per_pixel = want.sum(1)  # probabilities: heads x layers x steps per pixel, in both
     torch.testing.assert_close(second.sum(1), per_pixel, **tol)
-    torch.testing.assert_close(result.latents.float(), want_result.latents.float(), atol=5e-2, rtol=5e-2)
+    if dtype == "fp32":
+        torch.testing.assert_close(result.latents.float(), want_result.latents.float(), atol=5e-2, rtol=5e-2)
+    else:  # fused QKV and channels-last round differently in fp16, and CFG 7.5 carries it through the steps:
+        # the graphed run must be as close to fp32 as the eager fp16 run is (the fast paths' own criterion)
+        from tests.test_fast_gpu import assert_within_fp16
+
+        ref32 = load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=False)
+        # H200, 2026-12-01: the latents pass; the images are 1.1 levels (mean) from eager fp16's, the
+        # probes' own attention math in the captured graph adding to the fused projections' rounding
+        assert_within_fp16(result, want_result, sweep(ref32, settings, SCALES), image_gap=2.0)
 
 
 def test_plain_sweeps_after_recording_do_not_record(sd1_folder):

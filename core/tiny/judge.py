@@ -81,16 +81,16 @@ def load_judge(train: FashionData, device: torch.device | str, steps: int, prefe
             def predict(x: torch.Tensor) -> torch.Tensor:
                 return classify(x.float(), model=project_model, value_range="-1..1").to(x.device).long()
 
-            return Judge(predict, "sd_explorer.core.fashion.classifier (assets/fashion/classifier.safetensors)")
+            return Judge(predict, "core.fashion.classifier (assets/fashion/classifier.safetensors)")
         except (ImportError, OSError, UserError) as exc:
             if prefer == "fashion":
                 raise
-            print(f"sd_explorer.core.fashion.classifier not usable ({type(exc).__name__}: {exc}); training our own CNN")
+            print(f"core.fashion.classifier not usable ({type(exc).__name__}: {exc}); training our own CNN")
     model = train_judge(train, steps, device)
 
     @torch.no_grad()
     def predict_own(x: torch.Tensor) -> torch.Tensor:
         return _batched(lambda b: model(b.to(device).float()).argmax(1).to(x.device), x)
 
-    return Judge(predict_own, f"sd_explorer.core.tiny.judge CNN trained here on the {len(train.labels)} training images "
+    return Judge(predict_own, f"core.tiny.judge CNN trained here on the {len(train.labels)} training images "
                               f"({steps} steps)")
