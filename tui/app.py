@@ -71,6 +71,8 @@ class ExplorerApp(App[int]):
     prompts: reactive[tuple[str, str]] = reactive(("", ""))
     #: the timestep the sweep pane shows: the step sampling now, or the step its timeline is scrubbed to
     timestep: reactive[float | None] = reactive(None)
+    #: how long a finished engine status stays in the header (and its notification on screen)
+    status_seconds: float = 8.0
     #: the image the latents pane last encoded (the exercises' img2img start when no file is given)
     encoded_image = None
     #: the model's tokenizers, ``[(label, tokenizer)]`` (two for SDXL), once the prompt pane resolved them
@@ -245,8 +247,8 @@ class ExplorerApp(App[int]):
             self._status_timer.stop()
             self._status_timer = None
         if not message.text.endswith("…"):  # a finished step stays for a while; one in progress until it ends
-            self._status_timer = self.set_timer(8, self._plain_sub_title)
-            self.notify(message.text, title="Engine", timeout=8)
+            self._status_timer = self.set_timer(self.status_seconds, self._plain_sub_title)
+            self.notify(message.text, title="Engine", timeout=self.status_seconds)
 
     def _plain_sub_title(self) -> None:
         self._status_timer = None
