@@ -25,7 +25,8 @@ def test_every_python_folder_is_listed_under_the_one_import_name():
     """A new subpackage (a folder with ``__init__.py``) that is not listed would be left out of the wheel."""
     config = _setuptools()
     assert config["package-dir"] == {new: old for old, new in FOLDERS.items()}
-    want = {FOLDERS["assets"]}
+    want = {FOLDERS["assets"]}  # and its folders Python could import (setuptools warns unless they are listed)
+    want |= {f"{FOLDERS['assets']}.{d.name}" for d in (ROOT / "assets").iterdir() if d.is_dir() and d.name.isidentifier()}
     for folder in ("core", "tui"):
         for init in (ROOT / folder).rglob("__init__.py"):
             parts = init.parent.relative_to(ROOT / folder).parts
