@@ -483,3 +483,21 @@ async def test_sdxl_grid_of_size_and_crop_with_a_long_weighted_prompt(tmp_path, 
         assert [c.caption for c in sweep.cells] == ["256x256 · 0x0", "1024x1024 · 0x0", "256x256 · 32x0",
                                                    "1024x1024 · 32x0"]
         assert sweep.result.timings["batches"] == 1 and "Crop top-left: 32,0" in sweep.result.parameters(3)
+
+
+@sync
+async def test_two_token_tables_stack_when_they_would_not_fit_side_by_side(tmp_path, sdxl_folder):
+    """SDXL's two tables stand side by side from 150 columns, one above the other below it (a cut note column
+    otherwise), and follow the terminal when it is resized."""
+    from sd_explorer.tui.panes.tokens import TokenColumn
+
+    app = make_app(tmp_path, model=str(sdxl_folder))
+    async with app.run_test(size=(100, 24)) as pilot:
+        pane = app.query_one("TokensPane")
+        await wait_for(pilot, lambda: len(pane.tokenizers) == 2 and len(pane.query(TokenColumn)) == 2, what="tables")
+        await pilot.pause()
+        first, second = pane.query(TokenColumn)
+        assert second.region.y > first.region.y and second.region.width == first.region.width >= 90
+        await pilot.resize_terminal(160, 24)
+        await pilot.pause()
+        assert second.region.y == first.region.y and second.region.x > first.region.x

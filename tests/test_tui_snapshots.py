@@ -153,8 +153,10 @@ class TestHelpScreen:
 
 
 class TestSdxlTokens:
-    def test_two_tokenizers_side_by_side(self, snap_compare, tmp_path):
-        """An SDXL-shaped model: CLIP ViT-L and OpenCLIP bigG tables side by side (the header names the folder)."""
+    @pytest.mark.parametrize("size", [(160, 24), (100, 24)])
+    def test_two_tokenizers_side_by_side(self, snap_compare, tmp_path, size):
+        """An SDXL-shaped model: CLIP ViT-L and OpenCLIP bigG tables side by side (the header names the folder);
+        narrower than 150 columns, one above the other, so every column of both stays whole."""
         from tests.sd_factory import save_sdxl_pipeline
 
         folder = save_sdxl_pipeline(tmp_path / "sdxl-test")
@@ -166,7 +168,7 @@ class TestSdxlTokens:
             await pilot.pause()
 
         app = _app(tmp_path, model=str(folder), prompt="")
-        assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)
+        assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 class TestSdxlRefiner:

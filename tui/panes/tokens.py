@@ -129,7 +129,12 @@ class TokensPane(Vertical):
     TokensPane #editors { height: auto; }
     TokensPane Input { width: 1fr; }
     TokensPane #tables { height: 1fr; }
+    TokensPane #tables.-stacked { layout: vertical; }
     """
+
+    #: below this many columns two tokenizers' tables (SDXL) stack instead of standing side by side:
+    #: a table with its text and note columns needs about 75
+    SIDE_BY_SIDE = 150
 
     source: reactive[str] = reactive("prompt")  #: whose tokens the table shows
     breakdown: reactive[TokenBreakdown | None] = reactive(None, always_update=True)  #: the first tokenizer's
@@ -199,7 +204,16 @@ class TokensPane(Vertical):
         tables = self.query_one("#tables", Horizontal)
         for n in range(len(self.query(TokenColumn)), len(tokenizers)):
             tables.mount(TokenColumn(suffix=f"-{n + 1}"))
+        self._arrange()
         self.call_after_refresh(self._after_tables)
+
+    def on_resize(self) -> None:
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Two tables side by side when both fit whole, one above the other otherwise."""
+        self.query_one("#tables").set_class(len(self.tokenizers) > 1 and self.size.width < self.SIDE_BY_SIDE,
+                                            "-stacked")
 
     def _after_tables(self) -> None:
         self.refresh_tokens()
