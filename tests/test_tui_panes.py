@@ -329,7 +329,7 @@ async def test_sdxl_shows_both_tokenizers_side_by_side(tmp_path):
 
     folder = save_sdxl_pipeline(tmp_path / "sdxl")
     app = make_app(tmp_path, model=str(folder), prompt="")
-    async with app.run_test(size=(120, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         pane = app.query_one("TokensPane")
         await wait_for(pilot, lambda: len(pane.breakdowns) == 2, what="two tokenizers")
         await pilot.press(*"a cat")
@@ -339,7 +339,7 @@ async def test_sdxl_shows_both_tokenizers_side_by_side(tmp_path):
                 "<|startoftext|>", "a</w>", "cat</w>", "<|endoftext|>"]
         assert "CLIP ViT-L: 2/75 tokens" in str(app.query_one("#count", Label).render())
         assert "OpenCLIP bigG: 2/75 tokens" in str(app.query_one("#count-2", Label).render())
-        assert first.region.y == second.region.y and first.region.x < second.region.x  # side by side
+        assert first.region.y == second.region.y and first.region.x < second.region.x  # side by side (from 150 columns)
 
 
 @sync
