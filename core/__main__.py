@@ -2,6 +2,6 @@
 
 import sys
 
-from sd_explorer.core.cli import main
+from .cli import main
 
 sys.exit(main())

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 TMP_PREFIX = ".tmp-"
 Writer = Callable[[Path], object]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 def level_sizes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
     """The UNet's grids: each down block halves the size, rounding up (stride-2 conv, padding 1)."""
@@ -170,7 +170,7 @@ def _graphs_for(model, rows: int, accumulator: HeatAccumulator):
     if graphed is None:
         yield
         return
-    from sd_explorer.core.fast import GraphedCallable
+    from .fast import GraphedCallable
 
     caches = _state(model)["graphs"]
     if rows not in caches:
@@ -233,7 +233,7 @@ def _word_pieces(tokenizer, word: str) -> list[str]:
 def token_positions(model, prompt: str, word: str) -> list[int]:
     """Positions (in the 77-token window) of ``word``'s pieces in ``prompt``, every occurrence, looked
     up in each of the model's tokenizers (SDXL: both). ``UserError`` names the prompt's words otherwise."""
-    from sd_explorer.core.tokens import breakdown
+    from .tokens import breakdown
 
     word = word.strip()
     found: set[int] = set()
@@ -326,7 +326,7 @@ def heat_for(model, prompt: str, maps: torch.Tensor, word: str) -> TokenHeat:
 def generate_with_maps(model, settings, words: list[str], callback=None, cancel=None):
     """One image at ``settings.guidance_scale`` and each word's heat map: ``(GenerationResult,
     [TokenHeat], layers)``. The words are checked against the prompt before anything is sampled."""
-    from sd_explorer.core.sampler import generate
+    from .sampler import generate
 
     for word in words:
         token_positions(model, settings.prompt, word)

@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import MAX_GUIDANCE
+from .errors import UserError
+from .fields import MAX_GUIDANCE
 
 
 def is_guided(scale: float) -> bool:

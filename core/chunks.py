@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.prompt_weights import ParsedPrompt, parse
+from .errors import UserError
+from .prompt_weights import ParsedPrompt, parse
 
 MODES = ("chunk", "truncate")
 MAX_CHUNKS = 8  #: 600 prompt tokens; past that tokens are dropped (and reported), so a pasted essay stays cheap

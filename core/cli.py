@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Callable
 
-from sd_explorer.core.errors import Cancelled, UserError
-from sd_explorer.core.fields import COMPILE_MODES, parse_scales, parse_size
+from .errors import Cancelled, UserError
+from .fields import COMPILE_MODES, parse_scales, parse_size
 
 GRID_AXES = ("scale", "seed", "steps", "scheduler", "negative", "prompt_sr", "original_size", "crop", "strength",
              "long_prompt", "color_scale")  #: core.grid_axes.KINDS (kept here so --help needs no torch)
@@ -60,7 +60,7 @@ def _sampling(p: argparse.ArgumentParser) -> None:
 
 
 def _long_prompt(p: argparse.ArgumentParser) -> None:
-    from sd_explorer.core.chunks import MODES
+    from .chunks import MODES
 
     p.add_argument("--long-prompt", default="chunk", choices=MODES,
                    help="past 75 tokens: chunk (75-token chunks, as A1111/ComfyUI; default) or truncate (as diffusers)")
@@ -132,7 +132,7 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _long_prompt(t)
     t.set_defaults(func=cmd_tokens)
     try:
-        from sd_explorer.core.fashion.cli import add_parser as add_fashion
+        from .fashion.cli import add_parser as add_fashion
     except ImportError:  # the Fashion-MNIST package is optional for the rest of the CLI
         add_fashion = None
     if add_fashion is not None:
@@ -154,7 +154,7 @@ def _progress(total_hint: int, desc: str):
 
 def _load(args, spec: str | None = None):
     """``--model`` (or ``spec``, e.g. the refiner) on the chosen device, dtype and VAE."""
-    from sd_explorer.core.models import load_model
+    from .models import load_model
 
     spec = spec or args.model or "tiny"
     print(f"loading {spec} …", file=sys.stderr)
@@ -163,9 +163,9 @@ def _load(args, spec: str | None = None):
 
 
 def _settings(args, guidance: float = 7.5):
-    from sd_explorer.core.loss_guidance import parse_color
-    from sd_explorer.core.settings import SampleSettings
-    from sd_explorer.core.vae import load_image
+    from .loss_guidance import parse_color
+    from .settings import SampleSettings
+    from .vae import load_image
 
     width, height = parse_size(args.size or "")
     return SampleSettings(prompt=args.prompt, negative_prompt=args.negative, steps=args.steps,
@@ -179,9 +179,9 @@ def _settings(args, guidance: float = 7.5):
 def _axis(args):
     """The axis ``sweep`` varies without ``--x`` (the guidance scale unless another flag names one): a
     one-axis grid's X axis (``core.grid_axes.Axis``)."""
-    from sd_explorer.core.cfg import check_scale
-    from sd_explorer.core.fields import parse_pairs
-    from sd_explorer.core.grid_axes import Axis
+    from .cfg import check_scale
+    from .fields import parse_pairs
+    from .grid_axes import Axis
 
     if args.negatives is not None:
         return Axis("negative", [v.strip() for v in args.negatives.split("|")])
@@ -197,7 +197,7 @@ def _axis(args):
 
 
 def _out(args) -> str:
-    from sd_explorer.core.outputs import default_output_dir
+    from .outputs import default_output_dir
 
     return args.out or str(default_output_dir())
 
@@ -208,7 +208,7 @@ def _report_dropped(result) -> None:
 
 
 def cmd_generate(args) -> int:
-    from sd_explorer.core.sampler import generate
+    from .sampler import generate
 
     settings = _settings(args, args.guidance).validate()
     model, refiner, fraction = _load_models(args, settings)
@@ -221,7 +221,7 @@ def cmd_generate(args) -> int:
 def _load_models(args, settings):
     """``--model``, and ``--refiner`` when given (checked before its minutes of loading): ``(model, refiner,
     handoff)``, the refiner ``None`` without one. The sampler checks the pair and the request once more."""
-    from sd_explorer.core.refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
+    from .refiner import DEFAULT_FRACTION, check_base, check_fraction, check_settings
 
     if args.refiner is None and args.refiner_at is None:
         return _load(args), None, DEFAULT_FRACTION
@@ -235,7 +235,7 @@ def _load_models(args, settings):
 
 
 def _save_generated(args, result) -> int:
-    from sd_explorer.core.outputs import save_png
+    from .outputs import save_png
 
     _report_dropped(result)
     for i, image in enumerate(result.images):
@@ -245,7 +245,7 @@ def _save_generated(args, result) -> int:
 
 
 def _grid_axis(text: str, flag: str):
-    from sd_explorer.core.grid_axes import Axis
+    from .grid_axes import Axis
 
     name, sep, values = text.partition("=")
     if not sep:
@@ -256,8 +256,8 @@ def _grid_axis(text: str, flag: str):
 def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cells=None):
     """Load the model(s) and sample the grid (``core.grid_axes.run_grid``) behind a progress bar:
     ``(model, result, Timeline or None)``; ``timeline`` keeps every step of a grid of one batch."""
-    from sd_explorer.core.grid_axes import batches, plan, run_grid
-    from sd_explorer.core.timeline import Timeline
+    from .grid_axes import batches, plan, run_grid
+    from .timeline import Timeline
 
     model, refiner, fraction = _load_models(args, settings)
     bar, on_step = _progress(args.steps, f"{what} + refine" if refiner else what)
@@ -277,7 +277,7 @@ def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cel
 
 def cmd_grid(args) -> int:
     """``sweep --x AXIS=VALUES [--y AXIS=VALUES]``: a two-axis grid (``core.grid_axes``)."""
-    from sd_explorer.core.outputs import result_grid, save_png
+    from .outputs import result_grid, save_png
 
     if args.x is None:
         raise UserError("--y needs an --x axis too: e.g. --x 'scale=1,4,12' --y 'seed=1,2'.")
@@ -300,16 +300,16 @@ def cmd_grid(args) -> int:
 
 def cmd_sweep(args) -> int:
     """``sweep``: one axis (``--scales``, ``--negatives``, ...) as a one-axis grid, or ``--x``/``--y``."""
-    from sd_explorer.core.outputs import make_grid, save_png
+    from .outputs import make_grid, save_png
 
     if args.x is not None or args.y is not None:
         return cmd_grid(args)
     x = _axis(args)
     settings = _settings(args, args.guidance).validate()
     if args.timeline is not None:  # bad steps fail before the model loads
-        from sd_explorer.core.grid_axes import SEQUENTIAL
-        from sd_explorer.core.rows import MAX_CELLS
-        from sd_explorer.core.timeline import parse_steps
+        from .grid_axes import SEQUENTIAL
+        from .rows import MAX_CELLS
+        from .timeline import parse_steps
 
         if x.name in SEQUENTIAL or args.refiner is not None or args.refiner_at is not None:
             raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
@@ -333,8 +333,8 @@ def cmd_sweep(args) -> int:
 
 def _save_timeline(args, model, timeline, result, params: str) -> None:
     """``sweep --timeline``: one row per cell, one column per chosen step, x0 decoded by the VAE."""
-    from sd_explorer.core.outputs import make_grid, save_png
-    from sd_explorer.core.timeline import parse_steps
+    from .outputs import make_grid, save_png
+    from .timeline import parse_steps
 
     steps = parse_steps(args.timeline, len(timeline.frames))
     images, captions = timeline.strip(model, steps)
@@ -345,8 +345,8 @@ def _save_timeline(args, model, timeline, result, params: str) -> None:
 
 def cmd_attention(args) -> int:
     """The image, then per token its overlay and its grayscale heat map (``<token>-heat-NNNN.png``)."""
-    from sd_explorer.core.attention import generate_with_maps, heat_image, overlay
-    from sd_explorer.core.outputs import save_png
+    from .attention import generate_with_maps, heat_image, overlay
+    from .outputs import save_png
 
     words = [w.strip() for w in args.tokens.split(",") if w.strip()]
     if not words:
@@ -368,8 +368,8 @@ def cmd_attention(args) -> int:
 
 
 def cmd_latents(args) -> int:
-    from sd_explorer.core.outputs import make_grid, save_png
-    from sd_explorer.core.vae import load_image, round_trip
+    from .outputs import make_grid, save_png
+    from .vae import load_image, round_trip
 
     image = load_image(args.image)
     model = _load(args)
@@ -385,8 +385,8 @@ def cmd_latents(args) -> int:
 
 
 def cmd_tokens(args) -> int:
-    from sd_explorer.core.models import resolve_tokenizer
-    from sd_explorer.core.tokens import breakdown, piece_texts
+    from .models import resolve_tokenizer
+    from .tokens import breakdown, piece_texts
 
     result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt)
     texts = piece_texts([tok.piece for tok in result.tokens])
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
         print("sd-explorer: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last-resort guard: one line, the traceback to the log file (core.crash)
-        from sd_explorer.core.crash import report
+        from .crash import report
 
         print(f"sd-explorer: {report(exc, context='sd-explorer ' + ' '.join(sys.argv[1:])[:200])}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
@@ -67,7 +67,7 @@ def find_bpe_file() -> Path:
 def extract_from_wheel(wheel: str | Path, dest: Path | None = None) -> Path:
     """Copy the vocabulary out of a downloaded wheel (e.g. ``open_clip_torch``'s) to ``dest``
     (default: ``shared_bpe_path()``), checking its SHA-256 first; written atomically."""
-    from sd_explorer.core.atomic import write_bytes
+    from .atomic import write_bytes
 
     dest = Path(dest) if dest is not None else shared_bpe_path()
     try:
@@ -153,7 +153,7 @@ def tokenizer_folder() -> Path:
              "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
         ),
     }
-    from sd_explorer.core.atomic import write_bytes
+    from .atomic import write_bytes
 
     for name, text in files.items():
         write_bytes(folder / name, text.encode("utf-8"))
@@ -180,6 +180,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from sd_explorer.core.errors import run_main
+    from .errors import run_main
 
     run_main(main)

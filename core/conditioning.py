@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sd_explorer.core.cfg import is_guided
-from sd_explorer.core.chunks import check_mode, chunk_prompt
-from sd_explorer.core.errors import UserError
+from .cfg import is_guided
+from .chunks import check_mode, chunk_prompt
+from .errors import UserError
 
 
 @dataclass(frozen=True)

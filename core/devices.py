@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -356,7 +356,7 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
     """
-    from sd_explorer.core.fields import check_compile_mode
+    from .fields import check_compile_mode
 
     check_compile_mode(compile)
     disable_fast_paths(model)

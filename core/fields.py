@@ -6,7 +6,7 @@ Each parser returns values or raises a one-line ``UserError`` naming the fix; ra
 
 from __future__ import annotations
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 #: seeds: what torch.Generator.manual_seed takes (64 bits)
 MAX_SEED = 2**64 - 1

@@ -27,13 +27,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sd_explorer.core.conditioning import Row
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.cfg import check_scale, scale_caption
-from sd_explorer.core.fields import parse_pairs
-from sd_explorer.core.results import GenerationResult, GridLayout
-from sd_explorer.core.settings import SampleSettings
-from sd_explorer.core.rows import MAX_CELLS as BATCH
+from .conditioning import Row
+from .errors import UserError
+from .cfg import check_scale, scale_caption
+from .fields import parse_pairs
+from .results import GenerationResult, GridLayout
+from .settings import SampleSettings
+from .rows import MAX_CELLS as BATCH
 
 MAX_CELLS = 64  #: cells of one grid (several batches of at most core.rows.MAX_CELLS)
 
@@ -117,11 +117,11 @@ def parse_axis(name: str, text: str) -> list:
         return parse_pairs(text, KINDS[name].title.lower())
     values = _texts(text)
     if name == "scheduler":
-        from sd_explorer.core.schedulers import canonical_name
+        from .schedulers import canonical_name
 
         return [canonical_name(v) for v in values if v]
     if name == "long_prompt":
-        from sd_explorer.core.chunks import check_mode
+        from .chunks import check_mode
 
         return [check_mode(v) for v in values if v]
     if name == "prompt_sr" and not values[0]:
@@ -253,7 +253,7 @@ def plan(model, settings: SampleSettings, x: Axis, y: Axis | None = None) -> lis
 def _group_key(model, cell: SampleSettings) -> tuple:
     """Cells with equal keys run in one batch: the sequential fields, and the sequence length the text
     conditioning pads to (so a cell's padding, hence its image, is that of its single run)."""
-    from sd_explorer.core.chunks import chunk_prompt
+    from .chunks import chunk_prompt
 
     chunks = len(chunk_prompt(model.tokenizer, cell.prompt, cell.long_prompt).chunks)
     if cell.guidance_scale > 1:
@@ -276,7 +276,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
              on_batch: Callable[[list[int]], None] | None = None) -> GenerationResult:
     """Sample the grid; ``on_batch(indices)`` before and ``on_cells(indices, batch_result)`` after each
     batch (the grid fills in). ``refiner``: every batch hands off to an SDXL refiner at ``handoff``."""
-    from sd_explorer.core.sampler import sample
+    from .sampler import sample
 
     cells = plan(model, settings, x, y)
     order = batches(model, cells)
@@ -300,7 +300,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
                         y.labels if y else [], x.texts, y.texts if y else [])
     extra, kind = {}, GenerationResult
     if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
-        from sd_explorer.core.refiner import RefinedResult
+        from .refiner import RefinedResult
 
         kind = RefinedResult
         extra = {k: getattr(result, k) for k in ("refiner_name", "high_noise_frac", "base_steps", "refiner_steps")}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from sd_explorer.core.errors import Cancelled, UserError
+from .errors import Cancelled, UserError
 
 log = logging.getLogger("sd_explorer.jobs")
 
@@ -83,7 +83,7 @@ def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[Er
             "Out of GPU memory: use fewer scales, a smaller size or fewer images, "
             "or free memory held by other processes (nvidia-smi), then try again."
         )
-    from sd_explorer.core.crash import message
+    from .crash import message
 
     return "internal", message(exc, log_file)
 
@@ -240,7 +240,7 @@ class JobRunner:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
             return False
-        from sd_explorer.core.crash import record
+        from .crash import record
 
         return record(exc, self.log_file, f"job {job.id} ({job.kind})") is not None
 

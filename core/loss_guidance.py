@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.vae import decode
+from .errors import UserError
+from .vae import decode
 
 
 def parse_color(text: str | tuple) -> tuple[float, float, float]:

@@ -17,10 +17,10 @@ from typing import Callable
 
 import torch
 
-from sd_explorer.core.devices import dtype_name, pick_device, pick_dtype
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.hub import offline  # core.models.offline stays importable
-from sd_explorer.core.schema import read_json_file
+from .devices import dtype_name, pick_device, pick_dtype
+from .errors import UserError
+from .hub import offline  # core.models.offline stays importable
+from .schema import read_json_file
 
 REFETCH = "re-download or re-save the model"
 
@@ -61,7 +61,7 @@ def resolve_folder(spec: str) -> Path:
                 f"--model {spec} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
                 "download it once online, or pass a local folder."
             ) from exc
-        from sd_explorer.core.hub import OFFLINE_HOWTO, reachable
+        from .hub import OFFLINE_HOWTO, reachable
 
         if not reachable():
             raise UserError(f"--model {spec} is not in the Hugging Face cache and the Hub cannot be reached (no network): "
@@ -163,7 +163,7 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise UserError(f"{folder / subfolder} is not a readable CLIP tokenizer "
                             f"({type(exc).__name__}: {_first_line(exc)}): {REFETCH}.") from None
-    from sd_explorer.core.clip_vocab import clip_tokenizer
+    from .clip_vocab import clip_tokenizer
 
     return clip_tokenizer()
 
@@ -398,7 +398,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                         tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2,
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
     if fast or (fast is None and dev.type == "cuda"):
-        from sd_explorer.core.fast import enable_fast_paths
+        from .fast import enable_fast_paths
 
         enable_fast_paths(model, compile=compile or "", status=status)
     return model

@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
-from sd_explorer.core import atomic
-from sd_explorer.core.errors import UserError
+from . import atomic
+from .errors import UserError
 
 
 def default_output_dir() -> Path:

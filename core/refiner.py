@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import is_fraction
-from sd_explorer.core.results import GenerationResult, StepCallback
-from sd_explorer.core.schedulers import make_scheduler, set_steps
-from sd_explorer.core.settings import SampleSettings
+from .errors import UserError
+from .fields import is_fraction
+from .results import GenerationResult, StepCallback
+from .schedulers import make_scheduler, set_steps
+from .settings import SampleSettings
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
 

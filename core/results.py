@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sd_explorer.core.cfg import scale_caption
-from sd_explorer.core.settings import SampleSettings
+from .cfg import scale_caption
+from .settings import SampleSettings
 
 
 @dataclass

@@ -12,10 +12,10 @@ import math
 
 import torch
 
-from sd_explorer.core.conditioning import Row
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.cfg import check_scale
-from sd_explorer.core.settings import SampleSettings
+from .conditioning import Row
+from .errors import UserError
+from .cfg import check_scale
+from .settings import SampleSettings
 
 MAX_ROWS = 64  #: images in one batch (``generate -n``)
 MAX_CELLS = 16  #: cells of one grid (a sweep)

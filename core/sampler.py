@@ -18,18 +18,18 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from sd_explorer.core import refiner as handoff_plan
-from sd_explorer.core.cfg import Guidance
-from sd_explorer.core.conditioning import Encoder, Row
-from sd_explorer.core.errors import Cancelled, UserError
-from sd_explorer.core.fast import ieee_fp32
-from sd_explorer.core.loss_guidance import steer
-from sd_explorer.core.preview import latents_to_rgb
-from sd_explorer.core.results import GenerationResult, StepCallback, StepInfo
-from sd_explorer.core.rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
-from sd_explorer.core.schedulers import make_scheduler, name_of, set_steps
-from sd_explorer.core.settings import SampleSettings
-from sd_explorer.core.tokens import breakdown
+from . import refiner as handoff_plan
+from .cfg import Guidance
+from .conditioning import Encoder, Row
+from .errors import Cancelled, UserError
+from .fast import ieee_fp32
+from .loss_guidance import steer
+from .preview import latents_to_rgb
+from .results import GenerationResult, StepCallback, StepInfo
+from .rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
+from .schedulers import make_scheduler, name_of, set_steps
+from .settings import SampleSettings
+from .tokens import breakdown
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
     if settings.init_image is None:
         latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
         return latents * scheduler.init_noise_sigma, scheduler.timesteps
-    from sd_explorer.core.vae import encode, fit, image_tensor, to_rgb
+    from .vae import encode, fit, image_tensor, to_rgb
 
     pixels = image_tensor(fit(to_rgb(settings.init_image), (width, height))).expand(rows, -1, -1, -1)
     init = encode(model.vae, pixels, generators).to(model.dtype)
@@ -182,7 +182,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 @ieee_fp32
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     """Latents (in the sampler's scaled space) -> PIL images (``core.vae.decode``)."""
-    from sd_explorer.core import vae
+    from . import vae
 
     return vae.to_images(vae.decode(model.vae, latents))
 

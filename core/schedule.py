@@ -47,6 +47,6 @@ def schedule_of(scheduler, name: str = "") -> NoiseSchedule:
 
 def fashion_schedule() -> NoiseSchedule:
     """The Fashion-MNIST model's: the chapter's ``DDPMScheduler(1000, 1e-4, 0.02)`` (linear betas)."""
-    from sd_explorer.core.fashion.model import build_scheduler
+    from .fashion.model import build_scheduler
 
     return schedule_of(build_scheduler(), "Fashion DDPM (linear)")

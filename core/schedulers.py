@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 #: name shown to people -> (diffusers class name, extra config)
 SCHEDULERS: dict[str, tuple[str, dict]] = {

@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any, TypeVar, Union
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 T = TypeVar("T")
 

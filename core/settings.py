@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sd_explorer.core.cfg import check_scale
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import check_seed, check_text
+from .cfg import check_scale
+from .errors import UserError
+from .fields import check_seed, check_text
 
 MAX_STEPS = 1000  #: a scheduler may take fewer (``core.schedulers.set_steps`` says how many)
 MAX_SIDE = 4096
@@ -73,10 +73,10 @@ class SampleSettings:
                 raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
         if not (isinstance(self.color_scale, (int, float)) and math.isfinite(self.color_scale) and self.color_scale >= 0):
             raise UserError(f"colour loss scale must be a finite number >= 0 (got {self.color_scale}).")
-        from sd_explorer.core.chunks import check_mode
+        from .chunks import check_mode
 
         check_mode(self.long_prompt)
         if self.scheduler is not None:
-            from sd_explorer.core.schedulers import canonical_name
+            from .schedulers import canonical_name
 
             self.scheduler = canonical_name(self.scheduler)

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.schedule import schedule_of
+from .errors import UserError
+from .schedule import schedule_of
 
 DEFAULT_STRIP = 6  #: steps in a strip when none are named
 
@@ -61,7 +61,7 @@ class Timeline:
 
     def previews(self, model, which: str = "x0") -> np.ndarray:
         """uint8 ``[steps, rows, h, w, 3]``: every frame's x0 (or ``xt``) mapped to RGB."""
-        from sd_explorer.core.preview import latents_to_rgb
+        from .preview import latents_to_rgb
 
         if not self.frames:
             raise UserError("no timeline yet: run a sweep first.")
@@ -72,7 +72,7 @@ class Timeline:
     def strip(self, model, steps: list[int]) -> tuple[list, list[str]]:
         """x0 decoded at the 1-based ``steps``: images ordered cell by cell (row-major: one row per
         cell, one column per step) and their captions."""
-        from sd_explorer.core.sampler import decode
+        from .sampler import decode
 
         frames = [self.frames[s - 1] for s in steps]
         per_step = [decode(model, f.x0) for f in frames]  # [steps][rows]

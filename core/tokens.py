@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sd_explorer.core.chunks import chunk_prompt
+from .chunks import chunk_prompt
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class TokenBreakdown:
 def _piece_bytes(piece: str) -> bytes | None:
     """The bytes a BPE piece spells (``</w>`` left out; each character stands for one byte in
     ``core.clip_vocab``'s byte map), or None for a piece outside that map (another tokenizer's)."""
-    from sd_explorer.core.clip_vocab import byte_decoder
+    from .clip_vocab import byte_decoder
 
     decode = byte_decoder()
     body = piece[:-4] if piece.endswith("</w>") else piece
@@ -139,7 +139,7 @@ def piece_texts(pieces: list[str]) -> list[str]:
 
 def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
     """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
-    from sd_explorer.core.fields import check_text
+    from .fields import check_text
 
     check_text(text)
     prompt = chunk_prompt(tokenizer, text, mode)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sd_explorer.core.errors import UserError
+from .errors import UserError
 
 MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
 

@@ -48,12 +48,18 @@ def _import_graph(lazy: bool) -> dict[str, set[str]]:
     graph = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text())
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         deps = set()
         for node in (ast.walk(tree) if lazy else tree.body):
             if isinstance(node, ast.Import):
                 deps |= {resolve(a.name) for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                deps |= {resolve(f"{node.module}.{a.name}") or resolve(node.module) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: `from ..x import y` inside the package
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                if base.startswith("sd_explorer"):
+                    deps |= {resolve(f"{base}.{a.name}") or resolve(base) for a in node.names}
         graph[module] = deps - {None, module}
     return graph
 
@@ -95,3 +101,21 @@ def test_the_import_graph_has_no_cycles():
     assert len(graph) > 60 and "sd_explorer.core.sampler" in graph["sd_explorer.core.grid_axes"]
     assert _cycles(graph) == []
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself
+
+
+def test_the_package_imports_itself_relatively():
+    """Inside core/, tui/ and assets/ every import of the package is relative (``from ..errors import UserError``), so
+    editors and static tools follow it to the file on disk; ``sd_explorer.`` exists only once installed (issue 22)."""
+    import ast
+
+    absolute = []
+    for folder in ("core", "tui", "assets"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                absolute += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "sd_explorer"]
+    assert absolute == []
+    graph = _import_graph(lazy=False)
+    assert "sd_explorer.core.errors" in graph["sd_explorer.core.sampler"]  # relative edges are in the graph
+    assert "sd_explorer.core.jobs" in graph["sd_explorer.tui.worker"]

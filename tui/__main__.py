@@ -2,6 +2,6 @@
 
 import sys
 
-from sd_explorer.tui.entry import main
+from .entry import main
 
 sys.exit(main())

@@ -18,17 +18,17 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from sd_explorer.tui import heap
-from sd_explorer.tui.config import Settings
-from sd_explorer.tui.help import HelpScreen
-from sd_explorer.tui.messages import (EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, NoisingRowMade, PaneReady,
+from . import heap
+from .config import Settings
+from .help import HelpScreen
+from .messages import (EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, NoisingRowMade, PaneReady,
                           TimestepShown)
-from sd_explorer.tui.panes.exercises import ExercisesPane
-from sd_explorer.tui.panes.latents import LatentsPane
-from sd_explorer.tui.panes.sweep import SweepPane
-from sd_explorer.tui.panes.tokens import TokensPane
-from sd_explorer.tui.panes.training import TrainingPane
-from sd_explorer.tui.worker import ModelWorker
+from .panes.exercises import ExercisesPane
+from .panes.latents import LatentsPane
+from .panes.sweep import SweepPane
+from .panes.tokens import TokensPane
+from .panes.training import TrainingPane
+from .worker import ModelWorker
 
 PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane,
                  "exercises": ExercisesPane}
@@ -130,7 +130,7 @@ class ExplorerApp(App[int]):
 
         from rich.text import Text
 
-        from sd_explorer.core.crash import report
+        from ..core.crash import report
 
         exc = sys.exc_info()[1] or self._exception
         line = report(exc, self.settings.log_path(), "app") if exc is not None else "internal error"
@@ -162,7 +162,7 @@ class ExplorerApp(App[int]):
 
     def action_schedule(self) -> None:
         """The noise schedule view (``tui/schedule_view.py``), over the current pane."""
-        from sd_explorer.tui.schedule_view import ScheduleScreen
+        from .schedule_view import ScheduleScreen
 
         self.push_screen(ScheduleScreen())
 
@@ -174,7 +174,7 @@ class ExplorerApp(App[int]):
 
     async def action_cycle_graphics(self) -> None:
         """The next graphics mode (cells -> auto -> sixel -> kitty), applied to every image at once."""
-        from sd_explorer.tui.widgets import graphics
+        from .widgets import graphics
 
         await self.use_graphics(graphics.next_mode(self.graphics_mode))
 
@@ -183,8 +183,8 @@ class ExplorerApp(App[int]):
         is in use. A first Sixel/Kitty mode asks the terminal, which Textual allows only while suspended."""
         from textual.app import SuspendNotSupported
 
-        from sd_explorer.tui.widgets import graphics
-        from sd_explorer.tui.widgets.image_view import ImageView
+        from .widgets import graphics
+        from .widgets.image_view import ImageView
 
         widget = None
         if graphics.needs_query(mode):
@@ -203,7 +203,7 @@ class ExplorerApp(App[int]):
         self.notify(graphics.describe(mode, widget), title="Graphics (f8 switches)", timeout=5)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        from sd_explorer.tui.commands import explorer_commands
+        from .commands import explorer_commands
 
         # Textual's own "Keys" panel would list the keys a second time beside "Help: keys" (f1)
         yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")

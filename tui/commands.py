@@ -28,11 +28,11 @@ def _keys(binding: Binding) -> str:
 
 def pane_classes() -> list[tuple[str, str, type]]:
     """(title, pane id, class) of the five panes, in tab order."""
-    from sd_explorer.tui.panes.exercises import ExercisesPane
-    from sd_explorer.tui.panes.latents import LatentsPane
-    from sd_explorer.tui.panes.sweep import SweepPane
-    from sd_explorer.tui.panes.tokens import TokensPane
-    from sd_explorer.tui.panes.training import TrainingPane
+    from .panes.exercises import ExercisesPane
+    from .panes.latents import LatentsPane
+    from .panes.sweep import SweepPane
+    from .panes.tokens import TokensPane
+    from .panes.training import TrainingPane
 
     return [("Prompt", "tokens", TokensPane), ("Sweep", "sweep", SweepPane), ("Latents", "latents", LatentsPane),
             ("Training", "training", TrainingPane), ("Exercises", "exercises", ExercisesPane)]

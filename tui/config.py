@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import MAX_SEED
-from sd_explorer.core.settings import MAX_STEPS
+from ..core.errors import UserError
+from ..core.fields import MAX_SEED
+from ..core.settings import MAX_STEPS
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
 
@@ -68,7 +68,7 @@ class Settings:
     def log_path(self) -> Path:
         if self.log_file:
             return Path(self.log_file)
-        from sd_explorer.core.crash import state_dir
+        from ..core.crash import state_dir
 
         return state_dir() / "worker.log"
 
@@ -87,7 +87,7 @@ def _text(example: str, optional: bool = False, choices: tuple[str, ...] = ()) -
     def check(value):
         if value is None and optional:
             return None
-        from sd_explorer.core.fields import check_text
+        from ..core.fields import check_text
 
         if not isinstance(value, str):
             raise ValueError(f"must be text in quotes, e.g. {example}")
@@ -107,7 +107,7 @@ def _whole(low: int, high: int, example: int) -> Callable[[Any], int]:
 
 
 def _fraction(value):
-    from sd_explorer.core.fields import is_fraction
+    from ..core.fields import is_fraction
 
     if not is_fraction(value):
         raise ValueError("must be a number between 0 and 1, e.g. 0.8")
@@ -124,7 +124,7 @@ def _theme(value):
 
 
 def _compile_modes() -> tuple[str, ...]:
-    from sd_explorer.core.fields import COMPILE_MODES
+    from ..core.fields import COMPILE_MODES
 
     return ("", *COMPILE_MODES)
 

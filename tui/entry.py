@@ -10,17 +10,17 @@ from typing import Any
 
 def launch(args: Any) -> int:
     """Run the TUI with settings from defaults < config file < flags (``args`` from core.cli)."""
-    from sd_explorer.core.errors import UserError
-    from sd_explorer.tui.config import load_settings
+    from ..core.errors import UserError
+    from .config import load_settings
 
     try:
         settings = load_settings(args)
     except UserError as exc:
         print(f"sd-explorer: {exc}", file=sys.stderr)
         return exc.exit_code
-    from sd_explorer.tui.app import ExplorerApp
-    from sd_explorer.tui.widgets.graphics import choose_image_widget
-    from sd_explorer.tui.widgets.image_view import ImageView
+    from .app import ExplorerApp
+    from .widgets.graphics import choose_image_widget
+    from .widgets.image_view import ImageView
 
     if not settings.screenshot:  # the terminal can only be asked before Textual starts
         ImageView.sharp_widget = choose_image_widget(settings.graphics)
@@ -42,8 +42,8 @@ def launch(args: Any) -> int:
 
 def add_flags(parser) -> None:
     """The flags only the explorer reads (the CLI's own live in ``core.cli``)."""
-    from sd_explorer.core.cli import add_refiner_flags
-    from sd_explorer.tui.config import PANES
+    from ..core.cli import add_refiner_flags
+    from .config import PANES
 
     parser.add_argument("--config", default=None, help="settings file (default: XDG config dir)")
     parser.add_argument("--screenshot", default=None, metavar="SVG", help="render a pane headless and save an SVG")
@@ -55,7 +55,7 @@ def add_flags(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``sd-explorer [options] [subcommand …]``."""
-    from sd_explorer.core.cli import main as cli_main
+    from ..core.cli import main as cli_main
 
     return cli_main(argv, tui_launcher=launch, tui_flags=add_flags)
 

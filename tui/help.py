@@ -36,11 +36,11 @@ def _rows(scope: str, bindings: list) -> list[tuple[str, str, str]]:
 def key_rows(app_bindings: list) -> list[tuple[str, str, str]]:
     """(scope, keys, what it does) for every binding of the app (``app_bindings``: the app class's
     ``BINDINGS``, passed in so that this module never imports the app) and its panes."""
-    from sd_explorer.tui.panes.exercises import ExercisesPane
-    from sd_explorer.tui.panes.latents import LatentsPane
-    from sd_explorer.tui.panes.sweep import SweepPane
-    from sd_explorer.tui.panes.tokens import TokensPane
-    from sd_explorer.tui.panes.training import TrainingPane
+    from .panes.exercises import ExercisesPane
+    from .panes.latents import LatentsPane
+    from .panes.sweep import SweepPane
+    from .panes.tokens import TokensPane
+    from .panes.training import TrainingPane
 
     rows = _rows("Everywhere", app_bindings)
     for scope, pane in (("Prompt", TokensPane), ("Sweep", SweepPane), ("Latents", LatentsPane),

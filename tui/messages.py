@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.tui.progress import is_milestone
+from ..core.jobs import JobEvent
+from .progress import is_milestone
 
 
 class JobUpdate(Message):

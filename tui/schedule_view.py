@@ -15,9 +15,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 from textual_plotext import PlotextPlot
 
-from sd_explorer.core.schedule import NoiseSchedule, fashion_schedule, schedule_of
-from sd_explorer.tui.messages import JobUpdate, NoisingRowMade
-from sd_explorer.tui.widgets.image_view import ImageView
+from ..core.schedule import NoiseSchedule, fashion_schedule, schedule_of
+from .messages import JobUpdate, NoisingRowMade
+from .widgets.image_view import ImageView
 
 EVERY = 10  #: plot every 10th training step (100 points per curve)
 
@@ -100,8 +100,8 @@ class ScheduleScreen(ModalScreen):
         source = self.app.settings.data
 
         def run(job):
-            import sd_explorer.core.fashion as fm
-            from sd_explorer.tui.panes.train_views import noising_strip
+            from ..core import fashion as fm
+            from .panes.train_views import noising_strip
 
             return noising_strip(fm, source)
 

@@ -12,9 +12,9 @@ from typing import Any, Callable
 from textual.app import App
 from textual.message_pump import MessagePump
 
-from sd_explorer.core.jobs import Job, JobEvent, JobRunner
-from sd_explorer.tui.config import Settings
-from sd_explorer.tui.messages import EngineStatus, job_message
+from ..core.jobs import Job, JobEvent, JobRunner
+from .config import Settings
+from .messages import EngineStatus, job_message
 
 
 class ModelWorker:
@@ -46,7 +46,7 @@ class ModelWorker:
         s = self.settings
 
         def load(job: Job):
-            from sd_explorer.core.models import load_model
+            from ..core.models import load_model
 
             quiet_libraries()
             job.resources.pop("model", None)
@@ -55,7 +55,7 @@ class ModelWorker:
             model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile, status=status)
             job.resources["model"] = model
             if s.refiner:
-                from sd_explorer.core.refiner import check_base, check_pair
+                from ..core.refiner import check_base, check_pair
 
                 check_base(model)
                 refiner = load_model(s.refiner, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile,
@@ -85,7 +85,7 @@ def quiet_libraries() -> None:
 
 def require_model(job: Job):
     """The loaded model, or a ``UserError`` saying how to get one."""
-    from sd_explorer.core.errors import UserError
+    from ..core.errors import UserError
 
     model = job.resources.get("model")
     if model is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from sd_explorer.core.fashion.data import CLASS_NAMES
+from .data import CLASS_NAMES
 
 CURVE = "training_curve.png"
 
@@ -142,7 +142,7 @@ def loss_curve(stages: list[dict], size: tuple[int, int] = (640, 240)) -> Image.
 
 def write_card(folder: str | Path) -> Path:
     """Rewrite ``MODEL_CARD.md`` and ``training_curve.png`` in ``folder`` from its ``training_results.json``."""
-    from sd_explorer.core.atomic import write_replacing
+    from ..atomic import write_replacing
 
     folder = Path(folder)
     results = json.loads((folder / "training_results.json").read_text())

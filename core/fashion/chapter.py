@@ -44,7 +44,7 @@ class ChapterDataset(torch.utils.data.Dataset):
 
 def chapter_train(data, epochs: int, device: str = "cuda", batch_size: int = 256, seed: int = 0) -> dict:
     """The chapter's training loop (fp32, DataLoader, ``scheduler.add_noise``); returns timings and losses."""
-    from sd_explorer.core.fashion.model import build_scheduler, build_unet
+    from .model import build_scheduler, build_unet
 
     torch.manual_seed(seed)
     random.seed(seed)

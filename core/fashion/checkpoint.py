@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from sd_explorer.core import atomic
-from sd_explorer.core.errors import UserError
+from .. import atomic
+from ..errors import UserError
 
 STATE_KEY = "fashion_state"
 CONFIG_KEY = "fashion_model_config"  #: the model's ModelConfig (JSON) in a weights file's metadata

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.devices import pick_device
-from sd_explorer.core.fashion.model import ASSETS
+from ..errors import UserError
+from ..devices import pick_device
+from .model import ASSETS
 
 CLASSIFIER_WEIGHTS = ASSETS / "classifier.safetensors"
 
@@ -126,7 +126,7 @@ def save_classifier(model: FashionCNN, path: str | Path, report: ClassifierRepor
 
     from safetensors.torch import save_file
 
-    from sd_explorer.core import atomic
+    from .. import atomic
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"report": json.dumps(asdict(report))} if report else {}

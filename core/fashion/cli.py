@@ -17,8 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
-from sd_explorer.core.errors import Cancelled, UserError
-from sd_explorer.core.fields import COMPILE_MODES, check_seed, check_whole
+from ..errors import Cancelled, UserError
+from ..fields import COMPILE_MODES, check_seed, check_whole
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
 
@@ -81,8 +81,8 @@ def _parse_classes(text: str) -> list[int]:
 
 def build_config(args: argparse.Namespace):
     """The ``TrainConfig`` for ``fashion train`` (config file < checkpoint < flags), every field checked."""
-    from sd_explorer.core.fashion.model import ModelConfig
-    from sd_explorer.core.fashion.trainer import TrainConfig, config_from_dict, resume_config
+    from .model import ModelConfig
+    from .trainer import TrainConfig, config_from_dict, resume_config
 
     if args.resume:
         cfg = resume_config(args.resume)
@@ -102,7 +102,7 @@ def build_config(args: argparse.Namespace):
     elif args.chapter:
         cfg.model = ModelConfig()
     elif not args.resume and not args.config:
-        from sd_explorer.core.devices import pick_device
+        from ..devices import pick_device
 
         if pick_device(getattr(args, "device", None)).type != "cuda":
             cfg.model = ModelConfig.tiny()
@@ -158,9 +158,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     SIGINT/SIGTERM: a checkpoint, the command that resumes it, exit 130/143."""
     from tqdm import tqdm
 
-    from sd_explorer.core.atomic import check_writable
-    from sd_explorer.core.fashion.data import load_fashion_mnist
-    from sd_explorer.core.fashion.trainer import Trainer
+    from ..atomic import check_writable
+    from .data import load_fashion_mnist
+    from .trainer import Trainer
 
     cfg = build_config(args)
     check_writable(cfg.out_dir)
@@ -180,8 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     written: list[str] = []
 
     def on_epoch(e) -> None:
-        from sd_explorer.core.fashion.checkpoint import prune
-        from sd_explorer.core.fashion.monitor import epoch_model, score_model
+        from .checkpoint import prune
+        from .monitor import epoch_model, score_model
 
         if e.checkpoint:
             written.append(e.checkpoint)
@@ -223,7 +223,7 @@ def _stopped(args: argparse.Namespace, cfg, checkpoint: str | None, signum: int)
 
 def _sample_parameters(args, classes: list[int], model, k: int | None) -> str:
     """The ``parameters`` text of one sample (``k``) or of the grid (``None``), as the other PNGs carry."""
-    from sd_explorer.core.fashion.data import CLASS_NAMES
+    from .data import CLASS_NAMES
 
     sampler = "DDPM" if args.steps >= model.config.num_train_timesteps else "DDIM"
     source = Path(model.source).name if model.source else "shipped"
@@ -260,12 +260,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     ``parameters``, through ``core.outputs.save_png`` (atomic, never overwrites); prints the paths."""
     from tqdm import tqdm
 
-    from sd_explorer.core.atomic import check_writable
-    from sd_explorer.core.fashion.data import CLASS_NAMES
-    from sd_explorer.core.fashion.grid import class_grid, to_pil
-    from sd_explorer.core.fashion.model import load_shipped, load_weights
-    from sd_explorer.core.fashion.sampler import generate_from_class
-    from sd_explorer.core.outputs import save_png
+    from ..atomic import check_writable
+    from .data import CLASS_NAMES
+    from .grid import class_grid, to_pil
+    from .model import load_shipped, load_weights
+    from .sampler import generate_from_class
+    from ..outputs import save_png
 
     classes = _check_sample_args(args)
     out = check_writable(args.out)

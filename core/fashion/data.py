@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sd_explorer.core.errors import UserError
+from ..errors import UserError
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -208,7 +208,7 @@ def load_hub(split: str = "train") -> FashionData:
     Offline (``HF_HUB_OFFLINE``) with nothing cached fails at once; a Hub that cannot be reached
     (3 s probe) means the cache or nothing, instead of the library's minutes of retries.
     """
-    from sd_explorer.core.hub import OFFLINE_HOWTO, offline, reachable
+    from ..hub import OFFLINE_HOWTO, offline, reachable
 
     cached = hub_cached()
     if offline() and not cached:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from sd_explorer.core.devices import pick_device
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fashion.checkpoint import CONFIG_KEY
+from ..devices import pick_device
+from ..errors import UserError
+from .checkpoint import CONFIG_KEY
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
@@ -69,7 +69,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, raw, where: str = "model config") -> "ModelConfig":
         """A checked config from a JSON object (a checkpoint's metadata, ``fashion train --config``'s ``model``)."""
-        from sd_explorer.core.schema import from_dict
+        from ..schema import from_dict
 
         return from_dict(cls, raw, where).validate(where)
 
@@ -242,6 +242,6 @@ def write_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dty
 
 def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
     """``write_weights`` atomically onto ``path`` (replacing it: the shipped assets' fixed names)."""
-    from sd_explorer.core import atomic
+    from .. import atomic
 
     return atomic.write_replacing(path, lambda tmp: write_weights(unet, cfg, tmp, dtype))

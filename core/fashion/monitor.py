@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sd_explorer.core.fashion.classifier import FidelityReport, class_fidelity, classify, load_classifier
-from sd_explorer.core.fashion.model import FashionDDPM
-from sd_explorer.core.fashion.sampler import generate_from_class
+from .classifier import FidelityReport, class_fidelity, classify, load_classifier
+from .model import FashionDDPM
+from .sampler import generate_from_class
 
 SCORE_PER_CLASS = 4  #: samples per class scored after each epoch (40 images)
 SCORE_STEPS = 50  #: DDIM steps for them

@@ -25,10 +25,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from sd_explorer.core.errors import Cancelled, UserError
-from sd_explorer.core.fast import ieee_fp32
-from sd_explorer.core.fields import check_compile_mode
-from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, alphas_cumprod
+from ..errors import Cancelled, UserError
+from ..fast import ieee_fp32
+from ..fields import check_compile_mode
+from .model import FashionDDPM, ModelConfig, alphas_cumprod
 
 
 @dataclass
@@ -174,7 +174,7 @@ def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
 
 def _compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
     """One ``core.fast.compiled`` wrapper per UNet and mode, kept while the UNet lives (compiling takes a minute)."""
-    from sd_explorer.core.fast import compiled
+    from ..fast import compiled
 
     per_mode = unet.__dict__.setdefault("_compiled_by_mode", {})  # a plain dict: not a submodule
     if mode not in per_mode:
@@ -248,7 +248,7 @@ def generate_from_class(
         try:
             graph = _GraphedSampler(_compiled(unet, compile) if compile else unet, x, labels, tab)
         except Exception as exc:  # capture is an optimisation: fall back unless asked for explicitly
-            from sd_explorer.core.fast import heal_rng_after_failed_capture
+            from ..fast import heal_rng_after_failed_capture
 
             heal_rng_after_failed_capture()
             if required:
@@ -299,8 +299,8 @@ def noising_row(image, n: int = 8, seed: int = 0, cfg: ModelConfig | None = None
     """
     import numpy as np
 
-    from sd_explorer.core.fashion.data import preprocess
-    from sd_explorer.core.fashion.model import build_scheduler
+    from .data import preprocess
+    from .model import build_scheduler
 
     cfg = cfg or ModelConfig()
     if n < 1:

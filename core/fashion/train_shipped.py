@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from sd_explorer.core.fashion.classifier import (
+from .classifier import (
     class_fidelity, classify, load_classifier, save_classifier, train_classifier,
 )
-from sd_explorer.core.fashion.data import CLASS_NAMES, load_fashion_mnist
-from sd_explorer.core.fashion.grid import class_grid
-from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, load_weights, save_weights
-from sd_explorer.core.fashion.sampler import generate_from_class
-from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
+from .data import CLASS_NAMES, load_fashion_mnist
+from .grid import class_grid
+from .model import FashionDDPM, ModelConfig, load_weights, save_weights
+from .sampler import generate_from_class
+from .trainer import Trainer, TrainConfig
 
 
 def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:

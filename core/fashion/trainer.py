@@ -32,13 +32,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from sd_explorer.core.errors import Cancelled, UserError
-from sd_explorer.core import atomic
-from sd_explorer.core.fashion.checkpoint import load_checkpoint, save_checkpoint
-from sd_explorer.core.fashion.data import FashionData, preprocess
-from sd_explorer.core.fashion.graphstep import GraphedTrainStep
-from sd_explorer.core.devices import pick_device
-from sd_explorer.core.fashion.model import ModelConfig, alphas_cumprod, build_unet
+from ..errors import Cancelled, UserError
+from .. import atomic
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import FashionData, preprocess
+from .graphstep import GraphedTrainStep
+from ..devices import pick_device
+from .model import ModelConfig, alphas_cumprod, build_unet
 
 
 @dataclass
@@ -67,7 +67,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
-        from sd_explorer.core.fields import check_seed, check_whole
+        from ..fields import check_seed, check_whole
 
         check_whole(self.epochs, "epochs", 1, 100_000, 25)
         check_whole(self.batch_size, "batch size", 1, 65_536, 256)
@@ -174,7 +174,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             unet = build_unet(cfg.model)
         if cfg.init_weights and not cfg.resume:
-            from sd_explorer.core.fashion.model import load_weights
+            from .model import load_weights
 
             start = load_weights(cfg.init_weights, device="cpu", dtype=torch.float32)
             if start.config.to_json() != cfg.model.to_json():
@@ -197,7 +197,7 @@ class Trainer:
             if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
                 raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
         if cfg.ema_decay > 0:
-            from sd_explorer.core.ema import EMA
+            from ..ema import EMA
 
             self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
             if state.get("ema"):
@@ -410,7 +410,7 @@ def resume_config(path: str | Path, **overrides) -> TrainConfig:
 def config_from_dict(raw, where: str) -> TrainConfig:
     """A ``TrainConfig`` from a JSON object (``fashion train --config``, a checkpoint's ``train_config``):
     every field's type checked (``core.schema``), ``model`` as ``ModelConfig.from_dict``, then ``validate``."""
-    from sd_explorer.core.schema import from_dict
+    from ..schema import from_dict
 
     if isinstance(raw, dict) and "model" in raw:
         raw = dict(raw)

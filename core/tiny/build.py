@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sd_explorer.core.errors import UserError, run_main
-from sd_explorer.core.tiny import configs
+from ..errors import UserError, run_main
+from . import configs
 
 
 @dataclass

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from sd_explorer.core.atomic import write_bytes
-from sd_explorer.core.errors import UserError, run_main
-from sd_explorer.core.tiny import build, captions
-from sd_explorer.core.fashion.data import CLASS_NAMES
-from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_fashion, to_model_images
-from sd_explorer.core.tiny.judge import fashion_batch, load_judge
-from sd_explorer.core.vae import scale_latents, to_pixel_range, to_vae_range
+from ..atomic import write_bytes
+from ..errors import UserError, run_main
+from . import build, captions
+from ..fashion.data import CLASS_NAMES
+from .data import HELD_OUT, load_fashion, to_fashion, to_model_images
+from .judge import fashion_batch, load_judge
+from ..vae import scale_latents, to_pixel_range, to_vae_range
 
 SCALES = (1.0, 2.0, 4.0, 8.0)
 SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
@@ -41,7 +41,7 @@ def load_pipeline(folder: Path | str, device: str):
     """``StableDiffusionPipeline`` from the folder with the project's CLIP tokenizer, fp32."""
     from diffusers import StableDiffusionPipeline
 
-    from sd_explorer.core.clip_vocab import clip_tokenizer
+    from ..clip_vocab import clip_tokenizer
 
     pipe = StableDiffusionPipeline.from_pretrained(str(folder), tokenizer=clip_tokenizer(),
                                                    torch_dtype=torch.float32, use_safetensors=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fashion.data import FashionData, load_idx_folder
+from ..errors import UserError
+from ..fashion.data import FashionData, load_idx_folder
 
 HELD_OUT = 1024
 

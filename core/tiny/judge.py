@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fashion.data import FashionData
-from sd_explorer.core.tiny.data import to_fashion, to_model_images
+from ..errors import UserError
+from ..fashion.data import FashionData
+from .data import to_fashion, to_model_images
 
 
 @dataclass
@@ -74,7 +74,7 @@ def load_judge(train: FashionData, device: torch.device | str, steps: int, prefe
     """The project's classifier when ``prefer`` is ``auto``/``fashion`` and it loads; else our CNN."""
     if prefer in ("auto", "fashion"):
         try:
-            from sd_explorer.core.fashion.classifier import classify, load_classifier
+            from ..fashion.classifier import classify, load_classifier
 
             project_model = load_classifier(device)
 

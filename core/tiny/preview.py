@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sd_explorer.core.atomic import write_bytes
-from sd_explorer.core.errors import UserError, run_main
-from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
-from sd_explorer.core.vae import scale_latents
+from ..atomic import write_bytes
+from ..errors import UserError, run_main
+from .data import HELD_OUT, load_fashion, to_model_images
+from ..vae import scale_latents
 
 FILENAME = "preview_factors.json"
 

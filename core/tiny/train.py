@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sd_explorer.core.ema import EMA
-from sd_explorer.core.errors import UserError, run_main
+from ..ema import EMA
+from ..errors import UserError, run_main
 
-from sd_explorer.core.tiny import build, captions, configs
-from sd_explorer.core.tiny.data import HELD_OUT, load_fashion, to_model_images
+from . import build, captions, configs
+from .data import HELD_OUT, load_fashion, to_model_images
 
 
 def _seed(seed: int) -> None:
@@ -168,7 +168,7 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
 
 def run(args: argparse.Namespace) -> Path:
     """The whole recipe; returns the saved folder."""
-    from sd_explorer.core.clip_vocab import clip_tokenizer
+    from ..clip_vocab import clip_tokenizer
 
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:  # fail before training
         raise UserError(f"{args.out} already exists and is not empty: choose another --out or pass --overwrite.")

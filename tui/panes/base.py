@@ -13,8 +13,8 @@ from textual import on
 from textual.containers import Vertical
 from textual.events import Mount
 
-from sd_explorer.core.jobs import Job, JobEvent
-from sd_explorer.tui.messages import JobFailed, JobFinished, JobProgress, JobStarted, PaneReady
+from ...core.jobs import Job, JobEvent
+from ..messages import JobFailed, JobFinished, JobProgress, JobStarted, PaneReady
 
 
 #: what the user calls each kind of job, for "queued behind …"

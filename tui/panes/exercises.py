@@ -17,10 +17,10 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.tui.panes.grid import GridCell, GridPane
-from sd_explorer.core.fields import parse_int, parse_scales
+from ...core.errors import UserError
+from ...core.jobs import JobEvent
+from .grid import GridCell, GridPane
+from ...core.fields import parse_int, parse_scales
 
 #: (label in the selector, ``core.grid_axes`` axis, example values)
 AXES: list[tuple[str, str, str]] = [
@@ -41,7 +41,7 @@ TINY_COLOR = "#c0c0c0"
 
 def parse_values(axis: str, text: str) -> list:
     """The values of ``axis`` typed in the values field; a ``UserError`` naming the fix otherwise."""
-    from sd_explorer.core.fields import parse_pairs
+    from ...core.fields import parse_pairs
 
     if not text.strip():
         raise UserError(f"no values to sweep: e.g. {EXAMPLES[axis]}.")
@@ -137,7 +137,7 @@ class ExercisesPane(GridPane):
 
     def _init_image(self, axis: str):
         """The init image: the typed file, else (for strength) the latents pane's last input."""
-        from sd_explorer.core.vae import load_image
+        from ...core.vae import load_image
 
         path = self._value("#init").strip()
         if path:
@@ -151,9 +151,9 @@ class ExercisesPane(GridPane):
 
     def settings(self):
         """The form as ``(SampleSettings, axis, values)``, validated (``UserError`` names the fix)."""
-        from sd_explorer.core.loss_guidance import parse_color
-        from sd_explorer.core.cfg import check_scale
-        from sd_explorer.core.settings import SampleSettings
+        from ...core.loss_guidance import parse_color
+        from ...core.cfg import check_scale
+        from ...core.settings import SampleSettings
 
         axis = str(self.query_one("#axis", Select).value)
         values = parse_values(axis, self._value("#values"))
@@ -193,8 +193,8 @@ class ExercisesPane(GridPane):
         refiner_at = self.app.settings.refiner_at
 
         def run(job):
-            from sd_explorer.core.grid_axes import Axis, run_grid
-            from sd_explorer.tui.worker import require_models
+            from ...core.grid_axes import Axis, run_grid
+            from ..worker import require_models
 
             model, refiner = require_models(job)
             return run_grid(model, settings, Axis(axis, values), cancel=job.cancel, refiner=refiner,

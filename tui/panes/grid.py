@@ -11,12 +11,12 @@ from textual import work
 from textual.containers import Grid
 from textual.widgets import Input, Label, ProgressBar
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.tui.messages import ImageSelected
-from sd_explorer.tui.panes.base import JobPane
-from sd_explorer.tui.progress import BatchStarted, CellsDone, StepPreview
-from sd_explorer.tui.widgets.image_view import ImageView
+from ...core.errors import UserError
+from ...core.jobs import JobEvent
+from ..messages import ImageSelected
+from .base import JobPane
+from ..progress import BatchStarted, CellsDone, StepPreview
+from ..widgets.image_view import ImageView
 
 
 class GridCell(ImageView):
@@ -166,7 +166,7 @@ class GridPane(JobPane):
     @work(thread=True, exclusive=True, group="save")
     def save_grid(self, result) -> None:
         """Write the grid PNG (with the parameters text) off the UI thread."""
-        from sd_explorer.core.outputs import result_grid, save_png
+        from ...core.outputs import result_grid, save_png
 
         try:
             stem, params = self.grid_file(result)

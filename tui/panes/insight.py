@@ -37,7 +37,7 @@ def collect(model, timeline, recording=None) -> SweepInsight:
 
 def legend_text(word: str, lo: float, hi: float) -> Text:
     """``'sneaker' 7.91 ████████ 8.73``: the overlay's colours and the summed attention they stand for."""
-    from sd_explorer.core.attention import legend
+    from ...core.attention import legend
 
     low, colours, high = legend(lo, hi)
     text = Text(f"heat {word!r} {low} ")
@@ -77,7 +77,7 @@ class InsightMixin:
         """(position, word) of the prompt's tokens, from the app's tokenizer."""
         if not self.app.tokenizers:
             return []
-        from sd_explorer.core.tokens import breakdown
+        from ...core.tokens import breakdown
 
         tokenizer = self.app.tokenizers[0][1]
         return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokenizer, self.app.prompts[0]).kept]
@@ -135,15 +135,15 @@ class InsightMixin:
         result, insight = self.result, self.insight
         if result is None or insight is None:
             return
-        from sd_explorer.core.attention import overlay
+        from ...core.attention import overlay
 
         heat = None
         if self.token is not None and insight.maps is not None:
-            from sd_explorer.core.attention import normalise
+            from ...core.attention import normalise
 
             heat, lo, hi = normalise(insight.maps[:, [self.token[0]]].sum(1).numpy())
         frames = None if self.step is None else (insight.xt if self.show_xt else insight.x0)[self.step]
-        from sd_explorer.tui.widgets.image_view import to_pil
+        from ..widgets.image_view import to_pil
 
         for i, (cell, caption) in enumerate(zip(self.cells, result.captions)):
             image = result.images[i] if frames is None else to_pil(frames[i])

@@ -15,11 +15,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.tui.messages import ImageEncoded
-from sd_explorer.tui.panes.base import JobPane
-from sd_explorer.tui.widgets.image_view import ImageView
-from sd_explorer.tui.widgets.path_suggester import PathSuggester
+from ...core.jobs import JobEvent
+from ..messages import ImageEncoded
+from .base import JobPane
+from ..widgets.image_view import ImageView
+from ..widgets.path_suggester import PathSuggester
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -110,7 +110,7 @@ class LatentsPane(JobPane):
             return
 
         def load(job):
-            from sd_explorer.core.vae import load_image
+            from ...core.vae import load_image
 
             return load_image(value)
 
@@ -130,8 +130,8 @@ class LatentsPane(JobPane):
         seed = getattr(self.app.settings, "seed", 0)
 
         def run(job):
-            from sd_explorer.core.vae import round_trip
-            from sd_explorer.tui.worker import require_model
+            from ...core.vae import round_trip
+            from ..worker import require_model
 
             model = require_model(job)
             image = get_image(job)
@@ -177,9 +177,9 @@ class LatentsPane(JobPane):
         prompt = app.prompts[0]  # type: ignore[attr-defined]
 
         def generate_one(job):
-            from sd_explorer.core.settings import SampleSettings
-            from sd_explorer.core.sampler import generate
-            from sd_explorer.tui.worker import require_model
+            from ...core.settings import SampleSettings
+            from ...core.sampler import generate
+            from ..worker import require_model
 
             model = require_model(job)
             settings = SampleSettings(prompt=prompt, steps=app.settings.steps, seed=app.settings.seed)

@@ -18,14 +18,14 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import parse_int, parse_scales, parse_size
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.core.schedulers import SCHEDULERS
-from sd_explorer.tui.messages import TimestepShown
-from sd_explorer.tui.progress import InsightCollected, StepPreview
-from sd_explorer.tui.panes.grid import GridCell, GridPane
-from sd_explorer.tui.panes.insight import InsightMixin
+from ...core.errors import UserError
+from ...core.fields import parse_int, parse_scales, parse_size
+from ...core.jobs import JobEvent
+from ...core.schedulers import SCHEDULERS
+from ..messages import TimestepShown
+from ..progress import InsightCollected, StepPreview
+from .grid import GridCell, GridPane
+from .insight import InsightMixin
 
 DEFAULT_SCALES = "1, 2, 4, 12"
 AXIS_CHOICES = [("X: scale", "scale"), ("X: seed", "seed"), ("X: steps", "steps"), ("X: scheduler", "scheduler"),
@@ -106,14 +106,14 @@ class SweepPane(InsightMixin, GridPane):
         yield Grid(id="grid")
 
     def on_mount(self) -> None:
-        from sd_explorer.core.cfg import scale_caption
+        from ...core.cfg import scale_caption
 
         self.layout_cells([scale_caption(s) for s in parse_scales(DEFAULT_SCALES)])
 
     def settings(self):
         """The form as ``SampleSettings`` + the X and Y axes, validated (``UserError`` names the fix)."""
-        from sd_explorer.core.grid_axes import Axis
-        from sd_explorer.core.settings import SampleSettings
+        from ...core.grid_axes import Axis
+        from ...core.settings import SampleSettings
 
         width, height = parse_size(self._value("#size"))
         select = self.query_one("#scheduler", Select)
@@ -132,7 +132,7 @@ class SweepPane(InsightMixin, GridPane):
         return settings.validate(), x, y
 
     def action_run(self) -> None:
-        from sd_explorer.core.grid_axes import captions
+        from ...core.grid_axes import captions
 
         if self.worker.busy("sweep"):
             self.notify("A sweep is already running: escape cancels it.", severity="warning")
@@ -157,11 +157,11 @@ class SweepPane(InsightMixin, GridPane):
         def run(job):
             from contextlib import nullcontext
 
-            from sd_explorer.core.attention import recording
-            from sd_explorer.core.grid_axes import run_grid
-            from sd_explorer.core.timeline import Timeline
-            from sd_explorer.tui.panes.insight import collect
-            from sd_explorer.tui.worker import require_models
+            from ...core.attention import recording
+            from ...core.grid_axes import run_grid
+            from ...core.timeline import Timeline
+            from .insight import collect
+            from ..worker import require_models
 
             model, refiner = require_models(job)
             timeline = Timeline(model)

@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label
 
-from sd_explorer.core.tokens import TokenBreakdown, breakdown
-from sd_explorer.tui.messages import PaneReady
+from ...core.tokens import TokenBreakdown, breakdown
+from ..messages import PaneReady
 
 Row = tuple[str, str, str, int, str, str, str]  #: pos, piece, text, id, weight, n, note
 
@@ -184,12 +184,12 @@ class TokensPane(Vertical):
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer(self) -> None:
         """Resolve the model's tokenizers without weights, on a thread (reads vocab files)."""
-        from sd_explorer.core.models import resolve_tokenizers
+        from ...core.models import resolve_tokenizers
 
         try:
             toks = resolve_tokenizers(self._model_spec)
         except Exception as exc:  # a bad --model: fall back to SD 1.x's CLIP tokenizer
-            from sd_explorer.core.clip_vocab import clip_tokenizer
+            from ...core.clip_vocab import clip_tokenizer
 
             self.app.call_from_thread(self.notify, f"{exc} — showing SD 1.x's CLIP tokenizer.",
                                       severity="warning")

@@ -15,10 +15,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.fields import parse_int
-from sd_explorer.tui.panes.train_views import parse_grey
-from sd_explorer.tui.widgets.path_suggester import PathSuggester
+from ...core.errors import UserError
+from ...core.fields import parse_int
+from .train_views import parse_grey
+from ..widgets.path_suggester import PathSuggester
 
 ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
 #: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
@@ -99,7 +99,7 @@ class TrainingForm(Vertical):
 
     def config(self, output_dir: str):
         """The run the fields describe, checkpoints under ``output_dir``/fashion (validate it before use)."""
-        import sd_explorer.core.fashion as fm
+        from ...core import fashion as fm
 
         epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
         batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
@@ -118,7 +118,7 @@ class TrainingForm(Vertical):
     # -- the default model and why ---------------------------------------------------------------
     def _pick_default_arch(self) -> None:
         """The chapter's UNet on a GPU; on a CPU the small one, saying why (the chapter's is one field away)."""
-        from sd_explorer.core.devices import pick_device
+        from ...core.devices import pick_device
 
         try:
             device = pick_device(self.app.settings.device)
@@ -149,7 +149,7 @@ class TrainingForm(Vertical):
         """A run started from a new data source: keep it in the settings file for the next start."""
         from dataclasses import replace
 
-        from sd_explorer.tui.config import remember
+        from ..config import remember
 
         settings = self.app.settings
         if not source or source == settings.data or not settings.config_file:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 
-from sd_explorer.core.errors import Cancelled
-from sd_explorer.tui.progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
-from sd_explorer.tui.panes.train_views import sample_grid
+from ...core.errors import Cancelled
+from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
+from .train_views import sample_grid
 
 
 def train_job(config, device, pause, steps: int, keep: int, per_class: int):
@@ -22,11 +22,11 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
     shows ``per_class`` samples of ``steps`` DDIM steps."""
 
     def run(job):
-        import sd_explorer.core.fashion as fm
-        from sd_explorer.core.fashion.checkpoint import prune
-        from sd_explorer.core.fashion.monitor import epoch_model, score_model
+        from ...core import fashion as fm
+        from ...core.fashion.checkpoint import prune
+        from ...core.fashion.monitor import epoch_model, score_model
 
-        from sd_explorer.core.atomic import check_writable
+        from ...core.atomic import check_writable
 
         if config.out_dir:  # before minutes of data loading and an epoch of training
             check_writable(config.out_dir)

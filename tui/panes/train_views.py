@@ -12,7 +12,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from sd_explorer.core.errors import UserError
+from ...core.errors import UserError
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
@@ -78,7 +78,7 @@ def sample_grid(scored, rows: int | None = None) -> Image.Image:
 
 def class_legend() -> str:
     """The grid's columns, left to right: ``T-shirt Trouser … Boot`` (short names of the ten classes)."""
-    from sd_explorer.core.fashion.data import CLASS_NAMES
+    from ...core.fashion.data import CLASS_NAMES
 
     return " ".join(name.split("/")[0].replace("Ankle boot", "Boot") for name in CLASS_NAMES)
 

@@ -26,15 +26,15 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, ProgressBar
 from textual_plotext import PlotextPlot
 
-from sd_explorer.core.errors import UserError
-from sd_explorer.core.jobs import JobEvent
-from sd_explorer.tui.messages import NoisingRowMade
-from sd_explorer.tui.panes.base import JobPane
-from sd_explorer.tui.panes.train_form import TrainingForm
-from sd_explorer.tui.panes.train_job import train_job
-from sd_explorer.tui.panes.train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
-from sd_explorer.tui.progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
-from sd_explorer.tui.widgets.image_view import ImageView
+from ...core.errors import UserError
+from ...core.jobs import JobEvent
+from ..messages import NoisingRowMade
+from .base import JobPane
+from .train_form import TrainingForm
+from .train_job import train_job
+from .train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
+from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
+from ..widgets.image_view import ImageView
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
@@ -136,7 +136,7 @@ class TrainingPane(JobPane):
         source = self.form.data or None
 
         def run(job):
-            import sd_explorer.core.fashion as fm
+            from ...core import fashion as fm
 
             return noising_strip(fm, source)
 
@@ -162,7 +162,7 @@ class TrainingPane(JobPane):
             label += f" · grey guidance {grey[0]:g} x{grey[1]:g}"
 
         def run(job):
-            from sd_explorer.core.fashion.monitor import score_model
+            from ...core.fashion.monitor import score_model
 
             model = loader(job)
             job.resources["fashion"] = model
@@ -177,7 +177,7 @@ class TrainingPane(JobPane):
         device = self.app.settings.device  # read here: the loader runs on the worker
 
         def loader(job):
-            import sd_explorer.core.fashion as fm
+            from ...core import fashion as fm
 
             return fm.load_shipped(device=device)
 
@@ -191,7 +191,7 @@ class TrainingPane(JobPane):
             return
 
         def loader(job):
-            import sd_explorer.core.fashion as fm
+            from ...core import fashion as fm
 
             return fm.load_weights(path, device=device)
 
@@ -204,7 +204,7 @@ class TrainingPane(JobPane):
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
-                import sd_explorer.core.fashion as fm
+                from ...core import fashion as fm
 
                 model = fm.load_shipped(device=device)
             return model
@@ -283,8 +283,8 @@ class TrainingPane(JobPane):
         out_dir = self.app.settings.output_dir
 
         def run(job):
-            from sd_explorer.core.fashion.model import save_weights
-            from sd_explorer.core.outputs import write_new
+            from ...core.fashion.model import save_weights
+            from ...core.outputs import write_new
 
             model = job.resources.get("fashion")
             if model is None:

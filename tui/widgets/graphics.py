@@ -47,7 +47,7 @@ def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, std
     import textual_image.widget as widgets
 
     if mode == "sixel" or (mode == "auto" and renderables.Image is renderables.SixelImage):
-        from sd_explorer.tui.widgets.sixel import sixel_widget
+        from .sixel import sixel_widget
 
         return sixel_widget()
     if mode == "kitty" or (mode == "auto" and renderables.Image is renderables.TGPImage):

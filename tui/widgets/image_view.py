@@ -118,7 +118,7 @@ class ImageView(Widget):
         (nearest-neighbour, so latent previews stay crisp); nothing is re-encoded if nothing changed."""
         if not self.is_mounted:
             return
-        from sd_explorer.tui.widgets.graphics import cell_pixels
+        from .graphics import cell_pixels
 
         if self.image is None or 0 in self.area():
             key = None
