@@ -58,5 +58,13 @@ case $step in
         > "$out/gpu-all/$name.txt" 2>&1 || echo "$name: exit $?" >> "$out/gpu-all/exits.txt"
       tail -3 "$out/gpu-all/$name.txt"
     done ;;
+  profile)
+    # session 5: where the time goes (Fashion step, sampling), then the background compile story (bench_compile.py)
+    export SD_EXPLORER_COMPILE_CACHE=/tmp/sd-explorer-compile-cache
+    timeout 120 python3 bench/profile_fashion.py --json "$out/profile/profile_fashion.json" 2>&1 | tail -4
+    timeout 420 python3 bench/bench_compile.py --json "$out/profile/compile.json" --second --regional 2>&1 \
+      | tee "$out/profile/compile.log" | tail -25
+    timeout 200 python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu -rfE tests/test_fast_gpu.py \
+      tests/test_attention_gpu.py 2>&1 | tee "$out/profile/pytest.txt" | tail -6 ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac

@@ -183,14 +183,14 @@ def _graphs_for(model, rows: int, accumulator: HeatAccumulator):
             finally:
                 accumulator.warming = False
 
-        caches[rows] = GraphedCallable(fast._eager, f"{graphed.name} + attention maps", graphed.status, setup=setup)
+        caches[rows] = GraphedCallable(fast.eager, f"{graphed.name} + attention maps", graphed.status, setup=setup)
     cache = caches[rows]
     cache.status = graphed.status
-    fast.graphed, replays = cache, cache.replays
+    replays = cache.replays
     try:
-        yield
+        with fast.eager_graphs(cache):  # the probes run in Python: never the compiled graphs while recording
+            yield
     finally:
-        fast.graphed = graphed
         # a replay adds into the buffers without running Python: count it as recorded calls too
         accumulator.calls += cache.replays - replays
 

@@ -22,7 +22,7 @@ import sys
 from typing import Callable
 
 from .errors import Cancelled, UserError
-from .fields import COMPILE_MODES, parse_scales, parse_size
+from .fields import COMPILE_CHOICES, parse_scales, parse_size
 
 GRID_AXES = ("scale", "seed", "steps", "scheduler", "negative", "prompt_sr", "original_size", "crop", "strength",
              "long_prompt", "color_scale")  #: core.grid_axes.KINDS (kept here so --help needs no torch)
@@ -41,8 +41,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d(None), help="random seed (default 0, or the settings file's)")
     p.add_argument("--out", default=d(None), help="output folder (default ./outputs)")
     p.add_argument("--offline", action="store_true", default=d(False), help="never touch the network (as HF_HUB_OFFLINE=1)")
-    p.add_argument("--compile", default=d(None), choices=COMPILE_MODES,
-                   help="CUDA: torch.compile the UNet under its CUDA graphs (the first run per size compiles for minutes)")
+    p.add_argument("--compile", default=d(None), choices=COMPILE_CHOICES,
+                   help="CUDA: torch.compile the UNet under its CUDA graphs. Commands: off unless a mode is given (the "
+                        "first run per size compiles for a minute, a later one in seconds from the cache); the app: "
+                        "'default' in the background unless 'off'")
     return p
 
 

@@ -28,6 +28,8 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
+from .background_compile import BackgroundCompiler
+
 Status = Callable[[str], None]
 
 #: attention processors that already use torch's scaled_dot_product_attention
@@ -56,7 +58,9 @@ class FastOptions:
     #: (9.99 vs 10.00 ms at batch 2) and 2.5-3.5x eager fp16's error per call, so off by default
     cudnn_benchmark: bool = False
     vae_channels_last: bool = False  #: measured slower (26 vs 21 ms per 512x512 decode): off
-    compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off: not yet measured a win)
+    compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off)
+    #: compile in the background (core.background_compile) and swap in between jobs; else before the first capture
+    compile_background: bool = False
 
     def describe(self) -> str:
         on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
@@ -295,10 +299,66 @@ class FastUNet:
 
     def __init__(self, unet: torch.nn.Module, options: FastOptions, status: Status | None = None):
         self.unet, self.options = unet, options
-        self.module = compiled(unet, options.compile) if options.compile else unet
+        background = bool(options.compile and options.graphs and options.compile_background)
+        foreground = bool(options.compile) and not background
+        self.module = compiled(unet, options.compile) if foreground else unet
         self.setup = (lambda: cudnn_benchmark(True)) if options.cudnn_benchmark else contextlib.nullcontext
-        name = f"UNet (torch.compile {options.compile})" if options.compile else "UNet"
+        name = f"UNet (torch.compile {options.compile})" if foreground else "UNet"
         self.graphed = GraphedCallable(self._eager, name, status, setup=self.setup) if options.graphs else None
+        #: background compiling: the compiled module, its own graphs, and the signatures swapped in (between jobs)
+        self.compiled_module = compiled(unet, options.compile) if background else None
+        self.compiled_graphed = (GraphedCallable(self._compiled, f"UNet (torch.compile {options.compile})", status,
+                                                 setup=self.setup) if background else None)
+        on_cuda = next(unet.parameters()).is_cuda
+        self.compiler = (BackgroundCompiler(self._compiled, name="UNet", status=status,
+                                            device_stream=torch.cuda.Stream if on_cuda else None) if background else None)
+        self.compiled_keys: set = set()
+        self._eager_only = 0  #: > 0 while probes record (core.attention): the eager module's graphs only
+
+    def _compiled(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                  added: dict | None = None) -> torch.Tensor:
+        return self.compiled_module(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added,
+                                    return_dict=False)[0]
+
+    def swap_in(self) -> list[str]:
+        """Between jobs: the signatures whose background compile finished run compiled from now on.
+        Returns their labels (shapes)."""
+        if self.compiler is None:
+            return []
+        new = [task for task in self.compiler.ready() if task.key not in self.compiled_keys]
+        self.compiled_keys |= {task.key for task in new}
+        if new and self.status is not None:
+            self.status(f"compiled UNet swapped in [{', '.join(t.label for t in new)}]")
+        return [task.label for task in new]
+
+    @property
+    def engine(self) -> str:
+        """What runs, for a status line: ``eager``, ``graphs``, ``compiling 2x4x64x64…``, ``compiled``."""
+        if self.graphed is None:
+            return "eager"
+        if self.compiler is None:
+            return "compiled" if self.options.compile else "graphs"
+        summary = self.compiler.summary()
+        if summary == "compiled" and not self.compiled_keys:
+            return "graphs (compiled from the next job)"
+        return summary
+
+    @contextlib.contextmanager
+    def eager_graphs(self, cache: "GraphedCallable"):
+        """Replay ``cache`` (graphs of ``eager``, e.g. with probes inside) instead of the plain graphs, and never
+        the compiled ones, inside the block (core.attention records heat maps this way)."""
+        graphed, self.graphed = self.graphed, cache
+        self._eager_only += 1
+        try:
+            yield cache
+        finally:
+            self.graphed = graphed
+            self._eager_only -= 1
+
+    @property
+    def eager(self) -> Callable:
+        """The uncompiled UNet call ``(latents, t, cond, added) -> prediction`` (what probes must run through)."""
+        return self._eager
 
     @property
     def status(self) -> Status | None:
@@ -306,8 +366,9 @@ class FastUNet:
 
     @status.setter
     def status(self, fn: Status | None) -> None:
-        if self.graphed is not None:
-            self.graphed.status = fn
+        for part in (self.graphed, self.compiled_graphed, self.compiler):
+            if part is not None:
+                part.status = fn
 
     @property
     def captures(self) -> list[Capture]:
@@ -331,7 +392,24 @@ class FastUNet:
         if self.graphed is None:
             with self.setup():
                 return self._eager(latents, t, cond, added).contiguous()
+        if self.compiler is not None and not self._eager_only:
+            key, _, leaves = signature((latents, t, cond, added), {})
+            if key in self.compiled_keys:
+                return self.compiled_graphed(latents, t, cond, added)
+            if self.compiler.state(key) is None:
+                self.compiler.request(key, "x".join(map(str, latents.shape)), lambda: _copies(leaves, (latents, t, cond, added)))
         return self.graphed(latents, t, cond, added)
+
+
+def _copies(leaves: list, call: tuple) -> tuple[tuple, dict, Any]:
+    """The compile thread's own copies of a call's tensors, and an event it waits for before reading them."""
+    copies = {id(x): x.detach().clone() for x in leaves if isinstance(x, torch.Tensor)}
+    latents, t, cond, added = call
+    added = None if added is None else {k: copies.get(id(v), v) for k, v in added.items()}
+    event = torch.cuda.Event() if latents.is_cuda else None
+    if event is not None:
+        event.record()
+    return (copies[id(latents)], copies[id(t)], copies[id(cond)], added), {}, event
 
 
 def compiled(unet: torch.nn.Module, mode: str) -> Callable:
@@ -350,8 +428,13 @@ def _set_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> Non
 
 def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True, fuse_qkv: bool = True,
                       sdpa: bool = True, cudnn_benchmark: bool = False, vae_channels_last: bool = False,
-                      compile: str = "", status: Status | None = None) -> FastOptions:
+                      compile: str = "", compile_background: bool = False,
+                      status: Status | None = None) -> FastOptions:
     """Turn on the fast paths for ``model`` (a ``LoadedModel``); returns what is actually on.
+
+    ``compile_background``: the UNet's graphs come from the eager module at once while ``compile`` runs on a
+    thread of its own; finished shapes swap in at ``swap_in()`` (between jobs). Artifacts go to the user's
+    cache (``core.compile_cache``), so a later launch compiles in seconds.
 
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
@@ -363,7 +446,7 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     if model.device.type != "cuda":
         if status is not None:
             status(f"fast paths are for CUDA; {model.device.type} runs the eager UNet")
-        return FastOptions(False, False, False, False, False, False, "")
+        return FastOptions(False, False, False, False, False, False, "", False)
     unet = model.unet
     saved = {"attn": dict(unet.attn_processors)}
     if sdpa and not _attn_names(unet) <= set(SDPA_PROCESSORS):
@@ -379,8 +462,14 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
         _set_memory_format(unet, torch.channels_last)
     if vae_channels_last:
         _set_memory_format(model.vae, torch.channels_last)
+    if compile:
+        from . import compile_cache
+
+        choice = compile_cache.use()
+        if status is not None and choice.folder is None:
+            status(choice.note)
     options = FastOptions(graphs, channels_last, fuse_qkv, sdpa and _attn_names(unet) <= set(SDPA_PROCESSORS),
-                          cudnn_benchmark, vae_channels_last, compile)
+                          cudnn_benchmark, vae_channels_last, compile, compile_background and graphs and bool(compile))
     fast = FastUNet(unet, options, status)
     fast.saved = saved
     model.unet_forward = fast

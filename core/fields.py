@@ -16,6 +16,9 @@ MAX_GUIDANCE = 100.0
 #: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture);
 #: here, without torch, so the CLI and the settings file can offer them (core.fast, core.fashion use them)
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+#: what ``--compile`` and the settings file take: "off", or a mode (the app compiles "default" in the background
+#: when none is given; the headless commands compile only when a mode is given)
+COMPILE_CHOICES = ("off", *COMPILE_MODES)
 
 
 def is_fraction(value) -> bool:
@@ -51,9 +54,12 @@ def check_whole(value, what: str, low: int, high: int, example: int | None = Non
 
 
 def check_compile_mode(mode: str | None) -> str:
-    """``mode`` if it is one of ``COMPILE_MODES``, ``""`` for none, else a one-line ``UserError``."""
+    """``mode`` if it is one of ``COMPILE_MODES``, ``""`` for none (``"off"``, ``""``, None), else a one-line
+    ``UserError``."""
+    if mode == "off":
+        return ""
     if mode and mode not in COMPILE_MODES:
-        raise UserError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_MODES)}: pick one, or leave it off.")
+        raise UserError(f"compile mode {mode!r} is not one of {', '.join(COMPILE_CHOICES)}: pick one, or leave it off.")
     return mode or ""
 
 

@@ -120,8 +120,11 @@ class JobRunner:
         name: str = "sd-explorer-worker",
         log_file: Path | None = None,
         nice: int = 0,
+        between_jobs: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.on_event = on_event
+        #: called with ``resources`` on the worker before each job (e.g. swap in a finished background compile)
+        self.between_jobs = between_jobs
         self.log_file = log_file
         self.nice = nice
         self.resources: dict[str, Any] = {}
@@ -215,6 +218,11 @@ class JobRunner:
                     self._current = None
 
     def _run_one(self, job: Job) -> None:
+        if self.between_jobs is not None:
+            try:
+                self.between_jobs(self.resources)
+            except Exception:  # noqa: BLE001 - a failed swap keeps the engine that runs now
+                log.exception("between_jobs failed before job %s", job.id)
         start = time.perf_counter()
         try:
             job.check()  # cancelled while queued

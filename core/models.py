@@ -229,7 +229,15 @@ class LoadedModel:
         return side, side
 
     def describe(self) -> str:
-        return f"{self.name} ({self.family}, {self.device.type}, {dtype_name(self.dtype)})"
+        """``tiny (sd1, cpu, fp32)``; on CUDA the engine too: ``(sd1, cuda, fp16, graphs)``, ``… compiled``."""
+        engine = getattr(self.unet_forward, "engine", None)
+        return f"{self.name} ({self.family}, {self.device.type}, {dtype_name(self.dtype)}{', ' + engine if engine else ''})"
+
+    def swap_in_compiled(self) -> list[str]:
+        """Between jobs: run the UNet compiled for every shape whose background compile finished
+        (``core.fast.FastUNet.swap_in``); returns those shapes. Nothing to do without one."""
+        swap = getattr(self.unet_forward, "swap_in", None)
+        return swap() if swap is not None else []
 
 
 def _preview(folder: Path, latent_channels: int, family: str = "sd1") -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -342,11 +350,13 @@ def _first_line(exc: BaseException) -> str:
 
 def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | None = None,
                vae: str | None = None, fast: bool | None = None, compile: str | None = None,
-               status: Callable[[str], None] | None = None) -> LoadedModel:
+               background_compile: bool = False, status: Callable[[str], None] | None = None) -> LoadedModel:
     """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE.
 
     ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
-    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fields.COMPILE_MODES``).
+    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fields.COMPILE_MODES``), or
+    ``"off"``/None; ``background_compile``: compile on a thread of its own while the eager graphs run, swapped in
+    between jobs (``LoadedModel.swap_in_compiled``), else before the first image (the CLI).
     ``status(text)``: told what the fast paths do, now and later (graph captures, their cost).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -399,6 +409,8 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
     if fast or (fast is None and dev.type == "cuda"):
         from .fast import enable_fast_paths
+        from .fields import check_compile_mode
 
-        enable_fast_paths(model, compile=compile or "", status=status)
+        enable_fast_paths(model, compile=check_compile_mode(compile), compile_background=background_compile,
+                          status=status)
     return model

@@ -6,7 +6,7 @@ or the one ``--config`` names::
     model = "tiny"            # tiny | a diffusers folder | a Hub id (from the local cache)
     device = "auto"           # auto | cuda | cuda:1 | mps | cpu
     dtype = "auto"            # auto | fp32 | fp16 | bf16
-    compile = ""              # CUDA: "default" or "max-autotune-no-cudagraphs" torch.compiles the UNet
+    compile = ""              # CUDA: "" compiles the UNet ("default") in the background; "off"; or "max-autotune-no-cudagraphs"
     refiner = ""              # SDXL: a refiner folder or Hub id; sweeps then hand off to it at refiner_at
     refiner_at = 0.8          # the base's share of the schedule
     output_dir = "outputs"    # where saved grids and checkpoints go
@@ -42,7 +42,8 @@ class Settings:
     vae: str | None = None
     device: str | None = None
     dtype: str | None = None
-    compile: str | None = None  #: a torch.compile mode for the UNet on CUDA (core.fields.COMPILE_MODES)
+    #: CUDA: a torch.compile mode for the UNet, compiled in the background (None: "default"; "off": none)
+    compile: str | None = None
     refiner: str | None = None  #: SDXL refiner (folder or Hub id): sweeps run base -> refiner
     refiner_at: float = 0.8  #: the base's share of the schedule when a refiner is set
     output_dir: str = "outputs"
@@ -124,9 +125,9 @@ def _theme(value):
 
 
 def _compile_modes() -> tuple[str, ...]:
-    from ..core.fields import COMPILE_MODES
+    from ..core.fields import COMPILE_CHOICES
 
-    return ("", *COMPILE_MODES)
+    return ("", *COMPILE_CHOICES)
 
 
 #: every key of the settings file and how its value is checked at load (a new key is one line here)

@@ -24,7 +24,7 @@ class ModelWorker:
         self.app = app
         self.settings = settings
         # nice 5: on a busy CPU the UI thread preempts the model work (and torch's threads)
-        self.runner = JobRunner(self._on_event, log_file=settings.log_path(), nice=5)
+        self.runner = JobRunner(self._on_event, log_file=settings.log_path(), nice=5, between_jobs=swap_in_compiled)
 
     def _on_event(self, event: JobEvent) -> None:
         target = event.job.context if isinstance(event.job.context, MessagePump) else self.app
@@ -52,14 +52,16 @@ class ModelWorker:
             job.resources.pop("model", None)
             status = lambda text: self.app.post_message(EngineStatus(text))  # noqa: E731
             job.resources.pop("refiner", None)
-            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile, status=status)
+            compile = s.compile or "default"  # compiled in the background on CUDA unless "off"
+            model = load_model(s.model, device=s.device, dtype=s.dtype, vae=s.vae, compile=compile,
+                               background_compile=True, status=status)
             job.resources["model"] = model
             if s.refiner:
                 from ..core.refiner import check_base, check_pair
 
                 check_base(model)
-                refiner = load_model(s.refiner, device=s.device, dtype=s.dtype, vae=s.vae, compile=s.compile,
-                                     status=status)
+                refiner = load_model(s.refiner, device=s.device, dtype=s.dtype, vae=s.vae, compile=compile,
+                                     background_compile=True, status=status)
                 check_pair(model, refiner)
                 job.resources["refiner"] = refiner
             import gc
@@ -71,6 +73,14 @@ class ModelWorker:
 
     def shutdown(self) -> None:
         self.runner.shutdown(timeout=2.0)
+
+
+def swap_in_compiled(resources: dict) -> None:
+    """Between jobs (``JobRunner``'s hook): the models' finished background compiles take over."""
+    for name in ("model", "refiner"):
+        model = resources.get(name)
+        if model is not None:
+            model.swap_in_compiled()
 
 
 def quiet_libraries() -> None:
