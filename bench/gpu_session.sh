@@ -15,6 +15,8 @@ set -euo pipefail
 step=${1:?usage: gpu_session.sh sd|fashion|ship|ship-more|diag|gpu-tests|gpu-all}
 out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# a wheel's contents as .tar.xz (diffusers: 2 MB instead of 6.4, so the tree fits the 64 MiB a call carries)
+for t in .whl/tar/*.tar.xz; do [ -e "$t" ] && tar xJf "$t" -C /tmp/site; done
 # the checkout's folders as the sd_explorer package, without installing it (a bare GPU image)
 mkdir -p /tmp/shim/sd_explorer && echo "__path__ = ['$PWD']" > /tmp/shim/sd_explorer/__init__.py
 export PYTHONPATH=/tmp/site:/tmp/shim:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata

@@ -29,6 +29,7 @@ from typing import Any, Callable, ContextManager
 import torch
 
 from .background_compile import BackgroundCompiler
+from .compile_regions import Regions
 
 Status = Callable[[str], None]
 
@@ -61,6 +62,8 @@ class FastOptions:
     compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off)
     #: compile in the background (core.background_compile) and swap in between jobs; else before the first capture
     compile_background: bool = False
+    #: compile the repeated blocks only (core.compile_regions: seconds per shape), else the whole UNet (a minute)
+    compile_regions: bool = True
 
     def describe(self) -> str:
         on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
@@ -299,24 +302,36 @@ class FastUNet:
 
     def __init__(self, unet: torch.nn.Module, options: FastOptions, status: Status | None = None):
         self.unet, self.options = unet, options
-        background = bool(options.compile and options.graphs and options.compile_background)
-        foreground = bool(options.compile) and not background
-        self.module = compiled(unet, options.compile) if foreground else unet
+        mode = options.compile
+        background = bool(mode and options.graphs and options.compile_background)
+        foreground = bool(mode) and not background
+        #: what ``compiled_call`` runs: the UNet with its blocks compiled (core.compile_regions), or all of it
+        self.regions = Regions(unet, lambda fn: compiled(fn, mode)) if mode and options.compile_regions else None
+        self.compiled_module = compiled(unet, mode) if mode and self.regions is None else None
         self.setup = (lambda: cudnn_benchmark(True)) if options.cudnn_benchmark else contextlib.nullcontext
-        name = f"UNet (torch.compile {options.compile})" if foreground else "UNet"
-        self.graphed = GraphedCallable(self._eager, name, status, setup=self.setup) if options.graphs else None
-        #: background compiling: the compiled module, its own graphs, and the signatures swapped in (between jobs)
-        self.compiled_module = compiled(unet, options.compile) if background else None
-        self.compiled_graphed = (GraphedCallable(self._compiled, f"UNet (torch.compile {options.compile})", status,
-                                                 setup=self.setup) if background else None)
+        label = f"UNet (torch.compile {mode}{', blocks' if self.regions is not None else ''})"
+        first = self.compiled_call if foreground else self.eager
+        self.graphed = (GraphedCallable(first, label if foreground else "UNet", status, setup=self.setup)
+                        if options.graphs else None)
+        #: background compiling: its own graphs of the compiled call, the compile thread, the signatures swapped in
+        self.compiled_graphed = GraphedCallable(self.compiled_call, label, status, setup=self.setup) if background else None
         on_cuda = next(unet.parameters()).is_cuda
-        self.compiler = (BackgroundCompiler(self._compiled, name="UNet", status=status,
+        self.compiler = (BackgroundCompiler(self.compiled_call, name="UNet", status=status,
                                             device_stream=torch.cuda.Stream if on_cuda else None) if background else None)
         self.compiled_keys: set = set()
         self._eager_only = 0  #: > 0 while probes record (core.attention): the eager module's graphs only
 
-    def _compiled(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                  added: dict | None = None) -> torch.Tensor:
+    def eager(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+              added: dict | None = None) -> torch.Tensor:
+        """The plain UNet call ``(latents, t, cond, added) -> prediction`` (what probes must run through)."""
+        return self.unet(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added, return_dict=False)[0]
+
+    def compiled_call(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                      added: dict | None = None) -> torch.Tensor:
+        """The compiled UNet call (its compiled blocks on this thread, or the whole compiled module)."""
+        if self.regions is not None:
+            with self.regions.on():
+                return self.eager(latents, t, cond, added)
         return self.compiled_module(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added,
                                     return_dict=False)[0]
 
@@ -356,11 +371,6 @@ class FastUNet:
             self._eager_only -= 1
 
     @property
-    def eager(self) -> Callable:
-        """The uncompiled UNet call ``(latents, t, cond, added) -> prediction`` (what probes must run through)."""
-        return self._eager
-
-    @property
     def status(self) -> Status | None:
         return self.graphed.status if self.graphed is not None else None
 
@@ -373,10 +383,6 @@ class FastUNet:
     @property
     def captures(self) -> list[Capture]:
         return self.graphed.captures if self.graphed is not None else []
-
-    def _eager(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-               added: dict | None = None) -> torch.Tensor:
-        return self.module(latents, t, encoder_hidden_states=cond, added_cond_kwargs=added, return_dict=False)[0]
 
     @staticmethod
     def timestep(t: Any, device: torch.device) -> torch.Tensor:
@@ -391,7 +397,7 @@ class FastUNet:
         t = self.timestep(t, latents.device)
         if self.graphed is None:
             with self.setup():
-                return self._eager(latents, t, cond, added).contiguous()
+                return (self.compiled_call if self.options.compile else self.eager)(latents, t, cond, added).contiguous()
         if self.compiler is not None and not self._eager_only:
             key, _, leaves = signature((latents, t, cond, added), {})
             if key in self.compiled_keys:
@@ -428,7 +434,7 @@ def _set_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> Non
 
 def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True, fuse_qkv: bool = True,
                       sdpa: bool = True, cudnn_benchmark: bool = False, vae_channels_last: bool = False,
-                      compile: str = "", compile_background: bool = False,
+                      compile: str = "", compile_background: bool = False, compile_regions: bool = True,
                       status: Status | None = None) -> FastOptions:
     """Turn on the fast paths for ``model`` (a ``LoadedModel``); returns what is actually on.
 
@@ -446,7 +452,7 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     if model.device.type != "cuda":
         if status is not None:
             status(f"fast paths are for CUDA; {model.device.type} runs the eager UNet")
-        return FastOptions(False, False, False, False, False, False, "", False)
+        return FastOptions(False, False, False, False, False, False, "", False, False)
     unet = model.unet
     saved = {"attn": dict(unet.attn_processors)}
     if sdpa and not _attn_names(unet) <= set(SDPA_PROCESSORS):
@@ -469,7 +475,8 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
         if status is not None and choice.folder is None:
             status(choice.note)
     options = FastOptions(graphs, channels_last, fuse_qkv, sdpa and _attn_names(unet) <= set(SDPA_PROCESSORS),
-                          cudnn_benchmark, vae_channels_last, compile, compile_background and graphs and bool(compile))
+                          cudnn_benchmark, vae_channels_last, compile, compile_background and graphs and bool(compile),
+                          compile_regions and bool(compile))
     fast = FastUNet(unet, options, status)
     fast.saved = saved
     model.unet_forward = fast
@@ -484,8 +491,11 @@ def disable_fast_paths(model) -> None:
     if not isinstance(fast, FastUNet):
         return
     model.unet_forward = None
-    if fast.graphed is not None:
-        fast.graphed.clear()
+    for graphs in (fast.graphed, fast.compiled_graphed):
+        if graphs is not None:
+            graphs.clear()
+    if fast.regions is not None:
+        fast.regions.remove()
     unet = model.unet
     unet.set_attn_processor(fast.saved["attn"])
     for module in unet.modules():

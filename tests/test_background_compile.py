@@ -68,7 +68,7 @@ def fast_unet(monkeypatch, *, fail=False, gate=None, real=False):
     else:
         monkeypatch.setattr(fast, "compiled", lambda unet, mode: made.setdefault("c", Compiled(unet, fail, gate)))
     options = fast.FastOptions(graphs=True, channels_last=False, fuse_qkv=False, sdpa=False, compile="default",
-                               compile_background=True)
+                               compile_background=True, compile_regions=False)  # the stub has no blocks
     messages: list[str] = []
     unet = fast.FastUNet(StubUNet(), options, status=messages.append)
     return unet, made.get("c"), messages

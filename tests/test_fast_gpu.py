@@ -50,21 +50,32 @@ def test_fast_unet_without_graphs_is_the_eager_unet(sd1):
     assert not torch.allclose(fast(x, 20, cond), want)
 
 
-def test_compiled_unet_traces_and_matches_eager_on_cpu(sd1, monkeypatch):
-    """torch.compile's plumbing through the hook: Dynamo traces the UNet ("eager" backend on the CPU;
-    the GPU test below compiles with Inductor) and gives the same numbers."""
+@pytest.mark.parametrize("regions", [True, False], ids=["blocks", "whole"])
+def test_compiled_unet_traces_and_matches_eager_on_cpu(sd1, monkeypatch, regions):
+    """torch.compile's plumbing through the hook: Dynamo traces the UNet, or only its repeated blocks
+    (core.compile_regions), with the "eager" backend on the CPU (the GPU test below compiles with Inductor),
+    and gives the same numbers; outside the compiled call the blocks run eagerly."""
     import sd_explorer.core.fast as fast_mod
 
     monkeypatch.setattr(fast_mod, "COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
-    fast = FastUNet(sd1.unet, FastOptions(graphs=False, compile="default"))
-    assert fast.module is not sd1.unet
-    g = torch.Generator().manual_seed(0)
-    x, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
-    want = sd1.unet(x, torch.tensor(500), encoder_hidden_states=cond).sample
-    torch.testing.assert_close(fast(x, 500, cond), want)
-    torch.testing.assert_close(fast(x, 501, cond), sd1.unet(x, torch.tensor(501), encoder_hidden_states=cond).sample)
-    torch._dynamo.reset()
+    fast = FastUNet(sd1.unet, FastOptions(graphs=False, compile="default", compile_regions=regions))
+    try:
+        assert (len(fast.regions) >= 4) if regions else (fast.regions is None and fast.compiled_module is not None)
+        g = torch.Generator().manual_seed(0)
+        x, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+        want = sd1.unet(x, torch.tensor(500), encoder_hidden_states=cond).sample
+        torch.testing.assert_close(fast(x, 500, cond), want)
+        torch.testing.assert_close(fast(x, 501, cond), sd1.unet(x, torch.tensor(501), encoder_hidden_states=cond).sample)
+        if regions:
+            counts = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+            assert counts >= 2  # the blocks were traced: the compiled twins ran
+            sd1.unet(x, torch.tensor(500), encoder_hidden_states=cond)  # the plain call: eager, nothing new traced
+            assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == counts
+    finally:
+        if fast.regions is not None:
+            fast.regions.remove()
+        torch._dynamo.reset()
 
 
 def test_bad_compile_mode_is_a_user_error(sd1):
