@@ -68,5 +68,14 @@ case $step in
       | tee "$out/profile/compile.log" | tail -25
     timeout 200 python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu -rfE tests/test_fast_gpu.py \
       tests/test_attention_gpu.py 2>&1 | tee "$out/profile/pytest.txt" | tail -6 ;;
+  tiny)
+    # retrain the embedded tiny model (TINY_ARGS: core.tiny.train's flags); the folder comes back as a tar in parts
+    timeout "${TINY_S:-420}" python3 -m sd_explorer.core.tiny.train --data .fmdata --out .tiny-new ${TINY_ARGS:?} \
+      2>&1 | tee "$out/tiny/log.txt" | tail -12
+    tar cf - .tiny-new | split -b 15M - "$out/tiny/tiny-new.tar.part-" ;;
+  compile)
+    export SD_EXPLORER_COMPILE_CACHE=/tmp/sd-explorer-compile-cache
+    timeout "${COMPILE_S:-300}" python3 bench/bench_compile.py --json "$out/compile/compile.json" ${COMPILE_ARGS:-} 2>&1 \
+      | tee "$out/compile/compile.log" | tail -25 ;;
   *) echo "unknown step $step: sd, fashion or ship" >&2; exit 2 ;;
 esac

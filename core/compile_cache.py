@@ -43,10 +43,24 @@ def default_folder() -> Path:
     return Path(user_cache_dir("sd-explorer", appauthor=False)) / "torch-compile"
 
 
+def torch_default() -> str:
+    """Where Inductor caches when nobody says (``/tmp/torchinductor_USER``); Inductor itself writes this into
+    ``TORCHINDUCTOR_CACHE_DIR`` once it first looks (diffusers' import can make it look), so that value is not
+    the user's choice."""
+    import getpass
+    import tempfile
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return os.path.join(tempfile.gettempdir(), "torchinductor_" + user.replace("\\", "_"))
+
+
 def use(folder: Path | None = None) -> CacheChoice:
     """Point Inductor's and Triton's disk caches at ``folder`` (default: ``default_folder()``) unless the
     user set them; returns where they go. Idempotent; never raises for the environment."""
-    if os.environ.get(INDUCTOR_VAR):
+    if os.environ.get(INDUCTOR_VAR) and os.environ[INDUCTOR_VAR] != torch_default():
         return CacheChoice(Path(os.environ[INDUCTOR_VAR]), f"compile cache: {os.environ[INDUCTOR_VAR]} (from {INDUCTOR_VAR})")
     try:
         folder = folder or default_folder()
@@ -59,5 +73,6 @@ def use(folder: Path | None = None) -> CacheChoice:
         return CacheChoice(None, f"compile cache: {folder} is not writable ({why}); compiles are kept in torch's "
                                  f"default place only (set {OVERRIDE_VAR} to a writable folder)")
     os.environ[INDUCTOR_VAR] = str(folder)
-    os.environ.setdefault(TRITON_VAR, str(folder / "triton"))
+    if not os.environ.get(TRITON_VAR) or os.environ[TRITON_VAR].startswith(torch_default()):
+        os.environ[TRITON_VAR] = str(folder / "triton")
     return CacheChoice(folder, f"compile cache: {folder}")

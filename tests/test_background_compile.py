@@ -201,3 +201,10 @@ def test_background_compiler_summary_names_what_runs():
     gate.set()
     assert compiler.wait(30)
     assert compiler.summary() == "compiled" and background_compile.CompileState.READY is compiler.state("k2")
+
+
+def test_inductors_own_default_in_the_variable_is_not_the_users_choice(monkeypatch, tmp_path):
+    monkeypatch.setenv(compile_cache.INDUCTOR_VAR, compile_cache.torch_default())  # what Inductor writes itself
+    monkeypatch.delenv(compile_cache.TRITON_VAR, raising=False)
+    monkeypatch.setenv(compile_cache.OVERRIDE_VAR, str(tmp_path / "cc"))
+    assert compile_cache.use().folder == tmp_path / "cc"
