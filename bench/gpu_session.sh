@@ -17,6 +17,8 @@ out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 # a wheel's contents as .tar.xz (diffusers: 2 MB instead of 6.4, so the tree fits the 64 MiB a call carries)
 for t in .whl/tar/*.tar.xz; do [ -e "$t" ] && tar xJf "$t" -C /tmp/site; done
+# the Fashion-MNIST subset, xz-compressed for the same reason (tar cJf .whl/data/fmdata.tar.xz -C .fmdata .)
+if [ -e .whl/data/fmdata.tar.xz ] && [ ! -e .fmdata ]; then mkdir -p .fmdata && tar xJf .whl/data/fmdata.tar.xz -C .fmdata; fi
 # the checkout's folders as the sd_explorer package, without installing it (a bare GPU image)
 mkdir -p /tmp/shim/sd_explorer && echo "__path__ = ['$PWD']" > /tmp/shim/sd_explorer/__init__.py
 export PYTHONPATH=/tmp/site:/tmp/shim:$PWD HF_HUB_OFFLINE=1 SD_EXPLORER_FASHION_DATA=$PWD/.fmdata
