@@ -25,6 +25,12 @@ from typing import Any, Callable
 
 Status = Callable[[str], None]
 
+#: held while a thread records a CUDA graph or a compile thread runs device work: a capture fails if another
+#: thread's compiler synchronises or benchmarks meanwhile (seen on the H200: "operation not permitted when
+#: stream is capturing", both the compile and the capture lost). The compile thread waits for it; a capture
+#: that finds it taken runs that one call eagerly instead of waiting (``core.fast.GraphedCallable``).
+DEVICE_WORK = threading.Lock()
+
 
 class CompileState(enum.Enum):
     QUEUED = "queued"
@@ -136,7 +142,8 @@ class BackgroundCompiler:
                                                          else _nothing()):
                     if ready_event is not None and stream is not None:
                         stream.wait_event(ready_event)
-                    self.fn(*args, **kwargs)
+                    with DEVICE_WORK:
+                        self.fn(*args, **kwargs)
                     if stream is not None:
                         stream.synchronize()
             except Exception as exc:  # noqa: BLE001 - any compiler failure: keep the eager graphs

@@ -34,6 +34,13 @@ class Regions:
                  classes: tuple[str, ...] = REGION_CLASSES):
         self._local = threading.local()
         self.blocks: list[torch.nn.Module] = []
+        # the blocks of one class share their code object, so Dynamo counts every shape (channels x resolution)
+        # as a recompile of one function: SD 1.5's ResNet blocks have more than the default limit of 8 (seen on
+        # the H200: the rest then ran eagerly)
+        config = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(config, name):
+                setattr(config, name, max(getattr(config, name), 64))
         for module in unet.modules():
             if type(module).__name__ in classes and "forward" not in module.__dict__:
                 eager = module.forward  # the bound method of the class

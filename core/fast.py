@@ -28,7 +28,7 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
-from .background_compile import BackgroundCompiler
+from .background_compile import DEVICE_WORK, BackgroundCompiler
 from .compile_regions import Regions
 
 Status = Callable[[str], None]
@@ -220,6 +220,7 @@ class GraphedCallable:
         self.eager: dict[Any, str] = {}  #: signatures whose capture failed -> why
         self.captures: list[Capture] = []
         self.replays = 0
+        self.deferred = 0  #: calls run eagerly because a background compile held the device
         self._pool = None
 
     def _say(self, text: str) -> None:
@@ -240,7 +241,14 @@ class GraphedCallable:
             return self.fn(*call_args, **call_kwargs)
         entry = self.graphs.get(key)
         if entry is None:
-            entry = self._capture(key, spec, leaves)
+            if not DEVICE_WORK.acquire(blocking=False):  # a compile is running on the device: capture later
+                self.deferred += 1
+                call_args, call_kwargs = rebuild(spec, leaves)
+                return self.fn(*call_args, **call_kwargs)
+            try:
+                entry = self._capture(key, spec, leaves)
+            finally:
+                DEVICE_WORK.release()
             if entry is None:
                 call_args, call_kwargs = rebuild(spec, leaves)
                 return self.fn(*call_args, **call_kwargs)

@@ -208,3 +208,13 @@ def test_inductors_own_default_in_the_variable_is_not_the_users_choice(monkeypat
     monkeypatch.delenv(compile_cache.TRITON_VAR, raising=False)
     monkeypatch.setenv(compile_cache.OVERRIDE_VAR, str(tmp_path / "cc"))
     assert compile_cache.use().folder == tmp_path / "cc"
+
+
+def test_a_capture_never_waits_for_a_compile_on_the_device(monkeypatch):
+    """While a compile thread holds the device, a new signature's capture runs that call eagerly (and captures
+    later) instead of waiting or failing: on the H200 the two at once broke both."""
+    monkeypatch.setattr(torch.cuda, "graph", None)  # a capture attempt on the CPU would fail loudly
+    graphs = fast.GraphedCallable(lambda x: x * 2, "UNet")
+    with background_compile.DEVICE_WORK:
+        assert torch.equal(graphs(torch.ones(2)), torch.full((2,), 2.0))
+    assert graphs.deferred == 1 and not graphs.graphs and not graphs.eager  # nothing given up on
