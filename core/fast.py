@@ -62,8 +62,10 @@ class FastOptions:
     compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off)
     #: compile in the background (core.background_compile) and swap in between jobs; else before the first capture
     compile_background: bool = False
-    #: compile the repeated blocks only (core.compile_regions: seconds per shape), else the whole UNet (a minute)
-    compile_regions: bool = True
+    #: compile the repeated blocks only (core.compile_regions), else the whole UNet. Off: on the H200 (2026-12-02)
+    #: transformer + ResNet blocks compiled in 55-68 s per shape (ResNet blocks have many shapes) and ran slower
+    #: than the whole UNet compiled (0.427 vs 0.356 s for (a), 1.12 vs 1.00 s for (b)); docs/benchmarks.md
+    compile_regions: bool = False
 
     def describe(self) -> str:
         on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
@@ -442,7 +444,7 @@ def _set_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> Non
 
 def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True, fuse_qkv: bool = True,
                       sdpa: bool = True, cudnn_benchmark: bool = False, vae_channels_last: bool = False,
-                      compile: str = "", compile_background: bool = False, compile_regions: bool = True,
+                      compile: str = "", compile_background: bool = False, compile_regions: bool = False,
                       status: Status | None = None) -> FastOptions:
     """Turn on the fast paths for ``model`` (a ``LoadedModel``); returns what is actually on.
 
