@@ -78,7 +78,7 @@ def test_disk_full_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_two_processes_in_one_output_folder(tmp_path):
-    code = ("import sys; from PIL import Image; from core.outputs import save_png\n"
+    code = ("import sys; from PIL import Image; from sd_explorer.core.outputs import save_png\n"
             "for i in range(15): print(save_png(Image.new('RGB', (4, 4), (int(sys.argv[1]), i, 0)), sys.argv[2], 'same'))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(k), str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                               text=True) for k in (1, 2)]

@@ -183,7 +183,7 @@ async def test_help_screen_and_palette_cover_every_action(tmp_path):
 def test_headless_screenshot_of_a_pane(tmp_path):
     out = tmp_path / "shots" / "tokens.svg"
     code = (
-        "import sys; from tui.entry import main; "
+        "import sys; from sd_explorer.tui.entry import main; "
         f"sys.exit(main(['--screenshot', {str(out)!r}, '--pane', 'tokens', '--prompt', 'A photograph of a puppy',"
         f" '--device', 'cpu', '--out', {str(tmp_path)!r}]))"
     )
@@ -195,7 +195,7 @@ def test_headless_screenshot_of_a_pane(tmp_path):
 
 
 def test_bad_flags_exit_2_without_traceback(tmp_path):
-    code = "import sys; from tui.entry import main; sys.exit(main(['--pane', 'tokens', '--config', '/no/such.toml']))"
+    code = "import sys; from sd_explorer.tui.entry import main; sys.exit(main(['--pane', 'tokens', '--config', '/no/such.toml']))"
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "no such file" in run.stderr and "Traceback" not in run.stderr
@@ -384,7 +384,8 @@ async def test_engine_status_shows_in_the_header_then_clears(tmp_path, monkeypat
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.model is not None, what="model")
-        assert seen["compile"] is None and callable(seen["status"])
+        # the app asks for torch.compile in the background by default (a no-op off CUDA)
+        assert seen["compile"] == "default" and seen["background_compile"] is True and callable(seen["status"])
         plain = app.sub_title
         app.status_seconds = 2.0  # a finished status stays this long (8 s in use)
         worker = threading.Thread(target=seen["status"], args=("capturing CUDA graph for UNet [7x4x64x64]…",))

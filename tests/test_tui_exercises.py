@@ -184,7 +184,7 @@ def test_headless_screenshot_of_the_exercises_pane(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("steps = 2\n")  # the app has no --steps flag; the settings file has
     code = (
-        "import sys; from tui.entry import main; "
+        "import sys; from sd_explorer.tui.entry import main; "
         f"sys.exit(main(['--screenshot', {str(out)!r}, '--pane', 'exercises', '--config', {str(config)!r},"
         f" '--device', 'cpu', '--out', {str(tmp_path)!r}]))"
     )
