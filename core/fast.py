@@ -412,8 +412,7 @@ class FastUNet:
             key, _, leaves = signature((latents, t, cond, added), {})
             if key in self.compiled_keys:
                 return self.compiled_graphed(latents, t, cond, added)
-            if self.compiler.state(key) is None:
-                self.compiler.request(key, "x".join(map(str, latents.shape)), lambda: _copies(leaves, (latents, t, cond, added)))
+            self.compiler.request(key, "x".join(map(str, latents.shape)), lambda: _copies(leaves, (latents, t, cond, added)))
         return self.graphed(latents, t, cond, added)
 
 
