@@ -105,3 +105,45 @@ def sdxl(sdxl_folder):
         module.double()
     model.dtype = torch.float64
     return model
+
+
+@pytest.fixture
+def snap_compare(snapshot, request):
+    """pytest-textual-snapshot's ``snap_compare``, comparing the screenshots cell by cell (``tests/svg_cells.py``):
+    characters and layout exactly, colours within the last bits that float arithmetic varies by between machines.
+    The plugin's HTML report still shows every comparison; a mismatch prints the first difference."""
+    import inspect
+    import pickle
+
+    import pytest_textual_snapshot as plugin
+    from rich.console import Console
+    from textual._doc import take_svg_screenshot
+
+    from tests.svg_cells import difference
+
+    class CellSnapshot(plugin.SVGImageExtension):
+        def matches(self, *, serialized_data, snapshot_data) -> bool:
+            if snapshot_data is None or serialized_data == snapshot_data:
+                return serialized_data == snapshot_data
+            reason = difference(str(snapshot_data), str(serialized_data))
+            if reason:
+                print(f"snapshot differs: {reason}")
+            return reason is None
+
+    snapshot = snapshot.use_extension(CellSnapshot)
+
+    def compare(app, press=(), terminal_size=(80, 24), run_before=None) -> bool:
+        actual = take_svg_screenshot(app=app, press=press, terminal_size=terminal_size, run_before=run_before)
+        result = snapshot == actual
+        index = snapshot.num_executions - 1
+        executed = snapshot.executions.get(index)
+        exists = bool(executed and executed.final_data is not None)
+        console = Console(legacy_windows=False, force_terminal=True)
+        pseudo = plugin.PseudoApp(plugin.PseudoConsole(console.legacy_windows, console.size))
+        path, line, name = request.node.reportinfo()
+        data = (result, str(snapshot), actual, pseudo, path, line, name,
+                inspect.getdoc(request.node.function) or "", "", exists)
+        plugin.node_to_report_path(request.node).write_bytes(pickle.dumps(data))  # the plugin's report reads it
+        return result
+
+    return compare
