@@ -108,7 +108,7 @@ class GenerationResult:
             lines[-1] += ", Crop top-left: {},{}".format(*row.crop_top_left)
         if s.long_prompt != "chunk":
             lines[-1] += f", Long prompt: {s.long_prompt}"
-        if s.color_target is not None and s.color_scale > 0:
+        if s.color_target is not None:  # named at scale 0 too: a colour-scale grid's first cell is the plain one
             lines[-1] += ", Colour guidance: {:.0f},{:.0f},{:.0f} x {:g}".format(*(255 * c for c in s.color_target), s.color_scale)
         return "\n".join(lines)
 

@@ -152,7 +152,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         # 3d'. Optional loss guidance: nudge the latents towards a colour (exercise 9).
         if steer_colour:
             latents = steer(model, scheduler, latents, noise_pred, t, settings.color_target,
-                            settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t))
+                            settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t), len(timesteps))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
         model_input = cfg.text_half(latent_in)
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import Cancelled, UserError
 from ..fast import ieee_fp32
+from ..loss_guidance import color_loss, pull
 from ..fields import check_compile_mode
 from .model import FashionDDPM, ModelConfig, alphas_cumprod
 
@@ -127,15 +128,13 @@ def _step(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: Ste
 
 def _steer(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: StepTables,
            target: float, scale: float) -> torch.Tensor:
-    """x moved against the grey-level loss of its x0 estimate (noise prediction held fixed)."""
+    """x moved against the grey-level loss of its x0 estimate (noise prediction held fixed).
+
+    The step's size and units are ``core.loss_guidance.pull``'s: ``scale`` is the run's total pull."""
     t = tab.timesteps.index_select(0, i).expand(x.shape[0])
     eps = unet(x.to(next(unet.parameters()).dtype), t, class_labels=labels).sample.float()
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        x0 = (xg - tab.sqrt_1m_abar.index_select(0, i) * eps) / tab.sqrt_abar.index_select(0, i)
-        loss = ((x0.clamp(-1, 1) + 1) / 2 - target).abs().mean() * scale
-        (grad,) = torch.autograd.grad(loss, xg)
-    return (xg - grad).detach()
+    sa, s1 = tab.sqrt_abar.index_select(0, i), tab.sqrt_1m_abar.index_select(0, i)
+    return pull(x, lambda xg: (xg - s1 * eps) / sa, lambda x0: color_loss((x0 + 1) / 2, target), scale, len(tab))
 
 
 class _GraphedSampler:
