@@ -174,7 +174,7 @@ def markdown(result: dict) -> str:
         "fresh interpreter each time (imports included). The model worker runs at nice +5 so the UI",
         "thread wins a busy CPU. On this shared 2-core machine the numbers follow its load: in runs at",
         "load average 5-7 (2026-11-25) key p99 was 15-17 ms and loop-lag p99 18-54 ms.",
-        "Before `tui/heap.py` (2026-11-25) the max lag was 0.3-0.9 s, once or twice per sweep: full",
+        "Before `tui/gc_tuning.py` (then `tui/heap.py`, 2026-11-25) the max lag was 0.3-0.9 s, once or twice per sweep: full",
         "garbage collections over ~500,000 objects with the GIL held (found with `gc.callbacks`); freezing",
         "the heap after the model loads and raising the full-collection threshold removed them (the max above).",
         END,

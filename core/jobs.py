@@ -69,6 +69,11 @@ class JobEvent:
     message: str = ""  #: one line for a notification (failed events)
     seconds: float = 0.0  #: wall time of the job (finished/failed events)
 
+    @property
+    def cancelled(self) -> bool:
+        """A failed event of a job that was cancelled (not an error to report)."""
+        return self.error_kind == "cancelled"
+
 
 def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[ErrorKind, str]:
     """Classify an exception from a job and write the one line a person sees."""
@@ -258,7 +263,7 @@ def _release(exc: BaseException | None, collect: bool) -> None:
 
     The traceback keeps every frame of the job alive, and with them their tensors; a frame in a
     reference cycle (an exception chained through ``raise ... from``) outlives the ``except``
-    block until the next full collection, which the app defers (``tui/heap.py``). Clearing the
+    block until the next full collection, which the app defers (``tui/gc_tuning.py``). Clearing the
     frames' locals and collecting once gives the memory back before the next job starts."""
     import gc
 

@@ -122,6 +122,8 @@ class LatentReport:
     input_values: int
     latent_values: int
     scaling_factor: float
+    #: what the numbers alone would hide (a centre crop, colour lost by a greyscale VAE), one phrase each
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -139,10 +141,30 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+def round_trip_notes(original: Image.Image, fitted: Image.Image, reconstruction: Image.Image,
+                     model_name: str) -> list[str]:
+    """What the numbers alone would hide: a centre crop of ``original`` to ``fitted``, and colour lost by a
+    greyscale VAE (the shipped ``tiny`` model's) in ``reconstruction``."""
+    out = []
+    w, h = original.size
+    fw, fh = fitted.size
+    if abs(w / h - fw / fh) > 0.01:
+        out.append(f"{w}x{h} centre-cropped to {fw}x{fh}")
+    rgb = np.asarray(original.convert("RGB"), dtype=np.float32)
+    colourful = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()) > 8
+    back = np.asarray(reconstruction.convert("RGB"), dtype=np.float32)
+    grey_back = float(np.abs(back - back.mean(axis=2, keepdims=True)).mean()) < 2
+    if colourful and grey_back:
+        out.append(f"{model_name}'s VAE is greyscale: colour is lost" if model_name == "tiny"
+                   else "the round trip lost the colour")
+    return out
+
+
 @torch.no_grad()
 def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
-    """Encode ``image`` (fitted to the model's size), show its latents, decode it back."""
-    image = fit(to_rgb(image), model.default_size)
+    """Encode ``image`` (fitted to the model's size), show its latents, decode it back; ``notes`` say
+    what the numbers would hide (``round_trip_notes``)."""
+    original, image = image, fit(to_rgb(image), model.default_size)
     x = image_tensor(image)
     generator = torch.Generator("cpu").manual_seed(seed)
     latents = encode(model.vae, x, generator)
@@ -154,10 +176,12 @@ def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
         channels.append(Image.fromarray((norm.numpy() * 255).round().astype(np.uint8), mode="L"))
         ranges.append((lo, hi))
     recon_np = recon[0].permute(1, 2, 0).numpy()
+    reconstruction = Image.fromarray((recon_np * 255).round().astype(np.uint8))
     return LatentReport(
         image=image, latents=latents.float().cpu(), channels=channels, channel_ranges=ranges,
-        reconstruction=Image.fromarray((recon_np * 255).round().astype(np.uint8)),
+        reconstruction=reconstruction,
         psnr=psnr(x[0].permute(1, 2, 0).numpy(), recon_np),
         input_values=x.numel(), latent_values=latents.numel(),
         scaling_factor=float(model.vae.config.scaling_factor),
+        notes=round_trip_notes(original, image, reconstruction, model.name),
     )

@@ -350,7 +350,7 @@ async def test_loaded_model_leaves_the_collectors_scans_until_reload_and_exit(tm
     def scanned(obj) -> bool:
         return any(o is obj for o in gc.get_objects())
 
-    from sd_explorer.tui.heap import THRESHOLDS
+    from sd_explorer.tui.gc_tuning import THRESHOLDS
 
     before = gc.get_threshold()
     app = make_app(tmp_path)

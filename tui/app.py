@@ -1,4 +1,4 @@
-"""The sd-explorer app: four panes in tabs over one model-owning worker thread.
+"""The sd-explorer app: five panes in tabs (``tui/panes/registry.py``) over one model-owning worker thread.
 
 The model loads on the worker at start (the header shows its progress); the prompt pane works
 before that, with a tokenizer resolved from files. Headless mode (``--screenshot``) opens one pane,
@@ -18,23 +18,18 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from . import heap
+from . import gc_tuning
 from .config import Settings
 from .help import HelpScreen
+from .job_kinds import JobKind
+from .job_results import ModelLoaded
 from .messages import (EngineStatus, ImageEncoded, ImageSelected, JobFailed, JobFinished, NoisingRowMade, PaneReady,
                           TimestepShown)
-from .panes.exercises import ExercisesPane
 from .panes.latents import LatentsPane
+from .panes.registry import PANES, pane_spec
 from .panes.sweep import SweepPane
 from .panes.tokens import TokensPane
-from .panes.training import TrainingPane
 from .worker import ModelWorker
-
-PANE_CLASSES = {"tokens": TokensPane, "sweep": SweepPane, "latents": LatentsPane, "training": TrainingPane,
-                 "exercises": ExercisesPane}
-#: each tab names the key that opens it
-TITLES = {"tokens": "f2 Prompt", "sweep": "f3 Sweep", "latents": "f4 Latents", "training": "f5 Training",
-          "exercises": "f6 Exercises"}
 
 
 def short_status(text: str, limit: int = 40) -> str:
@@ -56,11 +51,7 @@ class ExplorerApp(App[int]):
     TITLE = "sd-explorer"
     BINDINGS = [
         Binding("f1", "help", "Help", tooltip="Every key binding"),
-        Binding("f2", "show_pane('tokens')", "Prompt", show=False, tooltip="The prompt, the negative prompt and their tokens"),
-        Binding("f3", "show_pane('sweep')", "Sweep", show=False, tooltip="One seed at several guidance scales, or any X/Y grid"),
-        Binding("f4", "show_pane('latents')", "Latents", show=False, tooltip="Encode an image, see its 4 latent channels, decode"),
-        Binding("f5", "show_pane('training')", "Training", show=False, tooltip="Train the class-conditional Fashion-MNIST model"),
-        Binding("f6", "show_pane('exercises')", "Exercises", show=False, tooltip="Sweep a negative prompt, img2img strength, colour loss or SDXL size"),
+        *[Binding(p.key, f"show_pane('{p.id}')", p.title, show=False, tooltip=p.tooltip) for p in PANES],
         Binding("f7", "schedule", "Schedule", show=False, tooltip="The noise schedule: how much noise each timestep adds"),
         Binding("ctrl+l", "reload_model", "Reload model", show=False, tooltip="Load the model again on the worker"),
         Binding("f8", "cycle_graphics", "Graphics mode: cells, auto, sixel, kitty", show=False,
@@ -98,20 +89,13 @@ class ExplorerApp(App[int]):
         s = self.settings
         yield Header()
         with TabbedContent(initial=s.pane, id="panes"):
-            with TabPane(TITLES["tokens"], id="tokens"):
-                yield TokensPane(s.prompt, s.model)
-            with TabPane(TITLES["sweep"], id="sweep"):
-                yield SweepPane(seed=s.seed, steps=s.steps, size=self._sweep_size)
-            with TabPane(TITLES["latents"], id="latents"):
-                yield LatentsPane()
-            with TabPane(TITLES["training"], id="training"):
-                yield TrainingPane(data=s.data)
-            with TabPane(TITLES["exercises"], id="exercises"):
-                yield ExercisesPane(seed=s.seed, steps=s.steps)
+            for spec in PANES:
+                with TabPane(spec.tab_title, id=spec.id):
+                    yield spec.make(s, self._sweep_size)
         yield Footer()
 
     def on_mount(self) -> None:
-        heap.quiet()
+        gc_tuning.quiet()
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
@@ -140,19 +124,16 @@ class ExplorerApp(App[int]):
 
     def on_unmount(self) -> None:
         self.model_worker.shutdown()
-        heap.restore()  # tests run many apps in one process
+        gc_tuning.restore()  # tests run many apps in one process
 
     # -- panes -------------------------------------------------------------------------------
     def pane(self, name: str):
-        """The pane widget called ``name`` (tokens, sweep, latents, training)."""
-        return self.query_one(PANE_CLASSES[name])
+        """The pane widget called ``name`` (an id of ``tui.panes.registry.PANES``: tokens, sweep, ...)."""
+        return self.query_one(pane_spec(name).cls)
 
     def action_show_pane(self, name: str) -> None:
         self.query_one("#panes", TabbedContent).active = name
-        pane = self.pane(name)
-        focus = {"tokens": "#prompt", "sweep": "#scales", "latents": "#path", "training": "#epochs",
-                 "exercises": "#values"}[name]
-        self.set_focus(pane.query_one(focus))
+        self.set_focus(self.pane(name).query_one(pane_spec(name).focus))
 
     def run_pane_action(self, pane: str, action: str) -> None:
         """Switch to ``pane`` and run its ``action`` (for the command palette)."""
@@ -211,23 +192,24 @@ class ExplorerApp(App[int]):
 
     # -- the model ---------------------------------------------------------------------------
     def action_reload_model(self) -> None:
-        if self.model_worker.busy("load"):
+        if self.model_worker.busy(JobKind.LOAD):
             return
         self.model = self.refiner = None
-        heap.thaw()  # the old model's objects may be collected again
+        gc_tuning.thaw()  # the old model's objects may be collected again
         self.sub_title = f"loading {self.settings.model}…"
         self.model_worker.submit_load(target=self)
 
     @on(JobFinished)
     def _model_loaded(self, message: JobFinished) -> None:
-        if message.job.kind == "load":
-            self.model, self.refiner = message.event.result
-            self.sub_title = self.model_title()
-            heap.freeze()  # no 0.3 s full collections while sampling (tui/heap.py)
+        match message.event.result:
+            case ModelLoaded(model=model, refiner=refiner):
+                self.model, self.refiner = model, refiner
+                self.sub_title = self.model_title()
+                gc_tuning.freeze()  # no 0.3 s full collections while sampling (tui/gc_tuning.py)
 
     @on(JobFailed)
     def _model_failed(self, message: JobFailed) -> None:
-        if message.job.kind == "load":
+        if message.job.kind is JobKind.LOAD:
             self.sub_title = f"no model ({self.settings.model} failed to load)"
             self.notify(message.event.message, title="Model", severity="error", timeout=15)
 

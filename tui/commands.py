@@ -27,15 +27,10 @@ def _keys(binding: Binding) -> str:
 
 
 def pane_classes() -> list[tuple[str, str, type]]:
-    """(title, pane id, class) of the five panes, in tab order."""
-    from .panes.exercises import ExercisesPane
-    from .panes.latents import LatentsPane
-    from .panes.sweep import SweepPane
-    from .panes.tokens import TokensPane
-    from .panes.training import TrainingPane
+    """(title, pane id, class) of the panes, in tab order (``tui.panes.registry.PANES``)."""
+    from .panes.registry import PANES
 
-    return [("Prompt", "tokens", TokensPane), ("Sweep", "sweep", SweepPane), ("Latents", "latents", LatentsPane),
-            ("Training", "training", TrainingPane), ("Exercises", "exercises", ExercisesPane)]
+    return [(p.title, p.id, p.cls) for p in PANES]
 
 
 def commands(app_bindings: list) -> list[Command]:

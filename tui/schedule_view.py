@@ -16,7 +16,10 @@ from textual.widgets import Footer, Label
 from textual_plotext import PlotextPlot
 
 from ..core.schedule import NoiseSchedule, fashion_schedule, schedule_of
-from .messages import JobUpdate, NoisingRowMade
+from .app_context import app_context
+from .job_kinds import JobKind
+from .job_results import NoisingRow
+from .messages import JobFinished, JobUpdate, NoisingRowMade
 from .widgets.image_view import ImageView
 
 EVERY = 10  #: plot every 10th training step (100 points per curve)
@@ -56,12 +59,12 @@ class ScheduleScreen(ModalScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        model = getattr(self.app, "model", None)
+        model = app_context(self).model
         self.schedules = ([schedule_of(model.scheduler, f"{model.name} ({model.scheduler.config.get('beta_schedule', '?')})")]
                           if model is not None else []) + [fashion_schedule()]
         names = " vs ".join(s.name for s in self.schedules)
         self.query_one("#what", Label).update(f"noise schedule: {names}" + ("" if model else " · model not loaded yet"))
-        self.marked = self.app.timestep
+        self.marked = app_context(self).timestep
         self.draw()
         self.watch(self.app, "timestep", self._follow, init=False)
         self._noising_row()
@@ -94,10 +97,11 @@ class ScheduleScreen(ModalScreen):
 
     def _noising_row(self) -> None:
         """The training pane's figure, computed on the worker (it is shown from there if already made)."""
-        if self.app.noising_row is not None:
-            self.query_one("#noising", ImageView).image = self.app.noising_row
+        ctx = app_context(self)
+        if ctx.noising_row is not None:
+            self.query_one("#noising", ImageView).image = ctx.noising_row
             return
-        source = self.app.settings.data
+        source = ctx.settings.data
 
         def run(job):
             from ..core import fashion as fm
@@ -105,13 +109,12 @@ class ScheduleScreen(ModalScreen):
 
             return noising_strip(fm, source)
 
-        self.app.model_worker.submit("fashion-noise", run, target=self)
+        ctx.model_worker.submit(JobKind.FASHION_NOISE, run, target=self)
 
     @on(JobUpdate)
     def _noising_done(self, message: JobUpdate) -> None:
         message.stop()
-        if message.event.event == "finished" and message.event.result is not None:
-            image, _source = message.event.result  # (None, why) without data: the row stays empty
-            if image is not None:
+        match message.event.result if isinstance(message, JobFinished) else None:
+            case NoisingRow(image=image):  # without data (NoNoisingData) the row stays empty
                 self.query_one("#noising", ImageView).image = image
                 self.app.post_message(NoisingRowMade(image))

@@ -14,6 +14,8 @@ from textual.message_pump import MessagePump
 
 from ..core.jobs import Job, JobEvent, JobRunner
 from .config import Settings
+from .job_kinds import JobKind
+from .job_results import ModelLoaded
 from .messages import EngineStatus, job_message
 
 
@@ -30,19 +32,22 @@ class ModelWorker:
         target = event.job.context if isinstance(event.job.context, MessagePump) else self.app
         target.post_message(job_message(event))
 
-    def submit(self, kind: str, fn: Callable[[Job], Any], target: MessagePump | None = None) -> Job:
-        """Queue ``fn(job)`` on the worker; ``target`` receives its ``JobUpdate`` messages."""
-        return self.runner.submit(kind, fn, context=target)
+    def submit(self, kind: JobKind | str, fn: Callable[[Job], Any], target: MessagePump | None = None) -> Job:
+        """Queue ``fn(job)`` on the worker; ``target`` receives its ``JobUpdate`` messages. ``kind`` is one of
+        :class:`JobKind` (its value is taken too); the job's ``kind`` is then that ``JobKind``."""
+        return self.runner.submit(JobKind(kind), fn, context=target)
 
-    def cancel(self, kind: str | None = None) -> int:
+    def cancel(self, kind: JobKind | None = None) -> int:
+        """Cancel the running and queued jobs of ``kind`` (or all); returns how many were asked."""
         return self.runner.cancel(kind)
 
-    def busy(self, kind: str | None = None) -> bool:
+    def busy(self, kind: JobKind | None = None) -> bool:
+        """Whether a job of ``kind`` (or any) runs or waits."""
         return self.runner.busy(kind)
 
     def submit_load(self, target: MessagePump | None = None) -> Job:
         """Load the configured model (and refiner) on the worker (``resources['model']``, ``['refiner']``);
-        the job's result is ``(model, refiner or None)``, so the UI never reads the worker's resources."""
+        the job's result is a :class:`ModelLoaded`, so the UI never reads the worker's resources."""
         s = self.settings
 
         def load(job: Job):
@@ -67,9 +72,9 @@ class ModelWorker:
             import gc
 
             gc.collect()  # the loaders' cyclic garbage (CPU copies of weights) goes now, before the app freezes the heap
-            return model, job.resources.get("refiner")
+            return ModelLoaded(model, job.resources.get("refiner"))
 
-        return self.submit("load", load, target)
+        return self.submit(JobKind.LOAD, load, target)
 
     def shutdown(self) -> None:
         self.runner.shutdown(timeout=2.0)
@@ -103,7 +108,7 @@ def require_model(job: Job):
     return model
 
 
-def require_models(job: Job):
-    """``(model, refiner)``: the loaded model (a ``UserError`` without one) and the SDXL refiner loaded
-    beside it, or None. Every sampling job hands both to ``core.sampler.sample``."""
-    return require_model(job), job.resources.get("refiner")
+def require_models(job: Job) -> ModelLoaded:
+    """The loaded model (a ``UserError`` without one) and the SDXL refiner loaded beside it, or None.
+    Every sampling job hands both to ``core.sampler.sample``."""
+    return ModelLoaded(require_model(job), job.resources.get("refiner"))

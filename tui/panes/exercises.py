@@ -19,6 +19,7 @@ from textual.widgets import Input, Label, ProgressBar, Select
 
 from ...core.errors import UserError
 from ...core.jobs import JobEvent
+from ..job_kinds import JobKind
 from .grid import GridCell, GridPane
 from ...core.fields import parse_int, parse_scales
 
@@ -68,7 +69,7 @@ class ExercisesPane(GridPane):
     """
 
     pane_name = "exercises"
-    job_kind = "exercise"
+    job_kind = JobKind.EXERCISE
     cell_class = ExerciseCell
     BINDINGS = [
         Binding("ctrl+r", "run", "Run exercise", tooltip="Sample the chosen axis"),
@@ -114,7 +115,7 @@ class ExercisesPane(GridPane):
     def on_mount(self) -> None:
         self.layout_cells(["waiting"] * 3)
         self.examples = dict(EXAMPLES)
-        if self.app.settings.model == "tiny":  # type: ignore[attr-defined]
+        if self.ctx.settings.model == "tiny":
             self.examples.update(TINY_EXAMPLES)
             self.query_one("#values", Input).value = self.examples[str(self.query_one("#axis", Select).value)]
             self.query_one("#color", Input).value = TINY_COLOR
@@ -122,7 +123,7 @@ class ExercisesPane(GridPane):
     def on_show(self) -> None:
         """Say which prompt the exercise runs (it comes from the prompt pane)."""
         if self.result is None and not self.worker.busy(self.job_kind):
-            prompt, negative = self.app.prompts  # type: ignore[attr-defined]
+            prompt, negative = self.ctx.prompts
             extra = f", negative {negative!r}" if negative else ""
             self.status(f"prompt {prompt!r}{extra} (f2 edits it) · ctrl+r runs")
 
@@ -144,7 +145,7 @@ class ExercisesPane(GridPane):
             return load_image(path)
         if axis != "strength":
             return None
-        image = self.app.encoded_image  # type: ignore[attr-defined]
+        image = self.ctx.encoded_image
         if image is None:
             raise UserError("a strength sweep needs a starting image: type its path, or encode one in the latents pane.")
         return image
@@ -160,7 +161,7 @@ class ExercisesPane(GridPane):
         color = self._value("#color").strip()
         if axis == "color_scale" and not color:
             raise UserError("a colour-loss sweep needs a target colour: type one like #3060ff.")
-        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
+        prompt, negative = self.ctx.prompts
         settings = SampleSettings(
             prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
@@ -175,7 +176,7 @@ class ExercisesPane(GridPane):
         return settings, axis, values
 
     def action_run(self) -> None:
-        if self.worker.busy("exercise"):
+        if self.worker.busy(JobKind.EXERCISE):
             self.notify("An exercise sweep is already running: escape cancels it.", severity="warning")
             return
         try:
@@ -190,17 +191,20 @@ class ExercisesPane(GridPane):
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead}…" if ahead else "starting…"))
 
-        refiner_at = self.app.settings.refiner_at
+        refiner_at = self.ctx.settings.refiner_at
+        report = self.grid_job
 
         def run(job):
             from ...core.grid_axes import Axis, run_grid
+            from ..job_results import GridSampled
             from ..worker import require_models
 
-            model, refiner = require_models(job)
-            return run_grid(model, settings, Axis(axis, values), cancel=job.cancel, refiner=refiner,
-                            handoff=refiner_at, **self.grid_job(job))
+            models, to_pane = require_models(job), report(job)
+            return GridSampled(run_grid(models.model, settings, Axis(axis, values), callback=to_pane.callback,
+                                        cancel=job.cancel, refiner=models.refiner, handoff=refiner_at,
+                                        on_cells=to_pane.on_cells, on_batch=to_pane.on_batch))
 
-        self.job = self.submit("exercise", run)
+        self.job = self.submit(JobKind.EXERCISE, run)
 
     def job_started(self, ev: JobEvent) -> None:
         self.status(f"sampling {self._count} cells along {self.axis}…")
@@ -208,8 +212,8 @@ class ExercisesPane(GridPane):
     def job_progress(self, ev: JobEvent) -> None:
         self.grid_progress(ev.payload)
 
-    def job_finished(self, ev: JobEvent) -> None:
-        self.show_result(ev, f"done: {self.axis} · ")
+    def headline(self) -> str:
+        return f"done: {self.axis} · "
 
     def grid_file(self, result) -> tuple[str, str]:
         params = result.grid_parameters(self.axis)

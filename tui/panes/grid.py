@@ -7,16 +7,31 @@ saves the grid (with the A1111 ``parameters`` text) off the UI thread.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from textual import work
 from textual.containers import Grid
 from textual.widgets import Input, Label, ProgressBar
 
 from ...core.errors import UserError
 from ...core.jobs import JobEvent
+from ..job_kinds import JobKind
+from ..job_results import GridSampled
 from ..messages import ImageSelected
-from .base import JobPane
+from .job_pane import JobPane
 from ..progress import BatchStarted, CellsDone, StepPreview
 from ..widgets.image_view import ImageView
+
+
+@dataclass(frozen=True)
+class GridReporting:
+    """``core.grid_axes.run_grid``'s three callbacks for one job (passed as its ``callback``, ``on_batch``
+    and ``on_cells``)."""
+
+    callback: Callable[[object], None]  #: every sampling step (sends its x0 preview)
+    on_batch: Callable[[list[int]], None]  #: a batch starts: its cells
+    on_cells: Callable[[list[int], object], None]  #: a batch is done: its cells' images
 
 
 class GridCell(ImageView):
@@ -39,7 +54,7 @@ class GridCell(ImageView):
 class GridPane(JobPane):
     """A pane whose job samples a grid: cells, live previews, results, cancel and save."""
 
-    job_kind = ""  #: the worker job kind this pane submits ("sweep", "exercise")
+    job_kind: JobKind  #: the kind of job this pane submits (SWEEP, EXERCISE)
     says_when_queued = True  #: the status line says what the grid waits for
     cell_class: type[GridCell] = GridCell
 
@@ -83,11 +98,18 @@ class GridPane(JobPane):
             self.status("cancelling…")
 
     # -- progress (both grids: run_grid's on_batch / on_cells, the sampler's per-step callback) ----
-    def grid_job(self, job):
-        """The callbacks that report a ``core.grid_axes.run_grid`` run of ``job`` to this pane:
-        ``dict(callback=…, on_batch=…, on_cells=…)`` (they run on the worker and only send payloads)."""
-        return dict(
-            callback=lambda info: job.progress(StepPreview(info.index, info.total, info.timestep, info.preview)),
+    def grid_job(self, job, on_step: Callable[[object], None] | None = None) -> GridReporting:
+        """The callbacks that report a ``core.grid_axes.run_grid`` run of ``job`` to this pane (they run on
+        the worker and only send payloads). ``on_step(info)``, if given, also hears every sampling step
+        (the sweep's timeline), before its preview is sent."""
+
+        def step(info) -> None:
+            if on_step is not None:
+                on_step(info)
+            job.progress(StepPreview(info.index, info.total, info.timestep, info.preview))
+
+        return GridReporting(
+            callback=step,
             on_batch=lambda cells: job.progress(BatchStarted(tuple(cells))),
             on_cells=lambda cells, batch: job.progress(CellsDone(tuple(cells), batch.images)),
         )
@@ -128,17 +150,23 @@ class GridPane(JobPane):
             counted += f" ({asked} steps + {total - int(asked)} PNDM warm-up)"
         self.status(f"{where}{counted} · t={timestep:.0f} · x0 preview")
 
-    def show_result(self, ev: JobEvent, headline: str) -> None:
+    def job_finished(self, ev: JobEvent) -> None:
+        match ev.result:
+            case GridSampled(result=result):
+                self.show_result(result, ev.seconds)
+
+    def show_result(self, result, seconds: float) -> None:
         """The finished images and captions, the status line, and the selection for the latents pane."""
-        result = self.result = ev.result
+        self.result = result
+        headline = self.headline()
         for cell, image, caption in zip(self.cells, result.images, result.captions):
             cell.image, cell.caption = image, caption
         s = result.settings
         line = f"{headline}seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
         if getattr(result, "refiner_name", ""):  # core.refiner: base, then the refiner
             line += f" ({result.base_steps} base → {result.refiner_steps} refiner)"
-        if getattr(self.app, "show_timings", True):
-            line += f", {result.timings.get('total_s', ev.seconds):.1f} s"
+        if self.ctx.show_timings:
+            line += f", {result.timings.get('total_s', seconds):.1f} s"
         self.status(line + " · ctrl+s saves the grid")
         if result.dropped_tokens:
             self.notify(f"Dropped (past the window or the chunks): {result.dropped_tokens!r}", severity="warning")
@@ -146,11 +174,15 @@ class GridPane(JobPane):
         self.work_done()
 
     def job_failed(self, ev: JobEvent) -> None:
-        self.status("cancelled · ctrl+r runs again" if ev.error_kind == "cancelled" else "failed · ctrl+r runs again")
+        self.status("cancelled · ctrl+r runs again" if ev.cancelled else "failed · ctrl+r runs again")
         super().job_failed(ev)
 
     def autorun(self) -> None:
         self.action_run()
+
+    def headline(self) -> str:
+        """The start of the status line of a finished grid ("done: ")."""
+        return "done: "
 
     # -- saving --------------------------------------------------------------------------------
     def grid_file(self, result) -> tuple[str, str]:
@@ -170,7 +202,7 @@ class GridPane(JobPane):
 
         try:
             stem, params = self.grid_file(result)
-            path = save_png(result_grid(result), self.app.settings.output_dir, stem, params)
+            path = save_png(result_grid(result), self.ctx.settings.output_dir, stem, params)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Save failed", severity="error")
             return

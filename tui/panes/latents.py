@@ -16,31 +16,14 @@ from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
 from ...core.jobs import JobEvent
+from ..job_kinds import JobKind
+from ..job_results import RoundTripped
 from ..messages import ImageEncoded
-from .base import JobPane
+from .job_pane import JobPane
 from ..widgets.image_view import ImageView
 from ..widgets.path_suggester import PathSuggester
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def notes(image, report, model_name: str) -> list[str]:
-    """What the numbers alone would hide: a centre crop, and colour lost by a greyscale VAE."""
-    import numpy as np
-
-    out = []
-    w, h = image.size
-    fw, fh = report.image.size
-    if abs(w / h - fw / fh) > 0.01:
-        out.append(f"{w}x{h} centre-cropped to {fw}x{fh}")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colourful = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean()) > 8
-    back = np.asarray(report.reconstruction.convert("RGB"), dtype=np.float32)
-    grey_back = float(np.abs(back - back.mean(axis=2, keepdims=True)).mean()) < 2
-    if colourful and grey_back:
-        out.append(f"{model_name}'s VAE is greyscale: colour is lost" if model_name == "tiny"
-                   else "the round trip lost the colour")
-    return out
 
 
 class LatentsPane(JobPane):
@@ -127,7 +110,7 @@ class LatentsPane(JobPane):
     def _start(self, get_image, label: str) -> None:
         self.source = label
         self.query_one("#source", Label).update(f"encoding {label}…")
-        seed = getattr(self.app.settings, "seed", 0)
+        seed = self.ctx.settings.seed
 
         def run(job):
             from ...core.vae import round_trip
@@ -136,14 +119,17 @@ class LatentsPane(JobPane):
             model = require_model(job)
             image = get_image(job)
             job.check()
-            report = round_trip(model, image, seed=seed)
-            report.notes = notes(image, report, model.name)
-            return report
+            return RoundTripped(round_trip(model, image, seed=seed))
 
-        self.submit("latents", run)
+        self.submit(JobKind.LATENTS, run)
 
     def job_finished(self, ev: JobEvent) -> None:
-        report = ev.result
+        match ev.result:
+            case RoundTripped(report=report):
+                self.show_report(report)
+
+    def show_report(self, report) -> None:
+        """The input, its 4 latent channels, the round trip, and the numbers (with the report's notes)."""
         self.report = report
         self.post_message(ImageEncoded(report.image))
         self.query_one("#input", ImageView).image = report.image
@@ -153,7 +139,7 @@ class LatentsPane(JobPane):
             view.image, view.caption = img, f"c{c} {lo:.2f}..{hi:.2f}"
         recon = self.query_one("#recon", ImageView)
         recon.image, recon.caption = report.reconstruction, f"round trip {report.psnr:.1f} dB"
-        extra = "".join(f" · {note}" for note in getattr(report, "notes", []))
+        extra = "".join(f" · {note}" for note in report.notes)
         self.query_one("#source", Label).update(
             f"{self.source}: latents × scaling factor {report.scaling_factor:g}, PSNR {report.psnr:.2f} dB{extra}")
         self.query_one("#sizes", Label).update(report.sizes_text())
@@ -173,8 +159,8 @@ class LatentsPane(JobPane):
         if self.query_one("#path", Input).value.strip():
             self.action_run()
             return
-        app = self.app
-        prompt = app.prompts[0]  # type: ignore[attr-defined]
+        settings = self.ctx.settings
+        prompt = self.ctx.prompts[0]
 
         def generate_one(job):
             from ...core.settings import SampleSettings
@@ -182,7 +168,7 @@ class LatentsPane(JobPane):
             from ..worker import require_model
 
             model = require_model(job)
-            settings = SampleSettings(prompt=prompt, steps=app.settings.steps, seed=app.settings.seed)
-            return generate(model, settings, cancel=job.cancel).images[0]
+            asked = SampleSettings(prompt=prompt, steps=settings.steps, seed=settings.seed)
+            return generate(model, asked, cancel=job.cancel).images[0]
 
         self._start(generate_one, f"an image generated from {prompt!r}")

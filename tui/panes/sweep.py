@@ -21,11 +21,12 @@ from textual.widgets import Input, Label, ProgressBar, Select
 from ...core.errors import UserError
 from ...core.fields import parse_int, parse_scales, parse_size
 from ...core.jobs import JobEvent
+from ..job_kinds import JobKind
 from ...core.schedulers import SCHEDULERS
 from ..messages import TimestepShown
 from ..progress import InsightCollected, StepPreview
 from .grid import GridCell, GridPane
-from .insight import InsightMixin
+from .sweep_insight import InsightMixin
 
 DEFAULT_SCALES = "1, 2, 4, 12"
 AXIS_CHOICES = [("X: scale", "scale"), ("X: seed", "seed"), ("X: steps", "steps"), ("X: scheduler", "scheduler"),
@@ -52,7 +53,7 @@ class SweepPane(InsightMixin, GridPane):
     """
 
     pane_name = "sweep"
-    job_kind = "sweep"
+    job_kind = JobKind.SWEEP
     cell_class = SweepCell
     BINDINGS = [
         Binding("ctrl+r", "run", "Run sweep", tooltip="Sample every cell; cells that can share a batch run in one"),
@@ -117,7 +118,7 @@ class SweepPane(InsightMixin, GridPane):
 
         width, height = parse_size(self._value("#size"))
         select = self.query_one("#scheduler", Select)
-        prompt, negative = self.app.prompts  # type: ignore[attr-defined]
+        prompt, negative = self.ctx.prompts
         settings = SampleSettings(
             prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
@@ -134,7 +135,7 @@ class SweepPane(InsightMixin, GridPane):
     def action_run(self) -> None:
         from ...core.grid_axes import captions
 
-        if self.worker.busy("sweep"):
+        if self.worker.busy(JobKind.SWEEP):
             self.notify("A sweep is already running: escape cancels it.", severity="warning")
             return
         try:
@@ -152,7 +153,8 @@ class SweepPane(InsightMixin, GridPane):
         ahead = self.waiting_for()
         self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
                                                  else "starting…"))
-        refiner_at = self.app.settings.refiner_at
+        refiner_at = self.ctx.settings.refiner_at
+        report = self.grid_job
 
         def run(job):
             from contextlib import nullcontext
@@ -160,30 +162,26 @@ class SweepPane(InsightMixin, GridPane):
             from ...core.attention import recording
             from ...core.grid_axes import run_grid
             from ...core.timeline import Timeline
-            from .insight import collect
+            from ..job_results import GridSampled
             from ..worker import require_models
+            from .sweep_insight import collect
 
-            model, refiner = require_models(job)
-            timeline = Timeline(model)
-
-            report = self.grid_job(job)
-            send_step = report["callback"]
-
-            def on_step(info) -> None:
-                timeline(info)
-                send_step(info)
+            models = require_models(job)
+            model, timeline = models.model, Timeline(models.model)
+            to_pane = report(job, on_step=timeline)  # every step also goes into the timeline
 
             # heat maps and the timeline follow one batch of one prompt: an X axis of scales, seeds or
             # negatives and no Y axis (other grids run without them)
             one_batch = y is None and x.name in ("scale", "seed", "negative")
             with recording(model, settings, len(x.values)) if attention and one_batch else nullcontext() as rec:
-                result = run_grid(model, settings, x, y, cancel=job.cancel, refiner=refiner, handoff=refiner_at,
-                                  **{**report, "callback": on_step})
+                result = run_grid(model, settings, x, y, callback=to_pane.callback, cancel=job.cancel,
+                                  refiner=models.refiner, handoff=refiner_at, on_cells=to_pane.on_cells,
+                                  on_batch=to_pane.on_batch)
             if one_batch:  # a milestone, so it reaches the pane before the result does
                 job.progress(InsightCollected(collect(model, timeline, rec)))
-            return result
+            return GridSampled(result)
 
-        self.job = self.submit("sweep", run)
+        self.job = self.submit(JobKind.SWEEP, run)
 
     def action_reroll(self) -> None:
         self.query_one("#seed", Input).value = str(random.randrange(2**32))
@@ -225,7 +223,7 @@ class SweepPane(InsightMixin, GridPane):
 
     def job_finished(self, ev: JobEvent) -> None:
         self.current_t = None
-        self.show_result(ev, "done: ")
+        super().job_finished(ev)
         self.insight = self._insight
         self.post_timestep()
         if self.insight is not None and self.insight.maps is not None and self.token is not None:

@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, Select
 
 from ...core.errors import UserError
 from ...core.fields import parse_int
+from ..app_context import app_context
 from .train_views import parse_grey
 from ..widgets.path_suggester import PathSuggester
 
@@ -121,7 +122,7 @@ class TrainingForm(Vertical):
         from ...core.devices import pick_device
 
         try:
-            device = pick_device(self.app.settings.device)
+            device = pick_device(app_context(self).settings.device)
         except UserError:
             return
         self.device_type = device.type
@@ -151,7 +152,7 @@ class TrainingForm(Vertical):
 
         from ..config import remember
 
-        settings = self.app.settings
+        settings = app_context(self).settings
         if not source or source == settings.data or not settings.config_file:
             return
         try:
@@ -159,5 +160,5 @@ class TrainingForm(Vertical):
         except (OSError, UserError) as exc:
             self.notify(f"Could not remember the data folder: {exc}", severity="warning")
             return
-        self.app.settings = replace(settings, data=source)
+        app_context(self).settings = replace(settings, data=source)
         self.notify(f"data = {source} remembered in {path}", title="Settings", timeout=5)

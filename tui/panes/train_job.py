@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 from ...core.errors import Cancelled
+from ..job_results import TrainingDone
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from .train_views import sample_grid
 
@@ -55,7 +56,7 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
         job.progress(TrainerReady(trainer))
         job.progress(PhaseText(f"training on {trainer.device.type}…"))
         try:
-            return trainer.run(cancel=job.cancel, pause=pause)
+            return TrainingDone(trainer.run(cancel=job.cancel, pause=pause))
         except Cancelled:
             if trainer.last_checkpoint:  # the pane hears of it as a message (the worker never writes it)
                 with contextlib.suppress(Cancelled):

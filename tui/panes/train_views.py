@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ...core.errors import UserError
+from ..job_results import NoisingRow, NoNoisingData
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
@@ -102,11 +103,11 @@ def parse_grey(text: str) -> tuple[float, float] | None:
     return level, scale
 
 
-def noising_strip(fm, data_source: str | None, n: int = 8) -> tuple[Image.Image | None, str]:
-    """The first training image noised at ``linspace(0, 999, n)``, or (None, why there is no data)."""
+def noising_strip(fm, data_source: str | None, n: int = 8) -> NoisingRow | NoNoisingData:
+    """The first training image noised at ``linspace(0, 999, n)``, or why there is no data."""
     try:
         data = fm.load_fashion_mnist(data_source)
     except UserError as exc:  # no data here (offline, no folder): the pane says how to point at some
-        return None, str(exc)
+        return NoNoisingData(str(exc))
     images, _ = fm.noising_row(data.images[0], n=n)
-    return tile(images.float().cpu().numpy()[:, 0], cols=n), data.source
+    return NoisingRow(tile(images.float().cpu().numpy()[:, 0], cols=n), data.source)

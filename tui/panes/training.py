@@ -28,8 +28,10 @@ from textual_plotext import PlotextPlot
 
 from ...core.errors import UserError
 from ...core.jobs import JobEvent
+from ..job_kinds import JobKind
+from ..job_results import ClassSamples, NoisingRow, NoNoisingData, TrainingDone, WeightsSaved
 from ..messages import NoisingRowMade
-from .base import JobPane
+from .job_pane import JobPane
 from .train_form import TrainingForm
 from .train_job import train_job
 from .train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
@@ -38,7 +40,7 @@ from ..widgets.image_view import ImageView
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
-PREVIEWS = ("fashion-show", "fashion-noise")  #: jobs that training cancels to start at once
+PREVIEWS = (JobKind.FASHION_SHOW, JobKind.FASHION_NOISE)  #: jobs that training cancels to start at once
 
 
 class TrainingPane(JobPane):
@@ -122,7 +124,7 @@ class TrainingPane(JobPane):
         if self._shown_once:
             return
         self._shown_once = True
-        if not self.app.settings.screenshot and not self.worker.busy("train") and not self.model_source:
+        if not self.ctx.settings.screenshot and not self.worker.busy(JobKind.TRAIN) and not self.model_source:
             self.show_noising()
             self.show_shipped()
 
@@ -141,7 +143,7 @@ class TrainingPane(JobPane):
             return noising_strip(fm, source)
 
         self.query_one("#noising", ImageView).caption = "noised at 8 timesteps · loading data…"
-        self.submit("fashion-noise", run)
+        self.submit(JobKind.FASHION_NOISE, run)
 
     # -- showing a model ---------------------------------------------------------------------
     def _submit_show(self, loader, label: str) -> None:
@@ -150,9 +152,9 @@ class TrainingPane(JobPane):
         except UserError as exc:
             self.notify(str(exc), title="Samples", severity="error")
             return
-        if not self.worker.busy("train"):
+        if not self.worker.busy(JobKind.TRAIN):
             self._state(f"sampling: {label}…")
-        self.submit("fashion-show", job)
+        self.submit(JobKind.FASHION_SHOW, job)
 
     def _show_model_job(self, loader, label: str):
         """A job: get a model (``loader(job)``), sample per class and score the samples."""
@@ -169,12 +171,12 @@ class TrainingPane(JobPane):
             target, scale = grey if grey else (None, 0.0)
             scored = score_model(model, SAMPLES_PER_CLASS, steps, cancel=job.cancel, color_target=target,
                                  color_scale=scale)
-            return {"label": label, "grid": sample_grid(scored), "report": scored.report}
+            return ClassSamples(label, sample_grid(scored), scored.report)
 
         return run
 
     def show_shipped(self) -> None:
-        device = self.app.settings.device  # read here: the loader runs on the worker
+        device = self.ctx.settings.device  # read here: the loader runs on the worker
 
         def loader(job):
             from ...core import fashion as fm
@@ -185,7 +187,7 @@ class TrainingPane(JobPane):
         self._submit_show(loader, "shipped model")
 
     def action_load(self) -> None:
-        path, device = self.form.checkpoint, self.app.settings.device
+        path, device = self.form.checkpoint, self.ctx.settings.device
         if not path:
             self.notify("Type a checkpoint path first (a .safetensors from a run).", severity="warning")
             return
@@ -199,7 +201,7 @@ class TrainingPane(JobPane):
         self._submit_show(loader, self.model_source)
 
     def action_sample(self) -> None:
-        device = self.app.settings.device
+        device = self.ctx.settings.device
 
         def loader(job):
             model = job.resources.get("fashion")
@@ -228,13 +230,13 @@ class TrainingPane(JobPane):
     # -- training ----------------------------------------------------------------------------
     def train_config(self):
         """The run the form describes (not yet validated)."""
-        return self.form.config(self.app.settings.output_dir)
+        return self.form.config(self.ctx.settings.output_dir)
 
     def _state(self, text: str) -> None:
         self.query_one("#state", Label).update(text)
 
     def action_start(self) -> None:
-        if self.worker.busy("train"):
+        if self.worker.busy(JobKind.TRAIN):
             if self.pause_event.is_set():
                 self.action_pause()
             else:
@@ -252,15 +254,15 @@ class TrainingPane(JobPane):
         self.trainer, self.stopped_checkpoint = None, None
         self.losses, self.steps, self.stats, self.fidelity = [], [], None, []
         self._draw_loss()
-        pause, steps, keep = self.pause_event, self.sample_steps, self.app.settings.keep_checkpoints
+        pause, steps, keep = self.pause_event, self.sample_steps, self.ctx.settings.keep_checkpoints
         ahead = self.waiting_for(include_own=False)
         self._state(f"training queued behind {ahead}" if ahead else "training: starting…")
-        run = train_job(config, self.app.settings.device, pause, steps, keep, SAMPLES_PER_CLASS)
+        run = train_job(config, self.ctx.settings.device, pause, steps, keep, SAMPLES_PER_CLASS)
         self.model_source = "training run"
-        self.job = self.submit("train", run)
+        self.job = self.submit(JobKind.TRAIN, run)
 
     def action_pause(self) -> None:
-        if not self.worker.busy("train"):
+        if not self.worker.busy(JobKind.TRAIN):
             self.notify("No training is running: ctrl+r starts one.", severity="warning")
             return
         if self.pause_event.is_set():
@@ -271,16 +273,16 @@ class TrainingPane(JobPane):
             self._state("paused · ctrl+b resumes (the worker waits)")
 
     def action_stop(self) -> None:
-        if self.worker.cancel("train"):
+        if self.worker.cancel(JobKind.TRAIN):
             self.pause_event.clear()
             self._state("stopping…")
 
     def action_save(self) -> None:
-        if self.worker.busy("train"):
+        if self.worker.busy(JobKind.TRAIN):
             self.notify("Checkpoints are written every epoch and on stop (escape), into "
-                        f"{self.app.settings.output_dir}/fashion.")
+                        f"{self.ctx.settings.output_dir}/fashion.")
             return
-        out_dir = self.app.settings.output_dir
+        out_dir = self.ctx.settings.output_dir
 
         def run(job):
             from ...core.fashion.model import save_weights
@@ -289,14 +291,14 @@ class TrainingPane(JobPane):
             model = job.resources.get("fashion")
             if model is None:
                 raise UserError("No model to save yet: ctrl+r trains one, ctrl+o loads one.")
-            return write_new(out_dir, "fashion-weights", ".safetensors",
-                             lambda p: save_weights(model.unet, model.config, p))
+            return WeightsSaved(write_new(out_dir, "fashion-weights", ".safetensors",
+                                          lambda p: save_weights(model.unet, model.config, p)))
 
-        self.submit("fashion-save", run)
+        self.submit(JobKind.FASHION_SAVE, run)
 
     # -- events from the worker --------------------------------------------------------------
     def job_started(self, ev: JobEvent) -> None:
-        if ev.job.kind == "train":
+        if ev.job.kind is JobKind.TRAIN:
             self._state("training: loading data…")
 
     def job_progress(self, ev: JobEvent) -> None:
@@ -336,49 +338,44 @@ class TrainingPane(JobPane):
         self._draw_loss()
 
     def job_finished(self, ev: JobEvent) -> None:
-        kind = ev.job.kind
-        if kind == "fashion-show":
-            out = ev.result
-            samples = self.query_one("#samples", ImageView)
-            samples.image = out["grid"]
-            samples.caption = f"{out['label']} · {fmt_fidelity(out['report'])}"
-            if not self.worker.busy("train"):
-                self._state(f"shown: {out['label']}")
-            self.work_done()
-        elif kind == "fashion-noise":
-            image, why = ev.result
-            noising = self.query_one("#noising", ImageView)
-            noising.image = image
-            if image is None:
-                noising.caption = "no data: type an IDX folder or .parquet in data"
-                self.notify(why, title="Fashion-MNIST data", severity="warning", timeout=15)
-            else:
-                noising.caption = "noised at 8 timesteps"
+        match ev.result:
+            case ClassSamples(label=label, grid=grid, report=report):
+                samples = self.query_one("#samples", ImageView)
+                samples.image, samples.caption = grid, f"{label} · {fmt_fidelity(report)}"
+                if not self.worker.busy(JobKind.TRAIN):
+                    self._state(f"shown: {label}")
+                self.work_done()
+            case NoisingRow(image=image):
+                noising = self.query_one("#noising", ImageView)
+                noising.image, noising.caption = image, "noised at 8 timesteps"
                 self.post_message(NoisingRowMade(image))
-        elif kind == "fashion-save":
-            self.last_saved = ev.result
-            self.notify(f"Saved {ev.result}", title="Weights saved")
-        elif kind == "train":
-            result = ev.result
-            self.query_one("#epoch-bar", ProgressBar).update(progress=len(result.epoch_losses))
-            self._state(f"done: final loss {result.final_loss:.4f} · ctrl+g samples it")
-            self.model_source = f"training run (step {result.step})"
-            if result.checkpoint:
-                self.form.checkpoint = str(result.checkpoint)
+            case NoNoisingData(reason=why):
+                noising = self.query_one("#noising", ImageView)
+                noising.image, noising.caption = None, "no data: type an IDX folder or .parquet in data"
+                self.notify(why, title="Fashion-MNIST data", severity="warning", timeout=15)
+            case WeightsSaved(path=path):
+                self.last_saved = path
+                self.notify(f"Saved {path}", title="Weights saved")
+            case TrainingDone(result=result):
+                self.query_one("#epoch-bar", ProgressBar).update(progress=len(result.epoch_losses))
+                self._state(f"done: final loss {result.final_loss:.4f} · ctrl+g samples it")
+                self.model_source = f"training run (step {result.step})"
+                if result.checkpoint:
+                    self.form.checkpoint = str(result.checkpoint)
 
     def job_failed(self, ev: JobEvent) -> None:
-        if ev.job.kind in PREVIEWS and ev.error_kind == "cancelled":
+        if ev.job.kind in PREVIEWS and ev.cancelled:
             self.work_done(ok=False)  # training took over: nothing to tell
             return
-        if ev.job.kind == "train":
+        if ev.job.kind is JobKind.TRAIN:
             ckpt = self.stopped_checkpoint or getattr(self.trainer, "last_checkpoint", None)
             if self.trainer is not None and self.trainer.model is not None:
                 self.model_source = "training run (stopped)"
-            if ev.error_kind == "cancelled" and ckpt:
+            if ev.cancelled and ckpt:
                 self.form.checkpoint = str(ckpt)
                 self._state("stopped · checkpoint written · ctrl+g samples it")
             else:
-                self._state("stopped" if ev.error_kind == "cancelled" else "failed · fix and ctrl+r")
+                self._state("stopped" if ev.cancelled else "failed · fix and ctrl+r")
         super().job_failed(ev)
 
     def _draw_loss(self) -> None:

@@ -1,7 +1,8 @@
 """What every pane that runs model work shares: routing its ``JobUpdate`` messages.
 
-A pane submits jobs with itself as the target; ``on_job_update`` calls ``job_started``,
-``job_progress``, ``job_finished`` or ``job_failed``. Failures become a notification with the
+A pane submits jobs (of a :class:`tui.job_kinds.JobKind`) with itself as the target; its ``JobUpdate``
+messages call ``job_started``, ``job_progress``, ``job_finished`` (``ev.result``: a :mod:`tui.job_results`
+class) or ``job_failed``. ``self.ctx`` is the app's shared state, typed (:mod:`tui.app_context`). Failures become a notification with the
 one-line fix (cancellations are quiet), and the app keeps running.
 """
 
@@ -14,12 +15,9 @@ from textual.containers import Vertical
 from textual.events import Mount
 
 from ...core.jobs import Job, JobEvent
+from ..app_context import AppContext, app_context
+from ..job_kinds import JobKind, work_name
 from ..messages import JobFailed, JobFinished, JobProgress, JobStarted, PaneReady
-
-
-#: what the user calls each kind of job, for "queued behind …"
-WORK_NAMES = {"load": "the model load", "train": "training", "fashion-show": "the Fashion model's samples", "fashion-noise": "the noising row",
-              "fashion-save": "saving weights", "sweep": "a sweep", "exercise": "an exercise", "latents": "an encode"}
 
 
 class JobPane(Vertical):
@@ -38,16 +36,22 @@ class JobPane(Vertical):
                 target.border_title = text
 
     @property
+    def ctx(self) -> AppContext:
+        """The app's shared state (settings, the prompts, what other panes made), typed."""
+        return app_context(self)
+
+    @property
     def worker(self):
-        return self.app.model_worker  # type: ignore[attr-defined]
+        """The app's model worker (``tui.worker.ModelWorker``)."""
+        return self.ctx.model_worker
 
     def waiting_for(self, include_load: bool = True, include_own: bool = True) -> str:
         """What a job submitted now would wait for ("training, a sweep"), or "" when the worker is free."""
         ahead = [j for j in self.worker.runner.ahead()
-                 if (include_load or j.kind != "load") and (include_own or j.context is not self)]
-        return ", ".join(dict.fromkeys(WORK_NAMES.get(j.kind, j.kind) for j in ahead))
+                 if (include_load or j.kind is not JobKind.LOAD) and (include_own or j.context is not self)]
+        return ", ".join(dict.fromkeys(work_name(j.kind) for j in ahead))
 
-    def submit(self, kind: str, fn) -> Job:
+    def submit(self, kind: JobKind, fn) -> Job:
         """Queue ``fn`` on the model worker; a notification says when other work runs first."""
         # the header already says the model is loading; this pane's own queue is its own business
         ahead = self.waiting_for(include_load=False, include_own=False)
@@ -80,7 +84,7 @@ class JobPane(Vertical):
         pass
 
     def job_failed(self, ev: JobEvent) -> None:
-        if ev.error_kind == "cancelled":
+        if ev.cancelled:
             self.notify(f"{ev.job.kind} cancelled.", timeout=3)
         else:
             self.notify(ev.message, title=f"{ev.job.kind} failed", severity="error", timeout=10)

@@ -9,10 +9,14 @@ maps on/off, cycle the highlighted token, scrub the steps (pageup/pagedown, or l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.text import Text
 from textual.binding import Binding
+
+if TYPE_CHECKING:
+    from ..app_context import AppContext
 
 
 
@@ -48,7 +52,12 @@ def legend_text(word: str, lo: float, hi: float) -> Text:
 
 
 class InsightMixin:
-    """Keys and drawing for heat maps and the timeline (mixed into ``SweepPane``)."""
+    """Keys and drawing for heat maps and the timeline (mixed into ``SweepPane``, which gives it ``ctx``,
+    ``result``, ``cells``, ``status`` and ``post_timestep``: the timestep shown, told to the app)."""
+
+    ctx: AppContext
+    result: Any
+    cells: list
 
     INSIGHT_BINDINGS = [
         Binding("ctrl+o", "toggle_attention", "Attention on/off", show=False,
@@ -75,12 +84,13 @@ class InsightMixin:
 
     def prompt_words(self) -> list[tuple[int, str]]:
         """(position, word) of the prompt's tokens, from the app's tokenizer."""
-        if not self.app.tokenizers:
+        ctx = self.ctx
+        if not ctx.tokenizers:
             return []
         from ...core.tokens import breakdown
 
-        tokenizer = self.app.tokenizers[0][1]
-        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokenizer, self.app.prompts[0]).kept]
+        tokenizer = ctx.tokenizers[0][1]
+        return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokenizer, ctx.prompts[0]).kept]
 
     def action_next_token(self) -> None:
         """The next prompt token (past the last: none). Its heat shows once a sweep recorded maps."""
@@ -126,9 +136,6 @@ class InsightMixin:
     def clear_insight(self) -> None:
         self.insight, self.step = None, None
         self.post_timestep()
-
-    def post_timestep(self) -> None:
-        """The pane tells the app the timestep it shows (``TimestepShown``); the sweep pane does."""
 
     def redraw(self) -> None:
         """Every cell: the final image or the scrubbed step's x0 / x_t, with the token's heat over it."""
