@@ -7,7 +7,9 @@ A file is written to a hidden temporary name in its target folder, then publishe
   replaces an existing file, so two writers in one folder cannot overwrite each other (PNGs, checkpoints,
   weights);
 - ``write_replacing(path, writer)`` renames it onto a fixed name: for files that are meant to be replaced
-  (a model card, a tokenizer cache, a preview fit).
+  (a model card, a tokenizer cache, a preview fit, the settings file);
+- ``write_folder(path, writer, overwrite=...)`` does the same for a whole folder (a diffusers model folder):
+  ``writer`` fills a hidden staging folder beside it, which then takes the folder's name in one rename.
 
 Either way a crash leaves no half-written file under the final name. Temporary names carry the host and
 process id (``.tmp-<host>-<pid>-<random><suffix>``): a save killed mid-way (``kill -9``, a power cut)
@@ -21,6 +23,7 @@ import contextlib
 import errno
 import itertools
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -192,3 +195,40 @@ def write_replacing(path: str | Path, writer: Writer) -> Path:
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """``write_replacing`` for bytes already in memory."""
     return write_replacing(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_folder(path: str | Path, writer: Writer, *, overwrite: bool = False) -> Path:
+    """Call ``writer(staging)`` on an empty hidden folder beside ``path``, then rename it onto ``path``.
+
+    A non-empty ``path`` is replaced only with ``overwrite`` (else a ``UserError`` naming ``--overwrite``);
+    the old folder is moved aside first and removed once the new one is in place. On any failure the
+    staging folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"{path} already exists and is not empty: choose another --out or pass --overwrite.")
+    prefix = f"{TMP_PREFIX}{_host()}-{os.getpid()}-"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write to {path.parent} ({exc.strerror or exc}): {_fix(path.parent)}.") from None
+    old = None
+    try:
+        writer(staging)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; a model folder is an ordinary one
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and not path.exists():  # put the old folder back
+            with contextlib.suppress(OSError):
+                os.replace(old / path.name, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -96,3 +96,24 @@ def test_signals_stop_training_with_a_resumable_checkpoint(tmp_path, fashion_dir
     state = load_checkpoint(ckpt)
     assert state["step"] > 0 and Path(ckpt).parent == out
     assert resume[:3] == ["sd-explorer", "fashion", "train"] and "--data" in resume and "--limit" in resume
+
+
+def test_write_folder_publishes_a_whole_folder_or_nothing(tmp_path):
+    """``write_folder``: the one folder writer (the tiny model's build): replaced only when asked, a failed
+    write leaves the old folder as it was and no staging folder behind, the folder gets an ordinary mode."""
+    out = tmp_path / "model"
+    atomic.write_folder(out, lambda d: (d / "a.txt").write_text("one"))
+    assert (out / "a.txt").read_text() == "one" and (out.stat().st_mode & 0o777) == 0o777 & ~atomic._umask()
+    with pytest.raises(UserError, match="--overwrite"):
+        atomic.write_folder(out, lambda d: (d / "b.txt").write_text("two"))
+
+    def broken(d):
+        (d / "half.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic.write_folder(out, broken, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    atomic.write_folder(out, lambda d: (d / "b.txt").write_text("two"), overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "no staging or old folders left behind"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sd_explorer.core.errors import UserError
-from sd_explorer.core.jobs import JobEvent, JobRunner, describe_error
+from sd_explorer.core.jobs import Job, JobEvent, JobRunner, describe_error
 
 
 class Recorder:
@@ -237,3 +237,9 @@ def test_fp32_on_cuda_turns_tf32_convolutions_off_only_while_sampling():
         assert torch.backends.cudnn.allow_tf32 is True
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+def test_a_failed_event_says_whether_it_was_a_cancellation():
+    job = Job(kind="sweep", fn=lambda j: None)
+    assert JobEvent("failed", job, error_kind="cancelled").cancelled
+    assert not JobEvent("failed", job, error_kind="user").cancelled and not JobEvent("finished", job).cancelled

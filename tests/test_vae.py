@@ -81,3 +81,20 @@ def test_giant_image_refused_before_decoding(tmp_path):
     (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
     with pytest.raises(UserError, match="too large"):
         load_image(tmp_path / "huge.png")
+
+
+def test_round_trip_notes_name_a_centre_crop_and_lost_colour():
+    """What the numbers hide, said by core (``LatentReport.notes``): the latents pane shows them as they are."""
+    from sd_explorer.core.vae import round_trip_notes
+
+    red, grey = Image.new("RGB", (100, 50), (200, 20, 20)), Image.new("RGB", (64, 64), (80, 80, 80))
+    assert round_trip_notes(red, Image.new("RGB", (64, 64)), grey, "tiny") == [
+        "100x50 centre-cropped to 64x64", "tiny's VAE is greyscale: colour is lost"]
+    assert round_trip_notes(red, Image.new("RGB", (64, 64)), grey, "sd15")[1] == "the round trip lost the colour"
+    square = Image.new("RGB", (64, 64), (200, 20, 20))
+    assert round_trip_notes(square, square, square, "tiny") == []  # no crop, colour kept
+
+
+def test_round_trip_report_carries_its_notes(sd1):
+    report = round_trip(sd1, Image.new("RGB", (100, 50), (90, 90, 90)))
+    assert report.notes == ["100x50 centre-cropped to 64x64"]

@@ -1,3 +1,3 @@
-"""sd-explorer's Textual app: four panes (tokens, guidance sweep, VAE latents, Fashion-MNIST training)
+"""sd-explorer's Textual app: five panes (tokens, guidance sweep, VAE latents, Fashion-MNIST training, exercises)
 over one model-owning worker thread (``core.jobs``). Start it with ``sd-explorer`` or ``python -m sd_explorer.tui``.
 """

@@ -209,11 +209,10 @@ def remember(key: str, value: str, path: str | Path | None = None) -> Path:
         lines[at[0]] = line
     else:
         lines.append(line)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from ..core.atomic import write_replacing
+
+    text = "\n".join(lines) + "\n"
+    return write_replacing(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def load_settings(args: Any = None) -> Settings:

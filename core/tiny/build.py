@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, run_main
+from ..errors import run_main
 from . import configs
 
 
@@ -78,26 +76,14 @@ def save_folder(
 
     ``extra_files`` maps names to existing files copied into the folder (model card, PNGs).
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists and is not empty: choose another --out or pass --overwrite.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
+    from ..atomic import write_folder
+
+    def write(staging: Path) -> None:
         _write_folder(parts, staging, fp16)
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, staging / name)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+
+    return write_folder(out, write, overwrite=overwrite)
 
 
 def folder_bytes(folder: Path | str) -> int:

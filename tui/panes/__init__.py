@@ -1,1 +1,1 @@
-"""The four panes of the app, one module each."""
+"""The five panes of the app, one module each, listed once in ``registry.PANES``."""
