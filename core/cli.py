@@ -22,7 +22,7 @@ import sys
 from typing import Callable
 
 from .errors import Cancelled, UserError
-from .fields import COMPILE_CHOICES, parse_scales, parse_size
+from .inputs import COMPILE_CHOICES, parse_scales, parse_size
 
 GRID_AXES = ("scale", "seed", "steps", "scheduler", "negative", "prompt_sr", "original_size", "crop", "strength",
              "long_prompt", "color_scale")  #: core.grid_axes.KINDS (kept here so --help needs no torch)
@@ -181,8 +181,8 @@ def _settings(args, guidance: float = 7.5):
 def _axis(args):
     """The axis ``sweep`` varies without ``--x`` (the guidance scale unless another flag names one): a
     one-axis grid's X axis (``core.grid_axes.Axis``)."""
-    from .cfg import check_scale
-    from .fields import parse_pairs
+    from .guidance import check_scale
+    from .inputs import parse_pairs
     from .grid_axes import Axis
 
     if args.negatives is not None:
@@ -256,9 +256,10 @@ def _grid_axis(text: str, flag: str):
 
 
 def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cells=None):
-    """Load the model(s) and sample the grid (``core.grid_axes.run_grid``) behind a progress bar:
+    """Load the model(s) and sample the grid (``core.grid_run.run_grid``) behind a progress bar:
     ``(model, result, Timeline or None)``; ``timeline`` keeps every step of a grid of one batch."""
-    from .grid_axes import batches, plan, run_grid
+    from .grid_axes import plan
+    from .grid_run import batches, run_grid
     from .timeline import Timeline
 
     model, refiner, fraction = _load_models(args, settings)
@@ -310,14 +311,14 @@ def cmd_sweep(args) -> int:
     settings = _settings(args, args.guidance).validate()
     if args.timeline is not None:  # bad steps fail before the model loads
         from .grid_axes import SEQUENTIAL
-        from .rows import MAX_CELLS
+        from .batch_rows import MAX_SWEEP_CELLS
         from .timeline import parse_steps
 
         if x.name in SEQUENTIAL or args.refiner is not None or args.refiner_at is not None:
             raise UserError("--timeline keeps one batched run: use it with --scales, --negatives, --original-sizes "
                             "or --crops, without --refiner.")
-        if len(x.values) > MAX_CELLS:
-            raise UserError(f"--timeline keeps one batched run: sweep at most {MAX_CELLS} values.")
+        if len(x.values) > MAX_SWEEP_CELLS:
+            raise UserError(f"--timeline keeps one batched run: sweep at most {MAX_SWEEP_CELLS} values.")
         parse_steps(args.timeline, settings.steps)
     model, result, timeline = _run_grid(args, settings, x, None, "sweep", timeline=args.timeline is not None)
     _report_dropped(result)

@@ -18,29 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .cfg import is_guided
+from .batch_rows import Row
 from .chunks import check_mode, chunk_prompt
 from .errors import UserError
-
-
-@dataclass(frozen=True)
-class Row:
-    """One image of a batch: its guidance scale, its negative prompt, its SDXL micro-conditioning."""
-
-    scale: float
-    negative_prompt: str = ""
-    original_size: tuple[int, int] | None = None  #: SDXL (h, w); None: the output size
-    crop_top_left: tuple[int, int] = (0, 0)  #: SDXL (y, x)
-    target_size: tuple[int, int] | None = None  #: SDXL (h, w); None: the output size
-    aesthetic_score: float = 6.0  #: SDXL refiner: the text rows' score (diffusers' default)
-    negative_aesthetic_score: float = 2.5  #: SDXL refiner: the unconditional rows' score
-    prompt: str | None = None  #: this row's prompt (a grid's prompt S/R); None: the settings' prompt
-    seed: int | None = None  #: this row's seed (a grid's seed axis); None: the settings' seed
-
-    @property
-    def guided(self) -> bool:
-        """Whether this row needs the unconditional pass (``core.cfg``: scale > 1)."""
-        return is_guided(self.scale)
 
 
 @dataclass
@@ -141,7 +121,7 @@ class Encoder:
         return hidden, pooled
 
     def batch(self, prompt: str, rows: list[Row], width: int, height: int) -> Conditioning:
-        """The text for one UNet call, in ``core.cfg``'s layout: the guided rows' negatives, then every row's prompt."""
+        """The text for one UNet call, in ``core.guided_batch``'s layout: the guided rows' negatives, then every row's prompt."""
         guided = [r for r in rows if r.guided]
         texts = [r.negative_prompt for r in guided] + [prompt if r.prompt is None else r.prompt for r in rows]
         length = max(self.encode(t)[0].shape[1] for t in texts)

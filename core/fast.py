@@ -454,7 +454,7 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
     """
-    from .fields import check_compile_mode
+    from .inputs import check_compile_mode
 
     check_compile_mode(compile)
     disable_fast_paths(model)

@@ -1,5 +1,7 @@
-"""Grids (A1111's X/Y plot): an X axis and an optional Y axis, one cell per pair of values; the one way
-into a sweep (a sweep is a grid with only X: ``run_grid(model, settings, Axis("negative", values))``).
+"""Grid requests (A1111's X/Y plot): an X axis and an optional Y axis, one cell per pair of values, as
+typed, checked and captioned; ``core.grid_run.run_grid`` samples them (the one way into a sweep: a sweep
+is a grid with only X: ``run_grid(model, settings, Axis("negative", values))``). No torch: a pane can
+parse and caption a grid before the worker has loaded anything.
 
 Axes: guidance scale, seed, steps, scheduler, negative prompt, prompt search/replace (A1111's "Prompt
 S/R": the first value is searched in the prompt and each value replaces it), long-prompt mode (chunk vs
@@ -9,8 +11,11 @@ values evenly from 1 to 10), mixed with plain values: ``1, 4-8 (+2), 12``.
 
 Cells that differ only in what a batch row carries (scale, seed, negative, prompt S/R, SDXL size/crop)
 share one batch; the others (steps, scheduler, strength, long-prompt mode, colour scale) run one group
-after another, and ``on_cells`` hears of each group as it finishes so a grid fills in. Every cell equals
-the single ``generate`` with its settings (its own seeded generator, its own row).
+after another (``core.grid_run``). Every cell equals the single ``generate`` with its settings (its own
+seeded generator, its own row).
+
+Each value is checked once, where it is parsed: a guidance scale becomes a ``core.guidance.Scale`` in
+``Axis.values`` and goes on, unchecked again, into the cell's settings and its ``Row``.
 
 A one-axis grid's cells stand alone (no second axis beside them), so their captions say what they vary,
 as the chapter's sweeps do: ``7.5 · neg 'white hat'``, ``strength 0.3``, ``colour x50``.
@@ -20,26 +25,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-import torch
 
-from .conditioning import Row
+from .batch_rows import Row
 from .errors import UserError
-from .cfg import check_scale, scale_caption
-from .fields import parse_pairs
-from .results import GenerationResult, GridLayout
+from .guidance import check_scale, scale_caption
+from .inputs import parse_pairs
 from .settings import SampleSettings
-from .rows import MAX_CELLS as BATCH
 
-MAX_CELLS = 64  #: cells of one grid (several batches of at most core.rows.MAX_CELLS)
+MAX_GRID_CELLS = 64  #: cells of one grid (several batches of at most core.batch_rows.MAX_SWEEP_CELLS)
 
 
 @dataclass(frozen=True)
 class AxisKind:
+    """What an axis is: its caption, the type of its values, whether its cells can share a batch."""
+
     title: str  #: caption and metadata name
     kind: str  #: "float", "int", "text", "pair", "choice"
     batched: bool  #: cells along it can share a batch
@@ -77,15 +79,15 @@ def parse_numbers(text: str, integer: bool = False) -> list:
             start, end = float(m.group(1)), float(m.group(2))
             if m.group(4) is not None:
                 count = int(m.group(4))
-                if not 1 <= count <= MAX_CELLS:
-                    raise UserError(f"{item.strip()!r}: the count in [N] must be from 1 to {MAX_CELLS}.")
+                if not 1 <= count <= MAX_GRID_CELLS:
+                    raise UserError(f"{item.strip()!r}: the count in [N] must be from 1 to {MAX_GRID_CELLS}.")
                 values.extend(np.linspace(start, end, count).tolist())
                 continue
             step = float(m.group(3)) if m.group(3) else (1.0 if end >= start else -1.0)
             if step == 0 or (end - start) / step < 0:
                 raise UserError(f"{item.strip()!r}: the step (+N) must go from the start towards the end.")
-            if (end - start) / step >= MAX_CELLS:
-                raise UserError(f"{item.strip()!r} makes more than {MAX_CELLS} values: use a larger step.")
+            if (end - start) / step >= MAX_GRID_CELLS:
+                raise UserError(f"{item.strip()!r} makes more than {MAX_GRID_CELLS} values: use a larger step.")
             values.extend(np.arange(start, end + step / 2 if step > 0 else end + step / 2, step).tolist())
         except ValueError:
             raise UserError(f"{item.strip()!r} is not a number or a range: write e.g. 1,2,4 or 1-5 (+2) "
@@ -161,6 +163,8 @@ def caption(name: str, value, settings: SampleSettings) -> str:
 
 @dataclass(frozen=True)
 class Axis:
+    """One axis of a grid: its name (a key of ``KINDS``) and its values, checked when parsed (``Axis.parse``)."""
+
     name: str
     values: list
 
@@ -183,21 +187,28 @@ class Axis:
                 for v in self.values]
 
 
-def _apply(settings: dict, row: dict, axis: Axis, value) -> None:
-    """Put one axis value into a cell's settings fields and row fields."""
-    name = axis.name
-    if name == "scale":
-        settings["guidance_scale"] = value
-    elif name == "seed":
-        settings["seed"] = value
-    elif name == "negative":
-        settings["negative_prompt"] = value
-    elif name == "prompt_sr":
-        settings["prompt"] = settings["prompt"].replace(axis.values[0], value)
-    elif name in ("original_size", "crop"):
-        row["original_size" if name == "original_size" else "crop_top_left"] = tuple(value)
-    else:
-        settings[name] = value
+#: the settings field each batched axis sets (prompt S/R and SDXL's pairs are handled by ``_cell``)
+_SETTINGS_FIELD = {"scale": "guidance_scale", "seed": "seed", "negative": "negative_prompt"}
+#: the row field each SDXL micro-conditioning axis sets
+_ROW_FIELD = {"original_size": "original_size", "crop": "crop_top_left"}
+
+
+def _cell(settings: SampleSettings, multiple: int, *values: tuple[Axis, object]) -> tuple[SampleSettings, Row]:
+    """One cell: the settings with its axis values in place (checked, as the run will use them) and its row.
+
+    The values were checked when their axis was parsed (a scale is a ``core.guidance.Scale``), so the
+    cell's ``validate`` passes them through; it checks what only a combination can get wrong (steps x strength)."""
+    changes: dict = {}
+    sdxl: dict = {}
+    for axis, value in values:
+        if axis.name == "prompt_sr":
+            changes["prompt"] = settings.prompt.replace(axis.values[0], value)
+        elif axis.name in _ROW_FIELD:
+            sdxl[_ROW_FIELD[axis.name]] = tuple(value)
+        else:
+            changes[_SETTINGS_FIELD.get(axis.name, axis.name)] = value
+    cell = dataclasses.replace(settings, **changes).validate(multiple)
+    return cell, Row(cell.guidance_scale, cell.negative_prompt, prompt=cell.prompt, seed=cell.seed, **sdxl)
 
 
 def captions(settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[str]:
@@ -228,86 +239,14 @@ def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
             raise UserError(f"prompt S/R: {axis.values[0]!r} is not in the prompt: the first value is what "
                             "each value replaces.")
     cells = len(axes[0].values) * (len(axes[1].values) if len(axes) > 1 else 1)
-    if cells > MAX_CELLS:
-        raise UserError(f"{cells} cells is too many for one grid: use at most {MAX_CELLS}.")
+    if cells > MAX_GRID_CELLS:
+        raise UserError(f"{cells} cells is too many for one grid: use at most {MAX_GRID_CELLS}.")
 
 
 def plan(model, settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[tuple[SampleSettings, Row]]:
     """Every cell's settings and row, in reading order (Y rows of X cells)."""
     axes = [x] if y is None else [x, y]
     _check(model, settings, axes)
-    cells = []
-    for yv in (y.values if y else [None]):
-        for xv in x.values:
-            fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
-            row: dict = {}
-            for axis, value in ((x, xv), (y, yv)):
-                if axis is not None:
-                    _apply(fields, row, axis, value)
-            cell = SampleSettings(**fields).validate(model.vae_scale_factor)
-            cells.append((cell, Row(cell.guidance_scale, cell.negative_prompt, prompt=cell.prompt, seed=cell.seed,
-                                    **row)))
-    return cells
-
-
-def _group_key(model, cell: SampleSettings) -> tuple:
-    """Cells with equal keys run in one batch: the sequential fields, and the sequence length the text
-    conditioning pads to (so a cell's padding, hence its image, is that of its single run)."""
-    from .chunks import chunk_prompt
-
-    chunks = len(chunk_prompt(model.tokenizer, cell.prompt, cell.long_prompt).chunks)
-    if cell.guidance_scale > 1:
-        chunks = max(chunks, len(chunk_prompt(model.tokenizer, cell.negative_prompt, cell.long_prompt).chunks))
-    return (cell.steps, cell.scheduler, cell.strength, cell.long_prompt, cell.color_scale, chunks)
-
-
-def batches(model, cells: list[tuple[SampleSettings, Row]]) -> list[list[int]]:
-    """The cells' indices grouped into batches, in the order they run: cells with equal ``_group_key``
-    share a batch of at most ``core.rows.MAX_CELLS`` rows."""
-    groups: dict[tuple, list[int]] = {}
-    for i, (cell, _) in enumerate(cells):
-        groups.setdefault(_group_key(model, cell), []).append(i)
-    return [idx[k:k + BATCH] for idx in groups.values() for k in range(0, len(idx), BATCH)]
-
-
-def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, callback=None,
-             cancel: threading.Event | None = None, *, refiner=None, handoff: float | None = None,
-             on_cells: Callable[[list[int], GenerationResult], None] | None = None,
-             on_batch: Callable[[list[int]], None] | None = None) -> GenerationResult:
-    """Sample the grid; ``on_batch(indices)`` before and ``on_cells(indices, batch_result)`` after each
-    batch (the grid fills in). ``refiner``: every batch hands off to an SDXL refiner at ``handoff``."""
-    from .sampler import sample
-
-    cells = plan(model, settings, x, y)
-    order = batches(model, cells)
-    images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
-    dropped = ""
-    for batch in order:
-        first = cells[batch[0]][0]
-        if on_batch is not None:
-            on_batch(batch)
-        kwargs = {} if handoff is None else {"handoff": handoff}
-        result = sample(model, first, [cells[i][1] for i in batch], refiner=refiner, callback=callback,
-                        cancel=cancel, **kwargs)
-        for j, i in enumerate(batch):
-            images[i], latents[i], names[i] = result.images[j], result.latents[j:j + 1], result.scheduler_name
-        total += result.timings["total_s"]
-        dropped = dropped or result.dropped_tokens
-        if on_cells is not None:
-            on_cells(batch, result)
-    texts = captions(settings, x, y)
-    layout = GridLayout(KINDS[x.name].title, x.labels if y else texts, KINDS[y.name].title if y else "",
-                        y.labels if y else [], x.texts, y.texts if y else [])
-    extra, kind = {}, GenerationResult
-    if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
-        from .refiner import RefinedResult
-
-        kind = RefinedResult
-        extra = {k: getattr(result, k) for k in ("refiner_name", "high_noise_frac", "base_steps", "refiner_steps")}
-    return kind(
-        images=images, scales=[c.guidance_scale for c, _ in cells], latents=torch.cat(latents), settings=settings,
-        model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(order)},
-        dropped_tokens=dropped,
-        rows=[r for _, r in cells], labels=texts, variants=[c for c, _ in cells], grid=layout,
-        scheduler_names=names, **extra,
-    )
+    if y is None:
+        return [_cell(settings, model.vae_scale_factor, (x, xv)) for xv in x.values]
+    return [_cell(settings, model.vae_scale_factor, (x, xv), (y, yv)) for yv in y.values for xv in x.values]

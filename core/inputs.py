@@ -1,7 +1,7 @@
-"""The fields people type (command line and TUI alike): scales, sizes, SDXL pairs, whole numbers.
+"""The values people type (command line and TUI alike): seeds, texts, sizes, SDXL pairs, whole numbers.
 
 Each parser returns values or raises a one-line ``UserError`` naming the fix; range checks stay with
-``SampleSettings.validate`` and the sampler.
+``SampleSettings.validate`` and the sampler (guidance scales: ``core.guidance.check_scale``). No torch.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from .errors import UserError
 
 #: seeds: what torch.Generator.manual_seed takes (64 bits)
 MAX_SEED = 2**64 - 1
-#: guidance scales: the chapter uses 1-12, SD users rarely pass 30; far beyond, the latents overflow (black images)
-MAX_GUIDANCE = 100.0
 
 #: torch.compile modes that leave CUDA graphs to us (Inductor's own would nest inside our capture);
 #: here, without torch, so the CLI and the settings file can offer them (core.fast, core.fashion use them)

@@ -354,7 +354,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     """Load ``spec`` onto ``device`` in ``dtype`` (see ``core.devices``), optionally swapping the VAE.
 
     ``fast``: the GPU fast paths of ``core.fast`` (CUDA graphs, ...); None = on for CUDA.
-    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.fields.COMPILE_MODES``), or
+    ``compile``: a ``torch.compile`` mode for the UNet under the graphs (``core.inputs.COMPILE_MODES``), or
     ``"off"``/None; ``background_compile``: compile on a thread of its own while the eager graphs run, swapped in
     between jobs (``LoadedModel.swap_in_compiled``), else before the first image (the CLI).
     ``status(text)``: told what the fast paths do, now and later (graph captures, their cost).
@@ -409,7 +409,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
     if fast or (fast is None and dev.type == "cuda"):
         from .fast import enable_fast_paths
-        from .fields import check_compile_mode
+        from .inputs import check_compile_mode
 
         enable_fast_paths(model, compile=check_compile_mode(compile), compile_background=background_compile,
                           status=status)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import UserError
-from .fields import is_fraction
+from .inputs import is_fraction
 from .results import GenerationResult, StepCallback
 from .schedulers import make_scheduler, set_steps
 from .settings import SampleSettings

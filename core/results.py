@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .cfg import scale_caption
+from .guidance import scale_caption
 from .settings import SampleSettings
 
 

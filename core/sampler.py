@@ -3,7 +3,7 @@
 One way in: ``sample(model, settings, rows, *, refiner=None, handoff=0.8, callback=None, cancel=None)``
 checks the request once and runs it, through one model or an SDXL base and its refiner (``core.refiner``).
 ``generate`` (``n`` images) and ``sweep`` (one image per guidance scale, one batch) only build the rows
-(``core.rows``); ``core.grid_axes`` (grids, and sweeps: one-axis grids) does the same per batch. ``denoise``
+(``core.batch_rows``); ``core.grid_run`` (grids, and sweeps: one-axis grids) does the same per batch. ``denoise``
 is the loop itself: each row of the batch has its own guidance scale; rows with scale <= 1 skip the
 unconditional pass ("no CFG"), as diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
 """
@@ -19,14 +19,14 @@ import torch
 from PIL import Image
 
 from . import refiner as handoff_plan
-from .cfg import Guidance
-from .conditioning import Encoder, Row
+from .batch_rows import Row, check_rows, image_rows, scale_rows
+from .conditioning import Encoder
 from .errors import Cancelled, UserError
 from .fast import ieee_fp32
+from .guided_batch import GuidedBatch
 from .loss_guidance import steer
 from .preview import latents_to_rgb
 from .results import GenerationResult, StepCallback, StepInfo
-from .rows import batch_generator, check_rows, image_rows, row_generators, scale_rows
 from .schedulers import make_scheduler, name_of, set_steps
 from .settings import SampleSettings
 from .tokens import breakdown
@@ -49,6 +49,18 @@ def _window(scheduler, timesteps, span: Span):
     if span.first and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(span.first)
     return timesteps[span.first:span.stop]
+
+
+def row_generators(settings: SampleSettings, rows: list[Row]) -> list[torch.Generator]:
+    """A CPU generator per row, each seeded with its row's seed (a grid's seed axis) or else the settings':
+    cell i equals a one-row run."""
+    return [torch.Generator("cpu").manual_seed(settings.seed if r.seed is None else r.seed) for r in rows]
+
+
+def batch_generator(settings: SampleSettings) -> torch.Generator:
+    """One CPU generator for the whole batch: its rows draw different noise from one seed (diffusers'
+    ``num_images_per_prompt``), and a seed gives the same image on CPU and GPU."""
+    return torch.Generator("cpu").manual_seed(settings.seed)
 
 
 def x0_from(scheduler, model_input: torch.Tensor, noise_pred: torch.Tensor, t) -> torch.Tensor:
@@ -111,7 +123,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     t_start = time.perf_counter()
     width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]
     n = len(rows)
-    cfg = Guidance([r.scale for r in rows], model.device, model.dtype)  # which rows need the uncond pass
+    guidance = GuidedBatch([r.scale for r in rows], model.device, model.dtype)  # which rows need the uncond pass
     timings: dict[str, float] = {}
 
     # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens (75-token chunks
@@ -142,19 +154,19 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
         # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
-        latent_in = cfg.expand(latents)
+        latent_in = guidance.expand(latents)
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
         # 3c. Predict the noise residual (or v) for every row in one UNet call.
         noise_pred = model.predict(latent_in, t, cond.hidden, cond.added)
-        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows (core.cfg).
-        noise_pred = cfg.blend(noise_pred)
+        # 3d. Classifier-free guidance: uncond + s * (text - uncond) on the guided rows (core.guided_batch).
+        noise_pred = guidance.blend(noise_pred)
         # 3d'. Optional loss guidance: nudge the latents towards a colour (exercise 9).
         if steer_colour:
             latents = steer(model, scheduler, latents, noise_pred, t, settings.color_target,
                             settings.color_scale, lambda x, e: x0_from(scheduler, x, e, t), len(timesteps))
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
-        model_input = cfg.text_half(latent_in)
+        model_input = guidance.text_half(latent_in)
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
         if callback is not None:
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)

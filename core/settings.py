@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .cfg import check_scale
+from .guidance import check_scale
 from .errors import UserError
-from .fields import check_seed, check_text
+from .inputs import check_seed, check_text
 
 MAX_STEPS = 1000  #: a scheduler may take fewer (``core.schedulers.set_steps`` says how many)
 MAX_SIDE = 4096

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .schedule import schedule_of
+from .noise_schedule import schedule_of
 
 DEFAULT_STRIP = 6  #: steps in a strip when none are named
 

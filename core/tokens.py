@@ -139,7 +139,7 @@ def piece_texts(pieces: list[str]) -> list[str]:
 
 def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
     """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
-    from .fields import check_text
+    from .inputs import check_text
 
     check_text(text)
     prompt = chunk_prompt(tokenizer, text, mode)

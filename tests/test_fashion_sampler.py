@@ -155,7 +155,7 @@ def test_grey_level_loss_guidance_moves_samples_towards_the_target():
 
 def test_cli_compile_modes_are_the_samplers():
     from sd_explorer.core.cli import build_parser
-    from sd_explorer.core.fields import COMPILE_MODES
+    from sd_explorer.core.inputs import COMPILE_MODES
 
     args = build_parser().parse_args(["fashion", "sample", "--out", "x", "--compile", COMPILE_MODES[-1]])
     assert args.compile == COMPILE_MODES[-1]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sd_explorer.core.errors import UserError
-from sd_explorer.core.grid_axes import Axis, parse_numbers, plan, run_grid
+from sd_explorer.core.grid_axes import Axis, parse_numbers, plan
+from sd_explorer.core.grid_run import run_grid
 from sd_explorer.core.outputs import result_grid
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate, sample
@@ -118,7 +119,7 @@ def test_prompts_of_different_lengths_keep_their_own_padding(sd1_f64):
 
 
 def test_sdxl_size_and_crop_grid(sdxl):
-    from sd_explorer.core.conditioning import Row
+    from sd_explorer.core.batch_rows import Row
 
     settings = SampleSettings(PROMPT, steps=2, seed=1, guidance_scale=5.0)
     grid = run_grid(sdxl, settings, Axis.parse("original_size", "256x256,1024x1024"),
@@ -145,7 +146,7 @@ def _photo():
 def test_batched_sweep_is_a_one_axis_grid(request, model, name, text):
     """The former ``run_axis`` batched axes: one request of one row per value (its images and captions),
     and each cell its single run."""
-    from sd_explorer.core.conditioning import Row
+    from sd_explorer.core.batch_rows import Row
 
     model = request.getfixturevalue(model)
     settings = SampleSettings("a man in a white hat", steps=2, seed=3, guidance_scale=5.0, scheduler="DDIM")

@@ -7,7 +7,8 @@ import torch
 
 from sd_explorer.core.chunks import chunk_prompt
 from sd_explorer.core.clip_vocab import clip_tokenizer
-from sd_explorer.core.conditioning import Encoder, Row, emphasize
+from sd_explorer.core.batch_rows import Row
+from sd_explorer.core.conditioning import Encoder, emphasize
 from sd_explorer.core.errors import UserError
 from sd_explorer.core.prompt_weights import parse
 from sd_explorer.core.settings import SampleSettings

@@ -178,7 +178,7 @@ def test_at_most_16_cells_in_one_batch(sd1):
 def test_one_entry_point_rows_and_noise(sd1_f64):
     """``sample`` takes rows; each row's own generator makes row i a one-row run, one batch generator
     (``generate``'s ``n`` images) makes them differ."""
-    from sd_explorer.core.conditioning import Row
+    from sd_explorer.core.batch_rows import Row
 
     settings = SampleSettings(PROMPT, steps=3, seed=4)
     same = sample(sd1_f64, settings, [Row(3.0), Row(3.0)])

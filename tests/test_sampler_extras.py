@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sd_explorer.core.conditioning import Row
+from sd_explorer.core.batch_rows import Row
 from sd_explorer.core.errors import UserError
 from sd_explorer.core.loss_guidance import color_loss, parse_color
 from sd_explorer.core.settings import SampleSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sd_explorer.core.conditioning import Row
+from sd_explorer.core.batch_rows import Row
 from sd_explorer.core.models import load_model, resolve_tokenizers
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate, sample

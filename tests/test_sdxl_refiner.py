@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from sd_explorer.core.cli import main
-from sd_explorer.core.conditioning import Encoder, Row
+from sd_explorer.core.batch_rows import Row
+from sd_explorer.core.conditioning import Encoder
 from sd_explorer.core.errors import UserError
 from sd_explorer.core.models import detect_family, load_model, resolve_tokenizers
 from sd_explorer.core.refiner import refiner_first
@@ -352,7 +353,8 @@ def test_tui_refiner_that_is_not_one_fails_to_load_with_one_line(folders, tmp_pa
 
 def test_grid_cells_through_the_refiner_equal_single_refined_runs(base, refiner):
     """A two-axis grid (seed x negative) hands every batch to the refiner; a cell is its single refined run."""
-    from sd_explorer.core.grid_axes import Axis, run_grid
+    from sd_explorer.core.grid_axes import Axis
+    from sd_explorer.core.grid_run import run_grid
 
     settings = SampleSettings("a (collie:1.2) in a top hat", steps=STEPS, seed=0, guidance_scale=5.0)
     grid = run_grid(base, settings, Axis.parse("seed", "3,4"), Axis.parse("negative", "|blurry"), refiner=refiner,

@@ -1,4 +1,4 @@
-"""The denoising timeline (core.timeline), the noise schedule (core.schedule) and their CLI outputs,
+"""The denoising timeline (core.timeline), the noise schedule (core.noise_schedule) and their CLI outputs,
 with the attention command's files."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sd_explorer.core.cli import main
 from sd_explorer.core.errors import UserError
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import sweep
-from sd_explorer.core.schedule import fashion_schedule, schedule_of
+from sd_explorer.core.noise_schedule import fashion_schedule, schedule_of
 from sd_explorer.core.timeline import Timeline, parse_steps
 
 PROMPT = "An oil painting of a collie in a top hat"

@@ -415,7 +415,7 @@ def test_compile_setting_is_checked(tmp_path, monkeypatch):
 
 def test_cli_compile_flag_takes_the_engines_modes():
     from sd_explorer.core.cli import build_parser
-    from sd_explorer.core.fields import COMPILE_MODES
+    from sd_explorer.core.inputs import COMPILE_MODES
 
     assert build_parser().parse_args(["--compile", COMPILE_MODES[-1]]).compile == COMPILE_MODES[-1]
     with pytest.raises(SystemExit):

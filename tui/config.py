@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import UserError
-from ..core.fields import MAX_SEED
+from ..core.inputs import MAX_SEED
 from ..core.settings import MAX_STEPS
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
@@ -88,7 +88,7 @@ def _text(example: str, optional: bool = False, choices: tuple[str, ...] = ()) -
     def check(value):
         if value is None and optional:
             return None
-        from ..core.fields import check_text
+        from ..core.inputs import check_text
 
         if not isinstance(value, str):
             raise ValueError(f"must be text in quotes, e.g. {example}")
@@ -108,7 +108,7 @@ def _whole(low: int, high: int, example: int) -> Callable[[Any], int]:
 
 
 def _fraction(value):
-    from ..core.fields import is_fraction
+    from ..core.inputs import is_fraction
 
     if not is_fraction(value):
         raise ValueError("must be a number between 0 and 1, e.g. 0.8")
@@ -125,7 +125,7 @@ def _theme(value):
 
 
 def _compile_modes() -> tuple[str, ...]:
-    from ..core.fields import COMPILE_CHOICES
+    from ..core.inputs import COMPILE_CHOICES
 
     return ("", *COMPILE_CHOICES)
 

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 from textual_plotext import PlotextPlot
 
-from ..core.schedule import NoiseSchedule, fashion_schedule, schedule_of
+from ..core.noise_schedule import NoiseSchedule, fashion_schedule, schedule_of
 from .app_context import app_context
 from .job_kinds import JobKind
 from .job_results import NoisingRow

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Cancelled, UserError
-from ..fields import COMPILE_MODES, check_seed, check_whole
+from ..inputs import COMPILE_MODES, check_seed, check_whole
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
 

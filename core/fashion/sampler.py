@@ -28,7 +28,7 @@ import torch
 from ..errors import Cancelled, UserError
 from ..fast import ieee_fp32
 from ..loss_guidance import color_loss, pull
-from ..fields import check_compile_mode
+from ..inputs import check_compile_mode
 from .model import FashionDDPM, ModelConfig, alphas_cumprod
 
 
@@ -215,7 +215,7 @@ def generate_from_class(
     CUDA (falls back to eager with a warning if capture fails), True = require it, False = eager.
     ``color_target`` / ``color_scale``: loss guidance (the chapter's exercise 9, in grey levels for this
     grayscale model): each step moves x against the gradient of ``|x0 - target|`` (eager only).
-    ``compile``: a ``torch.compile`` mode (``core.fields.COMPILE_MODES``) for the UNet under the CUDA graph (the
+    ``compile``: a ``torch.compile`` mode (``core.inputs.COMPILE_MODES``) for the UNet under the CUDA graph (the
     eager path ignores it).
     """
     steer = color_target is not None and color_scale > 0

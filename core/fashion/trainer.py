@@ -67,7 +67,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
-        from ..fields import check_seed, check_whole
+        from ..inputs import check_seed, check_whole
 
         check_whole(self.epochs, "epochs", 1, 100_000, 25)
         check_whole(self.batch_size, "batch size", 1, 65_536, 256)

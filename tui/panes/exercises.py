@@ -3,7 +3,7 @@
 The axis is a choice: negative prompt (exercise: removing "white hat"), img2img strength (from an
 image file, or the latents pane's image), colour-loss scale ("blue guidance" towards a target
 colour), guidance scale, and SDXL's micro-conditioning (original size, crop top-left). The work is
-``core.grid_axes.run_grid`` (a one-axis grid) on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
+``core.grid_run.run_grid`` (a one-axis grid) on the model worker (through the SDXL refiner when one is loaded); each cell shows its live x0 preview, then the decoded
 image captioned by its value. The prompt and the fixed negative prompt come from the prompt pane.
 """
 
@@ -18,10 +18,13 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
 from ...core.errors import UserError
+from ...core.grid_axes import Axis
+from ...core.guidance import check_scale
+from ...core.inputs import parse_int, parse_pairs, parse_scales
 from ...core.jobs import JobEvent
+from ...core.settings import SampleSettings
 from ..job_kinds import JobKind
 from .grid import GridCell, GridPane
-from ...core.fields import parse_int, parse_scales
 
 #: (label in the selector, ``core.grid_axes`` axis, example values)
 AXES: list[tuple[str, str, str]] = [
@@ -42,8 +45,6 @@ TINY_COLOR = "#c0c0c0"
 
 def parse_values(axis: str, text: str) -> list:
     """The values of ``axis`` typed in the values field; a ``UserError`` naming the fix otherwise."""
-    from ...core.fields import parse_pairs
-
     if not text.strip():
         raise UserError(f"no values to sweep: e.g. {EXAMPLES[axis]}.")
     if axis == "negative":
@@ -153,8 +154,6 @@ class ExercisesPane(GridPane):
     def settings(self):
         """The form as ``(SampleSettings, axis, values)``, validated (``UserError`` names the fix)."""
         from ...core.loss_guidance import parse_color
-        from ...core.cfg import check_scale
-        from ...core.settings import SampleSettings
 
         axis = str(self.query_one("#axis", Select).value)
         values = parse_values(axis, self._value("#values"))
@@ -195,7 +194,7 @@ class ExercisesPane(GridPane):
         report = self.grid_job
 
         def run(job):
-            from ...core.grid_axes import Axis, run_grid
+            from ...core.grid_run import run_grid
             from ..job_results import GridSampled
             from ..worker import require_models
 

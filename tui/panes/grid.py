@@ -26,7 +26,7 @@ from ..widgets.image_view import ImageView
 
 @dataclass(frozen=True)
 class GridReporting:
-    """``core.grid_axes.run_grid``'s three callbacks for one job (passed as its ``callback``, ``on_batch``
+    """``core.grid_run.run_grid``'s three callbacks for one job (passed as its ``callback``, ``on_batch``
     and ``on_cells``)."""
 
     callback: Callable[[object], None]  #: every sampling step (sends its x0 preview)
@@ -99,7 +99,7 @@ class GridPane(JobPane):
 
     # -- progress (both grids: run_grid's on_batch / on_cells, the sampler's per-step callback) ----
     def grid_job(self, job, on_step: Callable[[object], None] | None = None) -> GridReporting:
-        """The callbacks that report a ``core.grid_axes.run_grid`` run of ``job`` to this pane (they run on
+        """The callbacks that report a ``core.grid_run.run_grid`` run of ``job`` to this pane (they run on
         the worker and only send payloads). ``on_step(info)``, if given, also hears every sampling step
         (the sweep's timeline), before its preview is sent."""
 

@@ -6,7 +6,7 @@ axis, from the selects, with values in A1111's syntax (``1-5 (+2)``, ``1-10 [5]`
 cell shows the live x0 preview after every step (latents mapped to RGB), then the decoded image,
 captioned with its values ("1 · no CFG · 42"). Cells that share a batch fill in together; sequential
 axes (steps, scheduler, ...) fill the grid in batch by batch. The work runs on the model worker
-(``core.grid_axes.run_grid`` with the job's cancel event); the pane only draws what comes back.
+(``core.grid_run.run_grid`` with the job's cancel event); the pane only draws what comes back.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
 from ...core.errors import UserError
-from ...core.fields import parse_int, parse_scales, parse_size
+from ...core.grid_axes import Axis, captions
+from ...core.guidance import scale_caption
+from ...core.inputs import parse_int, parse_scales, parse_size
 from ...core.jobs import JobEvent
 from ..job_kinds import JobKind
 from ...core.schedulers import SCHEDULERS
+from ...core.settings import SampleSettings
 from ..messages import TimestepShown
 from ..progress import InsightCollected, StepPreview
 from .grid import GridCell, GridPane
@@ -107,15 +110,10 @@ class SweepPane(InsightMixin, GridPane):
         yield Grid(id="grid")
 
     def on_mount(self) -> None:
-        from ...core.cfg import scale_caption
-
         self.layout_cells([scale_caption(s) for s in parse_scales(DEFAULT_SCALES)])
 
     def settings(self):
         """The form as ``SampleSettings`` + the X and Y axes, validated (``UserError`` names the fix)."""
-        from ...core.grid_axes import Axis
-        from ...core.settings import SampleSettings
-
         width, height = parse_size(self._value("#size"))
         select = self.query_one("#scheduler", Select)
         prompt, negative = self.ctx.prompts
@@ -133,8 +131,6 @@ class SweepPane(InsightMixin, GridPane):
         return settings.validate(), x, y
 
     def action_run(self) -> None:
-        from ...core.grid_axes import captions
-
         if self.worker.busy(JobKind.SWEEP):
             self.notify("A sweep is already running: escape cancels it.", severity="warning")
             return
@@ -160,7 +156,7 @@ class SweepPane(InsightMixin, GridPane):
             from contextlib import nullcontext
 
             from ...core.attention import recording
-            from ...core.grid_axes import run_grid
+            from ...core.grid_run import run_grid
             from ...core.timeline import Timeline
             from ..job_results import GridSampled
             from ..worker import require_models

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
 from ...core.errors import UserError
-from ...core.fields import parse_int
+from ...core.inputs import parse_int
 from ..app_context import app_context
 from .train_views import parse_grey
 from ..widgets.path_suggester import PathSuggester
