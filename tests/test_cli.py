@@ -8,7 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from sd_explorer.core.cli import main, parse_scales, parse_size
+from sd_explorer.core.cli import main
+from sd_explorer.core.inputs import parse_scales, parse_size
 from sd_explorer.core.errors import UserError
 from tests.conftest import ROOT
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sd_explorer.core.errors import UserError
-from sd_explorer.core.models import load_model, resolve_folder, resolve_tokenizer
+from sd_explorer.core.model_folder import resolve_folder, resolve_tokenizer
+from sd_explorer.core.models import load_model
 
 
 def test_local_folder_loads_with_its_own_tokenizer(sd1_folder):

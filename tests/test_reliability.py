@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from sd_explorer.core.cli import parse_scales, parse_size
+from sd_explorer.core.inputs import parse_scales, parse_size
 from sd_explorer.core.errors import UserError
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sd_explorer.core.batch_rows import Row
-from sd_explorer.core.models import load_model, resolve_tokenizers
+from sd_explorer.core.model_folder import resolve_tokenizers
+from sd_explorer.core.models import load_model
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate, sample
 

@@ -16,7 +16,8 @@ from sd_explorer.core.cli import main
 from sd_explorer.core.batch_rows import Row
 from sd_explorer.core.conditioning import Encoder
 from sd_explorer.core.errors import UserError
-from sd_explorer.core.models import detect_family, load_model, resolve_tokenizers
+from sd_explorer.core.model_folder import detect_family, resolve_tokenizers
+from sd_explorer.core.models import load_model
 from sd_explorer.core.refiner import refiner_first
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate, sample, sweep

@@ -1,6 +1,6 @@
 """Pane 1 — prompt and negative prompt, and what the model's tokenizers make of them, per keystroke.
 
-The tokenizers are resolved off the UI thread at start (no weights: ``core.models.resolve_tokenizers``)
+The tokenizers are resolved off the UI thread at start (no weights: ``core.model_folder.resolve_tokenizers``)
 so typing works while the model loads on the worker. Tokenizing is a few hundred microseconds, so
 the tables are updated synchronously on every change: they never wait for the GPU worker. SDXL
 models have two tokenizers (CLIP ViT-L and OpenCLIP bigG); their tables sit side by side.
@@ -184,7 +184,7 @@ class TokensPane(Vertical):
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer(self) -> None:
         """Resolve the model's tokenizers without weights, on a thread (reads vocab files)."""
-        from ...core.models import resolve_tokenizers
+        from ...core.model_folder import resolve_tokenizers
 
         try:
             toks = resolve_tokenizers(self._model_spec)
