@@ -38,7 +38,8 @@ def _sync() -> None:
 
 def bench_cpu(data_dir: str, steps: int) -> dict:
     """Our trainer on the CPU (full model, batch 256) for a few steps."""
-    from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
+    from sd_explorer.core.fashion.train_config import TrainConfig
+    from sd_explorer.core.fashion.trainer import Trainer
 
     data = load_fashion_mnist(data_dir).subset(0, 256 * (steps + 1))
     rates: list[float] = []
@@ -58,7 +59,8 @@ def bench_gpu(data_dir: str, epochs: int, baseline_epochs: int) -> dict:
     from sd_explorer.core.fashion.chapter import chapter_generate_from_class, chapter_train
     from sd_explorer.core.fashion.model import FashionDDPM, ModelConfig, build_scheduler
     from sd_explorer.core.fashion.sampler import generate_from_class
-    from sd_explorer.core.fashion.trainer import Trainer, TrainConfig
+    from sd_explorer.core.fashion.train_config import TrainConfig
+    from sd_explorer.core.fashion.trainer import Trainer
 
     data = load_fashion_mnist(data_dir)
     out: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "images": len(data)}

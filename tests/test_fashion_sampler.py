@@ -115,7 +115,7 @@ def test_compiled_graph_equals_eager_within_rounding():
     compiled = generate_from_class(m, [0, 7, 9], n=2, steps=10, seed=11, use_graph=True, compile="default")
     again = generate_from_class(m, [0, 7, 9], n=2, steps=10, seed=11, use_graph=True, compile="default")
     assert torch.allclose(compiled, eager, atol=2e-3), (compiled - eager).abs().max()
-    assert torch.equal(compiled, again) and len(m.unet.__dict__["_compiled_by_mode"]) == 1
+    assert torch.equal(compiled, again) and len(m.compiled) == 1
     torch._dynamo.reset()
 
 

@@ -12,7 +12,8 @@ from sd_explorer.core.errors import Cancelled, UserError
 from sd_explorer.core.fashion.checkpoint import load_checkpoint, save_checkpoint
 from sd_explorer.core.fashion.data import load_fashion_mnist
 from sd_explorer.core.fashion.model import ModelConfig, build_unet, load_weights
-from sd_explorer.core.fashion.trainer import Trainer, TrainConfig, resume_config
+from sd_explorer.core.fashion.train_config import TrainConfig, resume_config
+from sd_explorer.core.fashion.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -119,3 +119,25 @@ def test_the_package_imports_itself_relatively():
     graph = _import_graph(lazy=False)
     assert "sd_explorer.core.errors" in graph["sd_explorer.core.sampler"]  # relative edges are in the graph
     assert "sd_explorer.core.jobs" in graph["sd_explorer.tui.worker"]
+
+
+#: the request layer: what a pane or the CLI parses, checks and captions before any model loads (issue 22)
+REQUEST_MODULES = ["sd_explorer.core.settings", "sd_explorer.core.grid_axes", "sd_explorer.core.guidance",
+                   "sd_explorer.core.batch_rows", "sd_explorer.core.inputs", "sd_explorer.core.schedulers",
+                   "sd_explorer.core.chunks", "sd_explorer.core.model_folder", "sd_explorer.core.commands",
+                   "sd_explorer.core.fashion.train_config"]
+
+
+def test_the_request_layer_needs_no_torch():
+    """Settings, grid axes, guidance checks and captions import without torch (so panes import them at the
+    top); the modules that run things (grid_run, guided_batch, sampler) do import it."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {REQUEST_MODULES!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers')))\n"
+        "import sd_explorer.core.grid_run\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout

@@ -25,7 +25,7 @@ Model — ``core.fashion.model``
         (see its MODEL_CARD.md); ``load_weights(path, device=None, dtype=None)`` loads a weights file or a
         training checkpoint (safetensors). dtype defaults to fp16 on CUDA, fp32 on CPU.
 
-Training — ``core.fashion.trainer``
+Training — ``core.fashion.train_config`` (the settings) and ``core.fashion.trainer`` (the loop)
     ``TrainConfig(epochs=25, batch_size=256, lr=3e-4, eps=1e-5, seed=0, model=ModelConfig(),
         out_dir=None, checkpoint_every_epochs=1, log_every=10, log_seconds=0, resume=None, channels_last=True,
         mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False, ema_decay=0.0)``;
@@ -95,11 +95,12 @@ _EXPORTS = {
     "build_unet": "model",
     "load_shipped": "model",
     "load_weights": "model",
-    "TrainConfig": "trainer",
+    "TrainConfig": "train_config",
     "Trainer": "trainer",
     "TrainResult": "trainer",
-    "resume_config": "trainer",
+    "resume_config": "train_config",
     "StepStats": "trainer",
+    "TrainState": "train_state",
     "EpochStats": "trainer",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",

@@ -82,7 +82,7 @@ def _parse_classes(text: str) -> list[int]:
 def build_config(args: argparse.Namespace):
     """The ``TrainConfig`` for ``fashion train`` (config file < checkpoint < flags), every field checked."""
     from .model import ModelConfig
-    from .trainer import TrainConfig, config_from_dict, resume_config
+    from .train_config import TrainConfig, config_from_dict, resume_config
 
     if args.resume:
         cfg = resume_config(args.resume)

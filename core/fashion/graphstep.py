@@ -1,4 +1,4 @@
-"""A whole training step (forward, backward, optimizer) captured once as a CUDA graph.
+"""A whole training step (forward, backward, optimizer) captured once as a CUDA graph (``core.cuda_graphs``).
 
 On a GPU this small UNet is limited by the host launching its ~2,000 kernels per step, not by the
 GPU itself; replaying one graph per step removes that. The batch's random numbers are drawn outside
@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from ..cuda_graphs import CapturedGraph, capture, static_inputs, warm_up
+
 StepFn = Callable[..., torch.Tensor]
 
 
@@ -24,8 +26,7 @@ class GraphedTrainStep:
         self.zero_grad = zero_grad
         self.warmup = warmup
         self.static: tuple[torch.Tensor, ...] | None = None
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.loss: torch.Tensor | None = None
+        self.graph: CapturedGraph | None = None
         self.side = torch.cuda.Stream()
 
     def matches(self, inputs: tuple[torch.Tensor, ...]) -> bool:
@@ -34,26 +35,21 @@ class GraphedTrainStep:
             s.shape == x.shape and s.stride() == x.stride() for s, x in zip(self.static, inputs)
         )
 
+    def _eager_step(self) -> torch.Tensor:
+        self.zero_grad()
+        return self.step_fn(*self.static)
+
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.graph is not None:
+            return self.graph.replay(*inputs)
         if self.static is None:
-            self.static = tuple(x.clone() for x in inputs)
+            self.static = static_inputs(*inputs)
         else:
             for s, x in zip(self.static, inputs):
                 s.copy_(x)
-        if self.graph is None:
-            if self.warmup > 0:
-                self.warmup -= 1
-                self.side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(self.side):
-                    self.zero_grad()
-                    loss = self.step_fn(*self.static)
-                torch.cuda.current_stream().wait_stream(self.side)
-                return loss
-            self.zero_grad()  # gradients are then allocated inside the graph's memory pool
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.loss = self.step_fn(*self.static)
-            self.graph = graph
-        self.graph.replay()
-        assert self.loss is not None
-        return self.loss
+        if self.warmup > 0:  # a real training step, on the side stream
+            self.warmup -= 1
+            return warm_up(self._eager_step, stream=self.side)
+        self.zero_grad()  # gradients are then allocated inside the graph's memory pool
+        self.graph = capture(self.step_fn, self.static)
+        return self.graph.replay()  # the capture only recorded: this runs the step

@@ -166,6 +166,26 @@ def alphas_cumprod(cfg: ModelConfig) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+class CompiledModes:
+    """One UNet's ``torch.compile`` forms, one per mode (``core.fast.compiled``), made on first use and kept
+    while their model lives: compiling takes a minute, so a second sampling run in a mode reuses it."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self._unet = unet
+        self._by_mode: dict[str, torch.nn.Module] = {}
+
+    def get(self, mode: str) -> torch.nn.Module:
+        """The UNet compiled in ``mode`` (a ``core.inputs.COMPILE_MODES`` entry)."""
+        if mode not in self._by_mode:
+            from ..fast import compiled
+
+            self._by_mode[mode] = compiled(self._unet, mode)
+        return self._by_mode[mode]
+
+    def __len__(self) -> int:
+        return len(self._by_mode)
+
+
 @dataclass
 class FashionDDPM:
     """A class-conditional UNet with its configuration, ready to sample from."""
@@ -173,6 +193,11 @@ class FashionDDPM:
     unet: torch.nn.Module
     config: ModelConfig
     source: str = ""
+    #: the UNet's compiled forms (``generate_from_class(..., compile=mode)``)
+    compiled: CompiledModes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.compiled = CompiledModes(self.unet)
 
     @property
     def device(self) -> torch.device:

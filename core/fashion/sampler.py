@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import Cancelled, UserError
+from ..cuda_graphs import capture, heal_rng_after_failed_capture, warm_up
 from ..fast import ieee_fp32
 from ..loss_guidance import color_loss, pull
 from ..inputs import check_compile_mode
@@ -138,7 +139,7 @@ def _steer(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: St
 
 
 class _GraphedSampler:
-    """The whole step captured in a CUDA graph over static buffers."""
+    """The whole step captured in a CUDA graph over static buffers (``core.cuda_graphs``)."""
 
     def __init__(self, unet, x: torch.Tensor, labels: torch.Tensor, tab: StepTables) -> None:
         self.x = x.clone()
@@ -146,39 +147,27 @@ class _GraphedSampler:
         self.noise = torch.zeros_like(x)
         self.i = torch.zeros(1, dtype=torch.long, device=x.device)
         self.labels = labels.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.no_grad():
-            for _ in range(2):  # warm up (allocations, kernel selection) without touching state
-                _step(unet, self.x, self.i, self.labels, tab, self.noise)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
+
+        def step() -> None:  # the captured step: x, x0 and the counter advance in place
             prev, x0 = _step(unet, self.x, self.i, self.labels, tab, self.noise)
             self.x0.copy_(x0)
             self.x.copy_(prev)
             self.i.add_(1)
 
+        with torch.no_grad():  # warm up (allocations, kernel selection) without touching state
+            warm_up(lambda: _step(unet, self.x, self.i, self.labels, tab, self.noise), times=2)
+            self.graph = capture(step)
+
     def replay(self) -> None:
         self.graph.replay()
 
 
-def _as_model(model) -> tuple[torch.nn.Module, ModelConfig]:
+def _as_model(model) -> FashionDDPM:
     if isinstance(model, FashionDDPM):
-        return model.unet, model.config
-    if isinstance(model, torch.nn.Module):
-        return model, ModelConfig()
+        return model
+    if isinstance(model, torch.nn.Module):  # a bare UNet (its compiled forms last this call only)
+        return FashionDDPM(model, ModelConfig())
     raise UserError("generate_from_class needs a FashionDDPM (load_shipped/load_weights) or a UNet2DModel")
-
-
-def _compiled(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """One ``core.fast.compiled`` wrapper per UNet and mode, kept while the UNet lives (compiling takes a minute)."""
-    from ..fast import compiled
-
-    per_mode = unet.__dict__.setdefault("_compiled_by_mode", {})  # a plain dict: not a submodule
-    if mode not in per_mode:
-        per_mode[mode] = compiled(unet, mode)
-    return per_mode[mode]
 
 
 def _class_list(classes: int | Sequence[int], n: int) -> list[int]:
@@ -224,7 +213,8 @@ def generate_from_class(
         raise UserError(f"grey target {color_target} must be in [0, 1] and the scale >= 0: e.g. 0.8 and 20")
     if steer:
         use_graph = False  # the gradient step is eager
-    unet, cfg = _as_model(model)
+    model = _as_model(model)
+    unet, cfg = model.unet, model.config
     labels_list = _class_list(classes, n)
     dev = next(unet.parameters()).device
     tab = make_tables(cfg, steps).to(dev)
@@ -245,11 +235,9 @@ def generate_from_class(
         if dev.type != "cuda":
             raise UserError("CUDA graphs need a CUDA device; sample with use_graph=False on the CPU")
         try:
-            graph = _GraphedSampler(_compiled(unet, compile) if compile else unet, x, labels, tab)
+            graph = _GraphedSampler(model.compiled.get(compile) if compile else unet, x, labels, tab)
         except Exception as exc:  # capture is an optimisation: fall back unless asked for explicitly
-            from ..fast import heal_rng_after_failed_capture
-
-            heal_rng_after_failed_capture()
+            heal_rng_after_failed_capture()  # a failed warm-up as well as a failed capture
             if required:
                 raise
             warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); sampling eagerly")

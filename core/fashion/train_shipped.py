@@ -31,7 +31,8 @@ from .data import CLASS_NAMES, load_fashion_mnist
 from .grid import class_grid
 from .model import FashionDDPM, ModelConfig, load_weights, save_weights
 from .sampler import generate_from_class
-from .trainer import Trainer, TrainConfig
+from .train_config import TrainConfig
+from .trainer import Trainer
 
 
 def measure(weights: Path, clf, per_class: int, steps: int, seed: int) -> dict:

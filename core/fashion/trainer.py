@@ -25,66 +25,22 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import Cancelled, UserError
 from .. import atomic
+from ..devices import pick_device
+from ..errors import Cancelled, UserError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import FashionData, preprocess
 from .graphstep import GraphedTrainStep
-from ..devices import pick_device
-from .model import ModelConfig, alphas_cumprod, build_unet
-
-
-@dataclass
-class TrainConfig:
-    """The chapter's recipe by default: 25 epochs, batch 256, AdamW(3e-4, eps 1e-5)."""
-
-    epochs: int = 25
-    batch_size: int = 256
-    lr: float = 3e-4
-    eps: float = 1e-5
-    seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: str | None = None
-    out_dir: str | None = None
-    checkpoint_every_epochs: int = 1
-    log_every: int = 10
-    log_seconds: float = 0.0  # also report when this long has passed since the last report (0 = off)
-    resume: str | None = None
-    channels_last: bool = True
-    mixed_precision: str = "auto"  # "auto" = bf16 on CUDA, none on CPU; or "no" / "bf16"
-    compile: bool = False  # torch.compile the UNet (on CUDA it is then captured in the step's graph)
-    init_weights: str | None = None  # start from these weights (a .safetensors file), e.g. to train on
-    ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.ema), e.g. 0.999
-    cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
-    cudnn_benchmark: bool = True
-
-    def validate(self) -> None:
-        """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
-        from ..inputs import check_seed, check_whole
-
-        check_whole(self.epochs, "epochs", 1, 100_000, 25)
-        check_whole(self.batch_size, "batch size", 1, 65_536, 256)
-        check_seed(self.seed)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 1):
-            raise UserError(f"learning rate must be a number above 0 and at most 1, not {self.lr}: e.g. 3e-4")
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and 0 < self.eps < 1):
-            raise UserError(f"eps must be a small positive number, not {self.eps}: e.g. 1e-5")
-        self.model.validate()
-        if self.log_every < 1 or self.checkpoint_every_epochs < 1:
-            raise UserError("log_every and checkpoint_every_epochs must be at least 1")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UserError(f"ema_decay must be from 0 (off) to below 1, e.g. 0.999, not {self.ema_decay}")
-        if not 0 <= self.log_seconds < math.inf:
-            raise UserError(f"log_seconds must be 0 or more, not {self.log_seconds}")
-        if self.mixed_precision not in ("auto", "no", "bf16"):
-            raise UserError(f"mixed precision must be auto, no or bf16, not {self.mixed_precision!r}")
+from .model import alphas_cumprod, build_unet
+from .train_config import TrainConfig
+from .train_state import TrainState
 
 
 @dataclass
@@ -129,7 +85,12 @@ class TrainResult:
 
 
 class Trainer:
-    """Train a class-conditional UNet on Fashion-MNIST; drive it from any thread via ``run``."""
+    """Train a class-conditional UNet on Fashion-MNIST; drive it from any thread via ``run``.
+
+    ``run`` is the loop (minGPT's trainer is its model): per epoch a permutation, per step ``_batch``
+    then ``_train_step``, then ``_log``; at each epoch's end ``_end_epoch``; callbacks (``on_step``,
+    ``on_epoch``) are the only way out, and a ``Cancelled`` from one still leaves a resumable checkpoint.
+    """
 
     def __init__(
         self,
@@ -151,15 +112,20 @@ class Trainer:
         self.model: torch.nn.Module | None = None
         self.ema = None  #: core.ema.EMA when ``ema_decay`` > 0
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (the last batch may be partial)."""
+        return math.ceil(len(self.data) / self.config.batch_size)
+
     # ---- setup ---------------------------------------------------------------------------------
-    def _setup(self):
+    def _accelerator(self):
         from accelerate import Accelerator
 
         cfg = self.config
         cuda = self.device.type == "cuda"
         mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if cuda else "no")
         try:
-            acc = Accelerator(cpu=not cuda, mixed_precision=mp)
+            return Accelerator(cpu=not cuda, mixed_precision=mp)
         except ValueError:
             # An earlier run in this process chose another device/precision (e.g. CPU, then GPU).
             # Outside a distributed launch the shared state can be reset safely.
@@ -168,7 +134,13 @@ class Trainer:
             if PartialState().num_processes > 1:
                 raise
             AcceleratorState._reset_state(True)
-            acc = Accelerator(cpu=not cuda, mixed_precision=mp)
+            return Accelerator(cpu=not cuda, mixed_precision=mp)
+
+    def _setup(self) -> None:
+        """The accelerator, the model, its optimizer and the generator; a resume's state restored into them."""
+        cfg = self.config
+        cuda = self.device.type == "cuda"
+        self.acc = acc = self._accelerator()
         dev = acc.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -188,178 +160,207 @@ class Trainer:
         self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1  # with compile: compiled, then captured
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
         # the same stream on every rank: each draws the global batch's randomness and keeps its slice
-        gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 % 2**64)
-        state = {"step": 0, "epoch": 0, "step_in_epoch": 0, "losses": [], "elapsed_s": 0.0}
+        self.gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 % 2**64)
+        self.state, ema_state = TrainState(), None
         if cfg.resume:
-            state = load_checkpoint(cfg.resume, unet, opt)
-            if "gen" in state["rng"]:
-                gen.set_state(state["rng"]["gen"])
-            if state.get("num_images") != len(self.data) and state.get("step_in_epoch", 0):
-                raise UserError("The checkpoint was stopped mid-epoch on other data; resume with the same --data")
+            saved = load_checkpoint(cfg.resume, unet, opt)
+            if "gen" in saved["rng"]:
+                self.gen.set_state(saved["rng"]["gen"])
+            self.state, ema_state = TrainState.from_checkpoint(saved, len(self.data)), saved.get("ema")
         if cfg.ema_decay > 0:
             from ..ema import EMA
 
             self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
-            if state.get("ema"):
-                self.ema.load_state_dict(state["ema"])
-        model, opt = acc.prepare(unet, opt)
+            if ema_state:
+                self.ema.load_state_dict(ema_state)
+        model, self.opt = acc.prepare(unet, opt)
         if cfg.compile:  # after prepare: Accelerate re-binds forward for autocast, which a compiled module refuses
             model = torch.compile(model)
-        return acc, model, opt, gen, state
+        self.wrapped = model
+        self.model = self._unwrapped()
+
+    def _unwrapped(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.wrapped, keep_fp32_wrapper=False, keep_torch_compile=False)
+
+    def _prepare_data(self) -> None:
+        """The data and the noise schedule on the device; the run's counters from its state."""
+        cfg, dev = self.config, self.acc.device
+        self.images, self.labels = self.data.images.to(dev), self.data.labels.to(dev)
+        abar = alphas_cumprod(cfg.model).to(dev)
+        self.sqrt_ab, self.sqrt_1m = abar.sqrt(), (1.0 - abar).sqrt()
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        check_split(len(self.data), cfg.batch_size, self.world)
+        self.total = cfg.epochs * self.steps_per_epoch
+        self.step = self.base_step = self.state.step
+        self.step_losses = torch.zeros(max(self.total - self.step, 1), device=dev)
+        self.reduced_to = self.step  # step losses before this index are already averaged over the ranks
+        self.epoch_losses: list[float] = list(self.state.epoch_losses)
+        self.images_done, self.paused_s = 0, 0.0
+        self.t_start = time.perf_counter()
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, cancel: threading.Event | None = None, pause: threading.Event | None = None) -> TrainResult:
         """Train until ``config.epochs`` (counting epochs already done when resuming)."""
-        cfg = self.config
-        acc, model, opt, gen, state = self._setup()
-        dev = acc.device
-        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False)
-        n = len(self.data)
-        images = self.data.images.to(dev)
-        labels = self.data.labels.to(dev)
-        abar = alphas_cumprod(cfg.model).to(dev)
-        sqrt_ab, sqrt_1m = abar.sqrt(), (1.0 - abar).sqrt()
-        T = cfg.model.num_train_timesteps
-        world, rank = acc.num_processes, acc.process_index
-        spe = math.ceil(n / cfg.batch_size)
-        check_split(n, cfg.batch_size, world)
-        total = cfg.epochs * spe
-        step, epoch, s0 = int(state["step"]), int(state["epoch"]), int(state["step_in_epoch"])
-        if s0 >= spe:
-            epoch, s0 = epoch + 1, 0
-        prior_losses = list(state.get("losses", []))
-        step_losses = torch.zeros(max(total - step, 1), device=dev)
-        base_step = step
-        channels_last = dev.type == "cuda" and cfg.channels_last
-        t_start, paused_s, last_log_t, last_log_step = time.perf_counter(), 0.0, None, step
-        images_done = 0
-        reduced_to = step  # step losses before this index are already averaged over the ranks
-        epoch_losses: list[float] = list(state.get("epoch_losses", []))
-        ckpt: str | None = None
-
-        def elapsed() -> float:
-            return time.perf_counter() - t_start - paused_s
-
-        def snapshot(ep: int, s_in: int) -> dict:
-            done = step_losses[: step - base_step].tolist()
-            return {
-                "step": step, "epoch": ep, "step_in_epoch": s_in, "epochs": cfg.epochs,
-                "batch_size": cfg.batch_size, "num_images": n, "seed": cfg.seed,
-                "losses": prior_losses + done, "epoch_losses": epoch_losses,
-                "elapsed_s": float(state.get("elapsed_s", 0.0)) + elapsed(), "train_config": _config_dict(cfg),
-            }
-
-        def write_checkpoint(ep: int, s_in: int) -> str | None:
-            if not cfg.out_dir or not acc.is_main_process:
-                return None
-            path = save_checkpoint(
-                cfg.out_dir, acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False), opt, snapshot(ep, s_in),
-                cfg.model.to_json(), {"gen": gen.get_state()},
-                self.ema.state_dict() if self.ema is not None else None,
-            )
-            self.last_checkpoint = str(path)
-            return str(path)
-
-        model.train()
-        use_bf16 = acc.mixed_precision == "bf16"
-
-        def train_step(noisy: torch.Tensor, t: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
-                       weight: float = 1.0) -> torch.Tensor:
-            # cache_enabled=False: autocast's weight-cast cache must not outlive a graph capture
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False):
-                pred = model(noisy, t, class_labels=y).sample
-            loss = F.mse_loss(pred.float(), noise)
-            if weight != 1.0:  # this rank's share of an unevenly split global batch
-                loss = loss * weight
-            acc.backward(loss)
-            opt.step()
-            return loss.detach()
-
-        def zero_grad() -> None:
-            opt.zero_grad(set_to_none=True)
-
-        graphed = GraphedTrainStep(train_step, zero_grad) if self._graph else None
-        last_log_t = time.perf_counter()
+        cfg, spe = self.config, self.steps_per_epoch
+        self._setup()
+        self._prepare_data()
+        epoch, first = self.state.epoch, self.state.step_in_epoch
+        if first >= spe:  # the checkpoint closed its epoch
+            epoch, first = epoch + 1, 0
+        self.wrapped.train()
+        self.graphed = GraphedTrainStep(self._train_step, self._zero_grad) if self._graph else None
+        self.last_log_t, self.last_log_step, self.checkpoint = time.perf_counter(), self.step, None
         for ep in range(epoch, cfg.epochs):
-            perm_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + ep) % 2**64)
-            perm = torch.randperm(n, generator=perm_gen).to(dev)
-            for s in range(s0, spe):
-                if pause is not None and pause.is_set():
-                    t_pause = time.perf_counter()
-                    while pause.is_set() and not (cancel is not None and cancel.is_set()):
-                        time.sleep(0.05)
-                    paused_s += time.perf_counter() - t_pause
-                    last_log_t += time.perf_counter() - t_pause
+            order = torch.randperm(len(self.data), generator=self._permutation_generator(ep)).to(self.acc.device)
+            for s in range(first, spe):
+                self._wait_while_paused(pause, cancel)
                 if cancel is not None and cancel.is_set():
-                    write_checkpoint(ep, s)
+                    self._save(ep, s)
                     raise Cancelled("training cancelled")
-                idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-                x = preprocess(images[idx], generator=gen)
-                noise = torch.randn(x.shape, generator=gen, device=dev)
-                t = torch.randint(0, T, (x.shape[0],), generator=gen, device=dev)
-                weight, global_n = 1.0, idx.shape[0]
-                if world > 1:  # this rank's slice of the global batch
-                    idx, x, noise, t = idx[rank::world], x[rank::world], noise[rank::world], t[rank::world]
-                    weight = x.shape[0] * world / global_n
-                noisy = sqrt_ab[t].view(-1, 1, 1, 1) * x + sqrt_1m[t].view(-1, 1, 1, 1) * noise
-                if channels_last:
-                    noisy = noisy.contiguous(memory_format=torch.channels_last)
-                batch = (noisy, t, labels[idx], noise)
-                if graphed is not None and graphed.matches(batch):
-                    loss = graphed(*batch)
-                else:
-                    zero_grad()
-                    loss = train_step(*batch, weight)
-                step_losses[step - base_step] = loss
-                if self.ema is not None:
-                    self.ema.update()
-                step += 1
-                images_done += global_n
-                last_in_epoch = s == spe - 1
-                if world > 1 and (step % cfg.log_every == 0 or last_in_epoch):  # same steps on every rank
-                    window = step_losses[reduced_to - base_step: step - base_step]
-                    step_losses[reduced_to - base_step: step - base_step] = acc.reduce(window.clone(), "mean")
-                    reduced_to = step
-                now = time.perf_counter()
-                overdue = world == 1 and cfg.log_seconds > 0 and now - last_log_t >= cfg.log_seconds
-                if self.on_step is not None and (step % cfg.log_every == 0 or last_in_epoch or overdue):
-                    window = step_losses[last_log_step - base_step: step - base_step].mean().item()
-                    rate = (step - last_log_step) * cfg.batch_size / max(now - last_log_t, 1e-9)
-                    per_step = elapsed() / max(step - base_step, 1)
-                    try:
-                        self.on_step(StepStats(step, total, ep, cfg.epochs, window, rate,
-                                               per_step * (total - step), str(dev)))
-                    except Cancelled:  # a callback that checks the cancel event: still resumable
-                        write_checkpoint(ep, s + 1)
-                        raise
-                    last_log_t, last_log_step = now, step
-            s0 = 0
-            first = (ep * spe) - base_step
-            ep_vals = step_losses[max(first, 0): step - base_step].tolist()
-            if first < 0:  # resumed mid-epoch: the epoch's earlier steps are in the checkpoint
-                ep_vals = prior_losses[ep * spe:] + ep_vals
-            ep_loss = sum(ep_vals) / len(ep_vals) if ep_vals else float("nan")
-            epoch_losses.append(ep_loss)
-            if (ep + 1) % cfg.checkpoint_every_epochs == 0 or ep + 1 == cfg.epochs:
-                ckpt = write_checkpoint(ep, spe)
-            if self.on_epoch is not None:
-                wrote = (ep + 1) % cfg.checkpoint_every_epochs == 0
-                try:
-                    self.on_epoch(EpochStats(ep, cfg.epochs, ep_loss, elapsed(),
-                                             images_done / max(elapsed(), 1e-9), ckpt if wrote else None))
-                except Cancelled:
-                    if not (wrote or ep + 1 == cfg.epochs):
-                        write_checkpoint(ep, spe)
-                    raise
-        acc.wait_for_everyone()
-        _write_rank_digest(self.model, rank)
-        losses = prior_losses + step_losses[: step - base_step].tolist()
-        wall = elapsed()
+                self._step(*self._batch(order, s))
+                self._log(ep, s)
+            first = 0
+            self._end_epoch(ep)
+        return self._finish()
+
+    def _permutation_generator(self, epoch: int) -> torch.Generator:
+        """The epoch's shuffle, from ``(seed, epoch)`` alone: a resumed run shuffles as the uninterrupted one."""
+        return torch.Generator().manual_seed((self.config.seed * 1_000_003 + epoch) % 2**64)
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t_start - self.paused_s
+
+    def _wait_while_paused(self, pause: threading.Event | None, cancel: threading.Event | None) -> None:
+        if pause is None or not pause.is_set():
+            return
+        t_pause = time.perf_counter()
+        while pause.is_set() and not (cancel is not None and cancel.is_set()):
+            time.sleep(0.05)
+        self.paused_s += time.perf_counter() - t_pause
+        self.last_log_t += time.perf_counter() - t_pause
+
+    def _batch(self, order: torch.Tensor, s: int) -> tuple[tuple[torch.Tensor, ...], float, int]:
+        """Step ``s``'s batch, noised: ``((noisy, t, labels, noise), this rank's loss weight, global batch size)``.
+
+        Every rank draws the whole global batch's flips, noise and timesteps and keeps its slice."""
+        cfg, dev, gen = self.config, self.acc.device, self.gen
+        idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+        x = preprocess(self.images[idx], generator=gen)
+        noise = torch.randn(x.shape, generator=gen, device=dev)
+        t = torch.randint(0, cfg.model.num_train_timesteps, (x.shape[0],), generator=gen, device=dev)
+        weight, global_n = 1.0, idx.shape[0]
+        if self.world > 1:  # this rank's slice of the global batch
+            w, r = self.world, self.rank
+            idx, x, noise, t = idx[r::w], x[r::w], noise[r::w], t[r::w]
+            weight = x.shape[0] * w / global_n
+        noisy = self.sqrt_ab[t].view(-1, 1, 1, 1) * x + self.sqrt_1m[t].view(-1, 1, 1, 1) * noise
+        if dev.type == "cuda" and cfg.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        return (noisy, t, self.labels[idx], noise), weight, global_n
+
+    def _zero_grad(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+
+    def _train_step(self, noisy: torch.Tensor, t: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                    weight: float = 1.0) -> torch.Tensor:
+        """Forward, MSE against the noise, backward, optimizer step (what the CUDA graph captures)."""
+        # cache_enabled=False: autocast's weight-cast cache must not outlive a graph capture
+        with torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.acc.mixed_precision == "bf16",
+                            cache_enabled=False):
+            pred = self.wrapped(noisy, t, class_labels=y).sample
+        loss = F.mse_loss(pred.float(), noise)
+        if weight != 1.0:  # this rank's share of an unevenly split global batch
+            loss = loss * weight
+        self.acc.backward(loss)
+        self.opt.step()
+        return loss.detach()
+
+    def _step(self, batch: tuple[torch.Tensor, ...], weight: float, global_n: int) -> None:
+        """One optimizer step on ``batch`` (replayed from the CUDA graph when it fits), its loss kept."""
+        if self.graphed is not None and self.graphed.matches(batch):
+            loss = self.graphed(*batch)
+        else:
+            self._zero_grad()
+            loss = self._train_step(*batch, weight)
+        self.step_losses[self.step - self.base_step] = loss
+        if self.ema is not None:
+            self.ema.update()
+        self.step += 1
+        self.images_done += global_n
+
+    def _log(self, ep: int, s: int) -> None:
+        """Average the losses over the ranks where due; ``on_step`` every ``log_every`` steps, after
+        ``log_seconds`` without a report, and at the epoch's last step."""
+        cfg, step, base = self.config, self.step, self.base_step
+        last_in_epoch = s == self.steps_per_epoch - 1
+        if self.world > 1 and (step % cfg.log_every == 0 or last_in_epoch):  # same steps on every rank
+            window = self.step_losses[self.reduced_to - base: step - base]
+            self.step_losses[self.reduced_to - base: step - base] = self.acc.reduce(window.clone(), "mean")
+            self.reduced_to = step
+        now = time.perf_counter()
+        overdue = self.world == 1 and cfg.log_seconds > 0 and now - self.last_log_t >= cfg.log_seconds
+        if self.on_step is None or not (step % cfg.log_every == 0 or last_in_epoch or overdue):
+            return
+        window = self.step_losses[self.last_log_step - base: step - base].mean().item()
+        rate = (step - self.last_log_step) * cfg.batch_size / max(now - self.last_log_t, 1e-9)
+        per_step = self._elapsed() / max(step - base, 1)
+        try:
+            self.on_step(StepStats(step, self.total, ep, cfg.epochs, window, rate, per_step * (self.total - step),
+                                   str(self.acc.device)))
+        except Cancelled:  # a callback that checks the cancel event: still resumable
+            self._save(ep, s + 1)
+            raise
+        self.last_log_t, self.last_log_step = now, step
+
+    def _end_epoch(self, ep: int) -> None:
+        """The epoch's mean loss, its checkpoint when due, and ``on_epoch``."""
+        cfg, spe = self.config, self.steps_per_epoch
+        first = ep * spe - self.base_step
+        values = self.step_losses[max(first, 0): self.step - self.base_step].tolist()
+        if first < 0:  # resumed mid-epoch: the epoch's earlier steps are in the checkpoint
+            values = list(self.state.losses[ep * spe:]) + values
+        loss = sum(values) / len(values) if values else float("nan")
+        self.epoch_losses.append(loss)
+        last = ep + 1 == cfg.epochs
+        wrote = (ep + 1) % cfg.checkpoint_every_epochs == 0
+        if wrote or last:
+            self.checkpoint = self._save(ep, spe)
+        if self.on_epoch is None:
+            return
+        try:
+            self.on_epoch(EpochStats(ep, cfg.epochs, loss, self._elapsed(),
+                                     self.images_done / max(self._elapsed(), 1e-9), self.checkpoint if wrote else None))
+        except Cancelled:
+            if not (wrote or last):
+                self._save(ep, spe)
+            raise
+
+    def _state_now(self, ep: int, s_in: int) -> TrainState:
+        done = self.step_losses[: self.step - self.base_step].tolist()
+        return TrainState(self.step, ep, s_in, self.state.losses + tuple(done), tuple(self.epoch_losses),
+                          self.state.elapsed_s + self._elapsed(), len(self.data))
+
+    def _save(self, ep: int, s_in: int) -> str | None:
+        """A checkpoint at step ``s_in`` of epoch ``ep`` (the main process, with an ``out_dir``, only)."""
+        cfg = self.config
+        if not cfg.out_dir or not self.acc.is_main_process:
+            return None
+        path = save_checkpoint(cfg.out_dir, self._unwrapped(), self.opt, self._state_now(ep, s_in).to_json(cfg),
+                               cfg.model.to_json(), {"gen": self.gen.get_state()},
+                               self.ema.state_dict() if self.ema is not None else None)
+        self.last_checkpoint = str(path)
+        return str(path)
+
+    def _finish(self) -> TrainResult:
+        self.acc.wait_for_everyone()
+        _write_rank_digest(self.model, self.rank)
+        losses = list(self.state.losses) + self.step_losses[: self.step - self.base_step].tolist()
+        wall = self._elapsed()
         return TrainResult(
-            losses=losses, epoch_losses=epoch_losses,
-            final_loss=epoch_losses[-1] if epoch_losses else float("nan"),
-            elapsed_s=wall, images_per_s=images_done / max(wall, 1e-9), step=step,
-            checkpoint=ckpt, model=acc.unwrap_model(model, keep_fp32_wrapper=False, keep_torch_compile=False),
+            losses=losses, epoch_losses=self.epoch_losses,
+            final_loss=self.epoch_losses[-1] if self.epoch_losses else float("nan"),
+            elapsed_s=wall, images_per_s=self.images_done / max(wall, 1e-9), step=self.step,
+            checkpoint=self.checkpoint, model=self._unwrapped(),
             ema_model=self.ema.averaged() if self.ema is not None else None,
         )
 
@@ -381,43 +382,3 @@ def _write_rank_digest(model: torch.nn.Module, rank: int) -> None:
         digest.update(name.encode())
         digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     atomic.write_bytes(Path(folder) / f"params-rank{rank}.sha256", (digest.hexdigest() + "\n").encode())
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    out = asdict(cfg)
-    out["model"] = asdict(cfg.model)
-    return out
-
-
-def resume_config(path: str | Path, **overrides) -> TrainConfig:
-    """The ``TrainConfig`` a checkpoint was written with, with ``resume`` set and ``overrides`` applied."""
-    state = load_checkpoint(path)
-    raw = dict(state.get("train_config") or {})
-    model_raw = raw.pop("model", None)
-    where = f"{Path(path).name}'s training config"
-    model = ModelConfig.from_json(state["model_config_json"], where) if state.get("model_config_json") else (
-        ModelConfig.from_dict(model_raw, where) if model_raw else ModelConfig())
-    known = set(TrainConfig.__dataclass_fields__)
-    cfg = config_from_dict({k: v for k, v in raw.items() if k in known and k != "model"}, where)
-    cfg.model = model
-    cfg.resume = str(path)
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(cfg, key, value)
-    return cfg
-
-
-def config_from_dict(raw, where: str) -> TrainConfig:
-    """A ``TrainConfig`` from a JSON object (``fashion train --config``, a checkpoint's ``train_config``):
-    every field's type checked (``core.schema``), ``model`` as ``ModelConfig.from_dict``, then ``validate``."""
-    from ..schema import from_dict
-
-    if isinstance(raw, dict) and "model" in raw:
-        raw = dict(raw)
-        model = raw.pop("model")
-        cfg = from_dict(TrainConfig, raw, where)
-        cfg.model = ModelConfig.from_dict(model, f"{where}: model")
-    else:
-        cfg = from_dict(TrainConfig, raw, where)
-    cfg.validate()
-    return cfg

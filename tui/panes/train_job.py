@@ -47,7 +47,7 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
             if stats.checkpoint:
                 written.append(stats.checkpoint)
                 prune(written, keep)
-            step = (stats.epoch + 1) * -(-len(data) // config.batch_size)
+            step = (stats.epoch + 1) * trainer.steps_per_epoch
             scored = score_model(epoch_model(trainer), steps=steps, cancel=job.cancel)
             job.progress(EpochSamples(stats, step, sample_grid(scored, per_class), scored.report))
 
