@@ -124,8 +124,7 @@ def test_the_package_imports_itself_relatively():
 #: the request layer: what a pane or the CLI parses, checks and captions before any model loads (issue 22)
 REQUEST_MODULES = ["sd_explorer.core.settings", "sd_explorer.core.grid_axes", "sd_explorer.core.guidance",
                    "sd_explorer.core.batch_rows", "sd_explorer.core.inputs", "sd_explorer.core.schedulers",
-                   "sd_explorer.core.chunks", "sd_explorer.core.model_folder", "sd_explorer.core.commands",
-                   "sd_explorer.core.fashion.train_config"]
+                   "sd_explorer.core.chunks", "sd_explorer.core.model_folder", "sd_explorer.core.commands"]
 
 
 def test_the_request_layer_needs_no_torch():
