@@ -138,6 +138,25 @@ def tokenizer_folder() -> Path:
     if (folder / "tokenizer_config.json").is_file():
         return folder
     vocab, merges = vocab_and_merges(find_bpe_file())
+    try:
+        _write_tokenizer(folder, vocab, merges)
+    except (OSError, UserError):  # an unwritable cache (or HOME): the environment, not the model
+        import atexit
+        import shutil
+        import tempfile
+
+        try:
+            fallback = Path(tempfile.mkdtemp(prefix="sd-explorer-tokenizer-"))
+            atexit.register(shutil.rmtree, fallback, True)
+            _write_tokenizer(fallback, vocab, merges)
+        except (OSError, UserError):
+            raise UserError(f"cannot write CLIP's tokenizer into the cache folder {folder} nor a temporary folder: "
+                            "set SD_EXPLORER_CACHE to a writable folder, or fix the permissions of HOME.") from None
+        return fallback
+    return folder
+
+
+def _write_tokenizer(folder: Path, vocab: dict, merges: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         "vocab.json": json.dumps(vocab, ensure_ascii=False),
@@ -157,7 +176,6 @@ def tokenizer_folder() -> Path:
 
     for name, text in files.items():
         write_bytes(folder / name, text.encode("utf-8"))
-    return folder
 
 
 @lru_cache(maxsize=1)

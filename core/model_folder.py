@@ -105,6 +105,9 @@ def scheduler_class(index: dict, index_file: Path):
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise UserError(f"{index_file}: scheduler must name a diffusers scheduler class, e.g. "
                         f'["diffusers", "PNDMScheduler"], not {json.dumps(entry)[:60]}: fix the file or {REFETCH}.')
+    from .model_checks import check_scheduler_class
+
+    check_scheduler_class(cls, index_file)
     return cls
 
 
@@ -146,11 +149,18 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
     if (folder / subfolder).is_dir():
         from transformers import CLIPTokenizer
 
+        from .model_checks import check_tokenizer
+
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):  # depth, UTF-8, an object
+            if (folder / subfolder / name).is_file():
+                read_json_file(folder / subfolder / name, REFETCH)
         try:
-            return CLIPTokenizer.from_pretrained(str(folder / subfolder))
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder / subfolder))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise UserError(f"{folder / subfolder} is not a readable CLIP tokenizer "
                             f"({type(exc).__name__}: {first_line(exc)}): {REFETCH}.") from None
+        check_tokenizer(tokenizer, folder / subfolder)
+        return tokenizer
     from .clip_vocab import clip_tokenizer
 
     return clip_tokenizer()

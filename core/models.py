@@ -178,6 +178,9 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     dt = pick_dtype(dev, dtype)
     folder = resolve_folder(spec)
     index = read_index(folder)
+    from .model_checks import check_files, check_loaded
+
+    check_files(folder, index)
     family = detect_family(folder)
     refiner = family == "sdxl-refiner"
     if not refiner and not (folder / "text_encoder").is_dir():
@@ -207,6 +210,14 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                 module.to(dev).eval().requires_grad_(False)
     except (UserError, MemoryError):
         raise
+    except OSError as exc:  # the environment (a cache folder, a HOME that is not writable), not the model
+        where = getattr(exc, "filename", None)
+        if where and not str(Path(where).expanduser()).startswith(str(folder)):
+            raise UserError(f"{spec} could not be loaded because {where} cannot be used ({exc.strerror or exc}): "
+                            "it is not part of the model; fix its permissions, or set SD_EXPLORER_CACHE / HF_HOME "
+                            "to a writable folder.") from None
+        raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}): "
+                        "the files are damaged or unreadable; fix their permissions or fetch the model again.") from None
     except Exception as exc:  # noqa: BLE001 - the libraries raise many types for a config value they cannot take
         raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {first_line(exc)}): "
                         "a config.json holds a value these models cannot take; fetch the model again.") from None
@@ -218,6 +229,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                         device=dev, dtype=dt, preview_factors=factors, preview_bias=bias,
                         tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2,
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
+    check_loaded(model)
     if fast or (fast is None and dev.type == "cuda"):
         from .fast import enable_fast_paths
         from .inputs import check_compile_mode

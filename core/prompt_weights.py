@@ -115,3 +115,24 @@ def parse(text: str) -> ParsedPrompt:
             merged.append(Fragment(piece, weight, is_break))
     return ParsedPrompt(text, merged, notes)
 
+
+
+MAX_WEIGHT = 10.0  #: the sane range of a prompt weight is -10 to 10 (A1111's (word:1.3); 25 nested "(" reach 10.8)
+
+
+def check_weights(text: str, what: str = "the prompt") -> None:
+    """Refuse a prompt whose weights leave -``MAX_WEIGHT`` to ``MAX_WEIGHT`` (``(boot:1e308)``, 1000 nested
+    parentheses: 1.1^1000 overflows fp32 and the image comes out black), with one line naming the fix."""
+    import math
+
+    from .errors import UserError
+
+    if "(" not in text and ":" not in text and "[" not in text:
+        return
+    for frag in parse(text).fragments:
+        if frag.is_break:
+            continue
+        if not math.isfinite(frag.weight) or abs(frag.weight) > MAX_WEIGHT:
+            piece = " ".join(frag.text.split())[:30]
+            raise UserError(f"{what} weighs {piece!r} x{frag.weight:.3g}, outside -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}: "
+                            "use e.g. (word:1.3), or fewer nested brackets.")

@@ -24,6 +24,7 @@ from .conditioning import Encoder
 from .errors import Cancelled, UserError
 from .fast import ieee_fp32
 from .guided_batch import GuidedBatch
+from .finite import check_result
 from .loss_guidance import steer
 from .preview import latents_to_rgb
 from .results import GenerationResult, StepCallback, StepInfo
@@ -177,6 +178,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)  # the loop only queues work; time what the GPU did
     timings["denoise_s"] = time.perf_counter() - t_loop
+    check_result(latents, "the latents", model=model, settings=settings)  # a NaN image is never published
     timings["step_ms"] = 1000 * timings["denoise_s"] / max(1, len(timesteps))
 
     # 4. Decode: undo the VAE's scaling factor, decode, map [-1, 1] -> [0, 1].
@@ -196,7 +198,9 @@ def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     """Latents (in the sampler's scaled space) -> PIL images (``core.vae.decode``)."""
     from . import vae
 
-    return vae.to_images(vae.decode(model.vae, latents))
+    pixels = vae.decode(model.vae, latents)
+    check_result(pixels, "the decoded image", model=model)
+    return vae.to_images(pixels)
 
 
 

@@ -122,15 +122,51 @@ def from_dict(cls: type[T], raw: Any, where: str, *, ignore: tuple[str, ...] = (
     return cls(**values)
 
 
+MAX_DEPTH = 64  #: no file sd-explorer reads nests deeper; Python's parser would overflow its stack near 1000
+
+
+def parse_json(text: str | bytes):
+    """``json.loads`` for untrusted text: nesting deeper than ``MAX_DEPTH`` is a ``ValueError`` (not a
+    ``RecursionError`` from the parser, nor a stack overflow on a second pass), so every reader reports it
+    in its own one line with its other JSON errors."""
+    import json
+
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings (a linear scan, no recursion)."""
+    import re
+
+    deepest = depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        ch = m.group(0)
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def read_json_file(path, fix: str) -> dict:
     """A JSON object from ``path``; a missing, unreadable, non-UTF-8 or non-JSON file, or JSON that is not an
     object (``null``, a list), is a one-line ``UserError`` naming the file and ending with ``fix``."""
-    import json
-
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = parse_json(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text: {fix}.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a JSON file: {fix}.") from None
+    except PermissionError:
+        raise UserError(f"{path} cannot be read (permission denied): fix its permissions (chmod +r) or {fix}.") from None
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({exc.strerror or exc}): {fix}.") from None
     except ValueError as exc:

@@ -55,6 +55,10 @@ class SampleSettings:
     def _check(self, multiple: int) -> None:
         check_text(self.prompt)
         check_text(self.negative_prompt, "the negative prompt")
+        from .prompt_weights import check_weights
+
+        check_weights(self.prompt)
+        check_weights(self.negative_prompt, "the negative prompt")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS} (got {self.steps}): try 30.")
         self.guidance_scale = check_scale(self.guidance_scale)
@@ -71,8 +75,9 @@ class SampleSettings:
                 raise UserError(f"strength must be in (0, 1] (got {self.strength}): try 0.6.")
             if int(self.steps * self.strength) < 1:
                 raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
-        if not (isinstance(self.color_scale, (int, float)) and math.isfinite(self.color_scale) and self.color_scale >= 0):
-            raise UserError(f"colour loss scale must be a finite number >= 0 (got {self.color_scale}).")
+        from .finite import check_color_scale
+
+        self.color_scale = check_color_scale(self.color_scale)
         from .chunks import check_mode
 
         check_mode(self.long_prompt)

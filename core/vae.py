@@ -168,7 +168,11 @@ def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
     x = image_tensor(image)
     generator = torch.Generator("cpu").manual_seed(seed)
     latents = encode(model.vae, x, generator)
+    from .finite import check_result
+
+    check_result(latents, "the VAE's latents", model=model)
     recon = decode(model.vae, latents).cpu()
+    check_result(recon, "the VAE's reconstruction", model=model)
     channels, ranges = [], []
     for ch in latents[0].float().cpu():
         lo, hi = float(ch.min()), float(ch.max())

@@ -86,6 +86,7 @@ def load_checkpoint(
     if STATE_KEY not in meta:
         raise UserError(f"{path} is a weights file, not a training checkpoint; resume from a ckpt-*.safetensors")
     state = read_state(meta, path)
+    _check_tensors(tensors, path)
     if model is not None:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
@@ -97,7 +98,10 @@ def load_checkpoint(
         opt_state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):
-                _, idx, name = key.split(".", 2)
+                _, idx, name = key.split(".", 2) if key.count(".") >= 2 else (key, "x", "")
+                if not idx.isdigit() or name not in OPTIM_KEYS:
+                    raise UserError(f"{path}: {key} is not AdamW state (optim.<index>.{'|'.join(OPTIM_KEYS)}); "
+                                    f"{DAMAGED}")
                 opt_state.setdefault(int(idx), {})[name] = value
         groups = _json(meta, GROUPS_KEY, path, list, "[]")
         for group in groups:  # JSON turned tuples into lists
@@ -105,6 +109,7 @@ def load_checkpoint(
                 raise UserError(f"{path}: {GROUPS_KEY} must list objects; the checkpoint is damaged, use an earlier one")
             if isinstance(group.get("betas"), list):
                 group["betas"] = tuple(group["betas"])
+        _check_optimizer(optimizer, opt_state, groups, path)
         try:
             optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -117,6 +122,51 @@ def load_checkpoint(
     return state
 
 
+DAMAGED = "the checkpoint is damaged, use an earlier one"
+OPTIM_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+def _check_tensors(tensors: dict, path: Path) -> None:
+    """Weights, EMA and optimizer state finite floats; RNG states bytes of a generator's size."""
+    from ..finite import is_finite
+
+    sizes = {len(torch.Generator().get_state()), 16}  # CPU Mersenne Twister; CUDA Philox (seed, offset)
+    for key, value in tensors.items():
+        if key.startswith("rng."):
+            if value.dtype != torch.uint8 or value.dim() != 1 or value.numel() not in sizes:
+                raise UserError(f"{path}: {key} is not a random generator's state ({value.dtype}, "
+                                f"{list(value.shape)}); {DAMAGED}")
+        elif key.startswith(("model.", "ema.", "optim.")):
+            if value.dtype == torch.bool or not is_finite(value):
+                raise UserError(f"{path}: {key} holds NaN, inf or true/false values: the run that wrote it "
+                                f"diverged or the file is damaged; use an earlier checkpoint")
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer, opt_state: dict, groups: list, path: Path) -> None:
+    """AdamW state that fits ``optimizer``'s parameters (indices, shapes) and hyper-parameters that are finite."""
+    import math
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for idx, pstate in opt_state.items():
+        if idx >= len(params):
+            raise UserError(f"{path}: optimizer state for parameter {idx}, but this model has {len(params)}; {DAMAGED}")
+        for name, value in pstate.items():
+            want = () if name == "step" else tuple(params[idx].shape)
+            if tuple(value.shape) != want:
+                raise UserError(f"{path}: optim.{idx}.{name} has shape {list(value.shape)}, its parameter "
+                                f"{list(want)}; {DAMAGED}")
+    for group in groups:
+        for key in ("lr", "eps", "weight_decay"):
+            value = group.get(key, 0.0) if isinstance(group, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                    or (key == "lr" and not 0 < value <= 1):
+                raise UserError(f"{path}: the optimizer's {key} = {value!r} is not a usable value; {DAMAGED}")
+        betas = group.get("betas") if isinstance(group, dict) else None
+        if betas is not None and not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise UserError(f"{path}: the optimizer's betas = {betas!r} must be two numbers from 0 to below 1; {DAMAGED}")
+
+
 #: the training state's fields a resume reads, and their JSON types
 STATE_FIELDS = {"step": int, "epoch": int, "step_in_epoch": int, "epochs": int, "batch_size": int,
                 "num_images": int, "seed": int, "losses": list, "epoch_losses": list, "elapsed_s": (int, float),
@@ -125,7 +175,9 @@ STATE_FIELDS = {"step": int, "epoch": int, "step_in_epoch": int, "epochs": int, 
 
 def _json(meta: dict, key: str, path: Path, kind: type, default: str):
     try:
-        value = json.loads(meta.get(key, default))
+        from ..schema import parse_json
+
+        value = parse_json(meta.get(key, default))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: {key} is not valid JSON ({exc}); the checkpoint is damaged, use an earlier one") from None
     if not isinstance(value, kind):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import signal
 import sys
@@ -88,7 +87,9 @@ def build_config(args: argparse.Namespace):
         cfg = resume_config(args.resume)
     elif args.config:
         try:
-            raw = json.loads(Path(args.config).expanduser().read_text(encoding="utf-8"))
+            from ..schema import parse_json
+
+            raw = parse_json(Path(args.config).expanduser().read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
             raise UserError(f"cannot read --config {args.config} ({why}): pass a UTF-8 JSON file of TrainConfig fields") from None

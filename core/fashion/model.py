@@ -60,8 +60,10 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str, where: str = "model config") -> "ModelConfig":
         """Inverse of :meth:`to_json` (tuples come back as tuples), checked: types, shapes, size."""
+        from ..schema import parse_json
+
         try:
-            raw = json.loads(text)
+            raw = parse_json(text)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{where} is not valid JSON ({exc}): use a file written by sd-explorer.") from None
         return cls.from_dict(raw, where)
@@ -126,6 +128,42 @@ class ModelConfig:
             if isinstance(value, (dict, list)) or (isinstance(value, (int, float)) and not isinstance(value, bool)
                                                     and not -1e6 <= value <= 1e6):
                 raise UserError(f"{where}: extra.{key} = {value!r} is not a small number, text or true/false.")
+            why = _extra_problem(key, value, inspect.signature(UNet2DModel.__init__).parameters[key].default)
+            if why:
+                raise UserError(f"{where}: extra.{key} = {value!r} {why}.")
+
+
+#: ``extra`` settings that take one of a few words (diffusers raises mid-build, or later, for others)
+EXTRA_CHOICES = {"time_embedding_type": ("positional", "fourier", "learned"),
+                 "resnet_time_scale_shift": ("default", "scale_shift"),
+                 "downsample_type": ("conv", "resnet"), "upsample_type": ("conv", "resnet"),
+                 "mid_block_type": ("UNetMidBlock2D", None), "class_embed_type": (None, "timestep", "identity"),
+                 "act_fn": ("silu", "swish", "mish", "gelu", "relu")}
+#: ``extra`` numbers that must be whole and positive where set (0 divides by zero while building)
+EXTRA_POSITIVE_INT = ("attention_head_dim", "attn_norm_num_groups", "time_embedding_dim", "downsample_padding")
+
+
+def _extra_problem(key: str, value, default) -> str | None:
+    """Why ``extra.key = value`` cannot build a UNet2DModel (a range or choice), else None."""
+    if key in EXTRA_CHOICES:
+        return None if value in EXTRA_CHOICES[key] else f"must be one of {', '.join(map(str, EXTRA_CHOICES[key]))}"
+    if value is None:
+        return None
+    if key in EXTRA_POSITIVE_INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or key == "downsample_padding" and value == 0)
+        return None if ok and value <= 4096 else "must be a whole number from 1 to 4096"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return "must be a number"
+        if key in ("dropout",) and not 0 <= value < 1:
+            return "must be from 0 to below 1"
+        if key == "norm_eps" and not 0 < value <= 1:
+            return "must be above 0 and at most 1"
+    if isinstance(default, str) and not isinstance(value, str):
+        return "must be text"
+    return None
 
 
 def build_unet(cfg: ModelConfig | None = None):
@@ -238,11 +276,17 @@ def load_weights(
     try:
         unet = build_unet(cfg)
         missing, unexpected = unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+    except (TypeError, ValueError, RuntimeError, AttributeError, ZeroDivisionError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise UserError(f"{path} does not fit its config ({first}); pass a file written by sd-explorer") from None
     if missing or unexpected:
         raise UserError(f"{path} does not match its config ({len(missing)} missing, {len(unexpected)} extra)")
+    from ..finite import is_finite
+
+    bad = next((k for k, v in state.items() if v.dtype == torch.bool or not is_finite(v)), None)
+    if bad is not None:
+        raise UserError(f"{path}: weight {bad} holds NaN, inf or true/false values, not numbers: the file is "
+                        "damaged; use an earlier checkpoint or retrain.")
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
     # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules, which this UNet has none of

@@ -209,6 +209,10 @@ def generate_from_class(
     """
     steer = color_target is not None and color_scale > 0
     check_compile_mode(compile)
+    if color_target is not None:
+        from ..finite import check_color_scale
+
+        color_scale = check_color_scale(color_scale, "the grey-loss scale")
     if color_target is not None and not (0.0 <= color_target <= 1.0 and color_scale >= 0):
         raise UserError(f"grey target {color_target} must be in [0, 1] and the scale >= 0: e.g. 0.8 and 20")
     if steer:
@@ -265,6 +269,13 @@ def generate_from_class(
                 _report(callback, callback_every, k, total, ts_host[k], x, x0)
     finally:
         unet.train(was_training)
+    from ..finite import bad_tensor, check_result, is_finite
+
+    bad = None if is_finite(x) else bad_tensor(unet)
+    check_result(x, "the Fashion samples", cause=(
+        f"the model's weights hold NaN or inf values (e.g. {bad}): use another checkpoint" if bad else
+        f"grey scale {color_scale:g} overflows: use e.g. 20" if steer and color_scale > 100 else
+        "the model overflows: use another checkpoint (an earlier one, or the shipped model)"))
     return ((x.clamp(-1.0, 1.0) + 1.0) / 2.0).float().cpu()
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from .. import atomic
 from ..devices import pick_device
 from ..errors import Cancelled, UserError
+from ..finite import check_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import FashionData, preprocess
 from .graphstep import GraphedTrainStep
@@ -165,7 +166,11 @@ class Trainer:
         if cfg.resume:
             saved = load_checkpoint(cfg.resume, unet, opt)
             if "gen" in saved["rng"]:
-                self.gen.set_state(saved["rng"]["gen"])
+                try:
+                    self.gen.set_state(saved["rng"]["gen"])
+                except (RuntimeError, TypeError, ValueError):
+                    raise UserError(f"{cfg.resume}: its random state is for another device than {dev.type}; "
+                                    "resume on the device that wrote it") from None
             self.state, ema_state = TrainState.from_checkpoint(saved, len(self.data)), saved.get("ema")
         if cfg.ema_decay > 0:
             from ..ema import EMA
@@ -302,6 +307,8 @@ class Trainer:
         if self.on_step is None or not (step % cfg.log_every == 0 or last_in_epoch or overdue):
             return
         window = self.step_losses[self.last_log_step - base: step - base].mean().item()
+        if not math.isfinite(window):  # diverged: stop, keep the last good checkpoint
+            check_loss([window], step, self.last_checkpoint or cfg.resume)
         rate = (step - self.last_log_step) * cfg.batch_size / max(now - self.last_log_t, 1e-9)
         per_step = self._elapsed() / max(step - base, 1)
         try:
@@ -320,6 +327,8 @@ class Trainer:
         if first < 0:  # resumed mid-epoch: the epoch's earlier steps are in the checkpoint
             values = list(self.state.losses[ep * spe:]) + values
         loss = sum(values) / len(values) if values else float("nan")
+        if values:
+            check_loss(values, self.step, self.last_checkpoint or cfg.resume)
         self.epoch_losses.append(loss)
         last = ep + 1 == cfg.epochs
         wrote = (ep + 1) % cfg.checkpoint_every_epochs == 0
@@ -345,6 +354,8 @@ class Trainer:
         cfg = self.config
         if not cfg.out_dir or not self.acc.is_main_process:
             return None
+        check_loss(self.step_losses[: self.step - self.base_step], self.step,  # never a NaN checkpoint
+                   self.last_checkpoint or cfg.resume)
         path = save_checkpoint(cfg.out_dir, self._unwrapped(), self.opt, self._state_now(ep, s_in).to_json(cfg),
                                cfg.model.to_json(), {"gen": self.gen.get_state()},
                                self.ema.state_dict() if self.ema is not None else None)
