@@ -147,8 +147,15 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
 def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
          tui_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Run a subcommand, or ``tui_launcher(args)`` without one (its flags added by ``tui_flags``)."""
-    parser = build_parser(tui_flags)
-    args = parser.parse_args(argv)
+    from . import streams
+
+    streams.prepare()  # an ASCII-only locale prints escapes, not a UnicodeEncodeError
+    try:
+        parser = build_parser(tui_flags)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # ctrl+c while the command line is read (the first second): no traceback
+        print("sd-explorer: interrupted", file=sys.stderr)
+        return 130
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
@@ -166,8 +173,13 @@ def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
     except KeyboardInterrupt:
         print("sd-explorer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head -2`): end quietly, as other CLI tools do
+        return streams.closed_early()
     except Exception as exc:  # the last-resort guard: one line, the traceback to the log file (core.crash)
         from .crash import report
 
+        if why := streams.stream_failure(exc):
+            print(f"sd-explorer: error: {why}", file=sys.stderr)
+            return 2
         print(f"sd-explorer: {report(exc, context='sd-explorer ' + ' '.join(sys.argv[1:])[:200])}", file=sys.stderr)
         return 1

@@ -82,6 +82,7 @@ class ExplorerApp(App[int]):
         self.refiner = None  #: the SDXL refiner loaded beside it, if any
         self._status_timer = None
         self.screenshot_saved: str | None = None
+        self.screenshot_error: str | None = None  #: why the screenshot could not be written (exit 2)
         self.notices: list[Notification] = []  #: every notification shown, oldest first (the app's message log)
         self.graphics_mode = self.settings.graphics  #: the image renderer asked for (f8 switches it)
 
@@ -284,8 +285,16 @@ class ExplorerApp(App[int]):
     def _save_and_exit(self) -> None:
         from pathlib import Path
 
-        path = Path(self.settings.screenshot).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.screenshot_saved = self.save_screenshot(path.name, str(path.parent))
+        from ..core.atomic import write_new
+        from ..core.errors import UserError
+
+        path = Path(self.settings.screenshot)  # checked before any work (core.paths, tui.entry)
+        svg = self.export_screenshot()
+        try:  # atomically, and never over a file that appeared meanwhile
+            self.screenshot_saved = str(write_new(path.parent, [path.name], lambda tmp: tmp.write_text(svg, "utf-8")))
+        except UserError as exc:
+            self.screenshot_error = str(exc)
+            self.exit(2)
+            return
         self.exit(0)
 

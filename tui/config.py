@@ -145,10 +145,17 @@ FILE_KEYS: dict[str, Callable[[Any], Any]] = {
     "data": _text('"fashion_mnist"', optional=True),
     "seed": lambda v: _whole(0, MAX_SEED, 0)(v),
     "steps": lambda v: _whole(1, MAX_STEPS, 30)(v),
-    "prompt": _text('"a photo of an ankle boot"', optional=True),
+    "prompt": lambda v: _bounded_prompt(_text('"a photo of an ankle boot"', optional=True), v),
     "pane": _text('"tokens"', choices=PANES),
     "keep_checkpoints": _whole(0, 1_000_000, 3),  # 0 keeps all
 }
+
+
+def _bounded_prompt(check, value):
+    check(value)
+    if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+        raise ValueError(f"is {len(value)} characters long, more than {MAX_PROMPT_CHARS}: shorten it")
+    return value
 
 
 def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -162,10 +169,18 @@ def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
     return values
 
 
+MAX_FILE_BYTES = 256 * 1024  #: a settings file is a few lines; this bounds the work of reading it
+MAX_PROMPT_CHARS = 20_000  #: a prompt in the settings file (CLIP reads 75 tokens a chunk; 20,000 is far past it)
+
+
 def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
     """The config file's known keys; a missing default file is fine, a broken one is a ``UserError``."""
     path = path or default_config_file()
     if not path.is_file():
+        from ..core.paths import what_is
+
+        if what_is(path) is not None:  # a folder, a FIFO, /dev/null: there, but not a settings file
+            raise UserError(f"--config {path} is {what_is(path)}, not a settings file: pass a .toml file.")
         if required:
             raise UserError(f"--config {path}: no such file; create it or drop the flag.")
         return {}
@@ -177,7 +192,12 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
         except ImportError:
             raise UserError(f"reading {path} needs Python 3.11+ or `pip install tomli`.") from None
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:  # a 2 MB prompt made --screenshot hang
+            raise UserError(f"{path} is {path.stat().st_size // 1024} KB; a settings file is at most "
+                            f"{MAX_FILE_BYTES // 1024} KB: shorten it (prompts: at most {MAX_PROMPT_CHARS} characters).")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise UserError(f"{path} cannot be read (permission denied): fix its permissions (chmod +r) or delete it.") from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid TOML ({exc}): fix or delete it.") from None
     unknown = sorted(set(data) - set(FILE_KEYS))

@@ -15,8 +15,12 @@ def launch(args: Any) -> int:
 
     try:
         settings = load_settings(args)
+        if settings.screenshot:  # the one output-path check, before any work
+            from ..core.paths import check_output_file
+
+            settings.screenshot = str(check_output_file(settings.screenshot, "--screenshot"))
     except UserError as exc:
-        print(f"sd-explorer: {exc}", file=sys.stderr)
+        print(f"sd-explorer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     from .app import ExplorerApp
     from .widgets.graphics import choose_image_widget
@@ -30,6 +34,9 @@ def launch(args: Any) -> int:
         result = app.run(headless=True, size=size)
         # let a model load still in flight finish before the interpreter tears torch down
         app.model_worker.runner.wait_idle(120)
+        if app.screenshot_error:
+            print(f"sd-explorer: error: {app.screenshot_error}", file=sys.stderr)
+            return 2
         if app.screenshot_saved is None:
             print(f"sd-explorer: no screenshot was saved ({settings.pane} did not finish).", file=sys.stderr)
             return 1
