@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import UserError
+from .paths import expand
 
 TMP_PREFIX = ".tmp-"
 Writer = Callable[[Path], object]
@@ -83,9 +84,9 @@ def check_writable(folder: str | Path) -> Path:
 
     Call it before slow work (training, sampling), so a bad ``--out`` fails in a second, not after an epoch.
     """
-    with _temp(Path(folder).expanduser(), ".probe") as tmp:
+    with _temp(expand(folder, "the output folder"), ".probe") as tmp:
         tmp.write_bytes(b"")
-    return Path(folder).expanduser()
+    return expand(folder, "the output folder")
 
 
 @contextlib.contextmanager
@@ -154,7 +155,7 @@ def write_new(folder: str | Path, names: Iterable[str], writer: Writer) -> Path:
 
     ``names`` are file names (with their suffix, which the temp file shares). Never replaces a file.
     """
-    folder = Path(folder).expanduser()
+    folder = expand(folder, "the output folder")
     names = iter(names)
     first = next(names)
     with _temp(folder, Path(first).suffix) as tmp:
@@ -182,7 +183,7 @@ def then_numbered(stem: str, suffix: str, limit: int = 100_000) -> Iterator[str]
 
 def write_replacing(path: str | Path, writer: Writer) -> Path:
     """Call ``writer(tmp)`` on a temp file next to ``path``, then rename it onto ``path`` (replacing it)."""
-    path = Path(path).expanduser()
+    path = expand(path, "the output file")
     with _temp(path.parent, path.suffix) as tmp:
         _write(tmp, writer, path.parent)
         try:

@@ -147,6 +147,16 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
 def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
          tui_flags: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """Run a subcommand, or ``tui_launcher(args)`` without one (its flags added by ``tui_flags``)."""
+    from . import interrupt
+
+    previous = interrupt.quiet()  # ctrl+c while modules load: exit 130 at once, no traceback (core.interrupt)
+    try:
+        return _main(argv, tui_launcher, tui_flags)
+    finally:
+        interrupt.restore(previous)
+
+
+def _main(argv, tui_launcher, tui_flags) -> int:
     from . import streams
 
     streams.prepare()  # an ASCII-only locale prints escapes, not a UnicodeEncodeError
@@ -162,6 +172,9 @@ def main(argv: list[str] | None = None, tui_launcher: Callable | None = None,
         if getattr(args, "func", None) is None:
             if tui_launcher is None:
                 parser.error("a command is needed here (the TUI is started by `sd-explorer` / `python -m sd_explorer.tui`)")
+            from .interrupt import default
+
+            default()  # the TUI takes ctrl+c as a key
             return int(tui_launcher(args) or 0)
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import UserError
 from .hub import offline
 from .schema import read_json_file
+from .paths import expand
 
 REFETCH = "re-download or re-save the model"
 
@@ -31,7 +32,7 @@ def resolve_folder(spec: str) -> Path:
     """``tiny`` | a local folder | a Hub id -> the local folder that holds the pipeline."""
     if spec == "tiny":
         return TINY
-    path = Path(spec).expanduser()
+    path = expand(spec, "--model")
     if path.exists():
         if not path.is_dir():
             raise UserError(f"--model {spec} is a file: pass the diffusers folder that holds model_index.json.")

@@ -63,9 +63,9 @@ class LoadedModel:
     @property
     def name(self) -> str:
         """``tiny``, a Hub id as given, or a local folder's own name (paths are long for a header)."""
-        if self.spec == "tiny" or not Path(self.spec).expanduser().is_dir():
+        if self.spec == "tiny" or not expand(self.spec).is_dir():
             return self.spec
-        return Path(self.spec).expanduser().resolve().name
+        return expand(self.spec).resolve().name
 
     @property
     def prediction_type(self) -> str:

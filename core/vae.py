@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
+from .paths import expand
 
 MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
 
@@ -68,7 +69,7 @@ def to_images(pixels: torch.Tensor) -> list[Image.Image]:
 
 def load_image(path: str | Path) -> Image.Image:
     """Open any common image as 8-bit RGB, refusing non-images, truncated files and giant sizes."""
-    path = Path(path).expanduser()
+    path = expand(path, "the image")
     if path.is_dir():
         raise UserError(f"{path} is a folder: give the path of an image file in it (PNG, JPEG, WebP…).")
     if not path.is_file():

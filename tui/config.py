@@ -28,6 +28,7 @@ from typing import Any, Callable
 from ..core.errors import UserError
 from ..core.inputs import MAX_SEED
 from ..core.settings import MAX_STEPS
+from ..core.paths import expand
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
 
@@ -76,7 +77,12 @@ class Settings:
 
 def config_dir() -> Path:
     """``$XDG_CONFIG_HOME/sd-explorer`` (``~/.config/sd-explorer``)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    try:
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    except (RuntimeError, KeyError):  # no home directory: no settings file either (the defaults)
+        import tempfile
+
+        base = str(Path(tempfile.gettempdir()) / "sd-explorer-no-home")
     return Path(base) / "sd-explorer"
 
 
@@ -170,7 +176,8 @@ def check_values(values: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 MAX_FILE_BYTES = 256 * 1024  #: a settings file is a few lines; this bounds the work of reading it
-MAX_PROMPT_CHARS = 20_000  #: a prompt in the settings file (CLIP reads 75 tokens a chunk; 20,000 is far past it)
+MAX_PROMPT_CHARS = 20_000  #: a prompt (settings file, prompt fields; CLIP reads 75 tokens a chunk: far past it)
+MAX_FIELD_CHARS = 4096  #: any other field (paths, numbers, value lists): a paste beyond it is cut
 
 
 def read_config(path: Path | None = None, *, required: bool = False) -> dict[str, Any]:
@@ -238,7 +245,7 @@ def remember(key: str, value: str, path: str | Path | None = None) -> Path:
 def load_settings(args: Any = None) -> Settings:
     """Merge defaults, the config file and the parsed flags (``None`` flags do not override)."""
     cfg_path = getattr(args, "config", None)
-    data = read_config(Path(cfg_path).expanduser() if cfg_path else None, required=bool(cfg_path))
+    data = read_config(expand(cfg_path, "--config") if cfg_path else None, required=bool(cfg_path))
     settings = replace(Settings(), **data)
     flag_map = {"model": "model", "vae": "vae", "device": "device", "dtype": "dtype", "compile": "compile", "refiner": "refiner", "refiner_at": "refiner_at",
                 "out": "output_dir", "seed": "seed", "steps": "steps", "prompt": "prompt", "pane": "pane", "screenshot": "screenshot",
@@ -248,7 +255,7 @@ def load_settings(args: Any = None) -> Settings:
         value = getattr(args, flag, None) if args is not None else None
         if value is not None:
             overrides[key] = str(value) if key in ("output_dir", "screenshot") else value
-    overrides["config_file"] = str(Path(cfg_path).expanduser()) if cfg_path else str(default_config_file())
+    overrides["config_file"] = str(expand(cfg_path, "--config")) if cfg_path else str(default_config_file())
     names = {f.name for f in fields(Settings)}
     if "prompt" not in data and "prompt" not in overrides:
         overrides["prompt"] = None  # pick the default prompt for the final model

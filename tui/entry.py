@@ -62,9 +62,13 @@ def add_flags(parser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``sd-explorer [options] [subcommand …]``."""
-    from ..core.cli import main as cli_main
+    try:  # ctrl+c while the first modules load (core.cli installs the quiet handler once it runs)
+        from ..core.cli import main as cli_main
 
-    return cli_main(argv, tui_launcher=launch, tui_flags=add_flags)
+        return cli_main(argv, tui_launcher=launch, tui_flags=add_flags)
+    except KeyboardInterrupt:
+        print("sd-explorer: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

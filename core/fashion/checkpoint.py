@@ -22,6 +22,7 @@ import torch
 
 from .. import atomic
 from ..errors import UserError
+from ..paths import expand
 
 STATE_KEY = "fashion_state"
 CONFIG_KEY = "fashion_model_config"  #: the model's ModelConfig (JSON) in a weights file's metadata
@@ -74,7 +75,7 @@ def load_checkpoint(
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path).expanduser()
+    path = expand(path, "the checkpoint")
     if not path.is_file():
         raise UserError(f"Checkpoint {path} does not exist; pass a ckpt-*.safetensors from a training run")
     try:

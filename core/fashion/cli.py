@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import Cancelled, UserError
+from ..paths import expand
 from ..inputs import COMPILE_MODES, check_seed, check_whole
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
@@ -89,7 +90,7 @@ def build_config(args: argparse.Namespace):
         try:
             from ..schema import parse_json
 
-            raw = parse_json(Path(args.config).expanduser().read_text(encoding="utf-8"))
+            raw = parse_json(expand(args.config, "--config").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
             raise UserError(f"cannot read --config {args.config} ({why}): pass a UTF-8 JSON file of TrainConfig fields") from None
@@ -128,7 +129,7 @@ def build_config(args: argparse.Namespace):
 
 @contextlib.contextmanager
 def stop_on_signals(cancel: threading.Event, say):
-    """SIGINT/SIGTERM set ``cancel`` (the trainer then writes a checkpoint and stops); a second one stops at once.
+    """SIGINT/SIGTERM/SIGHUP set ``cancel`` (the trainer then writes a checkpoint and stops); a second one stops at once.
 
     Yields a list that holds the signal received, if any. Only the main thread can install handlers.
     """
@@ -145,7 +146,8 @@ def stop_on_signals(cancel: threading.Event, say):
         say(f"sd-explorer: {signal.Signals(signum).name}: stopping after this step and writing a checkpoint "
             "(press ctrl+c again to stop at once, without one)")
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hangup = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed terminal or ssh session, as SIGTERM
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, *hangup)}
     try:
         yield received
     finally:

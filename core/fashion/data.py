@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..paths import expand
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -194,9 +195,12 @@ DATA_HOWTO = ("point --data (the training pane's data field) at a folder holding
 
 def hub_cached() -> bool:
     """Whether the ``datasets`` cache seems to hold fashion_mnist (checked without importing ``datasets``)."""
-    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
-    roots = [Path(os.environ["HF_DATASETS_CACHE"]).expanduser()] if os.environ.get("HF_DATASETS_CACHE") else []
-    roots += [home / "datasets", Path(os.environ.get("HF_HUB_CACHE") or home / "hub").expanduser()]
+    try:  # no home directory (HOME unset, or it vanished): no cache either
+        home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser()
+        roots = [Path(os.environ["HF_DATASETS_CACHE"]).expanduser()] if os.environ.get("HF_DATASETS_CACHE") else []
+        roots += [home / "datasets", Path(os.environ.get("HF_HUB_CACHE") or home / "hub").expanduser()]
+    except (RuntimeError, KeyError):
+        return False
     names = ("fashion_mnist", "zalando-datasets___fashion_mnist", "datasets--fashion_mnist",
              "datasets--zalando-datasets--fashion_mnist")
     return any((root / name).is_dir() for root in roots for name in names)
@@ -245,7 +249,7 @@ def load_fashion_mnist(source: str | Path | None = None, split: str = "train") -
         source = os.environ.get(ENV_VAR) or None
     if source is None:
         return load_hub(split)
-    path = Path(source).expanduser()
+    path = expand(source, "--data")
     if path.is_dir():
         return load_idx_folder(path, split)
     if path.is_file() and path.suffix == ".parquet":

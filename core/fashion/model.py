@@ -16,6 +16,7 @@ import torch
 from ..devices import pick_device
 from ..errors import UserError
 from .checkpoint import CONFIG_KEY
+from ..paths import expand
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
@@ -257,7 +258,7 @@ def load_weights(
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path).expanduser()
+    path = expand(path, "the weights file")
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a .safetensors file from 'fashion train'")
     dev = pick_device(device)

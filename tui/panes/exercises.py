@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
+from ..config import MAX_FIELD_CHARS
 from ...core.errors import UserError
 from ...core.grid_axes import Axis
 from ...core.guidance import check_scale
@@ -101,14 +102,14 @@ class ExercisesPane(GridPane):
             yield Select([(label, axis) for label, axis, _ in AXES], value=AXES[0][1], allow_blank=False,
                          id="axis", tooltip="What varies across the grid")
             yield Input(EXAMPLES[AXES[0][1]], id="values",
-                        tooltip="Values: '|' between negative prompts, commas between numbers or AxB pairs")
+                        tooltip="Values: '|' between negative prompts, commas between numbers or AxB pairs", max_length=MAX_FIELD_CHARS)
         with Horizontal(classes="form"):
             yield Input("", id="init", placeholder="none",
-                        tooltip="Image-to-image from this file (strength sweeps; every axis when filled)")
-            yield Input(DEFAULT_COLOR, id="color", tooltip="Colour-loss target: #rrggbb or r,g,b")
-            yield Input("7.5", id="guidance", tooltip="Guidance scale (fixed unless it is the axis)")
-            yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps")
-            yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed")
+                        tooltip="Image-to-image from this file (strength sweeps; every axis when filled)", max_length=MAX_FIELD_CHARS)
+            yield Input(DEFAULT_COLOR, id="color", tooltip="Colour-loss target: #rrggbb or r,g,b", max_length=MAX_FIELD_CHARS)
+            yield Input("7.5", id="guidance", tooltip="Guidance scale (fixed unless it is the axis)", max_length=MAX_FIELD_CHARS)
+            yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps", max_length=MAX_FIELD_CHARS)
+            yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed", max_length=MAX_FIELD_CHARS)
         yield Label("ctrl+r runs the exercise sweep", id="status")
         yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
         yield Grid(id="grid")

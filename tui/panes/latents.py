@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
+from ..config import MAX_FIELD_CHARS
 from ...core.jobs import JobEvent
 from ..job_kinds import JobKind
 from ..job_results import RoundTripped
@@ -60,7 +61,7 @@ class LatentsPane(JobPane):
 
     def compose(self) -> ComposeResult:
         yield Input(self._init_path, placeholder="Image file (enter to encode; ctrl+g uses the sweep's image)",
-                    id="path", suggester=PathSuggester(IMAGE_SUFFIXES))
+                    id="path", suggester=PathSuggester(IMAGE_SUFFIXES), max_length=MAX_FIELD_CHARS)
         yield Label("Encode an image: type a path, or ctrl+g for the image selected in the sweep.", id="source")
         yield Label("", id="sizes")
         with Horizontal(id="row"):

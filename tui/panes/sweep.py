@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.widgets import Input, Label, ProgressBar, Select
 
+from ..config import MAX_FIELD_CHARS
 from ...core.errors import UserError
 from ...core.grid_axes import Axis, captions
 from ...core.guidance import scale_caption
@@ -93,18 +94,18 @@ class SweepPane(InsightMixin, GridPane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="form"):
             yield Input(DEFAULT_SCALES, id="scales",
-                        tooltip="X axis values (guidance scales by default): 1,2,4 or 1-5 (+2) or 1-10 [5] or a|b")
-            yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed")
-            yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps")
+                        tooltip="X axis values (guidance scales by default): 1,2,4 or 1-5 (+2) or 1-10 [5] or a|b", max_length=MAX_FIELD_CHARS)
+            yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed", max_length=MAX_FIELD_CHARS)
+            yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps", max_length=MAX_FIELD_CHARS)
             yield Select([(name, name) for name in SCHEDULERS], prompt="model's default",
                          id="scheduler", allow_blank=True)
-            yield Input(self._init_size, id="size", placeholder="auto", tooltip="Size: WIDTHxHEIGHT")
+            yield Input(self._init_size, id="size", placeholder="auto", tooltip="Size: WIDTHxHEIGHT", max_length=MAX_FIELD_CHARS)
         with Horizontal(id="axes"):
             yield Select(AXIS_CHOICES, value="scale", id="x-axis", allow_blank=False)
             yield Select([(label.replace("X:", "Y:"), v) for label, v in AXIS_CHOICES], prompt="Y: none",
                          id="y-axis", allow_blank=True)
             yield Input("", id="y-values", placeholder="Y values, e.g. 1-3 or cat|dog",
-                        tooltip="Y axis values: numbers, ranges 1-5 (+2) / 1-10 [5], or text a|b|c")
+                        tooltip="Y axis values: numbers, ranges 1-5 (+2) / 1-10 [5], or text a|b|c", max_length=MAX_FIELD_CHARS)
         yield Label("ctrl+r runs the sweep", id="status")
         yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
         yield Grid(id="grid")

@@ -17,8 +17,11 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label
 
+from ..config import MAX_PROMPT_CHARS
 from ...core.tokens import TokenBreakdown, breakdown
 from ..messages import PaneReady
+
+SYNC_CHARS = 2000  #: longer text is tokenized on a thread (20,000 characters take about 0.4 s)
 
 Row = tuple[str, str, str, int, str, str, str]  #: pos, piece, text, id, weight, n, note
 
@@ -172,9 +175,9 @@ class TokensPane(Vertical):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="editors"):
-            yield Input(self._initial, placeholder="Prompt", id="prompt", select_on_focus=False)
+            yield Input(self._initial, placeholder="Prompt", id="prompt", select_on_focus=False, max_length=MAX_PROMPT_CHARS)
             yield Input("", placeholder="Negative prompt (replaces the unconditional \"\")", id="negative",
-                        select_on_focus=False)
+                        select_on_focus=False, max_length=MAX_PROMPT_CHARS)
         with Horizontal(id="tables"):
             yield TokenColumn()
 
@@ -258,7 +261,20 @@ class TokensPane(Vertical):
         if self.tokenizer is None:
             return
         text = self.negative if self.source == "negative" else self.prompt
-        self.breakdowns = [breakdown(tok, text) for _, tok in self.tokenizers]
+        if len(text) > SYNC_CHARS:  # a long paste: tokenized off the UI thread, the newest text wins
+            self._tokenize_off_thread(text, self.source)
+            return
+        self._show_breakdowns(text, self.source, [breakdown(tok, text) for _, tok in self.tokenizers])
+
+    @work(thread=True, exclusive=True, group="tokens")
+    def _tokenize_off_thread(self, text: str, source: str) -> None:
+        results = [breakdown(tok, text) for _, tok in self.tokenizers]
+        self.app.call_from_thread(self._show_breakdowns, text, source, results)
+
+    def _show_breakdowns(self, text: str, source: str, results: list[TokenBreakdown]) -> None:
+        if source != self.source or text != (self.negative if source == "negative" else self.prompt):
+            return  # typed on meanwhile: a newer breakdown is on its way
+        self.breakdowns = results
         self.breakdown = self.breakdowns[0]
 
     def watch_breakdown(self, result: TokenBreakdown | None) -> None:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
+from ..config import MAX_FIELD_CHARS
 from ...core.errors import UserError
 from ...core.inputs import parse_int
 from ..app_context import app_context
@@ -56,20 +57,20 @@ class TrainingForm(Vertical):
             yield Input(self.data_source, id="data", compact=True, suggester=PathSuggester({".parquet"}),
                         placeholder="IDX folder or .parquet",
                         tooltip="A folder of Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz] and labels) or a "
-                                ".parquet with image and label columns; empty: the Hub's fashion_mnist (cached)")
+                                ".parquet with image and label columns; empty: the Hub's fashion_mnist (cached)", max_length=MAX_FIELD_CHARS)
             yield label("checkpoint", "ckpt")
             yield Input("", id="ckpt", compact=True, placeholder="a run's .safetensors (ctrl+o)",
-                        tooltip="A checkpoint a run wrote (ckpt-*.safetensors): ctrl+o loads it (ctrl+g then samples it); a stopped or finished run fills it in")
+                        tooltip="A checkpoint a run wrote (ckpt-*.safetensors): ctrl+o loads it (ctrl+g then samples it); a stopped or finished run fills it in", max_length=MAX_FIELD_CHARS)
         with Horizontal(classes="form"):
             yield label("epochs", "epochs")
-            yield Input("25", id="epochs", type="integer", compact=True)
+            yield Input("25", id="epochs", type="integer", compact=True, max_length=MAX_FIELD_CHARS)
             yield label("batch", "batch")
-            yield Input("256", id="batch", type="integer", compact=True)
+            yield Input("256", id="batch", type="integer", compact=True, max_length=MAX_FIELD_CHARS)
             yield label("model", "arch")
             yield Select(ARCHS, value="tiny", allow_blank=False, id="arch", compact=True)
             yield label("grey L,S", "grey")
             yield Input("", id="grey", placeholder="off", compact=True,
-                        tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off")
+                        tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off", max_length=MAX_FIELD_CHARS)
         yield Label("", id="why")
 
     def on_mount(self) -> None:
