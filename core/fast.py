@@ -59,7 +59,7 @@ class FastOptions:
     #: (9.99 vs 10.00 ms at batch 2) and 2.5-3.5x eager fp16's error per call, so off by default
     cudnn_benchmark: bool = False
     vae_channels_last: bool = False  #: measured slower (26 vs 21 ms per 512x512 decode): off
-    compile: str = ""  #: a torch.compile mode (core.fields.COMPILE_MODES), or "" (off)
+    compile: str = ""  #: a torch.compile mode (core.inputs.COMPILE_MODES), or "" (off)
     #: compile in the background (core.background_compile) and swap in between jobs; else before the first capture
     compile_background: bool = False
     #: compile the repeated blocks only (core.compile_regions), else the whole UNet. Off: on the H200 (2026-12-02)

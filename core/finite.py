@@ -8,7 +8,7 @@ that order — and, when none of those is to blame, the precision. The diagnosis
 so a good run pays one ``isfinite`` per result.
 
 The sane ranges are defined here, where every form and flag that types them checks them
-(``check_color_scale``; prompt weights in ``core.prompt_weights.check_weights``; guidance in ``core.cfg``).
+(``check_color_scale``; prompt weights in ``core.prompt_weights.check_weights``; guidance in ``core.guidance``).
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ def parse_numbers(text: str, integer: bool = False) -> list:
                             "or 1-10 [5].") from None
     if not values:
         raise UserError("the value list is empty: write e.g. 1,2,4 or 1-5 (+2) or 1-10 [5].")
-    if len(values) > MAX_CELLS:
-        raise UserError(f"{len(values)} values are more than a grid's {MAX_CELLS}: sweep fewer.")
+    if len(values) > MAX_GRID_CELLS:
+        raise UserError(f"{len(values)} values are more than a grid's {MAX_GRID_CELLS}: sweep fewer.")
     if not all(math.isfinite(v) for v in values):  # nan, inf: no cell can run them (int(nan) raised)
         bad = next(v for v in values if not math.isfinite(v))
         raise UserError(f"{bad} is not a finite number: write numbers such as 1,2,4.")

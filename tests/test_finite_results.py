@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from sd_explorer.core.models import TINY
+from sd_explorer.core.model_folder import TINY
 from tests.test_hostile_input import FAST, assert_clean, assert_refused, edit_json, generate, run_cli
 
 

@@ -370,6 +370,7 @@ async def test_a_stopped_run_reports_its_checkpoint_by_message(tmp_path):
     """The training job never writes the pane: the checkpoint a stop leaves arrives as a milestone, then the
     cancellation; the pane offers it for ctrl+o."""
     from sd_explorer.core.jobs import Job, JobEvent
+    from sd_explorer.tui.job_kinds import JobKind
     from sd_explorer.tui.messages import job_message
     from sd_explorer.tui.progress import CheckpointSaved
 
@@ -377,7 +378,7 @@ async def test_a_stopped_run_reports_its_checkpoint_by_message(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         pane = app.query_one("TrainingPane")
-        job = Job(kind="train", fn=lambda job: None, id=99)
+        job = Job(kind=JobKind.TRAIN, fn=lambda job: None, id=99)
         pane.post_message(job_message(JobEvent("progress", job, payload=CheckpointSaved("/runs/ckpt-7"))))
         pane.post_message(job_message(JobEvent("failed", job, error_kind="cancelled", message="Cancelled.")))
         await pilot.pause()

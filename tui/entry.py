@@ -4,6 +4,7 @@ subcommands never pay for Textual)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -18,7 +19,7 @@ def launch(args: Any) -> int:
         if settings.screenshot:  # the one output-path check, before any work
             from ..core.paths import check_output_file
 
-            settings.screenshot = str(check_output_file(settings.screenshot, "--screenshot"))
+            settings = dataclasses.replace(settings, screenshot=str(check_output_file(settings.screenshot, "--screenshot")))
     except UserError as exc:
         print(f"sd-explorer: error: {exc}", file=sys.stderr)
         return exc.exit_code
