@@ -80,13 +80,22 @@ def _fix(folder: Path) -> str:
 
 
 def check_writable(folder: str | Path) -> Path:
-    """Create ``folder`` if needed and prove a file can be written there; else a one-line ``UserError``.
+    """Prove that files can be written in ``folder`` (or, where it does not exist yet, in the nearest folder
+    above it, where the first write will create it); else a one-line ``UserError``.
 
     Call it before slow work (training, sampling), so a bad ``--out`` fails in a second, not after an epoch.
+    It creates nothing: a command refused later (a bad data folder, a damaged checkpoint) leaves no empty
+    ``--out`` folder behind.
     """
-    with _temp(expand(folder, "the output folder"), ".probe") as tmp:
+    path = expand(folder, "the output folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise UserError(f"cannot write to {path}: {existing} is a file, not a folder; {_fix(path)}.")
+    with _temp(existing, ".probe") as tmp:
         tmp.write_bytes(b"")
-    return expand(folder, "the output folder")
+    return path
 
 
 @contextlib.contextmanager

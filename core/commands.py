@@ -221,7 +221,7 @@ def cmd_attention(args) -> int:
     from .attention import generate_with_maps, heat_image, overlay
     from .outputs import save_png
 
-    words = [w.strip() for w in args.tokens.split(",") if w.strip()]
+    words = list(dict.fromkeys(w.strip() for w in args.tokens.split(",") if w.strip()))  # a word named twice: once
     if not words:
         raise UserError("--tokens is empty: name words of the prompt, e.g. --tokens dog,cat.")
     settings = _settings(args, args.guidance).validate()
@@ -241,12 +241,14 @@ def cmd_attention(args) -> int:
 
 
 def cmd_latents(args) -> int:
+    from .inputs import check_seed
     from .outputs import make_grid, save_png
     from .vae import load_image, round_trip
 
+    seed = check_seed(0 if args.seed is None else args.seed, "--seed")  # as every other command: before any work
     image = load_image(args.image)
     model = _load(args)
-    report = round_trip(model, image, seed=args.seed or 0)
+    report = round_trip(model, image, seed=seed)
     stem = os.path.splitext(os.path.basename(args.image))[0]
     captions = [f"ch{i} [{lo:.2f}, {hi:.2f}]" for i, (lo, hi) in enumerate(report.channel_ranges)]
     print(save_png(report.image, _out(args), f"{stem}-input"))

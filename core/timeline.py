@@ -98,4 +98,4 @@ def parse_steps(text: str, total: int) -> list[int]:
         steps.append(step)
     if not steps:
         raise UserError("the timeline's step list is empty: give e.g. 1,10,20,30, or nothing for an even spread.")
-    return steps
+    return list(dict.fromkeys(steps))  # a step named twice is one column: at most ``total`` of them

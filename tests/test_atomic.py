@@ -68,8 +68,26 @@ def test_output_folder_is_checked_before_work(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot write to"):
         atomic.check_writable(blocker / "sub")
-    assert atomic.check_writable(tmp_path / "new" / "deep").is_dir()
-    assert not [p for p in (tmp_path / "new" / "deep").iterdir()]  # the probe leaves nothing
+    assert atomic.check_writable(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert not (tmp_path / "new").exists()  # nothing created: a later refusal leaves no empty folder behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe leaves nothing
+    (tmp_path / "there").mkdir()
+    assert atomic.check_writable(tmp_path / "there") == tmp_path / "there"
+    assert not [p for p in (tmp_path / "there").iterdir()]
+
+
+def test_a_refused_command_leaves_no_out_folder(tmp_path):
+    """Issue 26, class 5: the right line, and no empty --out folder behind it."""
+    import subprocess
+    import sys
+
+    for args in (["fashion", "train", "--data", str(tmp_path / "nothing"), "--epochs", "1", "--out"],
+                 ["fashion", "sample", "--checkpoint", str(tmp_path / "file"), "--out"]):
+        (tmp_path / "file").write_text("not a checkpoint")
+        out = subprocess.run([sys.executable, "-m", "sd_explorer.core", *args, str(tmp_path / "out")],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2 and "sd-explorer: error:" in out.stderr, out.stderr
+        assert not (tmp_path / "out").exists(), args
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -79,6 +79,8 @@ def test_tokens_table_reads_emoji_and_numbers_dropped_tokens_apart():
     (["generate", "x", "--size", "65x64"], "multiple of 8"),
     (["generate", "x", "--model", "/does/not/exist"], "no such folder"),
     (["latents", "/etc/hostname"], "not an image"),
+    (["latents", "/etc/hostname", "--seed", "-1"], "--seed must be a whole number from 0 to 2^64-1"),
+    (["latents", "/etc/hostname", "--seed", str(2**64)], "--seed must be a whole number from 0 to 2^64-1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     out = run_cli(*args, "--out", str(tmp_path / "out"))

@@ -69,6 +69,14 @@ def _umask() -> int:
     return mask
 
 
+def test_repeated_classes_are_one_row_each():
+    """--class 7 repeated 400 times with -n 256 was 102,400 images and an out-of-memory crash (issue 26)."""
+    from sd_explorer.core.fashion.cli import _parse_classes
+
+    assert _parse_classes(",".join(["7"] * 400)) == [7]
+    assert _parse_classes("7, 0,7,9,0") == [7, 0, 9]
+
+
 def test_bad_cli_input(tmp_path):
     for argv, msg in (
         (["fashion", "sample", "--class", "12", "--out", str(tmp_path)], "0-9"),
@@ -87,6 +95,7 @@ def test_bad_cli_input(tmp_path):
         (["fashion", "sample", "--seed", str(2**64), "--out", str(tmp_path)], "seed"),
         (["fashion", "sample", "--steps", "0", "--out", str(tmp_path)], "--steps"),
         (["fashion", "sample", "--grey", "2", "--grey-scale", "5", "--out", str(tmp_path)], "--grey"),
+        (["fashion", "sample", "--grey-scale", "30", "--out", str(tmp_path)], "--grey-scale needs --grey"),
     ):
         args = parse(["--device", "cpu", *argv])
         with pytest.raises(UserError, match=msg):

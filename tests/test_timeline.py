@@ -40,6 +40,7 @@ def test_parse_steps():
     assert parse_steps("", 30) == [1, 7, 13, 18, 24, 30]
     assert parse_steps("", 3) == [1, 2, 3]
     assert parse_steps("1, 10,30", 30) == [1, 10, 30]
+    assert parse_steps(",".join(["3", "1"] * 25000), 30) == [3, 1]  # 50,000 entries: two columns, not 50,000
     with pytest.raises(UserError, match="outside 1..30"):
         parse_steps("0,31", 30)
     with pytest.raises(UserError, match="not a whole number"):
@@ -85,8 +86,9 @@ def test_sweep_timeline_bad_steps_fail_before_loading(tmp_path, capsys):
 
 
 def test_attention_writes_image_overlay_and_grayscale_heat(tmp_path):
-    code = main(["attention", "a photo of a sneaker", "--tokens", "sneaker,photo", "--steps", "3",
+    code = main(["attention", "a photo of a sneaker", "--tokens", "sneaker,photo,sneaker, sneaker", "--steps", "3",
                  "--out", str(tmp_path)])
+    # a word named three times is mapped once (no sneaker-heat-0002 beside sneaker-heat-0001)
     assert code == 0
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["a-photo-of-a-sneaker-0001.png", "photo-heat-0001.png", "photo-overlay-0001.png",

@@ -76,7 +76,7 @@ def _parse_classes(text: str) -> list[int]:
         raise UserError(f"--class takes ids 0-9 separated by commas, not {text!r}") from None
     if not classes or any(not 0 <= c <= 9 for c in classes):
         raise UserError(f"--class takes ids 0-9 (e.g. 7 or 0,7,9), not {text!r}")
-    return classes
+    return list(dict.fromkeys(classes))  # a class named twice is one row: at most 10 x MAX_PER_CLASS images
 
 
 def build_config(args: argparse.Namespace):
@@ -253,6 +253,8 @@ def _check_sample_args(args: argparse.Namespace) -> list[int]:
         raise UserError(f"--grey must be a grey level from 0 to 1, not {args.grey}: e.g. 0.9")
     if not (math.isfinite(args.grey_scale) and 0 <= args.grey_scale <= 1000):
         raise UserError(f"--grey-scale must be from 0 (off) to 1000, not {args.grey_scale}: e.g. 30")
+    if args.grey_scale > 0 and args.grey is None:  # it would be silently ignored
+        raise UserError("--grey-scale needs --grey, the grey level to pull towards (0-1): e.g. --grey 0.9 --grey-scale 30")
     if not getattr(args, "out", None):
         raise UserError("fashion sample needs --out DIR for its PNGs")
     return classes
