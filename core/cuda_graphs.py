@@ -13,7 +13,7 @@ A capture that fails part-way (an op that syncs or allocates on the host) leaves
 generators marked as capturing; ``capture`` heals them (``heal_rng_after_failed_capture``) before the
 error goes on, so the caller can fall back to eager calls. Used by ``core.fashion.sampler`` (the
 whole sampling step) and ``core.fashion.graphstep`` (the whole training step); ``core.fast``'s
-per-signature UNet graphs are the third user to come.
+per-signature UNet graphs share its repair after a failed capture.
 """
 
 from __future__ import annotations

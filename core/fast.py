@@ -30,6 +30,7 @@ import torch
 
 from .background_compile import DEVICE_WORK, BackgroundCompiler
 from .compile_regions import Regions
+from .cuda_graphs import heal_rng_after_failed_capture
 
 Status = Callable[[str], None]
 
@@ -183,23 +184,6 @@ def _device_and_dtype(model) -> tuple[Any, Any]:
         if param is not None:
             return param.device, param.dtype
     return None, None
-
-
-# ---------------------------------------------------------------- after a failed capture
-def heal_rng_after_failed_capture() -> None:
-    """Leave every CUDA generator usable after a capture that failed part-way.
-
-    A capture that is invalidated (an op that syncs or allocates on the host, say) makes
-    ``cudaStreamEndCapture`` fail before PyTorch ends the capture for the generators the capture
-    registered, so they stay marked as capturing and every later random op on them raises "Offset
-    increment outside graph capture encountered unexpectedly" -- e.g. the weight initialisation of
-    the next model a user loads. A clone of a generator's state is never capturing (same seed and
-    offset): swapping it in is the whole repair.
-    """
-    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return
-    for gen in torch.cuda.default_generators:
-        gen.graphsafe_set_state(gen.clone_state())
 
 
 # ---------------------------------------------------------------- the graph cache
