@@ -209,7 +209,9 @@ def test_nan_fashion_weights_are_refused(fashion_weights, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, match", [({"attention_head_dim": 0}, "whole number from 1"),
                                           ({"time_embedding_type": "nope"}, "must be one of positional"),
-                                          ({"dropout": 3}, "below 1")])
+                                          ({"dropout": 3}, "below 1"),
+                                          ({"norm_eps": None}, "cannot be null"),  # found by the property test below
+                                          ({"freq_shift": None}, "cannot be null")])
 def test_fashion_extra_ranges(fashion_weights, tmp_path, capsys, extra, match):
     from sd_explorer.core.fashion.model import ModelConfig
     from tests.test_hostile_input import with_config

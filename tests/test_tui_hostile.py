@@ -19,7 +19,7 @@ async def training_pane(app, pilot) -> None:
     """The training pane, after the shipped model's preview grid (5 DDIM steps) that opening it starts."""
     app.query_one("TrainingPane").sample_steps = 5
     await pilot.press("f5")
-    await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=120, what="shipped preview")
+    await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), what="shipped preview")
 
 
 async def sweep_with(app, pilot, **fields) -> None:
@@ -72,7 +72,7 @@ async def test_corrupt_training_data_notifies(tmp_path):
         await training_pane(app, pilot)
         app.query_one("#arch").value = "tiny"
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: notified(app, "header declares"), timeout=120, what="IDX refused")
+        await wait_for(pilot, lambda: notified(app, "header declares"), what="IDX refused")
         assert app.is_running and not app.model_worker.busy("train")
 
 
@@ -91,7 +91,7 @@ async def test_checkpoint_with_bad_metadata_notifies(tmp_path):
         await training_pane(app, pilot)
         app.query_one("#ckpt", Input).value = str(bad)
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: notified(app, "divisible by norm_num_groups"), timeout=120, what="refused")
+        await wait_for(pilot, lambda: notified(app, "divisible by norm_num_groups"), what="refused")
         assert app.is_running
 
 

@@ -29,11 +29,11 @@ async def test_without_data_it_fails_in_seconds_and_says_how(tmp_path, monkeypat
         pane.sample_steps = 2
         await pilot.press("f5")
         assert app.query_one("#data-label", Label).visible and app.query_one("#data", Input).value == ""
-        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-noise"), timeout=30, what="noising row")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-noise"), what="noising row")
         assert "no data" in app.query_one("#noising").caption
         assert any("train-images-idx3-ubyte" in n.message and ".parquet" in n.message for n in app.notices)
         await pilot.press("ctrl+r")  # cancels the shipped preview, then fails at once
-        await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=60, what="training failure")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), what="training failure")
         assert "failed" in label_text(app, "#state")
         failed = [n.message for n in app.notices if n.title == "train failed"]
         assert failed and "HF_HUB_OFFLINE" in failed[0]
@@ -85,19 +85,19 @@ async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp
         app.query_one("#epochs", Input).value = "1"
         app.query_one("#batch", Input).value = "16"
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=30, what="preview cancelled")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), what="preview cancelled")
         assert app.query_one("#samples").image is None  # cancelled: no shipped grid under a training label
-        await wait_for(pilot, lambda: len(pane.losses) >= 1, timeout=120, what="a loss update")
+        await wait_for(pilot, lambda: len(pane.losses) >= 1, what="a loss update")
         assert label_text(app, "#state").startswith("training on cpu")
         # the data source that worked is remembered in the settings file, other lines kept
         saved = tomllib.loads(config.read_text())
         assert saved == {"theme": "textual-dark", "data": str(fashion_dir)}
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=60, what="stop")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), what="stop")
         ckpt = app.query_one("#ckpt", Input).value
         assert ckpt and "ctrl+g samples it" in label_text(app, "#state")
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: app.query_one("#samples").image is not None, timeout=120, what="samples")
+        await wait_for(pilot, lambda: app.query_one("#samples").image is not None, what="samples")
         samples = app.query_one("#samples")
         assert samples.caption.startswith("training run (stopped)")
         shown = np.asarray(samples.image)
@@ -200,7 +200,7 @@ async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion
         app.query_one("#epochs", Input).value = "2"
         app.query_one("#batch", Input).value = "32"
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: not app.model_worker.busy("train"), timeout=400, what="two epochs")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), what="two epochs")
         assert "done" in label_text(app, "#state")
         assert [step for step, _ in pane.fidelity] == [2, 4]
         ckpts = sorted((tmp_path / "fashion").glob("ckpt-*.safetensors"))

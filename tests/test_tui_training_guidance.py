@@ -29,7 +29,7 @@ async def test_grey_guidance_brightens_the_per_class_samples(tmp_path, fashion_d
         pane = app.query_one("TrainingPane")
         pane.sample_steps = 5
         await pilot.press("f5")
-        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=180, what="shipped")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), what="shipped")
         samples = app.query_one("#samples")
         plain = np.asarray(samples.image.convert("L"), dtype=np.float32).mean()
         app.query_one("#grey", Input).value = "nonsense"
@@ -39,7 +39,7 @@ async def test_grey_guidance_brightens_the_per_class_samples(tmp_path, fashion_d
         app.query_one("#grey", Input).value = "1,30"
         await pilot.press("ctrl+g")
         await pilot.pause()
-        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), timeout=180, what="guided")
+        await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), what="guided")
         bright = np.asarray(samples.image.convert("L"), dtype=np.float32).mean()
         assert "grey guidance 1 x30" in samples.caption
         assert bright > plain + 5

@@ -148,8 +148,9 @@ def _extra_problem(key: str, value, default) -> str | None:
     """Why ``extra.key = value`` cannot build a UNet2DModel (a range or choice), else None."""
     if key in EXTRA_CHOICES:
         return None if value in EXTRA_CHOICES[key] else f"must be one of {', '.join(map(str, EXTRA_CHOICES[key]))}"
-    if value is None:
-        return None
+    if value is None:  # diffusers takes None where its default is None or it derives the value; not for numbers
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        return "cannot be null: remove it to use the default" if numeric and key not in EXTRA_POSITIVE_INT else None
     if key in EXTRA_POSITIVE_INT:
         ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or key == "downsample_padding" and value == 0)
         return None if ok and value <= 4096 else "must be a whole number from 1 to 4096"
