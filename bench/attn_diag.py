@@ -27,7 +27,7 @@ def trial(name, eager_first, **kw):
         with recording(m, s, 3) as rec:
             procs = sorted({type(p).__name__ for p in m.unet.attn_processors.values()})
             sweep(m, s, [1.0, 4.0, 7.5])
-        cache = m._attention_state["graphs"][3]
+        cache = m.attention_state.graphs[3]
         rows.append(dict(name=name, eager_calls=ecalls, calls=rec.accumulator.calls, procs=procs,
                          captures=len(cache.captures), replays=cache.replays, eager=list(cache.eager.values()),
                          same_unet=(e.unet is m.unet) if eager_first else None, msgs=msgs[-6:]))

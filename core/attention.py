@@ -152,13 +152,20 @@ class HeatRecording:
         return self.result
 
 
-def _state(model):
-    """The model's accumulator and per-row-count graph caches (kept so graphs keep their buffers)."""
-    state = getattr(model, "_attention_state", None)
-    if state is None:
-        state = {"accumulator": HeatAccumulator(), "graphs": {}}
-        model._attention_state = state
-    return state
+@dataclass
+class AttentionState:
+    """What a model keeps between recordings: one accumulator and a graph cache per row count (so the
+    captured graphs keep their buffers). Lives in ``LoadedModel.attention_state``."""
+
+    accumulator: HeatAccumulator = field(default_factory=HeatAccumulator)
+    graphs: dict = field(default_factory=dict)  #: rows -> GraphedCallable whose captures include the probes
+
+
+def _state(model) -> AttentionState:
+    """The model's :class:`AttentionState`, made on first use."""
+    if model.attention_state is None:
+        model.attention_state = AttentionState()
+    return model.attention_state
 
 
 @contextlib.contextmanager
@@ -170,9 +177,9 @@ def _graphs_for(model, rows: int, accumulator: HeatAccumulator):
     if graphed is None:
         yield
         return
-    from .fast import GraphedCallable
+    from .graph_cache import GraphedCallable
 
-    caches = _state(model)["graphs"]
+    caches = _state(model).graphs
     if rows not in caches:
         @contextlib.contextmanager
         def setup():
@@ -204,7 +211,7 @@ def recording(model, settings, rows: int) -> Iterator[HeatRecording]:
     if model.family == "sdxl-refiner":
         raise UserError("attention maps are recorded on the base model, not the SDXL refiner.")
     unet = model.unet
-    accumulator = _state(model)["accumulator"]
+    accumulator = _state(model).accumulator
     tokens = int(min(model.tokenizer.model_max_length, 10_000))
     f = model.vae_scale_factor
     width, height = settings.width or model.default_size[0], settings.height or model.default_size[1]

@@ -28,7 +28,7 @@ Status = Callable[[str], None]
 #: held while a thread records a CUDA graph or a compile thread runs device work: a capture fails if another
 #: thread's compiler synchronises or benchmarks meanwhile (seen on the H200: "operation not permitted when
 #: stream is capturing", both the compile and the capture lost). The compile thread waits for it; a capture
-#: that finds it taken runs that one call eagerly instead of waiting (``core.fast.GraphedCallable``).
+#: that finds it taken runs that one call eagerly instead of waiting (``core.graph_cache.GraphedCallable``).
 DEVICE_WORK = threading.Lock()
 
 

@@ -12,8 +12,8 @@ replay overwrites them). PyTorch's recipe, which every capture here follows:
 A capture that fails part-way (an op that syncs or allocates on the host) leaves the CUDA random
 generators marked as capturing; ``capture`` heals them (``heal_rng_after_failed_capture``) before the
 error goes on, so the caller can fall back to eager calls. Used by ``core.fashion.sampler`` (the
-whole sampling step) and ``core.fashion.graphstep`` (the whole training step); ``core.fast``'s
-per-signature UNet graphs share its repair after a failed capture.
+whole sampling step), ``core.fashion.graphstep`` (the whole training step) and ``core.graph_cache``
+(one graph per call signature: the engine's UNet under ``core.fast``, and ``core.attention``'s recording one).
 """
 
 from __future__ import annotations

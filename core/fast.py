@@ -15,37 +15,24 @@ small kernels with Inductor before the graph is captured; the compile happens in
 warm-up (a minute or more per input shape, reported as warm-up time). Off by default until the
 benchmark shows it pays (``bench/bench_sd.py`` times it beside the other variants).
 
-``GraphedCallable`` is generic (tensors anywhere in positional/keyword arguments, nested in tuples,
-lists or dicts), so it can also wrap ``pipe.unet.forward`` of a diffusers pipeline (the SDXL bench).
+The graph cache itself, ``GraphedCallable`` (one graph per call signature), is ``core.graph_cache``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 import torch
 
-from .background_compile import DEVICE_WORK, BackgroundCompiler
+from .background_compile import BackgroundCompiler
 from .compile_regions import Regions
-from .cuda_graphs import heal_rng_after_failed_capture
-
-Status = Callable[[str], None]
+from .graph_cache import Capture, GraphedCallable, Status, signature
 
 #: attention processors that already use torch's scaled_dot_product_attention
 SDPA_PROCESSORS = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
 COMPILE_BACKEND = "inductor"  #: tests on the CPU swap in "eager" (tracing only, no C++ build)
-
-
-@dataclass
-class Capture:
-    """One captured graph: what it was captured for and what it cost."""
-
-    signature: str
-    warmup_s: float  #: eager warm-up runs before capture (cuDNN/cuBLAS setup, lazy init)
-    capture_s: float  #: recording the graph
 
 
 @dataclass
@@ -71,72 +58,6 @@ class FastOptions:
     def describe(self) -> str:
         on = [name if value is True else f"{name}={value}" for name, value in vars(self).items() if value]
         return ", ".join(on) if on else "none"
-
-
-# ---------------------------------------------------------------- a call's signature
-def signature(args: tuple, kwargs: dict) -> tuple[Any, Any, list]:
-    """What a graph is captured for: ``(key, spec, leaves)``. ``leaves`` are the call's tensors and other
-    values, in order (nested in tuples, lists or dicts); ``spec`` the structure around them
-    (``rebuild`` puts leaves back in); ``key`` the structure plus, per leaf, its shape, dtype and device
-    (a tensor) or its value. Calls with equal keys replay one graph with their own tensor values."""
-    leaves: list = []
-    spec = _flatten((args, kwargs), leaves)
-    return (_spec_key(spec), tuple(_leaf_key(x) for x in leaves)), spec, leaves
-
-
-def rebuild(spec: Any, leaves: list) -> tuple[tuple, dict]:
-    """``(args, kwargs)`` of a ``signature``'s call with ``leaves`` in place (its own, or a graph's
-    static buffers)."""
-    return _rebuild(spec, leaves)
-
-
-def _flatten(obj: Any, leaves: list) -> Any:
-    """Replace every tensor/scalar leaf by its index in ``leaves``; return the structure."""
-    if isinstance(obj, (tuple, list)):
-        return (type(obj), [_flatten(x, leaves) for x in obj])
-    if isinstance(obj, dict):
-        return (dict, [(k, _flatten(v, leaves)) for k, v in obj.items()])
-    leaves.append(obj)
-    return len(leaves) - 1
-
-
-def _rebuild(spec: Any, leaves: list) -> Any:
-    if isinstance(spec, int):
-        return leaves[spec]
-    kind, items = spec
-    if kind is dict:
-        return {k: _rebuild(v, leaves) for k, v in items}
-    return kind(_rebuild(x, leaves) for x in items)
-
-
-def _spec_key(spec: Any) -> Any:
-    if isinstance(spec, int):
-        return spec
-    kind, items = spec
-    if kind is dict:
-        return ("dict", tuple((k, _spec_key(v)) for k, v in items))
-    return (kind.__name__, tuple(_spec_key(x) for x in items))
-
-
-def _leaf_key(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return ("tensor", tuple(x.shape), x.dtype, str(x.device))
-    try:
-        hash(x)
-        return ("value", x)
-    except TypeError:
-        return ("repr", repr(x))
-
-
-def _clone_out(out: Any) -> Any:
-    """Copies of the graph's static outputs (the next replay overwrites them; PNDM keeps history)."""
-    if isinstance(out, torch.Tensor):
-        return out.clone(memory_format=torch.contiguous_format)
-    if isinstance(out, (tuple, list)):
-        return type(out)(_clone_out(x) for x in out)
-    if isinstance(out, dict):
-        return type(out)(**{k: _clone_out(v) for k, v in out.items()})
-    return out
 
 
 @contextlib.contextmanager
@@ -184,106 +105,6 @@ def _device_and_dtype(model) -> tuple[Any, Any]:
         if param is not None:
             return param.device, param.dtype
     return None, None
-
-
-# ---------------------------------------------------------------- the graph cache
-class GraphedCallable:
-    """``fn(*args, **kwargs)`` replayed from one CUDA graph per call signature.
-
-    A signature is the nesting of the arguments plus every tensor's shape, dtype and device and
-    every non-tensor value; a new signature captures a new graph (all share one memory pool).
-    Tensor arguments are copied into static buffers before each replay; outputs are cloned.
-    If a capture fails, that signature runs eagerly from then on (and ``status`` says why).
-    ``setup()`` (a context manager) wraps warm-up and capture, e.g. ``cudnn_benchmark``: what it
-    chooses there is baked into the graph.
-    """
-
-    def __init__(self, fn: Callable, name: str = "UNet", status: Status | None = None, warmup: int = 2,
-                 setup: Callable[[], ContextManager] | None = None):
-        self.fn, self.name, self.status, self.warmup = fn, name, status, warmup
-        self.setup = setup or contextlib.nullcontext
-        self.graphs: dict[Any, tuple[torch.cuda.CUDAGraph, list, Any, Any]] = {}
-        self.eager: dict[Any, str] = {}  #: signatures whose capture failed -> why
-        self.captures: list[Capture] = []
-        self.replays = 0
-        self.deferred = 0  #: calls run eagerly because a background compile held the device
-        self._pool = None
-
-    def _say(self, text: str) -> None:
-        if self.status is not None:
-            self.status(text)
-
-    def clear(self) -> None:
-        """Drop every graph (and, once unreferenced, their memory)."""
-        self.graphs.clear()
-        self.eager.clear()
-        self._pool = None
-
-    @torch.no_grad()
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        key, spec, leaves = signature(args, kwargs)
-        if key in self.eager:
-            call_args, call_kwargs = rebuild(spec, leaves)
-            return self.fn(*call_args, **call_kwargs)
-        entry = self.graphs.get(key)
-        if entry is None:
-            if not DEVICE_WORK.acquire(blocking=False):  # a compile is running on the device: capture later
-                self.deferred += 1
-                call_args, call_kwargs = rebuild(spec, leaves)
-                return self.fn(*call_args, **call_kwargs)
-            try:
-                entry = self._capture(key, spec, leaves)
-            finally:
-                DEVICE_WORK.release()
-            if entry is None:
-                call_args, call_kwargs = rebuild(spec, leaves)
-                return self.fn(*call_args, **call_kwargs)
-        graph, static, _, out = entry
-        for buffer, x in zip(static, leaves):
-            if isinstance(x, torch.Tensor) and buffer is not x:
-                buffer.copy_(x)
-        graph.replay()
-        self.replays += 1
-        return _clone_out(out)
-
-    def _capture(self, key: Any, spec: Any, leaves: list):
-        shapes = ", ".join("x".join(map(str, x.shape)) for x in leaves if isinstance(x, torch.Tensor) and x.dim())
-        label = f"{self.name} [{shapes}]"
-        self._say(f"capturing CUDA graph for {label}…")
-        static = [x.detach().clone() if isinstance(x, torch.Tensor) else x for x in leaves]
-        try:
-            with self.setup():
-                return self._record(key, label, spec, static)
-        except Exception as exc:  # an op that cannot be captured: run this signature eagerly
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            heal_rng_after_failed_capture()
-            self.eager[key] = reason
-            self._say(f"CUDA graph capture failed for {label} ({reason}); running it eagerly")
-            return None
-
-    def _record(self, key: Any, label: str, spec: Any, static: list):
-        call_args, call_kwargs = rebuild(spec, static)
-        t0 = time.perf_counter()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):
-                self.fn(*call_args, **call_kwargs)
-        torch.cuda.current_stream().wait_stream(side)
-        torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            out = self.fn(*call_args, **call_kwargs)
-        torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        entry = (graph, static, spec, out)
-        self.graphs[key] = entry
-        self.captures.append(Capture(label, t1 - t0, t2 - t1))
-        self._say(f"captured CUDA graph for {label} in {t2 - t0:.2f} s")
-        return entry
 
 
 # ---------------------------------------------------------------- the engine's UNet hook

@@ -54,6 +54,8 @@ class LoadedModel:
     tokenizer_2: object = field(default=None, repr=False)  #: SDXL's second tokenizer
     text_encoder_2: torch.nn.Module | None = field(default=None, repr=False)  #: SDXL's OpenCLIP bigG
     force_zeros_for_empty_prompt: bool = False  #: SDXL base: the empty negative prompt is all zeros
+    #: ``core.attention``'s per-model state (an ``AttentionState``: its accumulator and graph caches), made there
+    attention_state: object = field(default=None, repr=False)
 
     def predict(self, latents: torch.Tensor, t, cond: torch.Tensor, added: dict | None = None) -> torch.Tensor:
         """One UNet call: the noise (or v) prediction for every row (SDXL: ``added`` conditions)."""

@@ -40,7 +40,7 @@ def test_graphed_maps_equal_eager_maps(sd1_folder, dtype):
     plain_cache = graphed.unet_forward.graphed
     first, _ = _maps(graphed, settings)  # captures (warm-up must not count)
     second, result = _maps(graphed, settings)  # replays into the same, zeroed buffers
-    cache = graphed._attention_state["graphs"][len(SCALES)]
+    cache = graphed.attention_state.graphs[len(SCALES)]
     assert cache.captures and cache.replays >= 2 * 4 and not cache.eager
     assert graphed.unet_forward.graphed is plain_cache  # the plain graphs are back after the block
 
@@ -68,7 +68,7 @@ def test_plain_sweeps_after_recording_do_not_record(sd1_folder):
     model = load_model(str(sd1_folder), device="cuda", dtype="fp16", fast=True)
     settings = SampleSettings(PROMPT, steps=3, seed=1)
     _maps(model, settings)
-    buffers = model._attention_state["accumulator"].current
+    buffers = model.attention_state.accumulator.current
     before = {k: v.clone() for k, v in buffers.items()}
     sweep(model, settings, SCALES)  # graphed without probes: nothing may add into the buffers
     torch.cuda.synchronize()

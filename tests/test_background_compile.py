@@ -13,7 +13,7 @@ import threading
 import pytest
 import torch
 
-from sd_explorer.core import background_compile, compile_cache, fast
+from sd_explorer.core import background_compile, compile_cache, fast, graph_cache
 from sd_explorer.core.background_compile import BackgroundCompiler, CompileState
 from sd_explorer.core.jobs import JobRunner
 
@@ -214,7 +214,7 @@ def test_a_capture_never_waits_for_a_compile_on_the_device(monkeypatch):
     """While a compile thread holds the device, a new signature's capture runs that call eagerly (and captures
     later) instead of waiting or failing: on the H200 the two at once broke both."""
     monkeypatch.setattr(torch.cuda, "graph", None)  # a capture attempt on the CPU would fail loudly
-    graphs = fast.GraphedCallable(lambda x: x * 2, "UNet")
+    graphs = graph_cache.GraphedCallable(lambda x: x * 2, "UNet")
     with background_compile.DEVICE_WORK:
         assert torch.equal(graphs(torch.ones(2)), torch.full((2,), 2.0))
     assert graphs.deferred == 1 and not graphs.graphs and not graphs.eager  # nothing given up on

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sd_explorer.core.fast import FastOptions, FastUNet, GraphedCallable, disable_fast_paths, enable_fast_paths, rebuild, signature
+from sd_explorer.core.fast import FastOptions, FastUNet, disable_fast_paths, enable_fast_paths
+from sd_explorer.core.graph_cache import GraphedCallable, rebuild, signature
 from sd_explorer.core.settings import SampleSettings
 from sd_explorer.core.sampler import generate, sweep
 

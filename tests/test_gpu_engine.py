@@ -74,7 +74,7 @@ def test_out_of_memory_mid_sweep_is_a_message_and_the_next_job_runs(sd1_folder):
 def test_a_failed_capture_leaves_random_numbers_and_the_next_load_working(sd1_folder):
     """A capture invalidated part-way (here a host sync) used to leave the CUDA generator marked as
     capturing: the next model's weight init raised "Offset increment outside graph capture"."""
-    from sd_explorer.core.fast import GraphedCallable
+    from sd_explorer.core.graph_cache import GraphedCallable
     from sd_explorer.core.models import load_model
 
     def syncs(x):
