@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .graph_cache import GraphedCallable
+from .tokens import breakdown
 
 def level_sizes(h: int, w: int, levels: int) -> list[tuple[int, int]]:
     """The UNet's grids: each down block halves the size, rounding up (stride-2 conv, padding 1)."""
@@ -177,8 +179,6 @@ def _graphs_for(model, rows: int, accumulator: HeatAccumulator):
     if graphed is None:
         yield
         return
-    from .graph_cache import GraphedCallable
-
     caches = _state(model).graphs
     if rows not in caches:
         @contextlib.contextmanager
@@ -240,8 +240,6 @@ def _word_pieces(tokenizer, word: str) -> list[str]:
 def token_positions(model, prompt: str, word: str) -> list[int]:
     """Positions (in the 77-token window) of ``word``'s pieces in ``prompt``, every occurrence, looked
     up in each of the model's tokenizers (SDXL: both). ``UserError`` names the prompt's words otherwise."""
-    from .tokens import breakdown
-
     word = word.strip()
     found: set[int] = set()
     tokenizers = [t for t in (model.tokenizer, getattr(model, "tokenizer_2", None)) if t is not None]

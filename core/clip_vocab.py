@@ -24,8 +24,13 @@ import sys
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+import argparse
+import atexit
+import shutil
+import tempfile
 
 from .errors import UserError
+from .atomic import write_bytes
 
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 BPE_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
@@ -67,8 +72,6 @@ def find_bpe_file() -> Path:
 def extract_from_wheel(wheel: str | Path, dest: Path | None = None) -> Path:
     """Copy the vocabulary out of a downloaded wheel (e.g. ``open_clip_torch``'s) to ``dest``
     (default: ``shared_bpe_path()``), checking its SHA-256 first; written atomically."""
-    from .atomic import write_bytes
-
     dest = Path(dest) if dest is not None else shared_bpe_path()
     try:
         with zipfile.ZipFile(wheel) as z:
@@ -141,10 +144,6 @@ def tokenizer_folder() -> Path:
     try:
         _write_tokenizer(folder, vocab, merges)
     except (OSError, UserError):  # an unwritable cache (or HOME): the environment, not the model
-        import atexit
-        import shutil
-        import tempfile
-
         try:
             fallback = Path(tempfile.mkdtemp(prefix="sd-explorer-tokenizer-"))
             atexit.register(shutil.rmtree, fallback, True)
@@ -172,7 +171,6 @@ def _write_tokenizer(folder: Path, vocab: dict, merges: list[str]) -> None:
              "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
         ),
     }
-    from .atomic import write_bytes
 
     for name, text in files.items():
         write_bytes(folder / name, text.encode("utf-8"))
@@ -188,8 +186,6 @@ def clip_tokenizer():
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m sd_explorer.core.clip_vocab --from-wheel WHEEL [--dest FILE]``: keep CLIP's vocabulary from a wheel."""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m sd_explorer.core.clip_vocab", description=main.__doc__)
     ap.add_argument("--from-wheel", required=True, metavar="WHEEL", help="a downloaded open_clip_torch wheel")
     ap.add_argument("--dest", default=None, help=f"where to write it (default: {shared_bpe_path()})")

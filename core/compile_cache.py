@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+import getpass
+import tempfile
 
 #: the variables the compilers read; set only where the user has not
 INDUCTOR_VAR = "TORCHINDUCTOR_CACHE_DIR"
@@ -47,9 +49,6 @@ def torch_default() -> str:
     """Where Inductor caches when nobody says (``/tmp/torchinductor_USER``); Inductor itself writes this into
     ``TORCHINDUCTOR_CACHE_DIR`` once it first looks (diffusers' import can make it look), so that value is not
     the user's choice."""
-    import getpass
-    import tempfile
-
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

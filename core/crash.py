@@ -12,6 +12,7 @@ import os
 import time
 import traceback
 from pathlib import Path
+import tempfile
 
 ENV_VAR = "SD_EXPLORER_STATE"
 
@@ -27,8 +28,6 @@ def state_dir() -> Path:
             return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "sd-explorer"
         return Path(user_state_dir("sd-explorer"))
     except (RuntimeError, KeyError, OSError):  # no home directory (HOME unset, the user unknown, or it vanished)
-        import tempfile
-
         return Path(tempfile.gettempdir()) / f"sd-explorer-state-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 

@@ -23,12 +23,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
+import functools
 
 import torch
 
 from .background_compile import BackgroundCompiler
 from .compile_regions import Regions
 from .graph_cache import Capture, GraphedCallable, Status, signature
+from . import compile_cache
+from .inputs import check_compile_mode
 
 #: attention processors that already use torch's scaled_dot_product_attention
 SDPA_PROCESSORS = ("AttnProcessor2_0", "FusedAttnProcessor2_0")
@@ -78,8 +81,6 @@ def ieee_fp32(fn):
     cuDNN rounds fp32 convolution inputs to TF32 (10-bit mantissa) by default; a few steps of a
     stochastic sampler amplify that, so an fp32 model on the GPU would not give the CPU's image for
     the same seed, which the README promises. fp16/bf16 models are unaffected (no TF32 there)."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(model, *args, **kwargs):
         device, dtype = _device_and_dtype(model)
@@ -259,8 +260,6 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     Only CUDA gets them: elsewhere nothing changes and every option comes back off.
     Calling it again first undoes the previous call, so options can be changed freely.
     """
-    from .inputs import check_compile_mode
-
     check_compile_mode(compile)
     disable_fast_paths(model)
     if model.device.type != "cuda":
@@ -283,8 +282,6 @@ def enable_fast_paths(model, *, graphs: bool = True, channels_last: bool = True,
     if vae_channels_last:
         _set_memory_format(model.vae, torch.channels_last)
     if compile:
-        from . import compile_cache
-
         choice = compile_cache.use()
         if status is not None and choice.folder is None:
             status(choice.note)

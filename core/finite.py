@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from .errors import UserError
+from .prompt_weights import parse
 
 MAX_COLOR_SCALE = 10_000.0  #: colour/grey-loss guidance strength (the chapter uses 20-200)
 VAE_SCALING = (1e-3, 1e3)  #: a VAE ``scaling_factor`` outside this is a damaged config (SD 0.18215, SDXL 0.13025)
@@ -89,8 +90,6 @@ def diagnose(model=None, settings=None) -> str:
         if why:
             return why
     if settings is not None:
-        from .prompt_weights import parse
-
         for text, label in ((settings.prompt, "prompt"), (settings.negative_prompt, "negative prompt")):
             top = max((abs(f.weight) for f in parse(text or "").fragments if not f.is_break), default=1.0)
             if top > 10:

@@ -35,6 +35,8 @@ from .errors import UserError
 from .guidance import check_scale, scale_caption
 from .inputs import parse_pairs
 from .settings import SampleSettings
+from .chunks import check_mode
+from .schedulers import canonical_name
 
 MAX_GRID_CELLS = 64  #: cells of one grid (several batches of at most core.batch_rows.MAX_SWEEP_CELLS)
 
@@ -125,12 +127,8 @@ def parse_axis(name: str, text: str) -> list:
         return parse_pairs(text, KINDS[name].title.lower())
     values = _texts(text)
     if name == "scheduler":
-        from .schedulers import canonical_name
-
         return [canonical_name(v) for v in values if v]
     if name == "long_prompt":
-        from .chunks import check_mode
-
         return [check_mode(v) for v in values if v]
     if name == "prompt_sr" and not values[0]:
         raise UserError("prompt S/R: the first value is the text to search for in the prompt; it cannot be empty.")

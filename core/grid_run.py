@@ -13,18 +13,17 @@ from typing import Callable
 
 import torch
 
-from .batch_rows import MAX_SWEEP_CELLS as BATCH
-from .batch_rows import Row
+from .batch_rows import MAX_SWEEP_CELLS as BATCH, Row
 from .grid_axes import KINDS, Axis, captions, plan
 from .results import GenerationResult, GridLayout
 from .settings import SampleSettings
+from .chunks import chunk_prompt
+from .refiner import RefinedResult
 
 
 def _group_key(model, cell: SampleSettings) -> tuple:
     """Cells with equal keys run in one batch: the sequential fields, and the sequence length the text
     conditioning pads to (so a cell's padding, hence its image, is that of its single run)."""
-    from .chunks import chunk_prompt
-
     chunks = len(chunk_prompt(model.tokenizer, cell.prompt, cell.long_prompt).chunks)
     if cell.guidance_scale > 1:
         chunks = max(chunks, len(chunk_prompt(model.tokenizer, cell.negative_prompt, cell.long_prompt).chunks))
@@ -70,8 +69,6 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
                         y.labels if y else [], x.texts, y.texts if y else [])
     extra, kind = {}, GenerationResult
     if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
-        from .refiner import RefinedResult
-
         kind = RefinedResult
         extra = {k: getattr(result, k) for k in ("refiner_name", "high_noise_frac", "base_steps", "refiner_steps")}
     return kind(

@@ -24,8 +24,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
+import gc
 
 from .errors import Cancelled, UserError
+from .crash import message, record
 
 log = logging.getLogger("sd_explorer.jobs")
 
@@ -88,7 +90,6 @@ def describe_error(exc: BaseException, log_file: Path | None = None) -> tuple[Er
             "Out of GPU memory: use fewer scales, a smaller size or fewer images, "
             "or free memory held by other processes (nvidia-smi), then try again."
         )
-    from .crash import message
 
     return "internal", message(exc, log_file)
 
@@ -253,7 +254,6 @@ class JobRunner:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             log.error("job %s (%s) failed:\n%s", job.id, job.kind, text)
             return False
-        from .crash import record
 
         return record(exc, self.log_file, f"job {job.id} ({job.kind})") is not None
 
@@ -265,8 +265,6 @@ def _release(exc: BaseException | None, collect: bool) -> None:
     reference cycle (an exception chained through ``raise ... from``) outlives the ``except``
     block until the next full collection, which the app defers (``tui/gc_tuning.py``). Clearing the
     frames' locals and collecting once gives the memory back before the next job starts."""
-    import gc
-
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

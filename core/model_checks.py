@@ -13,6 +13,8 @@ import struct
 from pathlib import Path
 
 from .errors import UserError
+from .finite import VAE_SCALING, bad_tensor, scheduler_problem, vae_problem
+from .schema import parse_json, read_json_file
 
 REFETCH = "re-download or re-save the model"
 
@@ -55,8 +57,6 @@ def check_scheduler_config(config: dict, path: Path) -> None:
 
 def check_vae_config(config: dict, path: Path) -> None:
     """A VAE ``scaling_factor`` that is a sane number (SD 0.18215, SDXL 0.13025)."""
-    from .finite import VAE_SCALING
-
     factor = config.get("scaling_factor", 0.18215)
     lo, hi = VAE_SCALING
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (
@@ -67,8 +67,6 @@ def check_vae_config(config: dict, path: Path) -> None:
 
 def safetensors_dtypes(path: Path) -> dict[str, str]:
     """``{tensor name: dtype}`` from a safetensors file's header alone (no weights read)."""
-    from .schema import parse_json
-
     try:
         with path.open("rb") as fh:
             (size,) = struct.unpack("<Q", fh.read(8))
@@ -86,8 +84,6 @@ def safetensors_dtypes(path: Path) -> dict[str, str]:
 
 def check_files(folder: Path, index: dict | None = None) -> None:
     """Before loading: weight dtypes (no bools; floats in the UNet and VAE) and the scheduler and VAE configs."""
-    from .schema import read_json_file
-
     for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
         for path in sorted((folder / part).glob("*.safetensors")) if (folder / part).is_dir() else []:
             for name, dtype in safetensors_dtypes(path).items():
@@ -113,8 +109,6 @@ def check_tokenizer(tokenizer, where: Path | str, positions: int | None = None) 
 
 def check_loaded(model) -> None:
     """After loading: finite weights, a usable noise schedule, a tokenizer window that fits its encoder."""
-    from .finite import bad_tensor, scheduler_problem, vae_problem
-
     for part in ("unet", "text_encoder", "text_encoder_2", "vae"):
         name = bad_tensor(getattr(model, part, None))
         if name is not None:

@@ -11,11 +11,15 @@ import json
 import math
 import re
 from pathlib import Path
+import inspect
 
 from .errors import UserError
-from .hub import offline
+from . import hub
+from .hub import OFFLINE_HOWTO, offline
 from .schema import read_json_file
 from .paths import expand
+from .clip_vocab import clip_tokenizer
+from .model_checks import check_scheduler_class, check_tokenizer
 
 REFETCH = "re-download or re-save the model"
 
@@ -50,9 +54,7 @@ def resolve_folder(spec: str) -> Path:
                 f"--model {spec} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
                 "download it once online, or pass a local folder."
             ) from exc
-        from .hub import OFFLINE_HOWTO, reachable
-
-        if not reachable():
+        if not hub.reachable():  # through the module: tests stand in for the probe
             raise UserError(f"--model {spec} is not in the Hugging Face cache and the Hub cannot be reached (no network): "
                             f"connect once to download it, pass a local folder, or {OFFLINE_HOWTO}.") from exc
         raise UserError(f"--model {spec} could not be fetched ({type(exc).__name__}): check the id and your login.") from exc
@@ -106,7 +108,6 @@ def scheduler_class(index: dict, index_file: Path):
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise UserError(f"{index_file}: scheduler must name a diffusers scheduler class, e.g. "
                         f'["diffusers", "PNDMScheduler"], not {json.dumps(entry)[:60]}: fix the file or {REFETCH}.')
-    from .model_checks import check_scheduler_class
 
     check_scheduler_class(cls, index_file)
     return cls
@@ -150,8 +151,6 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
     if (folder / subfolder).is_dir():
         from transformers import CLIPTokenizer
 
-        from .model_checks import check_tokenizer
-
         for name in ("tokenizer_config.json", "special_tokens_map.json"):  # depth, UTF-8, an object
             if (folder / subfolder / name).is_file():
                 read_json_file(folder / subfolder / name, REFETCH)
@@ -162,7 +161,6 @@ def resolve_tokenizer(spec: str, subfolder: str = "tokenizer"):
                             f"({type(exc).__name__}: {first_line(exc)}): {REFETCH}.") from None
         check_tokenizer(tokenizer, folder / subfolder)
         return tokenizer
-    from .clip_vocab import clip_tokenizer
 
     return clip_tokenizer()
 
@@ -182,8 +180,6 @@ def check_config(cls, path: Path) -> None:
     """A diffusers model config checked against ``cls``'s own defaults before it is built: a value whose
     default is a whole number must be one (positive where the default is), a number must be a number, text
     text, true/false a bool. Diffusers checks little itself; a ``-1`` or ``"x"`` would otherwise fail mid-run."""
-    import inspect
-
     config = read_json_file(path, REFETCH)
     blocks = config.get("block_out_channels")
     side = config.get("sample_size")

@@ -22,6 +22,9 @@ from .model_folder import (REFETCH, check_config, detect_family, first_line, rea
                            resolve_tokenizer, scheduler_class)
 from .paths import expand
 from .schema import read_json_file
+from .fast import enable_fast_paths
+from .inputs import check_compile_mode
+from .model_checks import check_files, check_loaded
 
 
 #: SD 1.x / 2.x VAE latent -> RGB, applied to the x0 estimate (docs: model-shapes.md)
@@ -181,7 +184,6 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
     dt = pick_dtype(dev, dtype)
     folder = resolve_folder(spec)
     index = read_index(folder)
-    from .model_checks import check_files, check_loaded
 
     check_files(folder, index)
     family = detect_family(folder)
@@ -234,9 +236,6 @@ def load_model(spec: str = "tiny", *, device: str | None = None, dtype: str | No
                         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)))
     check_loaded(model)
     if fast or (fast is None and dev.type == "cuda"):
-        from .fast import enable_fast_paths
-        from .inputs import check_compile_mode
-
         enable_fast_paths(model, compile=check_compile_mode(compile), compile_background=background_compile,
                           status=status)
     return model

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+import math
+
+from .errors import UserError
 
 ROUND = 1.1  #: ``(x)``
 SQUARE = 1 / 1.1  #: ``[x]``
@@ -123,10 +126,6 @@ MAX_WEIGHT = 10.0  #: the sane range of a prompt weight is -10 to 10 (A1111's (w
 def check_weights(text: str, what: str = "the prompt") -> None:
     """Refuse a prompt whose weights leave -``MAX_WEIGHT`` to ``MAX_WEIGHT`` (``(boot:1e308)``, 1000 nested
     parentheses: 1.1^1000 overflows fp32 and the image comes out black), with one line naming the fix."""
-    import math
-
-    from .errors import UserError
-
     if "(" not in text and ":" not in text and "[" not in text:
         return
     for frag in parse(text).fragments:

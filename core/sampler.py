@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from . import refiner as handoff_plan
+from . import refiner as handoff_plan, vae
 from .batch_rows import Row, check_rows, image_rows, scale_rows
 from .conditioning import Encoder
 from .errors import Cancelled, UserError
@@ -31,6 +31,7 @@ from .results import GenerationResult, StepCallback, StepInfo
 from .schedulers import make_scheduler, name_of, set_steps
 from .settings import SampleSettings
 from .tokens import breakdown
+from .vae import encode, fit, image_tensor, to_rgb
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,6 @@ def _start(model, settings: SampleSettings, scheduler, rows: int, width: int, he
     if settings.init_image is None:
         latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
         return latents * scheduler.init_noise_sigma, scheduler.timesteps
-    from .vae import encode, fit, image_tensor, to_rgb
 
     pixels = image_tensor(fit(to_rgb(settings.init_image), (width, height))).expand(rows, -1, -1, -1)
     init = encode(model.vae, pixels, generators).to(model.dtype)
@@ -196,8 +196,6 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
 @ieee_fp32
 def decode(model, latents: torch.Tensor) -> list[Image.Image]:
     """Latents (in the sampler's scaled space) -> PIL images (``core.vae.decode``)."""
-    from . import vae
-
     pixels = vae.decode(model.vae, latents)
     check_result(pixels, "the decoded image", model=model)
     return vae.to_images(pixels)

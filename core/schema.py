@@ -14,6 +14,8 @@ import math
 import types
 import typing
 from typing import Any, TypeVar, Union
+import json
+import re
 
 from .errors import UserError
 
@@ -129,8 +131,6 @@ def parse_json(text: str | bytes):
     """``json.loads`` for untrusted text: nesting deeper than ``MAX_DEPTH`` is a ``ValueError`` (not a
     ``RecursionError`` from the parser, nor a stack overflow on a second pass), so every reader reports it
     in its own one line with its other JSON errors."""
-    import json
-
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
     if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
@@ -143,8 +143,6 @@ def parse_json(text: str | bytes):
 
 def _depth(text: str) -> int:
     """The deepest nesting of ``[``/``{`` outside strings (a linear scan, no recursion)."""
-    import re
-
     deepest = depth = 0
     for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
         ch = m.group(0)

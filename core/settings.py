@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from .guidance import check_scale
 from .errors import UserError
 from .inputs import check_seed, check_text
+from .chunks import check_mode
+from .finite import check_color_scale
+from .prompt_weights import check_weights
+from .schedulers import canonical_name
 
 MAX_STEPS = 1000  #: a scheduler may take fewer (``core.schedulers.set_steps`` says how many)
 MAX_SIDE = 4096
@@ -55,7 +59,6 @@ class SampleSettings:
     def _check(self, multiple: int) -> None:
         check_text(self.prompt)
         check_text(self.negative_prompt, "the negative prompt")
-        from .prompt_weights import check_weights
 
         check_weights(self.prompt)
         check_weights(self.negative_prompt, "the negative prompt")
@@ -75,13 +78,9 @@ class SampleSettings:
                 raise UserError(f"strength must be in (0, 1] (got {self.strength}): try 0.6.")
             if int(self.steps * self.strength) < 1:
                 raise UserError(f"{self.steps} steps x strength {self.strength:g} runs no step: raise either.")
-        from .finite import check_color_scale
 
         self.color_scale = check_color_scale(self.color_scale)
-        from .chunks import check_mode
 
         check_mode(self.long_prompt)
         if self.scheduler is not None:
-            from .schedulers import canonical_name
-
             self.scheduler = canonical_name(self.scheduler)

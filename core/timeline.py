@@ -18,6 +18,7 @@ import torch
 
 from .errors import UserError
 from .noise_schedule import schedule_of
+from .preview import latents_to_rgb
 
 DEFAULT_STRIP = 6  #: steps in a strip when none are named
 
@@ -61,8 +62,6 @@ class Timeline:
 
     def previews(self, model, which: str = "x0") -> np.ndarray:
         """uint8 ``[steps, rows, h, w, 3]``: every frame's x0 (or ``xt``) mapped to RGB."""
-        from .preview import latents_to_rgb
-
         if not self.frames:
             raise UserError("no timeline yet: run a sweep first.")
         stack = torch.stack([getattr(f, which) for f in self.frames])  # [steps, rows, C, h, w]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .chunks import chunk_prompt
+from .clip_vocab import byte_decoder
+from .inputs import check_text
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,6 @@ class TokenBreakdown:
 def _piece_bytes(piece: str) -> bytes | None:
     """The bytes a BPE piece spells (``</w>`` left out; each character stands for one byte in
     ``core.clip_vocab``'s byte map), or None for a piece outside that map (another tokenizer's)."""
-    from .clip_vocab import byte_decoder
-
     decode = byte_decoder()
     body = piece[:-4] if piece.endswith("</w>") else piece
     return bytes(decode[c] for c in body) if all(c in decode for c in body) else None
@@ -139,8 +139,6 @@ def piece_texts(pieces: list[str]) -> list[str]:
 
 def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
     """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
-    from .inputs import check_text
-
     check_text(text)
     prompt = chunk_prompt(tokenizer, text, mode)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id

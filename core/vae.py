@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 from .paths import expand
+from .finite import check_result
 
 MAX_PIXELS = 64_000_000  # refuse before decoding anything larger (20000x20000 = 400M)
 
@@ -169,7 +170,6 @@ def round_trip(model, image: Image.Image, seed: int = 0) -> LatentReport:
     x = image_tensor(image)
     generator = torch.Generator("cpu").manual_seed(seed)
     latents = encode(model.vae, x, generator)
-    from .finite import check_result
 
     check_result(latents, "the VAE's latents", model=model)
     recon = decode(model.vae, latents).cpu()

@@ -140,3 +140,115 @@ def test_the_request_layer_needs_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout
+
+
+# ---------------------------------------------------------------- which imports stay inside functions (issue 22)
+#: modules every command or the app passes through before it knows what it needs: they import inside functions so
+#: that ``--help`` answers at once and the ctrl+c guard (``core.interrupt``) is in place before anything loads
+ENTRY_MODULES = {"sd_explorer.core.cli": "the parser and main", "sd_explorer.core.commands": "each subcommand",
+                 "sd_explorer.tui.entry": "the app's main", "sd_explorer.core.__main__": "python -m",
+                 "sd_explorer.tui.__main__": "python -m"}
+#: third-party packages whose import loads their submodules too (``torch.nn.functional`` comes with ``torch``)
+EAGER_PACKAGES = {"torch", "numpy"}
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+
+def _imports() -> dict[str, tuple[set[str], list[tuple[int, set[str], set[str], bool]]]]:
+    """Per module of core/, tui/, assets/: ``(top, lazy)``. ``top``: what it imports at module level (internal
+    modules, and third-party modules as written; ``if TYPE_CHECKING`` blocks are not imports); ``lazy``: per
+    import inside a function, ``(line, internal modules, third-party modules, an ImportError fallback)``."""
+    import ast
+
+    modules = {}
+    for folder in ("core", "tui", "assets"):
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            modules[".".join(["sd_explorer", *(parts[:-1] if parts[-1] == "__init__" else parts)])] = path
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    found = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        parents = {id(c): p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
+        typing_only = {id(m) for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+                       for m in ast.walk(n)}
+        top_level = {id(m) for n in tree.body if id(n) not in typing_only
+                     for m in ([n] + (list(ast.walk(n)) if isinstance(n, (ast.If, ast.Try)) else []))}
+        top, lazy = set(), []
+        for node in ast.walk(tree):
+            if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" for a in node.names] if base.startswith("sd_explorer") else [base]
+            internal = {resolve(n) for n in names if n.startswith("sd_explorer")} - {None, module}
+            external = {n for n in names if not n.startswith("sd_explorer")}
+            if id(node) in top_level:
+                top |= internal | external
+                continue
+            fallback, up = False, node
+            while id(up) in parents:
+                up = parents[id(up)]
+                fallback |= isinstance(up, ast.Try) and any(
+                    h.type is not None and "ImportError" in ast.unparse(h.type) for h in up.handlers)
+            lazy.append((node.lineno, internal, external, fallback))
+        found[module] = (top, lazy)
+    return found
+
+
+def _deferred(found):
+    """``deferred(module, internal, external)``: the third-party modules an import inside ``module`` loads that
+    ``module``'s own top-level imports do not (the standard library does not count: it is cheap and mostly loaded)."""
+    import functools
+
+    @functools.cache
+    def loads(module: str) -> frozenset[str]:
+        out = set()
+        for name in found[module][0]:
+            if name.startswith("sd_explorer"):
+                out |= loads(name)
+            elif name.split(".")[0] not in STDLIB:
+                out.add(name)
+        return frozenset(out)
+
+    def covered(name: str, have: frozenset[str]) -> bool:
+        parts = name.split(".")
+        return name in have or (parts[0] in EAGER_PACKAGES and any(".".join(parts[:i]) in have for i in range(1, len(parts))))
+
+    def deferred(module: str, internal: set[str], external: set[str]) -> set[str]:
+        have = loads(module)
+        wanted = {n for m in internal for n in loads(m)} | {n for n in external if n.split(".")[0] not in STDLIB}
+        return {n for n in wanted if not covered(n, have)}
+
+    return deferred
+
+
+def test_imports_stay_inside_functions_only_to_defer_a_library():
+    """An import inside a function is there for start-up time, or it belongs at the top of the module: it must
+    defer a third-party module (torch, diffusers, PIL's PNG writer...) that its module does not load already, or be
+    an ``ImportError`` fallback, or sit in one of the ENTRY_MODULES. Everything else imports at the top, where
+    editors, ``farm-studio look`` and readers see it."""
+    found = _imports()
+    deferred = _deferred(found)
+    misplaced = [f"{module}:{line} defers nothing ({', '.join(sorted(internal | external))})"
+                 for module, (_, lazy) in found.items() if module not in ENTRY_MODULES
+                 for line, internal, external, fallback in lazy
+                 if not fallback and not deferred(module, internal, external)]
+    assert misplaced == [], "move these imports to the top of their module:\n" + "\n".join(misplaced)
+    # the rule itself: torch.nn.functional comes with the sampler's torch; settings would defer torch; so would
+    # the prompt pane importing the sampler
+    assert "torch" in found["sd_explorer.core.sampler"][0]
+    assert not deferred("sd_explorer.core.sampler", set(), {"torch.nn.functional", "json"})
+    assert deferred("sd_explorer.core.settings", set(), {"torch"}) == {"torch"}
+    assert deferred("sd_explorer.tui.panes.tokens", {"sd_explorer.core.sampler"}, set()) >= {"torch"}
+    assert set(ENTRY_MODULES) <= set(found)

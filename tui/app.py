@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
+import re
+import sys
 
 from textual import on
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.notifications import Notification, Notify
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
+from rich.text import Text
 
 from . import gc_tuning
 from .config import Settings
@@ -30,13 +33,18 @@ from .panes.registry import PANES, pane_spec
 from .panes.sweep import SweepPane
 from .panes.tokens import TokensPane
 from .worker import ModelWorker
+from ..core.atomic import write_new
+from ..core.crash import report
+from ..core.errors import UserError
+from .commands import explorer_commands
+from .schedule_view import ScheduleScreen
+from .widgets import graphics
+from .widgets.image_view import ImageView
 
 
 def short_status(text: str, limit: int = 40) -> str:
     """An engine status for the header: shapes and reasons (``[...]``, ``(...)``) left out, at most
     ``limit`` characters (``capturing CUDA graph for UNet…``); the whole line goes to a notification."""
-    import re
-
     short, before = text, None
     while short != before:  # innermost brackets first: "(a (b))" goes whole
         before, short = short, re.sub(r"\s*(\[[^\[\]()]*\]|\([^\[\]()]*\))", "", short)
@@ -111,12 +119,6 @@ class ExplorerApp(App[int]):
     def _fatal_error(self) -> None:
         """Textual's handler of an exception nobody caught: the last-resort guard (``core.crash``) instead of
         a traceback on the terminal: it goes to the log file, and one line is printed as the app exits (code 1)."""
-        import sys
-
-        from rich.text import Text
-
-        from ..core.crash import report
-
         exc = sys.exc_info()[1] or self._exception
         line = report(exc, self.settings.log_path(), "app") if exc is not None else "internal error"
         self.bell()
@@ -144,8 +146,6 @@ class ExplorerApp(App[int]):
 
     def action_schedule(self) -> None:
         """The noise schedule view (``tui/schedule_view.py``), over the current pane."""
-        from .schedule_view import ScheduleScreen
-
         self.push_screen(ScheduleScreen())
 
     def action_help(self) -> None:
@@ -156,18 +156,11 @@ class ExplorerApp(App[int]):
 
     async def action_cycle_graphics(self) -> None:
         """The next graphics mode (cells -> auto -> sixel -> kitty), applied to every image at once."""
-        from .widgets import graphics
-
         await self.use_graphics(graphics.next_mode(self.graphics_mode))
 
     async def use_graphics(self, mode: str) -> None:
         """Draw every image with ``mode``'s renderer (``tui.widgets.graphics``) and say, in one line, which one
         is in use. A first Sixel/Kitty mode asks the terminal, which Textual allows only while suspended."""
-        from textual.app import SuspendNotSupported
-
-        from .widgets import graphics
-        from .widgets.image_view import ImageView
-
         widget = None
         if graphics.needs_query(mode):
             try:
@@ -185,8 +178,6 @@ class ExplorerApp(App[int]):
         self.notify(graphics.describe(mode, widget), title="Graphics (f8 switches)", timeout=5)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        from .commands import explorer_commands
-
         # Textual's own "Keys" panel would list the keys a second time beside "Help: keys" (f1)
         yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         yield from explorer_commands(self)
@@ -283,11 +274,6 @@ class ExplorerApp(App[int]):
             self.call_after_refresh(self._save_and_exit)
 
     def _save_and_exit(self) -> None:
-        from pathlib import Path
-
-        from ..core.atomic import write_new
-        from ..core.errors import UserError
-
         path = Path(self.settings.screenshot)  # checked before any work (core.paths, tui.entry)
         svg = self.export_screenshot()
         try:  # atomically, and never over a file that appeared meanwhile

@@ -24,11 +24,15 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
+import json
+import tempfile
 
 from ..core.errors import UserError
-from ..core.inputs import MAX_SEED
+from ..core.inputs import COMPILE_CHOICES, MAX_SEED, check_text, is_fraction
 from ..core.settings import MAX_STEPS
-from ..core.paths import expand
+from ..core.paths import expand, what_is
+from ..core.atomic import write_replacing
+from ..core.crash import state_dir
 
 PANES = ("tokens", "sweep", "latents", "training", "exercises")
 
@@ -70,7 +74,6 @@ class Settings:
     def log_path(self) -> Path:
         if self.log_file:
             return Path(self.log_file)
-        from ..core.crash import state_dir
 
         return state_dir() / "worker.log"
 
@@ -80,8 +83,6 @@ def config_dir() -> Path:
     try:
         base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     except (RuntimeError, KeyError):  # no home directory: no settings file either (the defaults)
-        import tempfile
-
         base = str(Path(tempfile.gettempdir()) / "sd-explorer-no-home")
     return Path(base) / "sd-explorer"
 
@@ -94,7 +95,6 @@ def _text(example: str, optional: bool = False, choices: tuple[str, ...] = ()) -
     def check(value):
         if value is None and optional:
             return None
-        from ..core.inputs import check_text
 
         if not isinstance(value, str):
             raise ValueError(f"must be text in quotes, e.g. {example}")
@@ -114,8 +114,6 @@ def _whole(low: int, high: int, example: int) -> Callable[[Any], int]:
 
 
 def _fraction(value):
-    from ..core.inputs import is_fraction
-
     if not is_fraction(value):
         raise ValueError("must be a number between 0 and 1, e.g. 0.8")
     return value
@@ -131,8 +129,6 @@ def _theme(value):
 
 
 def _compile_modes() -> tuple[str, ...]:
-    from ..core.inputs import COMPILE_CHOICES
-
     return ("", *COMPILE_CHOICES)
 
 
@@ -184,8 +180,6 @@ def read_config(path: Path | None = None, *, required: bool = False) -> dict[str
     """The config file's known keys; a missing default file is fine, a broken one is a ``UserError``."""
     path = path or default_config_file()
     if not path.is_file():
-        from ..core.paths import what_is
-
         if what_is(path) is not None:  # a folder, a FIFO, /dev/null: there, but not a settings file
             raise UserError(f"--config {path} is {what_is(path)}, not a settings file: pass a .toml file.")
         if required:
@@ -224,8 +218,6 @@ def remember(key: str, value: str, path: str | Path | None = None) -> Path:
 
     Other lines, comments included, stay as they are; the file and its folder are created if needed.
     """
-    import json
-
     if key not in FILE_KEYS:
         raise UserError(f"unknown setting {key!r}")
     path = Path(path) if path else default_config_file()
@@ -236,7 +228,6 @@ def remember(key: str, value: str, path: str | Path | None = None) -> Path:
         lines[at[0]] = line
     else:
         lines.append(line)
-    from ..core.atomic import write_replacing
 
     text = "\n".join(lines) + "\n"
     return write_replacing(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -21,6 +21,8 @@ from .job_kinds import JobKind
 from .job_results import NoisingRow
 from .messages import JobFinished, JobUpdate, NoisingRowMade
 from .widgets.image_view import ImageView
+from ..core import fashion as fm
+from .panes.train_views import noising_strip
 
 EVERY = 10  #: plot every 10th training step (100 points per curve)
 
@@ -104,9 +106,6 @@ class ScheduleScreen(ModalScreen):
         source = ctx.settings.data
 
         def run(job):
-            from ..core import fashion as fm
-            from .panes.train_views import noising_strip
-
             return noising_strip(fm, source)
 
         ctx.model_worker.submit(JobKind.FASHION_NOISE, run, target=self)

@@ -8,6 +8,7 @@ thread-safe and never blocks the worker (``call_from_thread`` would, once per st
 from __future__ import annotations
 
 from typing import Any, Callable
+import gc
 
 from textual.app import App
 from textual.message_pump import MessagePump
@@ -17,6 +18,7 @@ from .config import Settings
 from .job_kinds import JobKind
 from .job_results import ModelLoaded
 from .messages import EngineStatus, job_message
+from ..core.errors import UserError
 
 
 class ModelWorker:
@@ -69,7 +71,6 @@ class ModelWorker:
                                      background_compile=True, status=status)
                 check_pair(model, refiner)
                 job.resources["refiner"] = refiner
-            import gc
 
             gc.collect()  # the loaders' cyclic garbage (CPU copies of weights) goes now, before the app freezes the heap
             return ModelLoaded(model, job.resources.get("refiner"))
@@ -100,8 +101,6 @@ def quiet_libraries() -> None:
 
 def require_model(job: Job):
     """The loaded model, or a ``UserError`` saying how to get one."""
-    from ..core.errors import UserError
-
     model = job.resources.get("model")
     if model is None:
         raise UserError("No model is loaded (loading failed): fix --model and restart, or press ctrl+l to retry.")

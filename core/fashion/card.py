@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import math
 
 from PIL import Image, ImageDraw
 
 from .data import CLASS_NAMES
+from ..atomic import write_replacing
 
 CURVE = "training_curve.png"
 
@@ -113,8 +115,6 @@ def render_markdown(r: dict) -> str:
 
 def loss_curve(stages: list[dict], size: tuple[int, int] = (640, 240)) -> Image.Image:
     """Mean loss per epoch over all stages (log scale), a vertical line where a stage starts."""
-    import math
-
     losses = [v for s in stages for v in s["epoch_losses"] if v == v and v > 0]
     w, h, pad = size[0], size[1], 36
     img = Image.new("RGB", size, "white")
@@ -142,8 +142,6 @@ def loss_curve(stages: list[dict], size: tuple[int, int] = (640, 240)) -> Image.
 
 def write_card(folder: str | Path) -> Path:
     """Rewrite ``MODEL_CARD.md`` and ``training_curve.png`` in ``folder`` from its ``training_results.json``."""
-    from ..atomic import write_replacing
-
     folder = Path(folder)
     results = json.loads((folder / "training_results.json").read_text())
     write_replacing(folder / CURVE, lambda tmp: loss_curve(results["stages"]).save(tmp, format="PNG"))

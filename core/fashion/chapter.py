@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from .model import build_scheduler, build_unet
+
 
 def chapter_transform(image: Image.Image, flip: bool | None = None) -> torch.Tensor:
     """Compose([RandomHorizontalFlip(), ToTensor(), Pad(2), Normalize([0.5], [0.5])]) on one image."""
@@ -44,8 +46,6 @@ class ChapterDataset(torch.utils.data.Dataset):
 
 def chapter_train(data, epochs: int, device: str = "cuda", batch_size: int = 256, seed: int = 0) -> dict:
     """The chapter's training loop (fp32, DataLoader, ``scheduler.add_noise``); returns timings and losses."""
-    from .model import build_scheduler, build_unet
-
     torch.manual_seed(seed)
     random.seed(seed)
     loader = torch.utils.data.DataLoader(ChapterDataset(data), batch_size=batch_size, shuffle=True)

@@ -17,12 +17,15 @@ import contextlib
 import json
 import os
 from pathlib import Path
+import math
 
 import torch
 
 from .. import atomic
 from ..errors import UserError
 from ..paths import expand
+from ..finite import is_finite
+from ..schema import parse_json
 
 STATE_KEY = "fashion_state"
 CONFIG_KEY = "fashion_model_config"  #: the model's ModelConfig (JSON) in a weights file's metadata
@@ -129,8 +132,6 @@ OPTIM_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 def _check_tensors(tensors: dict, path: Path) -> None:
     """Weights, EMA and optimizer state finite floats; RNG states bytes of a generator's size."""
-    from ..finite import is_finite
-
     sizes = {len(torch.Generator().get_state()), 16}  # CPU Mersenne Twister; CUDA Philox (seed, offset)
     for key, value in tensors.items():
         if key.startswith("rng."):
@@ -145,8 +146,6 @@ def _check_tensors(tensors: dict, path: Path) -> None:
 
 def _check_optimizer(optimizer: torch.optim.Optimizer, opt_state: dict, groups: list, path: Path) -> None:
     """AdamW state that fits ``optimizer``'s parameters (indices, shapes) and hyper-parameters that are finite."""
-    import math
-
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for idx, pstate in opt_state.items():
         if idx >= len(params):
@@ -176,8 +175,6 @@ STATE_FIELDS = {"step": int, "epoch": int, "step_in_epoch": int, "epochs": int, 
 
 def _json(meta: dict, key: str, path: Path, kind: type, default: str):
     try:
-        from ..schema import parse_json
-
         value = parse_json(meta.get(key, default))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path}: {key} is not valid JSON ({exc}); the checkpoint is damaged, use an earlier one") from None

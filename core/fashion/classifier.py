@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from ..devices import pick_device
 from .model import ASSETS
+from .. import atomic
 
 CLASSIFIER_WEIGHTS = ASSETS / "classifier.safetensors"
 
@@ -122,11 +123,7 @@ def train_classifier(data, heldout: int = 1024, epochs: int = 30, batch_size: in
 
 def save_classifier(model: FashionCNN, path: str | Path, report: ClassifierReport | None = None) -> Path:
     """fp32 safetensors (it is small) with the report as metadata, written atomically."""
-    from dataclasses import asdict
-
     from safetensors.torch import save_file
-
-    from .. import atomic
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"report": json.dumps(asdict(report))} if report else {}

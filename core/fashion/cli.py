@@ -19,6 +19,8 @@ from pathlib import Path
 from ..errors import Cancelled, UserError
 from ..paths import expand
 from ..inputs import COMPILE_MODES, check_seed, check_whole
+from ..atomic import check_writable
+from ..schema import parse_json
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
 
@@ -88,8 +90,6 @@ def build_config(args: argparse.Namespace):
         cfg = resume_config(args.resume)
     elif args.config:
         try:
-            from ..schema import parse_json
-
             raw = parse_json(expand(args.config, "--config").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
@@ -161,7 +161,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     SIGINT/SIGTERM: a checkpoint, the command that resumes it, exit 130/143."""
     from tqdm import tqdm
 
-    from ..atomic import check_writable
     from .data import load_fashion_mnist
     from .trainer import Trainer
 
@@ -265,7 +264,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     ``parameters``, through ``core.outputs.save_png`` (atomic, never overwrites); prints the paths."""
     from tqdm import tqdm
 
-    from ..atomic import check_writable
     from .data import CLASS_NAMES
     from .grid import class_grid, to_pil
     from .model import load_shipped, load_weights

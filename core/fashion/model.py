@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+import inspect
 
 import torch
 
 from ..devices import pick_device
+from .. import atomic, fast
 from ..errors import UserError
 from .checkpoint import CONFIG_KEY
 from ..paths import expand
+from ..finite import is_finite
+from ..schema import from_dict, parse_json
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "fashion"
 SHIPPED_WEIGHTS = ASSETS / "ddpm.safetensors"
@@ -61,8 +65,6 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str, where: str = "model config") -> "ModelConfig":
         """Inverse of :meth:`to_json` (tuples come back as tuples), checked: types, shapes, size."""
-        from ..schema import parse_json
-
         try:
             raw = parse_json(text)
         except (TypeError, ValueError) as exc:
@@ -72,8 +74,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, raw, where: str = "model config") -> "ModelConfig":
         """A checked config from a JSON object (a checkpoint's metadata, ``fashion train --config``'s ``model``)."""
-        from ..schema import from_dict
-
         return from_dict(cls, raw, where).validate(where)
 
     def estimated_parameters(self) -> int:
@@ -116,8 +116,6 @@ class ModelConfig:
 
     def _check_extra(self, where: str) -> None:
         """``extra``: further ``UNet2DModel`` arguments, JSON scalars only, none that the fields above set."""
-        import inspect
-
         from diffusers import UNet2DModel
 
         allowed = set(inspect.signature(UNet2DModel.__init__).parameters) - {
@@ -217,9 +215,7 @@ class CompiledModes:
     def get(self, mode: str) -> torch.nn.Module:
         """The UNet compiled in ``mode`` (a ``core.inputs.COMPILE_MODES`` entry)."""
         if mode not in self._by_mode:
-            from ..fast import compiled
-
-            self._by_mode[mode] = compiled(self._unet, mode)
+            self._by_mode[mode] = fast.compiled(self._unet, mode)
         return self._by_mode[mode]
 
     def __len__(self) -> int:
@@ -283,7 +279,6 @@ def load_weights(
         raise UserError(f"{path} does not fit its config ({first}); pass a file written by sd-explorer") from None
     if missing or unexpected:
         raise UserError(f"{path} does not match its config ({len(missing)} missing, {len(unexpected)} extra)")
-    from ..finite import is_finite
 
     bad = next((k for k, v in state.items() if v.dtype == torch.bool or not is_finite(v)), None)
     if bad is not None:
@@ -313,6 +308,4 @@ def write_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dty
 
 def save_weights(unet: torch.nn.Module, cfg: ModelConfig, path: str | Path, dtype=torch.float16) -> Path:
     """``write_weights`` atomically onto ``path`` (replacing it: the shipped assets' fixed names)."""
-    from .. import atomic
-
     return atomic.write_replacing(path, lambda tmp: write_weights(unet, cfg, tmp, dtype))

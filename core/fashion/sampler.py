@@ -30,7 +30,8 @@ from ..cuda_graphs import capture, heal_rng_after_failed_capture, warm_up
 from ..fast import ieee_fp32
 from ..loss_guidance import color_loss, pull
 from ..inputs import check_compile_mode
-from .model import FashionDDPM, ModelConfig, alphas_cumprod
+from .model import FashionDDPM, ModelConfig, alphas_cumprod, build_scheduler
+from ..finite import bad_tensor, check_color_scale, check_result, is_finite
 
 
 @dataclass
@@ -210,8 +211,6 @@ def generate_from_class(
     steer = color_target is not None and color_scale > 0
     check_compile_mode(compile)
     if color_target is not None:
-        from ..finite import check_color_scale
-
         color_scale = check_color_scale(color_scale, "the grey-loss scale")
     if color_target is not None and not (0.0 <= color_target <= 1.0 and color_scale >= 0):
         raise UserError(f"grey target {color_target} must be in [0, 1] and the scale >= 0: e.g. 0.8 and 20")
@@ -269,7 +268,6 @@ def generate_from_class(
                 _report(callback, callback_every, k, total, ts_host[k], x, x0)
     finally:
         unet.train(was_training)
-    from ..finite import bad_tensor, check_result, is_finite
 
     bad = None if is_finite(x) else bad_tensor(unet)
     check_result(x, "the Fashion samples", cause=(
@@ -298,7 +296,6 @@ def noising_row(image, n: int = 8, seed: int = 0, cfg: ModelConfig | None = None
     import numpy as np
 
     from .data import preprocess
-    from .model import build_scheduler
 
     cfg = cfg or ModelConfig()
     if n < 1:

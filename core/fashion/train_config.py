@@ -12,6 +12,8 @@ from pathlib import Path
 from ..errors import UserError
 from .checkpoint import load_checkpoint
 from .model import ModelConfig
+from ..inputs import check_seed, check_whole
+from ..schema import from_dict
 
 
 @dataclass
@@ -40,8 +42,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
-        from ..inputs import check_seed, check_whole
-
         check_whole(self.epochs, "epochs", 1, 100_000, 25)
         check_whole(self.batch_size, "batch size", 1, 65_536, 256)
         check_seed(self.seed)
@@ -88,8 +88,6 @@ def resume_config(path: str | Path, **overrides) -> TrainConfig:
 def config_from_dict(raw, where: str) -> TrainConfig:
     """A ``TrainConfig`` from a JSON object (``fashion train --config``, a checkpoint's ``train_config``):
     every field's type checked (``core.schema``), ``model`` as ``ModelConfig.from_dict``, then ``validate``."""
-    from ..schema import from_dict
-
     if isinstance(raw, dict) and "model" in raw:
         raw = dict(raw)
         model = raw.pop("model")

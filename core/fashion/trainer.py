@@ -39,9 +39,10 @@ from ..finite import check_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import FashionData, preprocess
 from .graphstep import GraphedTrainStep
-from .model import alphas_cumprod, build_unet
+from .model import alphas_cumprod, build_unet, load_weights
 from .train_config import TrainConfig
 from .train_state import TrainState
+from ..ema import EMA
 
 
 @dataclass
@@ -147,8 +148,6 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             unet = build_unet(cfg.model)
         if cfg.init_weights and not cfg.resume:
-            from .model import load_weights
-
             start = load_weights(cfg.init_weights, device="cpu", dtype=torch.float32)
             if start.config.to_json() != cfg.model.to_json():
                 raise UserError(f"{cfg.init_weights} holds another model configuration than this run's")
@@ -173,8 +172,6 @@ class Trainer:
                                     "resume on the device that wrote it") from None
             self.state, ema_state = TrainState.from_checkpoint(saved, len(self.data)), saved.get("ema")
         if cfg.ema_decay > 0:
-            from ..ema import EMA
-
             self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
             if ema_state:
                 self.ema.load_state_dict(ema_state)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import run_main
 from . import configs
+from ..atomic import write_folder
 
 
 @dataclass
@@ -76,8 +77,6 @@ def save_folder(
 
     ``extra_files`` maps names to existing files copied into the folder (model card, PNGs).
     """
-    from ..atomic import write_folder
-
     def write(staging: Path) -> None:
         _write_folder(parts, staging, fp16)
         for name, src in (extra_files or {}).items():

@@ -16,6 +16,7 @@ import json
 import math
 import time
 from pathlib import Path
+import io
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ..fashion.data import CLASS_NAMES
 from .data import HELD_OUT, load_fashion, to_fashion, to_model_images
 from .judge import fashion_batch, load_judge
 from ..vae import scale_latents, to_pixel_range, to_vae_range
+from ..clip_vocab import clip_tokenizer
 
 SCALES = (1.0, 2.0, 4.0, 8.0)
 SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
@@ -40,8 +42,6 @@ OUTPUTS = ("MODEL_CARD.md", "card.json", "sweep.png", "classes.png", "vae.png")
 def load_pipeline(folder: Path | str, device: str):
     """``StableDiffusionPipeline`` from the folder with the project's CLIP tokenizer, fp32."""
     from diffusers import StableDiffusionPipeline
-
-    from ..clip_vocab import clip_tokenizer
 
     pipe = StableDiffusionPipeline.from_pretrained(str(folder), tokenizer=clip_tokenizer(),
                                                    torch_dtype=torch.float32, use_safetensors=True)
@@ -159,8 +159,6 @@ def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
-    import io
-
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     write_bytes(path, buf.getvalue())

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import UserError
 from ..fashion.data import FashionData, load_idx_folder
@@ -27,9 +29,6 @@ def load_fashion(folder: Path | str) -> FashionData:
 
 def to_model_images(images: np.ndarray):
     """``uint8 [N, 28, 28]`` (numpy or tensor, any device) -> float tensor ``[N, 3, 64, 64]`` in [-1, 1] (pad 2, upsample x2, RGB)."""
-    import torch
-    import torch.nn.functional as F
-
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     x = images.float().div(127.5).sub(1.0)[:, None]
@@ -40,7 +39,5 @@ def to_model_images(images: np.ndarray):
 
 def to_fashion(images):
     """Model images ``[N, 3, 64, 64]`` in [-1, 1] -> ``[N, 1, 32, 32]`` in [-1, 1] for a classifier."""
-    import torch.nn.functional as F
-
     gray = images.float().mean(dim=1, keepdim=True)
     return F.avg_pool2d(gray, 2).clamp(-1, 1)

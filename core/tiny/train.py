@@ -28,6 +28,7 @@ from ..errors import UserError, run_main
 
 from . import build, captions, configs
 from .data import HELD_OUT, load_fashion, to_model_images
+from ..clip_vocab import clip_tokenizer
 
 
 def _seed(seed: int) -> None:
@@ -168,8 +169,6 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
 
 def run(args: argparse.Namespace) -> Path:
     """The whole recipe; returns the saved folder."""
-    from ..clip_vocab import clip_tokenizer
-
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:  # fail before training
         raise UserError(f"{args.out} already exists and is not empty: choose another --out or pass --overwrite.")
     _seed(args.seed)

@@ -26,6 +26,7 @@ from ...core.jobs import JobEvent
 from ...core.settings import SampleSettings
 from ..job_kinds import JobKind
 from .grid import GridCell, GridPane
+from ..job_results import GridSampled
 
 #: (label in the selector, ``core.grid_axes`` axis, example values)
 AXES: list[tuple[str, str, str]] = [
@@ -196,7 +197,6 @@ class ExercisesPane(GridPane):
 
         def run(job):
             from ...core.grid_run import run_grid
-            from ..job_results import GridSampled
             from ..worker import require_models
 
             models, to_pane = require_models(job), report(job)

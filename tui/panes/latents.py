@@ -23,6 +23,7 @@ from ..messages import ImageEncoded
 from .job_pane import JobPane
 from ..widgets.image_view import ImageView
 from ..widgets.path_suggester import PathSuggester
+from ...core.settings import SampleSettings
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -164,7 +165,6 @@ class LatentsPane(JobPane):
         prompt = self.ctx.prompts[0]
 
         def generate_one(job):
-            from ...core.settings import SampleSettings
             from ...core.sampler import generate
             from ..worker import require_model
 

@@ -12,6 +12,7 @@ axes (steps, scheduler, ...) fill the grid in batch by batch. The work runs on t
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,7 +31,8 @@ from ...core.settings import SampleSettings
 from ..messages import TimestepShown
 from ..progress import InsightCollected, StepPreview
 from .grid import GridCell, GridPane
-from .sweep_insight import InsightMixin
+from .sweep_insight import InsightMixin, collect
+from ..job_results import GridSampled
 
 DEFAULT_SCALES = "1, 2, 4, 12"
 AXIS_CHOICES = [("X: scale", "scale"), ("X: seed", "seed"), ("X: steps", "steps"), ("X: scheduler", "scheduler"),
@@ -154,14 +156,10 @@ class SweepPane(InsightMixin, GridPane):
         report = self.grid_job
 
         def run(job):
-            from contextlib import nullcontext
-
             from ...core.attention import recording
             from ...core.grid_run import run_grid
             from ...core.timeline import Timeline
-            from ..job_results import GridSampled
             from ..worker import require_models
-            from .sweep_insight import collect
 
             models = require_models(job)
             model, timeline = models.model, Timeline(models.model)

@@ -15,6 +15,8 @@ import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 
+from ...core.tokens import breakdown
+
 if TYPE_CHECKING:
     from ..app_context import AppContext
 
@@ -87,7 +89,6 @@ class InsightMixin:
         ctx = self.ctx
         if not ctx.tokenizers:
             return []
-        from ...core.tokens import breakdown
 
         tokenizer = ctx.tokenizers[0][1]
         return [(t.position, t.piece.replace("</w>", "")) for t in breakdown(tokenizer, ctx.prompts[0]).kept]

@@ -20,6 +20,8 @@ from textual.widgets import DataTable, Input, Label
 from ..config import MAX_PROMPT_CHARS
 from ...core.tokens import TokenBreakdown, breakdown
 from ..messages import PaneReady
+from ...core.clip_vocab import clip_tokenizer
+from ...core.model_folder import resolve_tokenizers
 
 SYNC_CHARS = 2000  #: longer text is tokenized on a thread (20,000 characters take about 0.4 s)
 
@@ -187,13 +189,9 @@ class TokensPane(Vertical):
     @work(thread=True, exclusive=True, group="tokenizer")
     def load_tokenizer(self) -> None:
         """Resolve the model's tokenizers without weights, on a thread (reads vocab files)."""
-        from ...core.model_folder import resolve_tokenizers
-
         try:
             toks = resolve_tokenizers(self._model_spec)
         except Exception as exc:  # a bad --model: fall back to SD 1.x's CLIP tokenizer
-            from ...core.clip_vocab import clip_tokenizer
-
             self.app.call_from_thread(self.notify, f"{exc} — showing SD 1.x's CLIP tokenizer.",
                                       severity="warning")
             toks = [("CLIP", clip_tokenizer())]

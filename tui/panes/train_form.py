@@ -9,18 +9,20 @@ the shipped model; ``remember_data()`` keeps a data source that worked in the se
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import replace
 
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
-from ..config import MAX_FIELD_CHARS
+from ..config import MAX_FIELD_CHARS, remember
 from ...core.errors import UserError
 from ...core.inputs import parse_int
 from ..app_context import app_context
 from .train_views import parse_grey
 from ..widgets.path_suggester import PathSuggester
+from ...core import fashion as fm
 
 ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
 #: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
@@ -101,8 +103,6 @@ class TrainingForm(Vertical):
 
     def config(self, output_dir: str):
         """The run the fields describe, checkpoints under ``output_dir``/fashion (validate it before use)."""
-        from ...core import fashion as fm
-
         epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
         batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
         model_cfg = fm.ModelConfig.tiny() if self.arch == "tiny" else fm.ModelConfig()
@@ -149,10 +149,6 @@ class TrainingForm(Vertical):
     # -- remembering the data source -------------------------------------------------------------
     def remember_data(self, source: str | None) -> None:
         """A run started from a new data source: keep it in the settings file for the next start."""
-        from dataclasses import replace
-
-        from ..config import remember
-
         settings = app_context(self).settings
         if not source or source == settings.data or not settings.config_file:
             return

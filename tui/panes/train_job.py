@@ -16,6 +16,8 @@ from ...core.errors import Cancelled
 from ..job_results import TrainingDone
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from .train_views import sample_grid
+from ...core import fashion as fm
+from ...core.atomic import check_writable
 
 
 def train_job(config, device, pause, steps: int, keep: int, per_class: int):
@@ -23,11 +25,8 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
     shows ``per_class`` samples of ``steps`` DDIM steps."""
 
     def run(job):
-        from ...core import fashion as fm
         from ...core.fashion.checkpoint import prune
         from ...core.fashion.monitor import epoch_model, score_model
-
-        from ...core.atomic import check_writable
 
         if config.out_dir:  # before minutes of data loading and an epoch of training
             check_writable(config.out_dir)

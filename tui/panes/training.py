@@ -37,6 +37,7 @@ from .train_job import train_job
 from .train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from ..widgets.image_view import ImageView
+from ...core import fashion as fm
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
@@ -138,8 +139,6 @@ class TrainingPane(JobPane):
         source = self.form.data or None
 
         def run(job):
-            from ...core import fashion as fm
-
             return noising_strip(fm, source)
 
         self.query_one("#noising", ImageView).caption = "noised at 8 timesteps · loading data…"
@@ -179,8 +178,6 @@ class TrainingPane(JobPane):
         device = self.ctx.settings.device  # read here: the loader runs on the worker
 
         def loader(job):
-            from ...core import fashion as fm
-
             return fm.load_shipped(device=device)
 
         self.model_source = "shipped model"
@@ -193,8 +190,6 @@ class TrainingPane(JobPane):
             return
 
         def loader(job):
-            from ...core import fashion as fm
-
             return fm.load_weights(path, device=device)
 
         self.model_source = Path(path).name
@@ -206,8 +201,6 @@ class TrainingPane(JobPane):
         def loader(job):
             model = job.resources.get("fashion")
             if model is None:
-                from ...core import fashion as fm
-
                 model = fm.load_shipped(device=device)
             return model
 

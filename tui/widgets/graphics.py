@@ -20,6 +20,8 @@ import os
 import sys
 from typing import Mapping
 
+from .sixel import sixel_widget
+
 MODES = ("cells", "auto", "sixel", "kitty")
 
 #: pixels per terminal cell when the terminal does not say (xterm's default font is close)
@@ -47,8 +49,6 @@ def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, std
     import textual_image.widget as widgets
 
     if mode == "sixel" or (mode == "auto" and renderables.Image is renderables.SixelImage):
-        from .sixel import sixel_widget
-
         return sixel_widget()
     if mode == "kitty" or (mode == "auto" and renderables.Image is renderables.TGPImage):
         return widgets.TGPImage

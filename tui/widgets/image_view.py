@@ -22,6 +22,8 @@ from rich_pixels import Pixels
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from . import graphics
+
 
 def to_pil(image: Any) -> Image.Image | None:
     """PIL image from a PIL image or a uint8/float numpy array ``[h, w, 3]`` / ``[h, w]``."""
@@ -118,12 +120,10 @@ class ImageView(Widget):
         (nearest-neighbour, so latent previews stay crisp); nothing is re-encoded if nothing changed."""
         if not self.is_mounted:
             return
-        from .graphics import cell_pixels
-
         if self.image is None or 0 in self.area():
             key = None
         else:
-            cell_px = cell_pixels()
+            cell_px = graphics.cell_pixels()
             key = (self.image, self.sharp_box(self.image, cell_px), cell_px)
         old = self._sharp_key
         if key is old or (key and old and key[0] is old[0] and key[1:] == old[1:]):

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from textual.suggester import Suggester
 
+from ...core.errors import UserError
+from ...core.paths import expand
+
 MAX_ENTRIES = 2000  #: entries of one folder read for a suggestion
 MAX_TYPED = 4096  #: longer text is not a path anyone types: no suggestion
 
 
 def first_match(value: str, suffixes: set[str]) -> str | None:
     """The completion of ``value`` (blocking: run it off the UI thread)."""
-    from ...core.errors import UserError
-    from ...core.paths import expand
-
     try:
         path = expand(value)
     except (UserError, ValueError):
