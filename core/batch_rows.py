@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from .errors import UserError
 from .guidance import Scale, check_scale, is_guided
+from .inputs import MAX_SEED, check_seed
 from .settings import SampleSettings
 
 MAX_ROWS = 64  #: images in one batch (``generate -n``)
@@ -76,8 +77,14 @@ def check_rows(rows: list[Row]) -> list[Row]:
 
 
 def image_rows(settings: SampleSettings, n: int = 1) -> list[Row]:
-    """``n`` images at the settings' guidance scale and negative prompt."""
-    return [Row(check_scale(settings.guidance_scale), settings.negative_prompt)] * check_count(n)
+    """``n`` images at the settings' guidance scale and negative prompt, image i with seed ``seed + i`` (as
+    A1111 numbers a batch): each is the one-image run of its own seed, and its PNG says which."""
+    n = check_count(n)
+    if check_seed(settings.seed) + n - 1 > MAX_SEED:
+        raise UserError(f"--seed {settings.seed} with {n} images passes the largest seed (2^64-1): "
+                        f"use a seed up to {MAX_SEED - n + 1}.")
+    scale = check_scale(settings.guidance_scale)
+    return [Row(scale, settings.negative_prompt, seed=settings.seed + i) for i in range(n)]
 
 
 def scale_rows(settings: SampleSettings, scales: list[float]) -> list[Row]:

@@ -87,6 +87,14 @@ class GenerationResult:
     def captions(self) -> list[str]:
         return [self.caption(i) for i in range(len(self.images))]
 
+    def seed(self, i: int = 0) -> int:
+        """The seed that reproduces image ``i`` alone: its row's (``generate``'s seed + i, a seed axis), else
+        the settings'."""
+        row = self.rows[i] if self.rows else None
+        if row is not None and row.seed is not None:
+            return row.seed
+        return (self.variants[i] if self.variants else self.settings).seed
+
     def parameters(self, i: int = 0) -> str:
         """The A1111-style ``parameters`` text stored in the PNG."""
         s = self.variants[i] if self.variants else self.settings
@@ -97,7 +105,7 @@ class GenerationResult:
             lines.append(f"Negative prompt: {negative}")
         lines.append(
             f"Steps: {s.steps}, Sampler: {self.scheduler_names[i] if self.scheduler_names else self.scheduler_name}, CFG scale: {self.scales[i]:g}, "
-            f"Seed: {s.seed}, Size: {w}x{h}, Model: {self.model_name}"
+            f"Seed: {self.seed(i)}, Size: {w}x{h}, Model: {self.model_name}"
         )
         if s.init_image is not None:
             lines[-1] += f", Denoising strength: {s.strength:g}"

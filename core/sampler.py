@@ -212,7 +212,8 @@ def sample(model, settings: SampleSettings, rows: list[Row], *, refiner=None,
     size multiple, the refiner pair), then runs it. ``refiner``: an SDXL refiner that finishes the base's
     latents after the first ``handoff`` of the schedule (a ``core.refiner.RefinedResult`` comes back).
     Noise: each row draws from its own CPU generator seeded with ``settings.seed``, so row i equals a
-    one-row run; ``batch_noise``: one generator draws every row's noise in turn (``n`` different images).
+    one-row run (a row's own ``seed``, if set, seeds its generator); ``batch_noise``: one generator draws every
+    row's noise in turn, as diffusers' ``num_images_per_prompt`` does (its comparisons use it).
     ``callback(StepInfo)`` after every step (through both models: one count); ``cancel`` stops within a step.
     """
     # 1. Check the request once, before anything slow.
@@ -257,10 +258,11 @@ def _refine(base, refiner, settings: SampleSettings, rows: list[Row], generators
 def generate(model, settings: SampleSettings, n: int = 1, callback: StepCallback | None = None,
              cancel: threading.Event | None = None, *, refiner=None,
              handoff: float = handoff_plan.DEFAULT_FRACTION) -> GenerationResult:
-    """``n`` images at ``settings.guidance_scale``; one CPU generator seeded with ``settings.seed``,
-    so a seed gives the same image on CPU and GPU (and the same as diffusers' pipeline)."""
+    """``n`` images at ``settings.guidance_scale``, image i from seed ``settings.seed + i`` (its own CPU
+    generator): image i is what ``--seed seed+i -n 1`` gives, a seed gives the same image on CPU and GPU, and
+    one image is diffusers' pipeline's for that seed."""
     return sample(model, settings, image_rows(settings, n), refiner=refiner, handoff=handoff,
-                  callback=callback, cancel=cancel, batch_noise=True)
+                  callback=callback, cancel=cancel)
 
 
 def sweep(model, settings: SampleSettings, scales: list[float], callback: StepCallback | None = None,

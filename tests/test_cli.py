@@ -39,7 +39,8 @@ def test_generate_count_and_metadata(tmp_path, sd1_folder):
     files = sorted(tmp_path.glob("*.png"))
     assert [f.name for f in files] == ["a-red-fox-0001.png", "a-red-fox-0002.png"]
     params = Image.open(files[0]).text["parameters"]
-    assert "Sampler: Euler ancestral" in params and "Seed: 4" in params and "Size: 64x96" in params
+    assert "Sampler: Euler ancestral" in params and "Seed: 4," in params and "Size: 64x96" in params
+    assert "Seed: 5," in Image.open(files[1]).text["parameters"]  # the seed that gives the second image alone
 
 
 def test_latents_prints_sizes_and_psnr(tmp_path, sd1_folder):

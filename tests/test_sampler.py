@@ -148,7 +148,19 @@ def test_size_and_parameters(sd1):
     result = generate(sd1, SampleSettings(PROMPT, steps=2, width=96, height=64, seed=9), n=2)
     assert [im.size for im in result.images] == [(96, 64), (96, 64)]
     text = result.parameters(1)
-    assert text.startswith(PROMPT) and "Steps: 2" in text and "Seed: 9" in text and "Size: 96x64" in text
+    assert text.startswith(PROMPT) and "Steps: 2" in text and "Seed: 10" in text and "Size: 96x64" in text
+    assert "Seed: 9," in result.parameters(0)  # image i says the seed that makes it alone: seed + i
+
+
+def test_image_i_of_a_batch_is_the_one_image_run_of_seed_plus_i(sd1_f64):
+    """``generate --seed 42 -n 3``: the third image is ``--seed 44 -n 1``'s, and its parameters say so (issue 27)."""
+    settings = SampleSettings(PROMPT, steps=3, seed=42, scheduler="Euler a")
+    batch = generate(sd1_f64, settings, n=3)
+    alone = generate(sd1_f64, SampleSettings(PROMPT, steps=3, seed=44, scheduler="Euler a"))
+    torch.testing.assert_close(batch.latents[2], alone.latents[0])
+    assert [batch.seed(i) for i in range(3)] == [42, 43, 44] and "Seed: 44," in batch.parameters(2)
+    with pytest.raises(UserError, match="passes the largest seed"):
+        generate(sd1_f64, SampleSettings(PROMPT, steps=1, seed=2**64 - 2), n=3)
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -176,8 +188,8 @@ def test_at_most_16_cells_in_one_batch(sd1):
 
 
 def test_one_entry_point_rows_and_noise(sd1_f64):
-    """``sample`` takes rows; each row's own generator makes row i a one-row run, one batch generator
-    (``generate``'s ``n`` images) makes them differ."""
+    """``sample`` takes rows; each row's own generator makes row i a one-row run; ``generate``'s ``n`` images
+    differ (seed + i each)."""
     from sd_explorer.core.batch_rows import Row
 
     settings = SampleSettings(PROMPT, steps=3, seed=4)
