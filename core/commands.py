@@ -128,10 +128,14 @@ def _grid_axis(text: str, flag: str):
 def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cells=None):
     """Load the model(s) and sample the grid (``core.grid_run.run_grid``) behind a progress bar:
     ``(model, result, Timeline or None)``; ``timeline`` keeps every step of a grid of one batch."""
-    from .grid_axes import plan
+    from .grid_axes import check_axes, plan
     from .grid_run import batches, run_grid
+    from .model_folder import family_before_loading
     from .timeline import Timeline
 
+    family = family_before_loading(args.model or "tiny")
+    if family is not None:  # an axis the model cannot run fails now, not after its loading
+        check_axes(family, settings, [x] if y is None else [x, y])
     model, refiner, fraction = _load_models(args, settings)
     bar, on_step = _progress(args.steps, f"{what} + refine" if refiner else what)
     recorder = None

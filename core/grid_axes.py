@@ -222,9 +222,9 @@ def captions(settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[s
     return [f"{a} · {b}" for b in y.labels for a in x.labels]
 
 
-def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
-    if model is None:
-        raise UserError("no model is loaded: load one first (--model tiny).")
+def check_axes(family: str, settings: SampleSettings, axes: list[Axis]) -> None:
+    """What a grid needs of its model (``family``: ``core.model_folder.detect_family``'s), its settings and its
+    axes, checked before anything loads where the family is known from the folder (the CLI)."""
     names = [a.name for a in axes]
     if len(set(names)) != len(names):
         raise UserError("the X and Y axes are the same: pick two different axes.")
@@ -233,7 +233,7 @@ def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
             raise UserError(f"unknown grid axis {axis.name!r}: use one of {', '.join(KINDS)}.")
         if not axis.values:
             raise UserError(f"the {KINDS[axis.name].title} axis has no values.")
-        if axis.name in ("original_size", "crop") and model.family != "sdxl":
+        if axis.name in ("original_size", "crop") and family != "sdxl":
             raise UserError(f"the {axis.name.replace('_', ' ')} axis needs an SDXL model: load one with --model.")
         if axis.name == "strength" and settings.init_image is None:
             raise UserError("a strength sweep needs a starting image: give --init-image PATH.")
@@ -250,7 +250,9 @@ def _check(model, settings: SampleSettings, axes: list[Axis]) -> None:
 def plan(model, settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[tuple[SampleSettings, Row]]:
     """Every cell's settings and row, in reading order (Y rows of X cells)."""
     axes = [x] if y is None else [x, y]
-    _check(model, settings, axes)
+    if model is None:
+        raise UserError("no model is loaded: load one first (--model tiny).")
+    check_axes(model.family, settings, axes)
     if y is None:
         return [_cell(settings, model.vae_scale_factor, (x, xv)) for xv in x.values]
     return [_cell(settings, model.vae_scale_factor, (x, xv), (y, yv)) for yv in y.values for xv in x.values]

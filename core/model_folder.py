@@ -134,6 +134,14 @@ def _is_refiner(folder: Path, unet_cfg: dict) -> bool:
     return len(numbers) == 3 and width - pooled == 5 * time_dim
 
 
+def family_before_loading(spec: str) -> str | None:
+    """The family of ``tiny`` or a local folder from its config files (no weights, no torch), so a request the
+    model cannot run fails before its loading; None for a Hub id (finding its folder may need the network)."""
+    if spec != "tiny" and not expand(spec, "--model").is_dir():
+        return None
+    return detect_family(resolve_folder(spec))
+
+
 def detect_family(folder: Path) -> str:
     """``sdxl`` / ``sdxl-refiner`` (text+time added conditioning; 6 or 5 time ids), else ``sd1`` / ``sd2``
     from the UNet's cross-attention width (768 / 1024) and its projection style."""

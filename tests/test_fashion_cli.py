@@ -59,6 +59,17 @@ def test_train_then_sample_and_resume(fashion_dir, tmp_path, capsys):
     assert {"fashion-class7-0003.png", "fashion-grid-0002.png"} <= {p.name for p in out.iterdir()}
     assert "wrote 2 images" in capsys.readouterr().out
     assert all((p.stat().st_mode & 0o777) == 0o666 & ~_umask() for p in ck.iterdir())  # checkpoints too
+    # the run's folder samples its newest checkpoint (issue 27: it said the folder "does not exist")
+    (ck / "ckpt-000004-1.safetensors").write_bytes((ck / "ckpt-000004.safetensors").read_bytes())
+    args = parse(["--device", "cpu", "fashion", "sample", "--class", "7", "-n", "1", "--steps", "2",
+                  "--checkpoint", str(ck), "--out", str(tmp_path / "from-folder")])
+    assert args.func(args) == 0
+    assert f"the newest checkpoint there, {ck / 'ckpt-000004-1.safetensors'}" in capsys.readouterr().out
+    from sd_explorer.core.fashion.checkpoint import newest_checkpoint
+
+    assert newest_checkpoint(ck).name == "ckpt-000004-1.safetensors"
+    with pytest.raises(UserError, match="has no ckpt-"):
+        newest_checkpoint(tmp_path / "png")
 
 
 def _umask() -> int:

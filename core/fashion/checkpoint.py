@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from pathlib import Path
 import math
+import os
+import re
+from pathlib import Path
 
 import torch
 
@@ -217,6 +218,21 @@ def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
             for key, value in state.items():
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)(?:-(\d+))?\.safetensors")  #: ``ckpt-<step>[-<n>].safetensors``
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    """A training run's folder: its newest checkpoint (the highest step; at one step, the last one written).
+
+    A folder without ``ckpt-*.safetensors`` is a one-line ``UserError`` naming what to pass instead."""
+    found = [(int(m[1]), int(m[2] or 0), p) for p in folder.iterdir()
+             if (m := CHECKPOINT_NAME.fullmatch(p.name)) and p.is_file()]
+    if not found:
+        raise UserError(f"{folder} has no ckpt-*.safetensors: pass a training run's --out folder, one of its "
+                        "checkpoints, or a weights file")
+    return max(found)[2]
 
 
 def prune(paths: list[str], keep: int) -> list[str]:

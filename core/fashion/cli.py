@@ -56,7 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="1000 = DDPM (the chapter); fewer = DDIM (default: 1000 on CUDA, 50 on a CPU)")
     sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
     sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
-    sa.add_argument("--checkpoint", default=None, help="weights or ckpt-*.safetensors (default: shipped)")
+    sa.add_argument("--checkpoint", default=None,
+                    help="weights, a ckpt-*.safetensors, or a training run's --out folder (its newest; default: shipped)")
     sa.add_argument("--compile", default=None, choices=COMPILE_MODES,
                     help="CUDA: torch.compile the UNet under the step's graph (compiles for a minute first)")
     _common(sa, "PNGs")
@@ -274,6 +275,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = check_writable(args.out)
     device = getattr(args, "device", None)
     model = load_weights(args.checkpoint, device=device) if args.checkpoint else load_shipped(device=device)
+    if args.checkpoint and Path(model.source).name != Path(args.checkpoint).name:  # a folder: say which one
+        print(f"fashion sample: the newest checkpoint there, {model.source}")
     if args.steps is None:
         args.steps = 1000 if model.device.type == "cuda" else 50
         if args.steps < 1000:

@@ -17,7 +17,7 @@ import torch
 from ..devices import pick_device
 from .. import atomic, fast
 from ..errors import UserError
-from .checkpoint import CONFIG_KEY
+from .checkpoint import CONFIG_KEY, newest_checkpoint
 from ..paths import expand
 from ..finite import is_finite
 from ..schema import from_dict, parse_json
@@ -256,6 +256,8 @@ def load_weights(
     from safetensors import SafetensorError, safe_open
 
     path = expand(path, "the weights file")
+    if path.is_dir():  # a training run's --out folder: its newest checkpoint
+        path = newest_checkpoint(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a .safetensors file from 'fashion train'")
     dev = pick_device(device)
