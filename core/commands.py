@@ -84,10 +84,20 @@ def cmd_generate(args) -> int:
 
     settings = _settings(args, args.guidance).validate()
     model, refiner, fraction = _load_models(args, settings)
+    _say_estimate(model, settings, args.count, settings.guidance_scale > 1)
     bar, on_step = _progress(args.steps, "generate + refine" if refiner else "generate")
     with bar:
         result = generate(model, settings, n=args.count, callback=on_step, refiner=refiner, handoff=fraction)
     return _save_generated(args, result)
+
+
+def _say_estimate(model, settings, images: int, guided: bool) -> None:
+    """On a CPU, before a run of minutes: how long it will take, and how to make it quicker (``core.cost``)."""
+    from .cost import before_run
+
+    est = before_run(model, settings, images, guided)
+    if est is not None:
+        print(f"sd-explorer: {est.line('CPU')}", file=sys.stderr)
 
 
 def _load_models(args, settings):
@@ -137,6 +147,8 @@ def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cel
     if family is not None:  # an axis the model cannot run fails now, not after its loading
         check_axes(family, settings, [x] if y is None else [x, y])
     model, refiner, fraction = _load_models(args, settings)
+    cells = plan(model, settings, x, y)
+    _say_estimate(model, settings, len(cells), any(row.guided for _, row in cells))
     bar, on_step = _progress(args.steps, f"{what} + refine" if refiner else what)
     recorder = None
     if timeline:
@@ -231,6 +243,7 @@ def cmd_attention(args) -> int:
     settings = _settings(args, args.guidance).validate()
     model = _load(args)
     settings.validate(model.vae_scale_factor)
+    _say_estimate(model, settings, 1, settings.guidance_scale > 1)
     bar, on_step = _progress(args.steps, "attention")
     with bar:
         result, heats, layers = generate_with_maps(model, settings, words, callback=on_step)
