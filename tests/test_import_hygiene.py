@@ -30,21 +30,28 @@ def test_importing_core_is_cheap():
     assert out.stdout.strip() == "False"
 
 
-def _import_graph(lazy: bool) -> dict[str, set[str]]:
-    """``module -> modules it imports`` over core/ and tui/ (``lazy``: imports inside functions too)."""
-    import ast
-
+def _modules(folders: tuple[str, ...]):
+    """``(module -> its file, resolve)`` over ``folders``; ``resolve(name)``: the module a dotted name is in (a name
+    imported from a module resolves to the module), or None outside them."""
     modules = {}
-    for folder in ("core", "tui"):
+    for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
             modules[".".join(["sd_explorer", *(parts[:-1] if parts[-1] == "__init__" else parts)])] = path
 
-    def resolve(name: str) -> str | None:  # a name imported from a module resolves to the module
+    def resolve(name: str) -> str | None:
         while name and name not in modules:
             name = name.rpartition(".")[0]
         return name or None
 
+    return modules, resolve
+
+
+def _import_graph(lazy: bool) -> dict[str, set[str]]:
+    """``module -> modules it imports`` over core/ and tui/ (``lazy``: imports inside functions too)."""
+    import ast
+
+    modules, resolve = _modules(("core", "tui"))
     graph = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text())
@@ -159,17 +166,7 @@ def _imports() -> dict[str, tuple[set[str], list[tuple[int, set[str], set[str], 
     import inside a function, ``(line, internal modules, third-party modules, an ImportError fallback)``."""
     import ast
 
-    modules = {}
-    for folder in ("core", "tui", "assets"):
-        for path in (ROOT / folder).rglob("*.py"):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
-            modules[".".join(["sd_explorer", *(parts[:-1] if parts[-1] == "__init__" else parts)])] = path
-
-    def resolve(name: str) -> str | None:
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name or None
-
+    modules, resolve = _modules(("core", "tui", "assets"))
     found = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text())
