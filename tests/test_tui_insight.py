@@ -52,6 +52,23 @@ async def test_heat_maps_overlay_every_cell_with_a_legend(tmp_path):
 
 
 @sync
+async def test_the_latents_pane_takes_the_generated_image_not_the_overlay(tmp_path):
+    """Issue 27: with a heat map (or a timeline frame) over the cells, ctrl+g in the latents pane encoded what
+    the cell showed (PSNR 14 dB); it takes the cell's own image."""
+    app = make_app(tmp_path, prompt=PROMPT)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _sweep(pilot, app, attention=True)
+        await pilot.press(*["ctrl+t"] * 5)  # 'sneaker' overlaid on every cell
+        cell = pane.cells[1]
+        assert not np.array_equal(np.asarray(cell.image), np.asarray(pane.result.images[1]))
+        cell.focus()
+        await pilot.pause()
+        latents = app.query_one("LatentsPane")
+        await wait_for(pilot, lambda: latents.selected is not None, what="the selection")
+        assert latents.selected[0] is pane.result.images[1]
+
+
+@sync
 async def test_picking_a_token_in_the_table_selects_its_heat(tmp_path):
     app = make_app(tmp_path, prompt=PROMPT)
     async with app.run_test(size=SIZE) as pilot:

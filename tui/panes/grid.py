@@ -35,11 +35,15 @@ class GridReporting:
 
 
 class GridCell(ImageView):
-    """One cell's image; focus it to select it for the latents pane."""
+    """One cell's image; focus it to select it for the latents pane.
+
+    What it shows may be a preview, a heat-map overlay or a timeline frame; ``generated`` is the cell's own
+    finished image, the one the latents pane encodes (issue 27: ctrl+g encoded the overlay)."""
 
     def __init__(self, index: int, caption: str) -> None:
         super().__init__(caption=caption, placeholder="waiting", focusable=True, id=f"cell-{index}")
         self.index = index
+        self.generated = None  #: the finished image (PIL), once its batch is done
 
     def area(self) -> tuple[int, int]:
         """The smallest sibling's area, so every image in the grid has the same size."""
@@ -47,8 +51,8 @@ class GridCell(ImageView):
         return (min(c.content_region.width for c in cells), min(c.content_region.height for c in cells))
 
     def on_focus(self) -> None:
-        if self.image is not None:
-            self.post_message(ImageSelected(self.image, self.caption))
+        if self.generated is not None:
+            self.post_message(ImageSelected(self.generated, self.caption))
 
 
 class GridPane(JobPane):
@@ -74,7 +78,7 @@ class GridPane(JobPane):
         for cell in cells[len(captions):]:
             cell.remove()
         for cell, caption in zip(cells, captions):
-            cell.image, cell.caption = None, caption
+            cell.image, cell.caption, cell.generated = None, caption, None
         self.running_cells = list(range(len(captions)))
         extra = [self.cell_class(i, c) for i, c in enumerate(captions) if i >= len(cells)]
         if extra:
@@ -122,7 +126,7 @@ class GridPane(JobPane):
                 self.running_cells = list(cells)
             case CellsDone(cells=cells, images=images):
                 self.running_cells = list(cells)
-                self._fill(cells, images)
+                self._fill(cells, images, finished=True)
             case StepPreview(index=index, total=total, timestep=timestep, preview=preview):
                 self._fill(self.running_cells, preview)
                 batch = self.running_cells
@@ -134,12 +138,14 @@ class GridPane(JobPane):
                 return False
         return True
 
-    def _fill(self, indices, images) -> None:
-        """Show ``images`` in the cells numbered ``indices`` (cells a new layout removed are skipped)."""
+    def _fill(self, indices, images, finished: bool = False) -> None:
+        """Show ``images`` in the cells numbered ``indices`` (cells a new layout removed are skipped);
+        ``finished``: they are the cells' own images (else previews)."""
         cells = self.cells
         for i, image in zip(indices, images):
             if i < len(cells):
                 cells[i].image = image
+                cells[i].generated = image if finished else cells[i].generated
 
     def show_step(self, index: int, total: int, timestep: float, where: str = "") -> None:
         """The progress bar and status line of a sampling step."""
@@ -160,7 +166,7 @@ class GridPane(JobPane):
         self.result = result
         headline = self.headline()
         for cell, image, caption in zip(self.cells, result.images, result.captions):
-            cell.image, cell.caption = image, caption
+            cell.image, cell.caption, cell.generated = image, caption, image
         s = result.settings
         line = f"{headline}seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
         if getattr(result, "refiner_name", ""):  # core.refiner: base, then the refiner
