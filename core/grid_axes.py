@@ -32,7 +32,7 @@ import numpy as np
 
 from .batch_rows import Row
 from .errors import UserError
-from .guidance import check_scale, scale_caption
+from .guidance import check_scale, is_guided, scale_caption
 from .inputs import parse_pairs
 from .settings import SampleSettings
 from .chunks import check_mode
@@ -162,6 +162,8 @@ def caption(name: str, value, settings: SampleSettings) -> str:
         return f"strength {value:g}"
     if name == "color_scale":
         return f"colour x{value:g}"
+    if name in ("seed", "steps"):
+        return named(name, value)
     return label(name, value)
 
 
@@ -215,11 +217,31 @@ def _cell(settings: SampleSettings, multiple: int, *values: tuple[Axis, object])
     return cell, Row(cell.guidance_scale, cell.negative_prompt, prompt=cell.prompt, seed=cell.seed, **sdxl)
 
 
+def named(name: str, value) -> str:
+    """A value with its axis named where the bare value would not say it (``seed 3``, ``CFG 5``, ``steps 20``):
+    a two-axis grid's caption parts (issue 27: ``1 · 1 · no CFG`` named neither axis)."""
+    if name == "scale":
+        return f"CFG {value:g}" + (" (none)" if not is_guided(value) else "")
+    if name in ("seed", "steps"):
+        return f"{name} {value}"
+    if name == "negative":
+        return f"neg {value!r}" if value else "no negative"
+    if name == "original_size":
+        return "orig {}x{}".format(*value)
+    if name == "crop":
+        return "crop {},{}".format(*value)
+    if name == "strength":
+        return f"strength {value:g}"
+    if name == "color_scale":
+        return f"colour x{value:g}"
+    return label(name, value)
+
+
 def captions(settings: SampleSettings, x: Axis, y: Axis | None = None) -> list[str]:
-    """Every cell's caption in reading order: ``x · y`` labels, or a one-axis grid's own captions."""
+    """Every cell's caption in reading order: ``x · y`` with both axes named, or a one-axis grid's own captions."""
     if y is None:
         return x.captions(settings)
-    return [f"{a} · {b}" for b in y.labels for a in x.labels]
+    return [f"{named(x.name, a)} · {named(y.name, b)}" for b in y.values for a in x.values]
 
 
 def check_axes(family: str, settings: SampleSettings, axes: list[Axis]) -> None:

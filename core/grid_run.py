@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from .batch_rows import MAX_SWEEP_CELLS as BATCH, Row
-from .grid_axes import KINDS, Axis, captions, plan
+from .grid_axes import KINDS, Axis, captions, named, plan
 from .results import GenerationResult, GridLayout
 from .settings import SampleSettings
 from .chunks import chunk_prompt
@@ -65,8 +65,9 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         if on_cells is not None:
             on_cells(batch, result)
     texts = captions(settings, x, y)
-    layout = GridLayout(KINDS[x.name].title, x.labels if y else texts, KINDS[y.name].title if y else "",
-                        y.labels if y else [], x.texts, y.texts if y else [])
+    x_labels = [named(x.name, v) for v in x.values] if y else texts  # a saved grid's headers name their axis
+    layout = GridLayout(KINDS[x.name].title, x_labels, KINDS[y.name].title if y else "",
+                        [named(y.name, v) for v in y.values] if y else [], x.texts, y.texts if y else [])
     extra, kind = {}, GenerationResult
     if refiner is not None:  # the hand-off's names and split, as a single refined run reports them
         kind = RefinedResult

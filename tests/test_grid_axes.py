@@ -69,7 +69,9 @@ def test_batched_grid_cells_equal_single_runs(sd1_f64):
     seen = []
     grid = run_grid(sd1_f64, settings, x, y, on_cells=lambda idx, r: seen.append(idx))
     assert seen == [[0, 1, 2, 3, 4, 5]] and grid.timings["batches"] == 1  # a 3x2 grid, one batch
-    assert grid.captions == ["1 · no CFG · 3", "5 · 3", "9 · 3", "1 · no CFG · 11", "5 · 11", "9 · 11"]
+    assert grid.captions == ["CFG 1 (none) · seed 3", "CFG 5 · seed 3", "CFG 9 · seed 3",  # both axes named
+                             "CFG 1 (none) · seed 11", "CFG 5 · seed 11", "CFG 9 · seed 11"]
+    assert grid.grid.x_labels == ["CFG 1 (none)", "CFG 5", "CFG 9"] and grid.grid.y_labels == ["seed 3", "seed 11"]
     for i, (scale, seed) in enumerate([(s, d) for d in (3, 11) for s in (1, 5, 9)]):
         single = generate(sd1_f64, SampleSettings(PROMPT, steps=3, seed=seed, guidance_scale=scale,
                                                   scheduler="Euler ancestral"))
@@ -124,7 +126,7 @@ def test_sdxl_size_and_crop_grid(sdxl):
     settings = SampleSettings(PROMPT, steps=2, seed=1, guidance_scale=5.0)
     grid = run_grid(sdxl, settings, Axis.parse("original_size", "256x256,1024x1024"),
                     Axis.parse("crop", "0x0,32x0"))
-    assert grid.timings["batches"] == 1 and grid.grid.y_labels == ["0x0", "32x0"]
+    assert grid.timings["batches"] == 1 and grid.grid.y_labels == ["crop 0,0", "crop 32,0"]
     single = sample(sdxl, settings, [Row(5.0, original_size=(1024, 1024), crop_top_left=(32, 0))])
     torch.testing.assert_close(grid.latents[3:4], single.latents, atol=1e-9, rtol=1e-9)
     assert "Original size: 1024x1024" in grid.parameters(3) and "Crop top-left: 32,0" in grid.parameters(3)

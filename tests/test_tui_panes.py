@@ -130,6 +130,35 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
 
 
 @sync
+async def test_a_seed_axis_says_its_seeds_and_the_cfg_field_sets_the_scale(tmp_path):
+    """Issue 27: with X = seed the values field still said "guidance scales", the CFG in use was in no field, and
+    the status said "seed 0" for seeds 1, 2."""
+    from textual.widgets import Select
+
+    app = make_app(tmp_path, prompt="a photo of a sneaker")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        pane = app.query_one("SweepPane")
+        cfg = pane.query_one("#cfg", Input)
+        assert cfg.disabled and pane.query_one("#scales", Input).border_title == "guidance scales"
+        app.query_one("#x-axis", Select).value = "seed"
+        await pilot.pause()
+        assert not cfg.disabled and pane.query_one("#scales", Input).border_title == "X: seed values"
+        pane.query_one("#scales", Input).value = "1, 2"
+        pane.query_one("#steps", Input).value = "2"
+        cfg.value = "3"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.result is not None, what="seed grid")
+        assert [c.caption for c in pane.cells] == ["seed 1", "seed 2"]
+        assert pane.result.scales == [3.0, 3.0] and "CFG scale: 3, Seed: 2," in pane.result.parameters(1)
+        assert "seeds 1, 2, 2 steps" in str(pane.query_one("#status", Label).render())
+        cfg.value = "nan"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any("CFG" in n.message or "guidance" in n.message for n in app.notices),
+                       what="the refusal")
+
+
+@sync
 async def test_two_axis_grid_fills_in_batch_by_batch(tmp_path):
     """X: prompt S/R (batched), Y: steps (one run each): a 2x2 grid in two batches, each cell its single run."""
     from textual.widgets import Select
@@ -153,7 +182,11 @@ async def test_two_axis_grid_fills_in_batch_by_batch(tmp_path):
         pane.job_progress = record
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: pane.result is not None, what="grid result")
-        assert [c.caption for c in pane.cells] == ["sneaker · 1", "bag · 1", "sneaker · 2", "bag · 2"]
+        assert [c.caption for c in pane.cells] == ["sneaker · steps 1", "bag · steps 1", "sneaker · steps 2",
+                                                  "bag · steps 2"]
+        assert pane.query_one("#scales", Input).border_title == "X: prompt s/r values"
+        assert pane.query_one("#y-values", Input).border_title == "Y: steps values"
+        assert not pane.query_one("#cfg", Input).disabled  # no axis is the scale: the CFG field is the scale
         assert filled[0] == [True, True, False, False] and filled[1] == [True] * 4  # row by row
         assert pane.result.grid.y_name == "Steps" and pane.result.timings["batches"] == 2
         await pilot.press("ctrl+s")
@@ -485,8 +518,8 @@ async def test_sdxl_grid_of_size_and_crop_with_a_long_weighted_prompt(tmp_path, 
         app.query_one("#y-values", Input).value = "0x0,32x0"
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: sweep.result is not None, what="SDXL grid")
-        assert [c.caption for c in sweep.cells] == ["256x256 · 0x0", "1024x1024 · 0x0", "256x256 · 32x0",
-                                                   "1024x1024 · 32x0"]
+        assert [c.caption for c in sweep.cells] == ["orig 256x256 · crop 0,0", "orig 1024x1024 · crop 0,0",
+                                                   "orig 256x256 · crop 32,0", "orig 1024x1024 · crop 32,0"]
         assert sweep.result.timings["batches"] == 1 and "Crop top-left: 32,0" in sweep.result.parameters(3)
 
 

@@ -168,7 +168,9 @@ class GridPane(JobPane):
         for cell, image, caption in zip(self.cells, result.images, result.captions):
             cell.image, cell.caption, cell.generated = image, caption, image
         s = result.settings
-        line = f"{headline}seed {s.seed}, {s.steps} steps, {result.scheduler_name}"
+        seeds = list(dict.fromkeys(result.seed(i) for i in range(len(result.images))))  # a seed axis: each cell's
+        seed = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+        line = f"{headline}{seed}, {s.steps} steps, {result.scheduler_name}"
         if getattr(result, "refiner_name", ""):  # core.refiner: base, then the refiner
             line += f" ({result.base_steps} base → {result.refiner_steps} refiner)"
         if self.ctx.show_timings:

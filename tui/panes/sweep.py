@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from contextlib import nullcontext
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
@@ -21,8 +22,8 @@ from textual.widgets import Input, Label, ProgressBar, Select
 
 from ..config import MAX_FIELD_CHARS
 from ...core.errors import UserError
-from ...core.grid_axes import Axis, captions
-from ...core.guidance import scale_caption
+from ...core.grid_axes import KINDS, Axis, captions
+from ...core.guidance import check_scale, scale_caption
 from ...core.inputs import parse_int, parse_scales, parse_size
 from ...core.jobs import JobEvent
 from ..job_kinds import JobKind
@@ -38,6 +39,12 @@ DEFAULT_SCALES = "1, 2, 4, 12"
 AXIS_CHOICES = [("X: scale", "scale"), ("X: seed", "seed"), ("X: steps", "steps"), ("X: scheduler", "scheduler"),
                 ("X: negative", "negative"), ("X: prompt S/R", "prompt_sr"), ("X: long prompt", "long_prompt"),
                 ("X: SDXL orig size", "original_size"), ("X: SDXL crop", "crop")]
+
+
+def seeds_text(settings: SampleSettings, x: Axis, y: Axis | None) -> str:
+    """``seed 0``, or the seeds an axis sweeps (``seeds 1, 2, 4, 12``)."""
+    axis = next((a for a in (x, y) if a is not None and a.name == "seed"), None)
+    return f"seed {settings.seed}" if axis is None else "seeds " + ", ".join(axis.texts)
 
 
 class SweepCell(GridCell):
@@ -72,6 +79,8 @@ class SweepPane(InsightMixin, GridPane):
     SweepPane #form { height: auto; }
     SweepPane #form Input { width: 1fr; }
     SweepPane #form #scales { width: 2fr; }
+    SweepPane #form #cfg { width: 9; }
+    SweepPane #form #steps { width: 12; }
     SweepPane #form Select { width: 2fr; }
     SweepPane #axes { height: auto; }
     SweepPane #axes Select { width: 1fr; }
@@ -81,7 +90,8 @@ class SweepPane(InsightMixin, GridPane):
     SweepPane #grid { grid-size: 4; grid-gutter: 0 1; height: 1fr; }
     """
 
-    FIELD_LABELS = {"#scales": "guidance scales", "#seed": "seed", "#steps": "steps", "#scheduler": "scheduler",
+    FIELD_LABELS = {"#scales": "guidance scales", "#cfg": "CFG", "#seed": "seed", "#steps": "steps",
+                    "#scheduler": "scheduler",
                     "#y-values": "Y values", "#x-axis": "X axis", "#y-axis": "Y axis",
                     "#size": "size"}
 
@@ -97,6 +107,8 @@ class SweepPane(InsightMixin, GridPane):
         with Horizontal(id="form"):
             yield Input(DEFAULT_SCALES, id="scales",
                         tooltip="X axis values (guidance scales by default): 1,2,4 or 1-5 (+2) or 1-10 [5] or a|b", max_length=MAX_FIELD_CHARS)
+            yield Input("7.5", id="cfg", type="number", disabled=True, max_length=MAX_FIELD_CHARS,
+                        tooltip="The guidance scale of every cell when no axis is the scale")
             yield Input(str(self._init_seed), id="seed", type="integer", tooltip="Seed", max_length=MAX_FIELD_CHARS)
             yield Input(str(self._init_steps), id="steps", type="integer", tooltip="Steps", max_length=MAX_FIELD_CHARS)
             yield Select([(name, name) for name in SCHEDULERS], prompt="model's default",
@@ -115,6 +127,17 @@ class SweepPane(InsightMixin, GridPane):
     def on_mount(self) -> None:
         self.layout_cells([scale_caption(s) for s in parse_scales(DEFAULT_SCALES)])
 
+    @on(Select.Changed, "#x-axis, #y-axis")
+    def _axes_changed(self, event: Select.Changed) -> None:
+        """The value fields say which axis they hold; the CFG field counts only while no axis is the scale."""
+        event.stop()
+        x, y = self.query_one("#x-axis", Select), self.query_one("#y-axis", Select)
+        self.query_one("#scales", Input).border_title = (
+            "guidance scales" if x.value == "scale" else f"X: {KINDS[str(x.value)].title.lower()} values")
+        self.query_one("#y-values", Input).border_title = (
+            "Y values" if y.is_blank() else f"Y: {KINDS[str(y.value)].title.lower()} values")
+        self.query_one("#cfg", Input).disabled = "scale" in (x.value, None if y.is_blank() else y.value)
+
     def settings(self):
         """The form as ``SampleSettings`` + the X and Y axes, validated (``UserError`` names the fix)."""
         width, height = parse_size(self._value("#size"))
@@ -124,6 +147,7 @@ class SweepPane(InsightMixin, GridPane):
             prompt=prompt, negative_prompt=negative,
             steps=parse_int(self._value("#steps"), "steps", "30"),
             seed=parse_int(self._value("#seed"), "seed", "0"),
+            guidance_scale=self._cfg(),
             width=width, height=height,
             scheduler=None if select.is_blank() else str(select.value),
         )
@@ -132,6 +156,14 @@ class SweepPane(InsightMixin, GridPane):
         y_select = self.query_one("#y-axis", Select)
         y = None if y_select.is_blank() else Axis.parse(str(y_select.value), self._value("#y-values"))
         return settings.validate(), x, y
+
+    def _cfg(self) -> float:
+        """The CFG field's scale (7.5 by default), checked (``core.guidance.check_scale``)."""
+        text = self._value("#cfg").strip() or "7.5"
+        try:
+            return float(check_scale(float(text)))
+        except ValueError:
+            raise UserError(f"CFG {text!r} is not a number: e.g. 7.5.") from None
 
     def action_run(self) -> None:
         if self.worker.busy(JobKind.SWEEP):
@@ -150,8 +182,8 @@ class SweepPane(InsightMixin, GridPane):
         attention = self.attention
         self.query_one("#progress", ProgressBar).update(total=settings.steps, progress=0)
         ahead = self.waiting_for()
-        self.status(f"seed {settings.seed}: " + (f"queued behind {ahead} (escape in its pane stops it)…" if ahead
-                                                 else "starting…"))
+        self.status(f"{seeds_text(settings, x, y)}: " + (f"queued behind {ahead} (escape in its pane stops it)…"
+                                                          if ahead else "starting…"))
         refiner_at = self.ctx.settings.refiner_at
         report = self.grid_job
 
