@@ -82,9 +82,12 @@ def _report_dropped(result) -> None:
 def cmd_generate(args) -> int:
     from .sampler import generate
 
+    from .batch_rows import check_count
+
     settings = _settings(args, args.guidance).validate()
+    count = check_count(args.count)  # before the model loads, and before any estimate of the work
     model, refiner, fraction = _load_models(args, settings)
-    _say_estimate(model, settings, args.count, settings.guidance_scale > 1)
+    _say_estimate(model, settings, count, settings.guidance_scale > 1)
     bar, on_step = _progress(args.steps, "generate + refine" if refiner else "generate")
     with bar:
         result = generate(model, settings, n=args.count, callback=on_step, refiner=refiner, handoff=fraction)

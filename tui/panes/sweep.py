@@ -80,7 +80,8 @@ class SweepPane(InsightMixin, GridPane):
     SweepPane #form Input { width: 1fr; }
     SweepPane #form #scales { width: 2fr; }
     SweepPane #form #cfg { width: 9; }
-    SweepPane #form #steps { width: 12; }
+    SweepPane #form #steps { width: 11; }
+    SweepPane #form #size { width: 11; }
     SweepPane #form Select { width: 2fr; }
     SweepPane #axes { height: auto; }
     SweepPane #axes Select { width: 1fr; }
