@@ -155,7 +155,7 @@ def _run_grid(args, settings, x, y, what: str, *, timeline: bool = False, on_cel
     bar, on_step = _progress(args.steps, f"{what} + refine" if refiner else what)
     recorder = None
     if timeline:
-        count = len(batches(model, plan(model, settings, x, y)))
+        count = len(batches(model, cells))
         if count > 1:
             raise UserError(f"--timeline keeps one batched run, and these values need {count} (a prompt past "
                             "75 tokens runs apart): sweep fewer or shorter values.")

@@ -74,7 +74,7 @@ class Estimate:
     """A run's expected seconds on this machine and what they are made of."""
 
     seconds: float
-    unet_calls: int  #: steps (x2 rows where guided: one batch carries both halves)
+    unet_calls: int  #: denoising steps, one UNet call each (a guided batch carries both halves in one call)
     what: str  #: "30 steps x 2 rows at 512x512 latents"
 
     @property
@@ -99,10 +99,15 @@ def estimate(unet_config: dict, vae_config: dict, latent_h: int, latent_w: int, 
              images: int, macs_per_s: float) -> Estimate:
     """The run's seconds at ``macs_per_s`` (``calibrate``'s): ``steps`` UNet calls on ``unet_rows`` rows (text and
     unconditional rows together), then ``images`` decodes."""
-    if not (macs_per_s > 0 and math.isfinite(macs_per_s)):
-        raise ValueError(f"a rate of {macs_per_s} multiply-adds a second")
     work = steps * unet_macs(unet_config, latent_h, latent_w, unet_rows) + vae_decode_macs(vae_config, latent_h,
                                                                                            latent_w, images)
+    return _over_rate(work, steps, unet_rows, latent_h, latent_w, macs_per_s)
+
+
+def _over_rate(work: float, steps: int, unet_rows: int, latent_h: int, latent_w: int, macs_per_s: float) -> Estimate:
+    """``work`` multiply-adds at ``macs_per_s``, described."""
+    if not (macs_per_s > 0 and math.isfinite(macs_per_s)):
+        raise ValueError(f"a rate of {macs_per_s} multiply-adds a second")
     what = f"{steps} step{'s' if steps != 1 else ''} x {unet_rows} UNet rows at {latent_w}x{latent_h} latents"
     return Estimate(work / macs_per_s, steps, what)
 
@@ -124,8 +129,7 @@ def before_run(model, settings, images: int, guided: bool) -> Estimate | None:
     macs, h, w, rows = run_macs(model, settings, images, guided)
     if macs < CHEAP_MACS:
         return None
-    est = estimate(dict(model.unet.config), dict(model.vae.config), h, w, rows, settings.steps, images,
-                   calibrate(model))
+    est = _over_rate(macs, settings.steps, rows, h, w, calibrate(model))  # the work counted once, above
     return est if est.worth_saying else None
 
 
