@@ -97,11 +97,13 @@ def test_captions_name_their_class_and_some_are_empty():
 
 def test_caption_table_matches_the_pipelines_tokenization():
     from sd_explorer.core.clip_vocab import clip_tokenizer
+    from sd_explorer.core.tiny.grounding import single_table
 
-    tok = clip_tokenizer()
-    ids, owner = captions.caption_table(tok)
-    assert ids.shape[1] == 77 and ids.shape[0] == owner.shape[0]
-    assert owner[-1] == -1 and ids[-1, 0] == 49406 and (ids[-1, 1:] == 49407).all()
-    row = captions.all_captions(7).index("a photo of a sneaker")
-    first7 = int(torch.nonzero(owner == 7)[0])
-    assert ids[first7 + row].tolist()[:7] == [49406, 320, 1125, 539, 320, 24781, 49407]
+    table = single_table(clip_tokenizer())  # checks its piecewise ids against the tokenizer's own
+    assert table.ids.shape[1] == 77 and table.ids.shape == table.marks.shape
+    assert table.texts[table.empty] == "" and table.ids[table.empty, 0] == 49406
+    assert (table.ids[table.empty, 1:] == 49407).all()
+    row = int(table.rows[7, captions.all_captions(7).index("a photo of a sneaker")])
+    assert table.texts[row] == "a photo of a sneaker"
+    assert table.ids[row].tolist()[:7] == [49406, 320, 1125, 539, 320, 24781, 49407]
+    assert table.marks[row].tolist()[:7] == [0, 0, 0, 0, 0, 1, 0]  # only "sneaker" is grounded

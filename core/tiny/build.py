@@ -48,6 +48,22 @@ def build_components(seed: int = 0, scaling_factor: float | None = None) -> Comp
     return Components(text_encoder.eval(), vae.eval(), unet.eval(), scheduler)
 
 
+def load_components(folder: Path | str) -> Components:
+    """The networks of a saved tiny folder in float32 (to train further) and a fresh scheduler."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise UserError(f"--init {folder}: no model_index.json there; pass a tiny model's diffusers folder.")
+    kw = dict(torch_dtype=torch.float32, use_safetensors=True)
+    text_encoder = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), **kw)
+    vae = AutoencoderKL.from_pretrained(str(folder / "vae"), **kw)
+    unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), **kw)
+    return Components(text_encoder.eval(), vae.eval(), unet.eval(), PNDMScheduler(**configs.SCHEDULER))
+
+
 def parameter_counts(parts: Components) -> dict[str, int]:
     """Number of parameters per network."""
     return {

@@ -56,21 +56,38 @@ def caption(label: int, rng: random.Random, empty_p: float = EMPTY_P) -> str:
     return rng.choice(TEMPLATES).format(rng.choice(PHRASES[label]))
 
 
-def caption_table(tokenizer):
-    """Token ids for every caption, padded to 77 as the pipeline does.
+# ---------------------------------------------------------------- two garments side by side (128x64)
+#: Two-garment captions as users phrase them: ``{a}`` is the left garment, ``{b}`` the right one;
+#: "next to", "and", "beside" and a plain list read left then right.
+PAIR_TEMPLATES: tuple[str, ...] = (
+    "{a} on the left and {b} on the right",
+    "a photo of {a} on the left and {b} on the right",
+    "{b} on the right and {a} on the left",
+    "a picture of {b} on the right and {a} on the left",
+    "{a} next to {b}",
+    "a photo of {a} next to {b}",
+    "{a} and {b}",
+    "a photo of {a} and {b}",
+    "{a} beside {b}",
+    "{a} to the left of {b}",
+    "{b} to the right of {a}",
+    "product shot of {a} and {b}",
+    "{a} and {b} side by side",
+    "a black and white photo of {a} next to {b}",
+)
 
-    Returns ``(ids [K, 77] int64, owner [K] int64)``: row ``k`` is a caption of class ``owner[k]``;
-    the last row is the empty caption with owner ``-1``.
-    """
-    import torch
+#: Held-out two-garment prompts the card measures, never a training caption:
+#: ``(prompt, left class, right class)``; the first two are the issue's own examples.
+PAIR_PROMPTS: tuple[tuple[str, int, int], ...] = tuple(
+    (template.format(a=PHRASES[a][0], b=PHRASES[b][0]), a, b)
+    for template, pairs in (
+        ("a photo of {a} on the left and {b} on the right", ((8, 7), (1, 9), (0, 5), (4, 3))),
+        ("{a} next to {b}", ((5, 3), (7, 8), (9, 0), (3, 1))),
+        ("{b} on the right and {a} on the left", ((2, 9), (8, 1), (7, 4), (6, 5))),
+    )
+    for a, b in pairs
+)
 
-    texts, owner = [], []
-    for label in range(len(PHRASES)):
-        for text in all_captions(label):
-            texts.append(text)
-            owner.append(label)
-    texts.append("")
-    owner.append(-1)
-    ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids
-    return ids, torch.tensor(owner)
+#: The word of each class whose heat maps the card reads (a word of several tokens: their sum).
+HEAT_WORDS: tuple[str, ...] = ("t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt",
+                               "sneaker", "bag", "boot")

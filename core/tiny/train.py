@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..ema import EMA
 from ..errors import UserError, run_main
 
-from . import build, captions, configs
+from . import batches, build, captions, configs, grounding
 from .data import HELD_OUT, load_fashion, to_model_images
 from ..clip_vocab import clip_tokenizer
 
@@ -105,24 +105,26 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 512) -> tuple[torch.T
     return torch.cat(means), torch.cat(stds)
 
 
-def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor,
-                   scaling: float, table: tuple[torch.Tensor, torch.Tensor], steps: int, batch: int,
-                   lr: float, ema_decay: float, empty_p: float, log: list, every: int = 250,
-                   seconds: float = math.inf, stop_at: int = 0) -> int:
+def train_denoiser(text_encoder, unet, pool: batches.Pool, scaling: float, singles: grounding.CaptionTable,
+                   pairs: grounding.CaptionTable | None, steps: int, batch: int, lr: float, ema_decay: float,
+                   empty_p: float, log: list, every: int = 250, seconds: float = math.inf, stop_at: int = 0,
+                   pair_batch: int = 0, ground_weight: float = 0.0) -> int:
     """Train text encoder + UNet jointly (epsilon prediction); leaves the EMA weights in place.
 
+    With ``pairs`` (and ``pair_batch`` > 0), odd steps train on two garments side by side at 128x64
+    (``pair_batch`` of them), even steps on ``batch`` single garments at 64x64. ``ground_weight`` > 0
+    adds ``core.tiny.grounding``'s loss on where each garment token's cross-attention falls.
     Returns the steps done (``stop_at`` and ``seconds`` as in ``train_vae``).
     """
     from diffusers import DDPMScheduler
 
-    device = mean.device
+    device = pool.mean.device
     noise_sched = DDPMScheduler(**configs.SCHEDULE)
     alphas = noise_sched.alphas_cumprod.to(device)
-    ids, owner = (t.to(device) for t in table)
-    # per class: the rows of the caption table that name it
-    rows = [torch.nonzero(owner == c).flatten() for c in range(10)]
-    per_class = torch.stack([r[torch.arange(max(len(x) for x in rows), device=device) % len(r)] for r in rows])
-    empty_row = int(torch.nonzero(owner == -1).flatten()[0])
+    singles = singles.to(device)
+    pairs = pairs.to(device) if pairs is not None and pair_batch > 0 else None
+    processors = dict(unet.attn_processors)
+    probe = grounding.install(unet) if ground_weight > 0 else None
     modules = [text_encoder, unet]
     params = [p for m in modules for p in m.parameters()]
     for m in modules:
@@ -131,22 +133,27 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, min(500, steps // 10 + 1)))
     ema = EMA(modules, ema_decay, warmup=True)
     start = time.perf_counter()
-    n_latents = mean.shape[0]
     for step in range(steps):
-        idx = torch.randint(0, n_latents, (batch,), device=device)
-        z0 = (mean[idx] + std[idx] * torch.randn_like(mean[idx])) * scaling
-        lab = labels[idx % labels.shape[0]]
-        pick = torch.randint(0, per_class.shape[1], (batch,), device=device)
-        row = per_class[lab, pick]
-        row = torch.where(torch.rand(batch, device=device) < empty_p, torch.full_like(row, empty_row), row)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,), device=device)
-        noise = torch.randn_like(z0)
+        two = pairs is not None and step % 2 == 1
+        b = (batches.pair(pool, pairs, pair_batch, scaling, empty_p) if two
+             else batches.single(pool, singles, batch, scaling, empty_p))
+        ids = (pairs if two else singles).ids[b.rows]
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (b.z0.shape[0],), device=device)
+        noise = torch.randn_like(b.z0)
         a = alphas[t].view(-1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        zt = a.sqrt() * b.z0 + (1 - a).sqrt() * noise
+        if probe is not None:
+            probe.store = []
         with _autocast(device):
-            states = text_encoder(ids[row])[0]
+            states = text_encoder(ids)[0]
             pred = unet(zt, t, encoder_hidden_states=states).sample.float()
-        loss = F.mse_loss(pred, noise)
+        mse = F.mse_loss(pred, noise)
+        loss = mse
+        ground = None
+        if probe is not None:
+            ground = grounding.grounding_loss(probe.store, b.marks, b.masks)
+            probe.store = None
+            loss = mse + ground_weight * ground
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -154,14 +161,17 @@ def train_denoiser(text_encoder, unet, mean: torch.Tensor, std: torch.Tensor, la
         sched.step()
         ema.update(step)
         last = step == steps - 1 or step + 1 == stop_at or time.perf_counter() - start > seconds
-        if step % every == 0 or last:
-            entry = {"stage": "unet", "step": step, "loss": round(loss.item(), 5),
-                     "seconds": round(time.perf_counter() - start, 1)}
+        if step % every == 0 or (pairs is not None and step % every == 1) or last:
+            entry = {"stage": "unet", "step": step, "batch": "pair" if two else "single",
+                     "loss": round(mse.item(), 5), "seconds": round(time.perf_counter() - start, 1)}
+            if ground is not None:
+                entry["grounding"] = round(ground.item(), 5)
             log.append(entry)
             print(json.dumps(entry), flush=True)
         if last:
             break
     ema.copy_to_params()
+    unet.set_attn_processor(processors)
     for m in modules:
         m.eval()
     return step + 1
@@ -179,23 +189,32 @@ def run(args: argparse.Namespace) -> Path:
         train.images, train.labels = train.images[:args.limit], train.labels[:args.limit]
     images = train.images.to(device)
     labels = train.labels.to(device)
-    parts = build.build_components(args.seed)
+    parts = build.load_components(args.init) if args.init else build.build_components(args.seed)
     parts.vae.to(device)
     log: list = []
     t0 = time.perf_counter()
-    vae_done = train_vae(parts.vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.kl_weight, log,
-                         seconds=args.vae_seconds, stop_at=args.vae_stop_at)
-    mean, std = encode_latents(parts.vae, images)
-    scaling = float(1.0 / (mean + std * torch.randn_like(mean)).std())
-    parts.vae.register_to_config(scaling_factor=scaling)
+    if args.init:  # the VAE is kept as it is, with its scaling factor
+        vae_done = 0
+        mean, std = encode_latents(parts.vae, images)
+        scaling = float(parts.vae.config.scaling_factor)
+    else:
+        vae_done = train_vae(parts.vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.kl_weight,
+                             log, seconds=args.vae_seconds, stop_at=args.vae_stop_at)
+        mean, std = encode_latents(parts.vae, images)
+        scaling = float(1.0 / (mean + std * torch.randn_like(mean)).std())
+        parts.vae.register_to_config(scaling_factor=scaling)
     print(json.dumps({"scaling_factor": scaling}), flush=True)
     t1 = time.perf_counter()
     parts.text_encoder.to(device)
     parts.unet.to(device)
-    table = captions.caption_table(clip_tokenizer())
-    unet_done = train_denoiser(parts.text_encoder, parts.unet, mean, std, labels, scaling, table,
+    tok = clip_tokenizer()
+    masks = grounding.object_masks(to_model_images(images))
+    pool = batches.Pool(mean, std, labels.repeat(2), torch.cat([masks, masks.flip(-1)]))
+    pairs = grounding.pair_table(tok, args.pair_captions, args.seed) if args.pair_batch > 0 else None
+    unet_done = train_denoiser(parts.text_encoder, parts.unet, pool, scaling, grounding.single_table(tok), pairs,
                                args.unet_steps, args.unet_batch, args.unet_lr, args.ema, args.empty_p, log,
-                               seconds=args.unet_seconds, stop_at=args.unet_stop_at)
+                               seconds=args.unet_seconds, stop_at=args.unet_stop_at,
+                               pair_batch=args.pair_batch, ground_weight=args.ground_weight)
     t2 = time.perf_counter()
     for name in ("text_encoder", "vae", "unet"):
         getattr(parts, name).to("cpu")
@@ -238,6 +257,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-seconds", type=float, default=math.inf, help="safety cap on VAE training time")
     p.add_argument("--unet-seconds", type=float, default=math.inf, help="safety cap on UNet training time")
     p.add_argument("--empty-p", type=float, default=captions.EMPTY_P)
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this tiny model folder: keep its VAE, train its text encoder + UNet further")
+    p.add_argument("--pair-batch", type=int, default=0,
+                   help="two-garment 128x64 images per pair step (every other step; 0: single garments only)")
+    p.add_argument("--pair-captions", type=int, default=24, help="random captions per ordered class pair")
+    p.add_argument("--ground-weight", type=float, default=0.0,
+                   help="weight of the grounding loss (garment tokens' attention on their garment; 0: off)")
     return p
 
 
