@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from ..atomic import write_bytes
 from ..errors import UserError, run_main
-from . import build, captions
+from . import build, captions, placement
 from ..fashion.data import CLASS_NAMES
 from .data import HELD_OUT, load_fashion, to_fashion, to_model_images
 from .judge import fashion_batch, load_judge
@@ -36,7 +36,9 @@ SWEEP_SCALES = (1.0, 2.0, 4.0, 12.0)
 SWEEP_PROMPTS = ("a photo of a sneaker", "an ankle boot", "product shot of a dress", "a photo of trousers",
                  "a handbag")
 STEPS = 25
-OUTPUTS = ("MODEL_CARD.md", "card.json", "sweep.png", "classes.png", "vae.png")
+OUTPUTS = ("MODEL_CARD.md", "card.json", "sweep.png", "classes.png", "vae.png", "heat.png")
+HEAT_PROMPTS = ("a photo of a bag on the left and a sneaker on the right", "a sandal next to a dress",
+                "a studio picture of an ankle boot")
 
 
 def load_pipeline(folder: Path | str, device: str):
@@ -158,18 +160,55 @@ def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
                 [""])
 
 
+def heat_grid(model_folder: Path, device: str, seed: int = placement.SEED, steps: int = STEPS) -> Image.Image:
+    """Per ``HEAT_PROMPTS`` prompt: the image and each garment word's heat map over it (own scale per word)."""
+    from ..attention import normalise, overlay
+    from ..models import load_model
+
+    model = load_model(str(model_folder), device=device, dtype="fp32", fast=False)
+    cells, labels = [], []
+    blank = None
+    for prompt in HEAT_PROMPTS:
+        pair = next(((a, b) for p, a, b in captions.PAIR_PROMPTS if p == prompt), None)
+        classes = pair or (next(c for c, ph in enumerate(captions.PHRASES) if ph[0] in prompt),)
+        images, maps = placement._run(model, prompt, 1, seed, steps, placement.SCALE, placement.PAIR_SIZE if pair else None)
+        image = _to_pil(to_pixel_range(images))[0]
+        row = [image]
+        for cls in classes:
+            heat, _, _ = normalise(placement._word_heat(model, prompt, maps, cls))
+            row.append(overlay(image, heat[0]))
+        blank = blank or Image.new("RGB", (placement.PAIR_SIZE[0] * 2, placement.PAIR_SIZE[1] * 2), "white")
+        row += [blank] * (3 - len(row))
+        cells += [c if c.size == blank.size else _pad(c, blank.size) for c in row]
+        labels.append(prompt if len(prompt) < 30 else prompt[:28] + "...")
+    words = "image | heat of the left (or only) garment's word | of the right garment's word"
+    return grid(cells, 3, labels, [words])
+
+
+def _pad(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    canvas = Image.new("RGB", size, "white")
+    canvas.paste(image, (0, 0))
+    return canvas
+
+
 def _save_png(image: Image.Image, path: Path) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     write_bytes(path, buf.getvalue())
 
 
+def _continued(settings: dict) -> bool:
+    return settings.get("init", "None") not in ("None", "")
+
+
 def training_command(training: dict) -> str:
     """The exact training command, rebuilt from the settings ``core.tiny.train`` recorded."""
     settings = training.get("settings", {})
     skip = {"out", "overwrite", "data", "device"}
+    if _continued(settings):  # the VAE came with --init: its settings did nothing
+        skip |= {k for k in settings if k.startswith("vae_") or k == "kl_weight"}
     parts = [f"--{k.replace('_', '-')} {v}" for k, v in sorted(settings.items())
-             if k not in skip and v != "inf" and not (k == "limit" and v == "0")]
+             if k not in skip and v not in ("inf", "None") and not (k == "limit" and v == "0")]
     return "python -m sd_explorer.core.tiny.train --data DATA --out OUT " + " ".join(parts)
 
 
@@ -177,11 +216,45 @@ def _training_line(t: dict) -> str:
     if not t:
         return "- Training: no `training.json` in the folder."
     done, s = t.get("steps_done", {}), t.get("settings", {})
+    if _continued(s):
+        return (f"- Training: `{training_command(t)}` on {t.get('device', '?')}: continued from `{s['init']}` "
+                f"(its VAE kept as it was), text encoder + UNet {done.get('unet', '?')} more steps in "
+                f"{t.get('unet_seconds', '?')} s.")
     stopped = [f"{name} stopped at step {done[name]} of its {s.get(f'{name}_steps')}-step schedule"
                for name in ("vae", "unet") if name in done and str(done[name]) != s.get(f"{name}_steps")]
     return (f"- Training: `{training_command(t)}` on {t.get('device', '?')}: VAE {done.get('vae', '?')} steps in "
             f"{t.get('vae_seconds', '?')} s, text encoder + UNet {done.get('unet', '?')} steps in "
             f"{t.get('unet_seconds', '?')} s" + (f" ({'; '.join(stopped)})." if stopped else "."))
+
+
+def _placement_lines(place: dict | None) -> list[str]:
+    """The "Where words go" section (``core.tiny.placement``'s numbers), or nothing for an older card."""
+    if not place:
+        return []
+    pairs, objects = place["pairs"], place["objects"]
+    rows = ["| held-out prompt (128x64) | both halves right | heat on own half / other half |", "|---|---|---|"]
+    for r in pairs["prompts"]:
+        rows.append(f"| {r['prompt']} | {r['both_halves']:.0%} | " + " / ".join(f"{v:.2f}x" for v in r["half_ratio"]) + " |")
+    obj = ", ".join(f"{r['word']} {r['object_ratio']:.2f}x" for r in objects["prompts"])
+    return [
+        "## Where words go",
+        "",
+        f"Held-out prompts (never a training caption), {pairs['samples']} images each from seeds {pairs['seed']}+, "
+        f"guidance {pairs['scale']:g}, {pairs['steps']} steps, measured by `python -m sd_explorer.core.tiny.placement`"
+        " through the app's own sampler and heat-map recorder. A two-garment image is right when the classifier"
+        " assigns its left half to the left garment and its right half to the right one; a word's heat is its"
+        " cross-attention summed over heads, layers and steps, averaged over the images.",
+        "",
+        *rows,
+        f"| **all** | **{pairs['both_halves']:.1%}** | min {pairs['half_ratio_min']:.2f}x, median "
+        f"{pairs['half_ratio_median']:.2f}x, {pairs['half_ratio_pass']:.0%} >= 2x |",
+        "",
+        f"Single garments at 64x64 (`{placement.OBJECT_TEMPLATE.format('...')}`, a template never trained on, "
+        f"seeds {objects['seed']}+): the word's mean heat on the garment (the decoded image's cells brighter than "
+        f"{placement.OBJECT_THRESHOLD:g}) over its mean heat off it: {obj}; median {objects['object_ratio_median']:.2f}x, "
+        f"{objects['object_ratio_pass']:.0%} >= 1.5x.",
+        "",
+    ]
 
 
 def render_markdown(card: dict) -> str:
@@ -231,6 +304,7 @@ def render_markdown(card: dict) -> str:
         *rows,
         *cross_lines,
         "",
+        *_placement_lines(card.get("placement")),
         "## VAE",
         "",
         f"- Round trip (encode, sample the latent, decode) on the {vae['held_out_images']} held-out images: "
@@ -246,6 +320,8 @@ def render_markdown(card: dict) -> str:
         "- `sweep.png`: the chapter's guidance sweep (1, 2, 4, 12), same seed per row.",
         f"- `classes.png`: {card.get('per_class', 8)} samples per class prompt at guidance 4.",
         "- `vae.png`: held-out images, their round trips, and the 4 latent channels.",
+        *(["- `heat.png`: two held-out two-garment prompts at 128x64 and one single garment, each garment word's "
+            "heat map."] if card.get("placement") else []),
         "- `preview_factors.json`: latent -> RGB factors for the step previews, fitted by `python -m sd_explorer.core.tiny.preview`.",
         "",
         "## Limits",
@@ -259,11 +335,12 @@ def render_markdown(card: dict) -> str:
 
 def make_card(model: Path, data: Path, out: Path, samples: int, device: str, judge_steps: int,
               prefer: str = "auto", seed: int = 0, overwrite: bool = False, steps: int = STEPS,
-              eval_images: int = HELD_OUT, per_class: int = 8) -> dict:
+              eval_images: int = HELD_OUT, per_class: int = 8, place_samples: int = 8) -> dict:
     """Measure everything and write ``OUTPUTS`` into ``out``; returns the numbers.
 
     ``steps``, ``eval_images`` (held-out images for PSNR and the judge's accuracy) and ``per_class``
-    (columns of ``classes.png``) only shrink for quick checks; the shipped card uses the defaults.
+    (columns of ``classes.png``) and ``place_samples`` (images per prompt of ``core.tiny.placement``)
+    only shrink for quick checks; the shipped card uses the defaults.
     """
     out.mkdir(parents=True, exist_ok=True)
     clash = [n for n in OUTPUTS if (out / n).exists()]
@@ -288,10 +365,12 @@ def make_card(model: Path, data: Path, out: Path, samples: int, device: str, jud
                                 for n in ("text_encoder", "vae", "unet")},
                  "weight_bytes": build.folder_bytes(model)},
         "training": training, "measure_seconds": round(time.perf_counter() - t0, 1),
+        "placement": placement.measure(model, judge, place_samples, device, steps=steps),
     }
     _save_png(sweep_grid(pipe, seed=seed, steps=steps), out / "sweep.png")
     _save_png(classes_grid(pipe, seed=seed, steps=steps, per_class=per_class), out / "classes.png")
     _save_png(vae_grid(pipe.vae, held.images[:8], device), out / "vae.png")
+    _save_png(heat_grid(model, device, steps=steps), out / "heat.png")
     write_bytes(out / "card.json", (json.dumps(card, indent=1) + "\n").encode())
     write_bytes(out / "MODEL_CARD.md", render_markdown(card).encode())
     return card
@@ -345,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=STEPS, help="sampling steps (the card's default: 25)")
     p.add_argument("--eval-images", type=int, default=HELD_OUT, help="held-out images to measure the VAE on")
     p.add_argument("--per-class", type=int, default=8, help="samples per class in classes.png")
+    p.add_argument("--place-samples", type=int, default=8, help="images per prompt for where words go")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--cross-check", action="store_true",
                    help="add prompt following by core.fashion's classifier to an existing card (--samples each)")
@@ -357,13 +437,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.cross_check:
         print(json.dumps(cross_check(args.model, args.data, args.out, args.samples, args.device)))
         return
-    for name in ("samples", "steps", "eval_images", "per_class"):
+    for name in ("samples", "steps", "eval_images", "per_class", "place_samples"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1.")
     if not (Path(args.model) / "model_index.json").is_file():
         raise UserError(f"--model {args.model} has no model_index.json: pass the tiny model's diffusers folder.")
     card = make_card(args.model, args.data, args.out, args.samples, args.device, args.judge_steps,
-                     args.judge, args.seed, args.overwrite, args.steps, args.eval_images, args.per_class)
+                     args.judge, args.seed, args.overwrite, args.steps, args.eval_images, args.per_class,
+                     args.place_samples)
     print(json.dumps({k: card[k] for k in ("prompt_following", "vae", "judge_accuracy")}), flush=True)
 
 
