@@ -23,6 +23,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..atomic import write_bytes
+from ..attention import normalise, overlay
+from ..models import load_model
 from ..errors import UserError, run_main
 from . import build, captions, placement
 from ..fashion.data import CLASS_NAMES
@@ -162,8 +164,6 @@ def vae_grid(vae, images: np.ndarray, device: str) -> Image.Image:
 
 def heat_grid(model_folder: Path, device: str, seed: int = placement.SEED, steps: int = STEPS) -> Image.Image:
     """Per ``HEAT_PROMPTS`` prompt: the image and each garment word's heat map over it (own scale per word)."""
-    from ..attention import normalise, overlay
-    from ..models import load_model
 
     model = load_model(str(model_folder), device=device, dtype="fp32", fast=False)
     cells, labels = [], []

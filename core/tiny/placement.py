@@ -26,9 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..attention import heat_of, recording, token_positions
 from ..errors import UserError, run_main
+from ..models import load_model
+from ..sampler import generate
+from ..settings import SampleSettings
 from . import captions
 from .data import HELD_OUT, load_fashion, to_fashion
+from .judge import load_judge
 
 SEED = 1000
 SCALE = 4.0
@@ -46,9 +51,6 @@ def _images(result) -> torch.Tensor:
 
 
 def _run(model, prompt: str, samples: int, seed: int, steps: int, scale: float, size):
-    from ..attention import recording
-    from ..sampler import generate
-    from ..settings import SampleSettings
 
     settings = SampleSettings(prompt, steps=steps, guidance_scale=scale, seed=seed,
                               width=size[0] if size else None, height=size[1] if size else None)
@@ -59,7 +61,6 @@ def _run(model, prompt: str, samples: int, seed: int, steps: int, scale: float, 
 
 
 def _word_heat(model, prompt: str, maps: torch.Tensor, cls: int) -> np.ndarray:
-    from ..attention import heat_of, token_positions
 
     return heat_of(maps, token_positions(model, prompt, captions.HEAT_WORDS[cls]))  # [N, h, w]
 
@@ -120,7 +121,6 @@ def measure_objects(model, samples: int, seed: int = SEED + 100, steps: int = ST
 def measure(model_folder: Path, judge, samples: int, device: str = "cpu", seed: int = SEED,
             steps: int = STEPS) -> dict:
     """Both measurements on the model in ``model_folder`` (fp32, eager: the maps as recorded)."""
-    from ..models import load_model
 
     model = load_model(str(model_folder), device=device, dtype="fp32", fast=False)
     return {"pairs": measure_pairs(model, judge, samples, seed, steps),
@@ -140,7 +140,6 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.samples < 1:
         raise UserError("--samples must be at least 1.")
-    from .judge import load_judge
 
     train, _ = load_fashion(args.data).split(HELD_OUT)
     judge = load_judge(train, args.device, args.judge_steps, args.judge)
