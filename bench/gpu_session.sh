@@ -75,6 +75,25 @@ case $step in
     timeout "${TINY_S:-420}" python3 -m sd_explorer.core.tiny.train --data .fmdata --out .tiny-new ${TINY_ARGS:?} \
       2>&1 | tee "$out/tiny/log.txt" | tail -12
     tar cf - .tiny-new | split -b 15M - "$out/tiny/tiny-new.tar.part-" ;;
+  tiny-variants)
+    # several retrains of tiny side by side on the one GPU (VARIANTS: name=flags;name=flags), each then measured
+    # by its model card (core.tiny.card: prompt following, VAE, where words go); folders come back as tar parts
+    IFS=';' read -ra vs <<< "${VARIANTS:?}"
+    for v in "${vs[@]}"; do
+      name=${v%%=*}; flags=${v#*=}; mkdir -p "$out/tiny-variants/$name"
+      if [ "$flags" = shipped ]; then  # the shipped model's card, measured the same way in the same run
+        timeout "${CARD_S:-200}" python3 -m sd_explorer.core.tiny.card --model assets/tiny-sd --data .fmdata \
+          --out "$out/tiny-variants/$name/card" --device cuda > "$out/tiny-variants/$name/log.txt" 2>&1 &
+        continue
+      fi
+      ( timeout "${TINY_S:-330}" python3 -m sd_explorer.core.tiny.train --data .fmdata --out ".tiny-$name" \
+          --overwrite --device cuda $flags > "$out/tiny-variants/$name/log.txt" 2>&1 \
+        && timeout "${CARD_S:-200}" python3 -m sd_explorer.core.tiny.card --model ".tiny-$name" --data .fmdata \
+          --out "$out/tiny-variants/$name/card" --device cuda >> "$out/tiny-variants/$name/log.txt" 2>&1 \
+        ; tar cf - ".tiny-$name" | split -b 15M - "$out/tiny-variants/$name/model.tar.part-" ) &
+    done
+    wait
+    for v in "${vs[@]}"; do tail -2 "$out/tiny-variants/${v%%=*}/log.txt"; done ;;
   compile)
     export SD_EXPLORER_COMPILE_CACHE=/tmp/sd-explorer-compile-cache
     timeout "${COMPILE_S:-300}" python3 bench/bench_compile.py --json "$out/compile/compile.json" ${COMPILE_ARGS:-} 2>&1 \
