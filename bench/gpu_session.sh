@@ -93,7 +93,27 @@ case $step in
         ; tar cf - ".tiny-$name" | split -b 15M - "$out/tiny-variants/$name/model.tar.part-" ) &
     done
     wait
-    for v in "${vs[@]}"; do tail -2 "$out/tiny-variants/${v%%=*}/log.txt"; done ;;
+    # at most 8 files come back: the logs as one file, the cards' card.json files beside it
+    for v in "${vs[@]}"; do n=${v%%=*}; echo "== $n"; cat "$out/tiny-variants/$n/log.txt"; \
+      rm "$out/tiny-variants/$n/log.txt"; done > "$out/tiny-variants/logs.txt"
+    for v in "${vs[@]}"; do n=${v%%=*}; [ -e "$out/tiny-variants/$n/card/card.json" ] && \
+      mv "$out/tiny-variants/$n/card/card.json" "$out/tiny-variants/$n/card.json"; rm -rf "$out/tiny-variants/$n/card"; done
+    # the models of the KEEP (default 2) variants whose words sit best on their garments come back; the others' go
+    python3 - "$out/tiny-variants" "${KEEP:-2}" <<'PY'
+import json, pathlib, shutil, sys
+root, keep = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def score(d):
+    try:
+        return json.loads((d / "card.json").read_text())["placement"]["objects"]["object_ratio_median"]
+    except (OSError, KeyError, ValueError):
+        return -1.0
+ranked = sorted((d for d in root.iterdir() if d.is_dir()), key=score, reverse=True)
+for d in ranked[keep:]:
+    for part in d.glob("model.tar.part-*"):
+        part.unlink()
+print("kept", [d.name for d in ranked[:keep]], "scores", {d.name: score(d) for d in ranked})
+PY
+    grep -v Loading "$out/tiny-variants/logs.txt" | grep -E '^== |saved|overall' | cut -c1-200 ;;
   compile)
     export SD_EXPLORER_COMPILE_CACHE=/tmp/sd-explorer-compile-cache
     timeout "${COMPILE_S:-300}" python3 bench/bench_compile.py --json "$out/compile/compile.json" ${COMPILE_ARGS:-} 2>&1 \

@@ -106,3 +106,19 @@ def test_recipe_trains_pairs_with_grounding_from_an_initial_model(tmp_path, data
     model = load_model(str(out), device="cpu")
     assert model.vae.config.scaling_factor == pytest.approx(0.5)
     assert all(type(p).__name__ != "GroundingProbe" for p in model.unet.attn_processors.values())
+
+
+def test_avg_pooled_masks_charge_heat_on_a_garments_border_cells_and_max_pooled_do_not():
+    masks = torch.zeros(1, 2, 64, 64)
+    masks[:, 0, 4:60, 4:60] = 1  # a garment whose border cells (8x8 grid) are only partly garment
+    marks = torch.zeros(1, 77, dtype=torch.long)
+    marks[0, 3] = 1
+    border = torch.zeros(8, 8)
+    border[0, :] = 1  # all of the word's heat on the top row: 4 of each cell's 8 pixel rows are garment
+    probs = torch.zeros(1, 64, 77)
+    probs[0, :, 3] = border.flatten() / border.sum()
+    assert grounding.grounding_loss([probs], marks, masks, "max").item() == pytest.approx(0.0)
+    share = (2 * 0.25 + 6 * 0.5) / 8  # the row's corner cells are a quarter garment, the others half
+    assert grounding.grounding_loss([probs], marks, masks, "avg").item() == pytest.approx((1 - share) ** 2)
+    with pytest.raises(ValueError):
+        grounding.grounding_loss([probs], marks, masks, "median")

@@ -166,11 +166,17 @@ def object_masks(model_images: torch.Tensor, threshold: float = -0.8) -> torch.T
     return (model_images.mean(1, keepdim=True) > threshold).float()
 
 
-def grounding_loss(probs: list[torch.Tensor], marks: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def grounding_loss(probs: list[torch.Tensor], marks: torch.Tensor, masks: torch.Tensor,
+                   pool: str = "max") -> torch.Tensor:
     """Mean ``(1 - share)**2`` over grounded tokens and layers.
 
     ``probs``: per layer ``[B, h*w, 77]``; ``marks [B, 77]`` (0/1/2); ``masks [B, 2, H, W]``: garment
-    1's and garment 2's pixels (max-pooled to each layer's grid, whose aspect is the image's)."""
+    1's and garment 2's pixels, pooled to each layer's grid (whose aspect is the image's). ``pool``
+    ``max``: a cell is the garment's if any of its pixels is, so heat on the garment's border cells
+    costs nothing; ``avg``: a cell counts by the share of its pixels that are garment, so the loss
+    pulls the heat into the garment's interior (what a map read as *where* should show)."""
+    if pool not in ("max", "avg"):
+        raise ValueError(f"pool must be 'max' or 'avg', not {pool!r}")
     grounded = (marks > 0).float()
     if not probs or grounded.sum() == 0:
         return masks.new_zeros(())
@@ -178,7 +184,8 @@ def grounding_loss(probs: list[torch.Tensor], marks: torch.Tensor, masks: torch.
     total = masks.new_zeros(())
     for p in probs:
         scale = int(round((H * W / p.shape[1]) ** 0.5))
-        m = F.adaptive_max_pool2d(masks, (H // scale, W // scale)).flatten(2)  # [B, 2, S]
+        fn = F.adaptive_max_pool2d if pool == "max" else F.adaptive_avg_pool2d
+        m = fn(masks, (H // scale, W // scale)).flatten(2)  # [B, 2, S]
         inside = torch.einsum("bst,bks->bkt", p, m)  # [B, 2, 77]
         mass = p.sum(1).clamp_min(1e-8)  # [B, 77]
         own = torch.where(marks == 2, inside[:, 1], inside[:, 0])

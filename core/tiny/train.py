@@ -108,7 +108,7 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 512) -> tuple[torch.T
 def train_denoiser(text_encoder, unet, pool: batches.Pool, scaling: float, singles: grounding.CaptionTable,
                    pairs: grounding.CaptionTable | None, steps: int, batch: int, lr: float, ema_decay: float,
                    empty_p: float, log: list, every: int = 250, seconds: float = math.inf, stop_at: int = 0,
-                   pair_batch: int = 0, ground_weight: float = 0.0) -> int:
+                   pair_batch: int = 0, ground_weight: float = 0.0, ground_pool: str = "max") -> int:
     """Train text encoder + UNet jointly (epsilon prediction); leaves the EMA weights in place.
 
     With ``pairs`` (and ``pair_batch`` > 0), odd steps train on two garments side by side at 128x64
@@ -151,7 +151,7 @@ def train_denoiser(text_encoder, unet, pool: batches.Pool, scaling: float, singl
         loss = mse
         ground = None
         if probe is not None:
-            ground = grounding.grounding_loss(probe.store, b.marks, b.masks)
+            ground = grounding.grounding_loss(probe.store, b.marks, b.masks, ground_pool)
             probe.store = None
             loss = mse + ground_weight * ground
         opt.zero_grad(set_to_none=True)
@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> Path:
     unet_done = train_denoiser(parts.text_encoder, parts.unet, pool, scaling, grounding.single_table(tok), pairs,
                                args.unet_steps, args.unet_batch, args.unet_lr, args.ema, args.empty_p, log,
                                seconds=args.unet_seconds, stop_at=args.unet_stop_at,
-                               pair_batch=args.pair_batch, ground_weight=args.ground_weight)
+                               pair_batch=args.pair_batch, ground_weight=args.ground_weight,
+                               ground_pool=args.ground_pool)
     t2 = time.perf_counter()
     for name in ("text_encoder", "vae", "unet"):
         getattr(parts, name).to("cpu")
@@ -262,6 +263,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-batch", type=int, default=0,
                    help="two-garment 128x64 images per pair step (every other step; 0: single garments only)")
     p.add_argument("--pair-captions", type=int, default=24, help="random captions per ordered class pair")
+    p.add_argument("--ground-pool", choices=("max", "avg"), default="max",
+                   help="garment masks at the attention grids: max (any garment pixel) or avg (its share)")
     p.add_argument("--ground-weight", type=float, default=0.0,
                    help="weight of the grounding loss (garment tokens' attention on their garment; 0: off)")
     return p
