@@ -156,13 +156,21 @@ class JobRunner:
         return job
 
     def cancel(self, kind: str | None = None) -> int:
-        """Cancel the running and queued jobs (of ``kind``, or all); returns how many were asked."""
+        """Cancel the running and queued jobs (of ``kind``, or all); returns how many were asked.
+
+        A running job stops at its next check. A queued one leaves the queue now and its ``failed``
+        (cancelled) event is emitted at once, on the calling thread: a pane waiting behind a long job
+        (a training run) hears that its job is gone without waiting for that job to end."""
         with self._lock:
-            jobs = [j for j in [self._current, *self._pending] if j is not None]
-        hit = [j for j in jobs if kind is None or j.kind == kind]
-        for job in hit:
-            job.cancel.set()
-        return len(hit)
+            current = self._current if self._current is not None and (kind is None or self._current.kind == kind) else None
+            dropped = [j for j in self._pending if kind is None or j.kind == kind]
+            self._pending = [j for j in self._pending if j not in dropped]
+        for job in [current, *dropped]:
+            if job is not None:
+                job.cancel.set()
+        for job in dropped:  # the worker skips them when it reaches them in the queue
+            self._emit(JobEvent("failed", job, error_kind="cancelled", message="Cancelled."))
+        return len(dropped) + (current is not None)
 
     def ahead(self) -> list[Job]:
         """The job running now and those waiting, in order: what a job submitted now waits for."""
@@ -214,8 +222,9 @@ class JobRunner:
             if job is None:
                 return
             with self._lock:
-                if job in self._pending:
-                    self._pending.remove(job)
+                if job not in self._pending:  # cancelled while queued: its event has been sent
+                    continue
+                self._pending.remove(job)
                 self._current = job
             try:
                 self._run_one(job)

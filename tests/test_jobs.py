@@ -243,3 +243,21 @@ def test_a_failed_event_says_whether_it_was_a_cancellation():
     job = Job(kind="sweep", fn=lambda j: None)
     assert JobEvent("failed", job, error_kind="cancelled").cancelled
     assert not JobEvent("failed", job, error_kind="user").cancelled and not JobEvent("finished", job).cancelled
+
+
+def test_a_queued_job_cancelled_leaves_the_queue_and_says_so_at_once(runner):
+    """Issue 27, item 4: a sweep queued behind a training run and cancelled must not stay "cancelling…"
+    until the training ends: its cancelled event comes now, the job never runs, and the queue moves on."""
+    release, ran = threading.Event(), []
+    long = runner.submit("train", lambda job: release.wait(60) and "trained")
+    queued = runner.submit("sweep", lambda job: ran.append("sweep"))
+    after = runner.submit("other", lambda job: "after")
+    assert runner.cancel("sweep") == 1
+    assert runner.rec.kinds(queued.id) == ["failed"]  # already, while the long job still runs
+    failed = [e for e in runner.rec.events if e.job.id == queued.id][0]
+    assert failed.cancelled and failed.message == "Cancelled."
+    assert not runner.busy("sweep") and runner.busy("train")
+    release.set()
+    assert runner.wait_idle(60)
+    assert ran == [] and runner.rec.kinds(queued.id) == ["failed"]
+    assert runner.rec.kinds(long.id) == ["started", "finished"] and runner.rec.kinds(after.id) == ["started", "finished"]

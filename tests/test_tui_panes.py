@@ -130,6 +130,40 @@ async def test_sweep_renders_cells_and_saves_png(tmp_path):
 
 
 @sync
+async def test_a_sweep_cancelled_while_queued_says_so_at_once_and_ctrl_s_keeps_the_last_grid(tmp_path):
+    """Issue 27, item 4: a sweep queued behind another job and cancelled stayed "cancelling…" until that job
+    ended, and ctrl+s then said "Nothing to save yet" although an earlier sweep had finished."""
+    import threading
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        app.query_one("#scales", Input).value = "1, 3"
+        pane = app.query_one("SweepPane")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.result is not None, what="first sweep")
+        first = pane.result
+        release = threading.Event()
+        pane.worker.runner.submit("blocker", lambda job: release.wait(300))  # a long job ahead (a training run)
+        try:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "queued behind" in str(pane.query_one("#status", Label).render()),
+                           what="the sweep queued")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: str(pane.query_one("#status", Label).render()).startswith("cancelled"),
+                           what="cancelled while the other job still runs")
+            assert pane.worker.runner.busy("blocker")
+            assert "ctrl+s saves the last finished grid" in str(pane.query_one("#status", Label).render())
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: pane.last_saved is not None, what="saved grid")
+        finally:
+            release.set()
+        with Image.open(pane.last_saved) as png:
+            assert "CFG scales: 1, 3" in png.info["parameters"]
+        assert pane.last_finished is first
+
+
+@sync
 async def test_a_seed_axis_says_its_seeds_and_the_cfg_field_sets_the_scale(tmp_path):
     """Issue 27: with X = seed the values field still said "guidance scales", the CFG in use was in no field, and
     the status said "seed 0" for seeds 1, 2."""

@@ -304,3 +304,38 @@ async def test_every_placeholder_and_label_is_whole_at_80x24(tmp_path):
                 if label.display and label.size.height == 1 and "\n" not in text and len(text) > label.size.width > 0:
                     cut.append(f"{pane_name} #{label.id}: {text!r} in {label.size.width} cells")
         assert not cut, "\n".join(cut)
+
+
+@sync
+async def test_pause_holds_its_word_and_a_run_with_data_replaces_no_data(tmp_path, fashion_dir, monkeypatch):
+    """Issue 27, item 4: "paused · ctrl+b resumes (the" was cut, then a late step report put back "training on
+    cpu" while paused; "no data: type an IDX folder…" stayed on screen through a run with a valid data folder."""
+    from sd_explorer.tui.panes.training import PAUSED
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    monkeypatch.delenv("SD_EXPLORER_FASHION_DATA", raising=False)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one("TrainingPane")
+        pane.sample_steps = 2
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: "no data" in app.query_one("#noising").caption, what="no data")
+        app.query_one("#data", Input).value = str(fashion_dir)
+        app.query_one("#epochs", Input).value = "50"
+        app.query_one("#batch", Input).value = "16"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: pane.stats is not None, what="a step report")
+        await wait_for(pilot, lambda: app.query_one("#noising").caption == "noised at 8 timesteps",
+                       what="the run's own noising row")
+        assert app.query_one("#noising").image is not None and app.model_worker.busy("train")
+        await pilot.press("ctrl+b")
+        assert label_text(app, "#state") == PAUSED
+        pane.show_step(pane.stats, list(zip(pane.steps, pane.losses)))  # a report sent just before the pause
+        await pilot.pause()
+        assert label_text(app, "#state") == PAUSED
+        state = app.query_one("#state", Label)
+        assert state.content_region.width >= len(PAUSED)  # whole at 80 columns
+        await pilot.press("ctrl+b")
+        assert label_text(app, "#state") in ("training (resumed)", "training on cpu · escape stops")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.model_worker.busy("train"), what="stop")

@@ -64,7 +64,8 @@ class GridPane(JobPane):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.result = None  #: the last finished GenerationResult
+        self.result = None  #: the GenerationResult the cells show (None while a run fills them)
+        self.last_finished = None  #: the last run that finished, kept through a later run cancelled or failed
         self.last_saved = None  #: path of the last saved grid
         self.job = None
         self.running_cells: list[int] = []  #: the cells the running batch samples (its previews land there)
@@ -163,7 +164,7 @@ class GridPane(JobPane):
 
     def show_result(self, result, seconds: float) -> None:
         """The finished images and captions, the status line, and the selection for the latents pane."""
-        self.result = result
+        self.result = self.last_finished = result
         headline = self.headline()
         for cell, image, caption in zip(self.cells, result.images, result.captions):
             cell.image, cell.caption, cell.generated = image, caption, image
@@ -182,7 +183,8 @@ class GridPane(JobPane):
         self.work_done()
 
     def job_failed(self, ev: JobEvent) -> None:
-        self.status("cancelled · ctrl+r runs again" if ev.cancelled else "failed · ctrl+r runs again")
+        kept = " · ctrl+s saves the last finished grid" if self.last_finished is not None else ""
+        self.status(("cancelled" if ev.cancelled else "failed") + " · ctrl+r runs again" + kept)
         super().job_failed(ev)
 
     def autorun(self) -> None:
@@ -198,10 +200,11 @@ class GridPane(JobPane):
         raise NotImplementedError
 
     def action_save(self) -> None:
-        if self.result is None:
+        result = self.result or self.last_finished  # after a cancelled run: the one before it, as it finished
+        if result is None:
             self.notify("Nothing to save yet: ctrl+r runs first.", severity="warning")
             return
-        self.save_grid(self.result)
+        self.save_grid(result)
 
     @work(thread=True, exclusive=True, group="save")
     def save_grid(self, result) -> None:

@@ -15,7 +15,7 @@ import contextlib
 from ...core.errors import Cancelled
 from ..job_results import TrainingDone
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
-from .train_views import sample_grid
+from .train_views import noising_of, sample_grid
 from ...core import fashion as fm
 from ...core.atomic import check_writable
 
@@ -34,6 +34,7 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
         job.progress(PhaseText(f"loading data from {where}…"))
         data = fm.load_fashion_mnist(config.data)
         job.progress(DataLoaded(config.data, len(data)))
+        job.progress(noising_of(fm, data))  # the chapter's noising figure, from the data this run uses
         holder, written = {}, []
         history: list[tuple[int, float]] = []
 

@@ -109,5 +109,10 @@ def noising_strip(fm, data_source: str | None, n: int = 8) -> NoisingRow | NoNoi
         data = fm.load_fashion_mnist(data_source)
     except UserError as exc:  # no data here (offline, no folder): the pane says how to point at some
         return NoNoisingData(str(exc))
+    return noising_of(fm, data, n)
+
+
+def noising_of(fm, data, n: int = 8) -> NoisingRow:
+    """The noising row of loaded data (a training run sends it too, so a pane that had no data shows it)."""
     images, _ = fm.noising_row(data.images[0], n=n)
     return NoisingRow(tile(images.float().cpu().numpy()[:, 0], cols=n), data.source)

@@ -42,6 +42,7 @@ from ...core import fashion as fm
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
 PREVIEWS = (JobKind.FASHION_SHOW, JobKind.FASHION_NOISE)  #: jobs that training cancels to start at once
+PAUSED = "paused · ctrl+b resumes"  #: the state line while paused (short: it must fit the pane at 80 columns)
 
 
 class TrainingPane(JobPane):
@@ -263,7 +264,7 @@ class TrainingPane(JobPane):
             self._state("training (resumed)")
         else:
             self.pause_event.set()
-            self._state("paused · ctrl+b resumes (the worker waits)")
+            self._state(PAUSED)
 
     def action_stop(self) -> None:
         if self.worker.cancel(JobKind.TRAIN):
@@ -302,6 +303,8 @@ class TrainingPane(JobPane):
                 self._state(text)
             case DataLoaded(source=source):
                 self.form.remember_data(source)
+            case NoisingRow(image=image):
+                self._show_noising(image)
             case TrainerReady(trainer=trainer):
                 self.trainer = trainer
             case EpochSamples(stats=stats, step=step, grid=grid, report=report):
@@ -313,6 +316,11 @@ class TrainingPane(JobPane):
             case CheckpointSaved(path=path):
                 self.stopped_checkpoint = path
 
+    def _show_noising(self, image) -> None:
+        noising = self.query_one("#noising", ImageView)
+        noising.image, noising.caption = image, "noised at 8 timesteps"
+        self.post_message(NoisingRowMade(image))
+
     def show_step(self, stats, history: list[tuple[int, float]]) -> None:
         slow = stats.device == "cpu" and stats.eta_s > 3600 and self.form.arch != "tiny"
         if self.stats is None and slow:  # say so once, at the run's first report
@@ -321,7 +329,8 @@ class TrainingPane(JobPane):
         self.steps = [step for step, _ in history]
         self.losses = [loss for _, loss in history]
         self.stats = stats
-        self._state(f"training on {stats.device} · escape stops")
+        # a step reported just before a pause must not take the pause's word back
+        self._state(PAUSED if self.pause_event.is_set() else f"training on {stats.device} · escape stops")
         self.query_one("#step-label", Label).update(f"step {stats.step}/{stats.total_steps}  loss {stats.loss:.4f}")
         self.query_one("#step-bar", ProgressBar).update(total=stats.total_steps, progress=stats.step)
         self.query_one("#epoch-label", Label).update(f"epoch {stats.epoch + 1}/{stats.epochs}")
@@ -339,9 +348,7 @@ class TrainingPane(JobPane):
                     self._state(f"shown: {label}")
                 self.work_done()
             case NoisingRow(image=image):
-                noising = self.query_one("#noising", ImageView)
-                noising.image, noising.caption = image, "noised at 8 timesteps"
-                self.post_message(NoisingRowMade(image))
+                self._show_noising(image)
             case NoNoisingData(reason=why):
                 noising = self.query_one("#noising", ImageView)
                 noising.image, noising.caption = None, "no data: type an IDX folder or .parquet in data"
