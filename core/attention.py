@@ -330,7 +330,8 @@ def heat_for(model, prompt: str, maps: torch.Tensor, word: str) -> TokenHeat:
 
 def generate_with_maps(model, settings, words: list[str], callback=None, cancel=None):
     """One image at ``settings.guidance_scale`` and each word's heat map: ``(GenerationResult,
-    [TokenHeat], layers)``. The words are checked against the prompt before anything is sampled."""
+    [TokenHeat], layers, maps)`` (``maps``: the recording's ``[1, 77, h, w]``, e.g. for
+    ``core.pixel_attention.rank_at``). The words are checked against the prompt before anything is sampled."""
     from .sampler import generate
 
     for word in words:
@@ -338,4 +339,4 @@ def generate_with_maps(model, settings, words: list[str], callback=None, cancel=
     with recording(model, settings, 1) as rec:
         result = generate(model, settings, 1, callback, cancel)
     maps = rec.maps()
-    return result, [heat_for(model, settings.prompt, maps, w) for w in words], rec.layers
+    return result, [heat_for(model, settings.prompt, maps, w) for w in words], rec.layers, maps

@@ -7,6 +7,7 @@
     sd-explorer latents IMAGE                     the VAE's 4 channels and the round trip
     sd-explorer tokens "prompt"                   what CLIP sees
     sd-explorer attention "a dog and a cat" --tokens dog,cat   per-token cross-attention heat maps
+    sd-explorer attention "a dog and a cat" --tokens dog --at 40,24   + the words that drew pixel (40, 24)
     sd-explorer sweep "prompt" --timeline [1,10,30]            + the x0 estimate at chosen steps
     sd-explorer fashion train|sample              the class-conditional Fashion-MNIST model
 
@@ -125,6 +126,9 @@ def build_parser(explorer_flags: Callable[[argparse.ArgumentParser], None] | Non
     _sampling(a)
     a.add_argument("--tokens", required=True, help="comma-separated words of the prompt, e.g. dog,cat")
     a.add_argument("--guidance", type=float, default=7.5, help="guidance scale; <= 1 means no CFG")
+    a.add_argument("--at", action="append", default=None, metavar="X,Y",
+                   help="also print the prompt's tokens ranked by their heat at image pixel X,Y (0,0: top left), "
+                        "the start/end tokens too; give it several times for several pixels")
     a.set_defaults(func=cmd_attention)
 
     lat = sub.add_parser("latents", parents=[common], help="encode an image with the VAE and decode it back")

@@ -9,7 +9,7 @@ import os
 import sys
 
 from .errors import UserError
-from .inputs import parse_scales, parse_size
+from .inputs import parse_point, parse_scales, parse_size
 
 
 def _progress(total_hint: int, desc: str):
@@ -235,21 +235,37 @@ def _save_timeline(args, model, timeline, result, params: str) -> None:
     print(save_png(strip, _out(args), f"timeline-{args.prompt}", text))
 
 
+def _image_size(settings, default: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The size the run's image will have: the settings', else the model's ``default`` (None: not known yet)."""
+    if default is None and not (settings.width and settings.height):
+        return None
+    return settings.width or default[0], settings.height or default[1]
+
+
 def cmd_attention(args) -> int:
-    """The image, then per token its overlay and its grayscale heat map (``<token>-heat-NNNN.png``)."""
+    """The image, then per token its overlay and its grayscale heat map (``<token>-heat-NNNN.png``); with
+    ``--at X,Y`` the prompt's tokens ranked by their heat at that pixel (``core.pixel_attention``)."""
     from .attention import generate_with_maps, heat_image, overlay
+    from .model_folder import size_before_loading
     from .outputs import save_png
+    from .pixel_attention import check_pixel
 
     words = list(dict.fromkeys(w.strip() for w in args.tokens.split(",") if w.strip()))  # a word named twice: once
     if not words:
         raise UserError("--tokens is empty: name words of the prompt, e.g. --tokens dog,cat.")
+    points = list(dict.fromkeys(parse_point(text) for text in args.at or []))
     settings = _settings(args, args.guidance).validate()
+    size = _image_size(settings, size_before_loading(args.model or "tiny") if points else None)
+    for x, y in points if size else []:  # outside the image: before the model loads (a Hub id: after)
+        check_pixel(x, y, size)
     model = _load(args)
     settings.validate(model.vae_scale_factor)
+    for x, y in points:
+        check_pixel(x, y, _image_size(settings, model.default_size))
     _say_estimate(model, settings, 1, settings.guidance_scale > 1)
     bar, on_step = _progress(args.steps, "attention")
     with bar:
-        result, heats, layers = generate_with_maps(model, settings, words, callback=on_step)
+        result, heats, layers, maps = generate_with_maps(model, settings, words, callback=on_step)
     _report_dropped(result)
     image, params = result.images[0], result.parameters(0)
     print(save_png(image, _out(args), args.prompt, params))
@@ -257,7 +273,19 @@ def cmd_attention(args) -> int:
         text = params + "\n" + heat.describe(layers, settings.steps)
         print(save_png(overlay(image, heat.heat[0]), _out(args), f"{heat.word}-overlay", text))
         print(save_png(heat_image(heat.heat[0], image.size), _out(args), f"{heat.word}-heat", text))
+    if points:
+        _print_rankings(model, settings, maps, points, image.size)
     return 0
+
+
+def _print_rankings(model, settings, maps, points, image_size) -> None:
+    """``--at``: per pixel, the prompt's tokens by heat there, one a line, highest first."""
+    from .pixel_attention import rank_pixels
+    from .tokens import breakdown
+
+    tokens = breakdown(model.tokenizer, settings.prompt, settings.long_prompt).tokens
+    for ranking in rank_pixels(maps[0], tokens, points, image_size):
+        print("\n".join(ranking.lines()))
 
 
 def cmd_latents(args) -> int:

@@ -95,6 +95,21 @@ def parse_int(text: str, what: str, example: str) -> int:
         raise UserError(f"{what} {text!r} is not a whole number: e.g. {example}.") from None
 
 
+def parse_point(text: str, what: str = "--at") -> tuple[int, int]:
+    """``"40,24"`` -> ``(40, 24)``: an image pixel, X then Y, whole numbers from 0 (the image's size is
+    checked where it is known: ``core.pixel_attention.check_pixel``)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        x, y = (int(p) for p in parts)
+    except ValueError:
+        shown = text if len(text) <= 24 else text[:24] + "…"
+        raise UserError(f"{what} {shown!r} is not X,Y: give a pixel of the image as two whole numbers, "
+                        f"e.g. {what} 32,32.") from None
+    if x < 0 or y < 0:
+        raise UserError(f"{what} {text!r} is outside the image: X and Y count from 0 at the top left, e.g. {what} 32,32.")
+    return x, y
+
+
 def parse_pairs(text: str, what: str) -> list[tuple[int, int]]:
     """``"256x256,1024x1024"`` -> ``[(256, 256), (1024, 1024)]``: SDXL's original sizes and crops
     (height x width, as its time ids), each side 0 to 16384."""

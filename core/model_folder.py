@@ -142,6 +142,20 @@ def family_before_loading(spec: str) -> str | None:
     return detect_family(resolve_folder(spec))
 
 
+def size_before_loading(spec: str) -> tuple[int, int] | None:
+    """The default image size (width, height) of ``tiny`` or a local folder from its configs (no weights, no
+    torch), as ``LoadedModel.default_size`` computes it; None for a Hub id or configs that do not say."""
+    if spec != "tiny" and not expand(spec, "--model").is_dir():
+        return None
+    folder = resolve_folder(spec)
+    side = read_json_file(folder / "unet" / "config.json", REFETCH).get("sample_size")
+    blocks = read_json_file(folder / "vae" / "config.json", REFETCH).get("block_out_channels")
+    if isinstance(side, bool) or not isinstance(side, int) or not isinstance(blocks, list) or not blocks:
+        return None
+    side *= 2 ** (len(blocks) - 1)
+    return side, side
+
+
 def detect_family(folder: Path) -> str:
     """``sdxl`` / ``sdxl-refiner`` (text+time added conditioning; 6 or 5 time ids), else ``sd1`` / ``sd2``
     from the UNet's cross-attention width (768 / 1024) and its projection style."""

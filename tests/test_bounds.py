@@ -106,7 +106,8 @@ REFUSED = st.sampled_from([
     ["sweep", "a boot", "--timeline", "0,99999"], ["sweep", "a boot", "--original-sizes", "256x256"],
     ["sweep", "a boot", "--strengths", "0.5"], ["sweep", "a boot", "--x", "nope=1,2"],
     ["latents", "no-such-image.png"], ["latents", "in.png", "--seed", "-3"],
-    ["attention", "a boot", "--tokens", ""], ["fashion", "sample", "--class", "11"],
+    ["attention", "a boot", "--tokens", ""], ["attention", "a boot", "--tokens", "boot", "--at", "5"],
+    ["attention", "a boot", "--tokens", "boot", "--at", "64,0"], ["fashion", "sample", "--class", "11"],
     ["fashion", "sample", "--grey-scale", "30"], ["fashion", "sample", "--checkpoint", "no-such-file"],
     ["fashion", "train", "--data", "no-such-folder", "--epochs", "1"],
 ])

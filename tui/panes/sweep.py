@@ -31,7 +31,8 @@ from ...core.schedulers import SCHEDULERS
 from ...core.settings import SampleSettings
 from ..messages import TimestepShown
 from ..progress import InsightCollected, StepPreview
-from .grid import GridCell, GridPane
+from .grid import GridPane
+from .sweep_cursor import CursorCell, CursorMixin
 from .sweep_insight import InsightMixin, collect
 from ..job_results import GridSampled
 
@@ -47,11 +48,11 @@ def seeds_text(settings: SampleSettings, x: Axis, y: Axis | None) -> str:
     return f"seed {settings.seed}" if axis is None else "seeds " + ", ".join(axis.texts)
 
 
-class SweepCell(GridCell):
-    """One scale's image; focus it to select it for the latents pane."""
+class SweepCell(CursorCell):
+    """One scale's image; focus it to select it for the latents pane (c: the pixel cursor on it)."""
 
 
-class SweepPane(InsightMixin, GridPane):
+class SweepPane(CursorMixin, InsightMixin, GridPane):
     """Guidance sweep grid.
 
     | Key | Action |
@@ -63,6 +64,7 @@ class SweepPane(InsightMixin, GridPane):
     | ctrl+o | Attention maps on/off (recorded by the next sweep) |
     | ctrl+t | Overlay the next prompt token's heat map (enter in the token table picks one) |
     | pageup / pagedown | Scrub through the steps (left / right on a focused cell; x shows x_t) |
+    | c | On a focused cell: a pixel cursor (arrows move it) and the words that drew that pixel |
     """
 
     pane_name = "sweep"
@@ -74,6 +76,7 @@ class SweepPane(InsightMixin, GridPane):
         Binding("escape", "cancel", "Cancel", tooltip="Stop the running sweep"),
         Binding("ctrl+s", "save", "Save grid", tooltip="Save the grid as a numbered PNG with its settings"),
         *InsightMixin.INSIGHT_BINDINGS,
+        *CursorMixin.CURSOR_BINDINGS,
     ]
     DEFAULT_CSS = """
     SweepPane #form { height: auto; }

@@ -165,6 +165,9 @@ class InsightMixin:
             parts.append(Text(f"{insight.steps[self.step]} · {'x_t' if self.show_xt else 'x0'} (x toggles)"))
         else:
             parts.append(Text("final images · pageup/pagedown scrub the steps"))
-        line = Text(" · ").join(parts)
+        self.insight_drawn(Text(" · ").join(parts))
+
+    def insight_drawn(self, line: Text) -> None:
+        """Every cell is drawn: show the status ``line`` (the pixel cursor adds to it: ``sweep_cursor``)."""
         self.status(line)
 
