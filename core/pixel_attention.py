@@ -7,7 +7,9 @@ the 77 positions, so at one cell the 77 sums add up to the same total (heads x l
 is ``width x height`` pixels over a ``w x h`` grid: column ``x * w // width``, row ``y * h // height``) and
 ranks the tokens there, highest first:
 
-- every prompt token (a BPE piece) as ``kind="word"``;
+- every prompt token (a BPE piece) as ``kind="word"``, with ``of_words``: its part of the words' heat there
+  (the start and end tokens take most of every cell's attention, so a word's ``share`` is small everywhere;
+  among the words, the one that drew the pixel stands out);
 - the start token ``<start>`` (``kind="start"``), the end token ``<end>`` and the padding after it, summed
   as one ``<pad ×N>`` entry (both ``kind="end"``: SD 1.x pads with more end tokens);
 - ``PixelRanking.words``: the words of several pieces, their pieces' heat summed (``sneak`` + ``erz``).
@@ -38,6 +40,7 @@ class TokenAtPixel:
     share: float  #: ``heat`` over the total of all 77 positions at that cell (0..1)
     kind: str  #: "word", "start" or "end" (the end token and the padding)
     positions: tuple[int, ...] = ()  #: every position summed (a word's pieces, the padding); else ``(position,)``
+    of_words: float = 0.0  #: a word's part of the prompt words' heat at that cell (0..1); 0 for start/end
 
     @property
     def special(self) -> bool:
@@ -58,16 +61,22 @@ class PixelRanking:
     words: tuple[TokenAtPixel, ...] = ()  #: words of several pieces, summed, highest first
 
     def lines(self) -> list[str]:
-        """The ranking as text, one token a line (``  1  sneaker         2.611  (1.6%)``), then the words of
-        several pieces (``     word 'sneakerz' (pieces at 5,6)  5.221  (3.1%)``)."""
+        """The ranking as text: the prompt's pieces, one a line, highest first, with their part of the words'
+        heat (``  1  sneaker         2.611  (41% of the words)``); the words of several pieces; then the
+        start and end tokens with their part of all the cell's attention (``     <pad ×70>  149.170  (89% of
+        all)``): they hold most of it in every model, carrying the whole prompt, so they are listed apart."""
         (col, row), (w, h) = self.cell, self.grid
         out = [f"at ({self.x}, {self.y}) of the {self.image_size[0]}x{self.image_size[1]} image "
                f"(latent cell {col},{row} of {w}x{h}):"]
         width = max([len(t.text) for t in self.tokens] + [10])
-        out += [f"{rank:>3}  {t.text:<{width}}  {t.heat:>9.3f}  ({percent(t.share)})"
-                for rank, t in enumerate(self.tokens, 1)]
-        out += [f"     word {t.text!r} (pieces at {','.join(map(str, t.positions))})  {t.heat:.3f}  ({percent(t.share)})"
-                for t in self.words]
+        pieces = [t for t in self.tokens if not t.special]
+        out += [f"{rank:>3}  {t.text:<{width}}  {t.heat:>9.3f}  ({percent(t.of_words)}{' of the words' * (rank == 1)})"
+                for rank, t in enumerate(pieces, 1)]
+        out += [f"     word {t.text!r} (pieces at {','.join(map(str, t.positions))})  {t.heat:.3f}  "
+                f"({percent(t.of_words)})" for t in self.words]
+        specials = [t for t in self.tokens if t.special]
+        out += [f"     {t.text:<{width}}  {t.heat:>9.3f}  ({percent(t.share)}{' of all' * (i == 0)})"
+                for i, t in enumerate(specials)]
         return out
 
 
@@ -97,9 +106,11 @@ def cell_centre(cell: tuple[int, int], image_size: tuple[int, int], grid: tuple[
     return min(width - 1, (2 * col + 1) * width // (2 * w)), min(height - 1, (2 * row + 1) * height // (2 * h))
 
 
-def _entry(text: str, positions: list[int], heats: np.ndarray, total: float, kind: str) -> TokenAtPixel:
+def _entry(text: str, positions: list[int], heats: np.ndarray, total: float, kind: str,
+           words: float = 0.0) -> TokenAtPixel:
     heat = float(heats[positions].sum())
-    return TokenAtPixel(text, positions[0], heat, heat / total if total > 0 else 0.0, kind, tuple(positions))
+    return TokenAtPixel(text, positions[0], heat, heat / total if total > 0 else 0.0, kind, tuple(positions),
+                        heat / words if kind == "word" and words > 0 else 0.0)
 
 
 def _text(tok: Token) -> str:
@@ -135,7 +146,8 @@ def rank_at(maps, tokens: Sequence[Token], x: int, y: int, image_size: tuple[int
     kept = [t for t in tokens if not t.dropped and t.position < window]
     pieces = [t for t in kept if not t.special]
     specials = [t for t in kept if t.special]
-    entries = [_entry(_text(t), [t.position], at, total, "word") for t in pieces]
+    words_total = float(at[[t.position for t in pieces]].sum()) if pieces else 0.0
+    entries = [_entry(_text(t), [t.position], at, total, "word", words_total) for t in pieces]
     start = next((t for t in specials if t.position == 0), None)
     if start is not None:
         entries.append(_entry("<start>", [0], at, total, "start"))
@@ -145,7 +157,7 @@ def rank_at(maps, tokens: Sequence[Token], x: int, y: int, image_size: tuple[int
         pad = list(range(end.position + 1, window))
         if pad:
             entries.append(_entry(f"<pad ×{len(pad)}>", pad, at, total, "end"))
-    words = [_entry("".join(_text(p) for p in group), [p.position for p in group], at, total, "word")
+    words = [_entry("".join(_text(p) for p in group), [p.position for p in group], at, total, "word", words_total)
              for group in _words(pieces) if len(group) > 1]
     rank = lambda e: (-e.heat, e.position)  # noqa: E731 - equal heat: in prompt order
     return PixelRanking(x, y, (col, row), (w, h), tuple(image_size), total,

@@ -80,8 +80,14 @@ def test_words_of_several_pieces_are_summed():
 def test_ranking_lines_and_percentages(tokens):
     lines = rank_at(_maps(), tokens, 100, 10, (128, 64)).lines()
     assert lines[0] == "at (100, 10) of the 128x64 image (latent cell 12,1 of 16x8):"
-    assert lines[1].split()[:2] == ["1", "<pad"] and lines[2].split()[:2] == ["2", "sneaker"]
-    assert lines[2].endswith("(21%)")  # 20 of 76 + 20
+    assert lines[1].split()[:2] == ["1", "sneaker"] and lines[1].endswith("% of the words)")  # words first
+    assert [line.split()[0] for line in lines[1:6]] == ["1", "2", "3", "4", "5"]  # the 5 pieces, ranked
+    assert lines[6].split()[0] == "<pad" and lines[6].endswith("(73% of all)")  # 70 of 96: start/end, part of all
+    ranking = rank_at(_maps(), tokens, 100, 10, (128, 64))
+    words = [t for t in ranking.tokens if not t.special]
+    assert words[0].of_words == pytest.approx(words[0].heat / sum(t.heat for t in words))
+    assert sum(t.of_words for t in words) == pytest.approx(1.0)
+    assert all(t.of_words == 0.0 for t in ranking.tokens if t.special)
     assert len(lines) == 1 + 8  # <start>, 5 pieces, <end>, padding
     assert percent(0.412) == "41%" and percent(0.016) == "1.6%"
 
@@ -117,12 +123,14 @@ def test_attention_at_prints_the_ranking_per_pixel(tmp_path, capsys):
     assert [out[i] for i in blocks] == ["at (40, 24) of the 128x64 image (latent cell 5,3 of 16x8):",
                                         "at (127, 0) of the 128x64 image (latent cell 15,0 of 16x8):"]
     first = out[blocks[0] + 1:blocks[1]]
-    assert len(first) == 8  # <start>, a, photo, of, a, sneaker, <end>, the padding
-    names = [line.split()[1] for line in first]
-    assert {"sneaker", "photo", "<start>", "<end>", "<pad"} <= set(names)
-    ranks, heats = [int(line.split()[0]) for line in first], [float(line.split()[-2]) for line in first]
-    assert ranks == list(range(1, 9)) and heats == sorted(heats, reverse=True)
-    shares = [float(line.split()[-1].strip("()%")) for line in first]
+    assert len(first) == 8  # a, photo, of, a, sneaker, then <start>, <end>, the padding
+    words, specials = first[:5], first[5:]
+    assert {line.split()[1] for line in words} == {"a", "photo", "of", "sneaker"}
+    assert {line.split()[0] for line in specials} == {"<start>", "<end>", "<pad"}
+    ranks = [int(line.split()[0]) for line in words]
+    heats = [float(line.split("(")[0].split()[-1]) for line in words]
+    assert ranks == list(range(1, 6)) and heats == sorted(heats, reverse=True)
+    shares = [float(line.split("(")[-1].split("%")[0]) for line in words]  # parts of the words' heat
     assert 99 <= sum(shares) <= 101
 
 

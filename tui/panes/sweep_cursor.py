@@ -6,7 +6,8 @@ steps, and ``escape`` or ``c`` again takes it away. The cursor is painted into t
 it is drawn (``draw_cursor``: the latent cell tinted cyan, a colour the heat ramp never uses), so the
 half-block cells and the Sixel/Kitty renderers show it alike. The status line's first line ranks the
 prompt's tokens at the cursor's pixel (``core.pixel_attention.rank_at``): the top words, then the
-start, end and padding tokens: ``at (36, 28): sneaker 1.6% · photo 1.6% · <start> 1.6% · <end> 1.6% · <pad> 89%``.
+start, end and padding tokens: ``at (36, 28): sneaker 61% · a 20% · photo 9% · <start> 0.1% · <end> 2.0% · <pad> 96%``
+(a word: its part of the words' heat; a start/end token: its part of all the attention there).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def draw_cursor(image: Image.Image, cell: tuple[int, int], grid: tuple[int, int]
 
 def ranking_line(ranking: PixelRanking, width: int, words: int = 3) -> Text:
     """``at (x, y): w1 s1 · w2 s2 · … · <start> s · <end> s · <pad> s`` in at most ``width`` columns (fewer
-    words where it is narrow: the start/end tokens always show)."""
+    words where it is narrow: the start/end tokens always show). A word's percentage is its part of the
+    words' heat at the pixel; a start/end token's, its part of all the attention there."""
     pieces = [t for t in ranking.tokens if not t.special]
     specials = sorted((t for t in ranking.tokens if t.special), key=lambda t: t.position)
     for count in range(min(words, len(pieces)), -1, -1):
@@ -54,7 +56,7 @@ def ranking_line(ranking: PixelRanking, width: int, words: int = 3) -> Text:
             line.append(" · " if i else "")
             line.append("<pad>" if entry.text.startswith("<pad") else entry.text,
                         style="dim" if entry.special else "bold")
-            line.append(f" {percent(entry.share)}")
+            line.append(f" {percent(entry.share if entry.special else entry.of_words)}")
         if line.cell_len <= width:
             break
     return line
