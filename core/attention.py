@@ -237,6 +237,13 @@ def _word_pieces(tokenizer, word: str) -> list[str]:
     return tokenizer.convert_ids_to_tokens(tokenizer(word, add_special_tokens=False, verbose=False).input_ids)
 
 
+def _kept(tokenizer, prompt: str) -> list:
+    """The prompt's tokens; with prompt edits (``core.prompt_editing``) every segment's, one after another
+    (the maps sum over all steps, so a word of any segment has a position in them)."""
+    result = breakdown(tokenizer, prompt)
+    return [t for part in result.segments for t in part.tokens.kept] if result.segments else result.kept
+
+
 def token_positions(model, prompt: str, word: str) -> list[int]:
     """Positions (in the 77-token window) of ``word``'s pieces in ``prompt``, every occurrence, looked
     up in each of the model's tokenizers (SDXL: both). ``UserError`` names the prompt's words otherwise."""
@@ -244,7 +251,7 @@ def token_positions(model, prompt: str, word: str) -> list[int]:
     found: set[int] = set()
     tokenizers = [t for t in (model.tokenizer, getattr(model, "tokenizer_2", None)) if t is not None]
     for tok in tokenizers:
-        kept = breakdown(tok, prompt).kept
+        kept = _kept(tok, prompt)
         pieces = [t.piece for t in kept]
         target = _word_pieces(tok, word) if word else []
         for i in range(len(pieces) - len(target) + 1 if target else 0):
@@ -252,7 +259,7 @@ def token_positions(model, prompt: str, word: str) -> list[int]:
                 found.update(t.position for t in kept[i:i + len(target)])
     if not found:
         words = ", ".join(dict.fromkeys(p.replace("</w>", "") for p in
-                                         (t.piece for t in breakdown(model.tokenizer, prompt).kept))) or "none"
+                                         (t.piece for t in _kept(model.tokenizer, prompt)))) or "none"
         raise UserError(f"{word!r} is not a token of the prompt: pick one of {words}.")
     return sorted(found)
 

@@ -308,10 +308,27 @@ def cmd_latents(args) -> int:
 
 
 def cmd_tokens(args) -> int:
+    """The token table; a prompt with edits (``[from:to:when]``) one table per segment, over generate's
+    default step count (``core.tokens.DEFAULT_STEPS``)."""
     from .model_folder import resolve_tokenizer
-    from .tokens import breakdown, piece_texts
+    from .prompt_editing import parse_edits
+    from .tokens import DEFAULT_STEPS, breakdown
 
-    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt)
+    parse_edits(args.prompt)  # a bad edit: one line, before the tokenizer loads
+    result = breakdown(resolve_tokenizer(args.model or "tiny"), args.prompt, args.long_prompt, DEFAULT_STEPS)
+    if not result.segments:
+        _print_tokens(result)
+        return 0
+    print(f"prompt edits over {result.steps} steps (generate's default --steps):")
+    for seg in result.segments:
+        print(f"\n{seg.label} of {result.steps}: {seg.segment.text!r}")
+        _print_tokens(seg.tokens)
+    return 0
+
+
+def _print_tokens(result) -> None:
+    from .tokens import piece_texts
+
     texts = piece_texts([tok.piece for tok in result.tokens])
     print(f"{'pos':>4}  {'id':>6}  {'piece':<24} {'text':<12} {'weight':>6}  {'count':>7}  note")
     dropped = 0
@@ -329,4 +346,3 @@ def cmd_tokens(args) -> int:
         count = "" if tok.special else f"{tok.running}/{limit}"
         print(f"{pos}  {tok.id:>6}  {tok.piece:<24} {text:<12} {tok.weight:>6.3g}  {count:>7}  {note}".rstrip())
     print(result.summary())
-    return 0

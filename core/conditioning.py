@@ -14,13 +14,15 @@ sweep can vary any of them while keeping one UNet call per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, replace
 
 import torch
 
 from .batch_rows import Row
 from .chunks import check_mode, chunk_prompt
 from .errors import UserError
+from .prompt_editing import RowSchedule
 
 
 @dataclass
@@ -29,6 +31,18 @@ class Conditioning:
 
     hidden: torch.Tensor  #: encoder_hidden_states [R, 77 * chunks, D]
     added: dict | None = None  #: SDXL: {"text_embeds": [R, 1280], "time_ids": [R, 6]} (refiner: [R, 5])
+
+
+@dataclass(frozen=True)
+class ConditioningSchedule:
+    """Prompt editing (``core.prompt_editing``): the batch's ``Conditioning`` from each switch step on.
+    A plain prompt has one, from step 0."""
+
+    starts: tuple[int, ...]  #: the 0-based step each one starts at, ascending, the first 0
+    conds: tuple[Conditioning, ...]
+
+    def at(self, step: int) -> Conditioning:
+        return self.conds[bisect.bisect_right(self.starts, step) - 1]
 
 
 def emphasize(hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
@@ -138,3 +152,16 @@ class Encoder:
             ids = [_time_ids(r, width, height) for r in guided + rows]
         time_ids = torch.tensor(ids, device=self.model.device, dtype=hidden.dtype)
         return Conditioning(hidden, {"text_embeds": pooled, "time_ids": time_ids})
+
+    def schedule(self, prompt: str, rows: list[Row], width: int, height: int,
+                 edits: list[RowSchedule]) -> ConditioningSchedule:
+        """``batch`` for every run of steps in which no row's prompt or negative prompt changes (``edits``:
+        each row's ``core.prompt_editing.RowSchedule``). Each distinct text is encoded once (the cache); each
+        step's rows are padded to that step's longest text, as ``batch`` pads them."""
+        starts = sorted({0, *(k for e in edits for k in e.switches)})
+        conds = []
+        for step in starts:
+            texts = [e.texts_at(step) for e in edits]
+            conds.append(self.batch(prompt, [replace(r, prompt=p, negative_prompt=n) for r, (p, n) in zip(rows, texts)],
+                                    width, height))
+        return ConditioningSchedule(tuple(starts), tuple(conds))

@@ -18,16 +18,26 @@ from .grid_axes import KINDS, Axis, captions, named, plan
 from .results import GenerationResult, GridLayout
 from .settings import SampleSettings
 from .chunks import chunk_prompt
+from .prompt_editing import schedule
 from .refiner import RefinedResult
 
 
 def _group_key(model, cell: SampleSettings) -> tuple:
     """Cells with equal keys run in one batch: the sequential fields, and the sequence length the text
-    conditioning pads to (so a cell's padding, hence its image, is that of its single run)."""
-    chunks = len(chunk_prompt(model.tokenizer, cell.prompt, cell.long_prompt).chunks)
-    if cell.guidance_scale > 1:
-        chunks = max(chunks, len(chunk_prompt(model.tokenizer, cell.negative_prompt, cell.long_prompt).chunks))
-    return (cell.steps, cell.scheduler, cell.strength, cell.long_prompt, cell.color_scale, chunks)
+    conditioning pads to at every step (so a cell's padding, hence its image, is that of its single run;
+    with prompt edits a length per run of steps)."""
+    def chunks(text: str) -> int:
+        return len(chunk_prompt(model.tokenizer, text, cell.long_prompt).chunks)
+
+    prompt, negative = schedule(cell.prompt, cell.steps), schedule(cell.negative_prompt, cell.steps)
+    starts = sorted({0, *prompt.switches, *negative.switches})
+    lengths: list[tuple[int, int]] = []  # (first step, chunks), a new entry only where the length changes
+    for k in starts:
+        n = max(chunks(prompt.at(k)), chunks(negative.at(k)) if cell.guidance_scale > 1 else 0)
+        if not lengths or lengths[-1][1] != n:
+            lengths.append((k, n))
+    key = lengths[0][1] if len(lengths) == 1 else tuple(lengths)  # one length for the run: every plain prompt
+    return (cell.steps, cell.scheduler, cell.strength, cell.long_prompt, cell.color_scale, key)
 
 
 def batches(model, cells: list[tuple[SampleSettings, Row]]) -> list[list[int]]:
@@ -50,7 +60,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
     cells = plan(model, settings, x, y)
     order = batches(model, cells)
     images, latents, names, total = [None] * len(cells), [None] * len(cells), [""] * len(cells), 0.0
-    dropped = ""
+    dropped, edits = "", [None] * len(cells)
     for batch in order:
         first = cells[batch[0]][0]
         if on_batch is not None:
@@ -60,6 +70,7 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
                         cancel=cancel, **kwargs)
         for j, i in enumerate(batch):
             images[i], latents[i], names[i] = result.images[j], result.latents[j:j + 1], result.scheduler_name
+            edits[i] = result.edits[j]
         total += result.timings["total_s"]
         dropped = dropped or result.dropped_tokens
         if on_cells is not None:
@@ -77,5 +88,5 @@ def run_grid(model, settings: SampleSettings, x: Axis, y: Axis | None = None, ca
         model_name=model.name, scheduler_name=names[0], timings={"total_s": total, "batches": len(order)},
         dropped_tokens=dropped,
         rows=[r for _, r in cells], labels=texts, variants=[c for c, _ in cells], grid=layout,
-        scheduler_names=names, **extra,
+        scheduler_names=names, edits=edits, **extra,
     )

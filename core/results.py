@@ -23,6 +23,7 @@ class StepInfo:
     x0: torch.Tensor = field(repr=False)  #: the model's current estimate of the clean latents
     preview: np.ndarray = field(repr=False)  #: uint8 [B, h, w, 3], one pixel per latent pixel
     elapsed: float = 0.0  #: seconds since the loop started
+    step: int | None = None  #: the step's place in the full schedule (prompt editing's step index); None: ``index``
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,13 @@ class GenerationResult:
     variants: list | None = field(default=None, repr=False)  #: a grid's per-cell settings
     grid: GridLayout | None = None  #: a two-axis grid's axes (core.grid_axes)
     scheduler_names: list[str] | None = None  #: per-image scheduler (a grid with a scheduler axis)
+    #: per image, its prompt's and negative prompt's schedule (``core.prompt_editing.RowSchedule``): prompt edits
+    edits: list = field(default_factory=list, repr=False)
+
+    @property
+    def switches(self) -> list[int]:
+        """The 0-based steps where some image's prompt or negative prompt changes (prompt editing)."""
+        return sorted({k for e in self.edits for k in e.switches})
 
     def caption(self, i: int) -> str:
         """A cell's caption: its scale, plus whatever else varies across the rows."""

@@ -6,6 +6,8 @@ checks the request once and runs it, through one model or an SDXL base and its r
 (``core.batch_rows``); ``core.grid_run`` (grids, and sweeps: one-axis grids) does the same per batch. ``denoise``
 is the loop itself: each row of the batch has its own guidance scale; rows with scale <= 1 skip the
 unconditional pass ("no CFG"), as diffusers does. A ``Span`` runs only part of the schedule (the hand-off between two models).
+Prompt editing (``[from:to:when]``, ``core.prompt_editing``): the text conditioning is one per run of steps in which
+no row's text changes, and the loop takes the step's (step 3a).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .guided_batch import GuidedBatch
 from .finite import check_result
 from .loss_guidance import steer
 from .preview import latents_to_rgb
+from .prompt_editing import row_schedules
 from .results import GenerationResult, StepCallback, StepInfo
 from .schedulers import make_scheduler, name_of, set_steps
 from .settings import SampleSettings
@@ -130,7 +133,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     # 1. Tokenize the prompt and each negative prompt ("" = unconditional) to 77 tokens (75-token chunks
     #    for longer prompts, core.chunks); encode them, weighting tokens as A1111 (core.prompt_weights).
     #    The UNet sees [uncond rows..., text rows...], like the chapter's torch.cat([uncond, text]).
-    cond = Encoder(model, settings.long_prompt).batch(settings.prompt, rows, width, height)
+    #    Prompt editing ([from:to:when], core.prompt_editing): each row's texts resolved per run of steps,
+    #    each distinct text encoded once, one Conditioning per run (a plain prompt: one, for every step).
+    edits = row_schedules(settings.prompt, rows, settings.steps)
+    conds = Encoder(model, settings.long_prompt).schedule(settings.prompt, rows, width, height, edits)
     timings["encode_s"] = time.perf_counter() - t_start
 
     # 2. Prepare the scheduler and the starting latents.
@@ -140,8 +146,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         latents, timesteps = _start(model, settings, scheduler, n, width, height, generators)
     else:  # a hand-off: the previous model's latents, already at the noise level where this span begins
         latents, timesteps = span.latents.to(model.device, model.dtype), scheduler.timesteps
+    first = len(scheduler.timesteps) - len(timesteps)  # img2img skips the schedule's first steps
     if span is not None:
         timesteps = _window(scheduler, timesteps, span)
+        first += span.first
     step_kwargs = {}
     params = inspect.signature(scheduler.step).parameters
     if "generator" in params:
@@ -154,7 +162,10 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     for i, t in enumerate(timesteps):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
-        # 3a. One copy of the latents per text row, plus one per guided row for the unconditional pass.
+        # 3a. Prompt editing: from a switch step on, the next text conditioning (a new tensor of the same
+        #     shape: a CUDA graph of the UNet copies it into its static input; more chunks: one more capture).
+        cond = conds.at(first + i)
+        # 3a'. One copy of the latents per text row, plus one per guided row for the unconditional pass.
         latent_in = guidance.expand(latents)
         # 3b. Some schedulers (Euler, LMS) scale the input by the current noise level.
         latent_in = scheduler.scale_model_input(latent_in, t)
@@ -173,7 +184,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
             preview = latents_to_rgb(x0, model.preview_factors, model.preview_bias)
             callback(StepInfo(i, len(timesteps), float(t), out.prev_sample, x0, preview,
-                              time.perf_counter() - t_start))
+                              time.perf_counter() - t_start, first + i))
         latents = out.prev_sample
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)  # the loop only queues work; time what the GPU did
@@ -186,10 +197,11 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     images = decode(model, latents) if span is None or span.decode else []
     timings["decode_s"] = time.perf_counter() - t_dec
     timings["total_s"] = time.perf_counter() - t_start
-    dropped = breakdown(model.tokenizer, settings.prompt, settings.long_prompt).dropped_text
+    dropped = " | ".join(dict.fromkeys(d for text in edits[0].prompt.texts
+                                       if (d := breakdown(model.tokenizer, text, settings.long_prompt).dropped_text)))
     return GenerationResult(images=images, scales=[r.scale for r in rows], latents=latents, settings=settings,
                             model_name=model.name, scheduler_name=name_of(scheduler),
-                            timings=timings, dropped_tokens=dropped, rows=list(rows))
+                            timings=timings, dropped_tokens=dropped, rows=list(rows), edits=edits)
 
 
 @torch.no_grad()
@@ -252,6 +264,7 @@ def _refine(base, refiner, settings: SampleSettings, rows: list[Row], generators
     return handoff_plan.RefinedResult(
         images=low.images, scales=low.scales, latents=low.latents, settings=settings, model_name=base.name,
         scheduler_name=high.scheduler_name, timings=timings, dropped_tokens=high.dropped_tokens, rows=low.rows,
+        edits=high.edits,
         refiner_name=refiner.name, high_noise_frac=fraction, base_steps=stop, refiner_steps=refiner_steps)
 
 

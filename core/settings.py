@@ -14,6 +14,7 @@ from .errors import UserError
 from .inputs import check_seed, check_text
 from .chunks import check_mode
 from .finite import check_color_scale
+from .prompt_editing import schedule
 from .prompt_weights import check_weights
 from .schedulers import canonical_name
 
@@ -60,10 +61,11 @@ class SampleSettings:
         check_text(self.prompt)
         check_text(self.negative_prompt, "the negative prompt")
 
-        check_weights(self.prompt)
-        check_weights(self.negative_prompt, "the negative prompt")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS} (got {self.steps}): try 30.")
+        for text, what in ((self.prompt, "the prompt"), (self.negative_prompt, "the negative prompt")):
+            for resolved in schedule(text, self.steps, what).texts:  # prompt edits: each text the run reads
+                check_weights(resolved, what)
         self.guidance_scale = check_scale(self.guidance_scale)
         check_seed(self.seed)
         for side, value in (("width", self.width), ("height", self.height)):

@@ -32,9 +32,15 @@ class Frame:
     sigma: float  #: sqrt((1 - ᾱ_t) / ᾱ_t) at the step's timestep
     x0: torch.Tensor = field(repr=False)  #: [rows, C, h, w]
     xt: torch.Tensor = field(repr=False)  #: the latents after the step, [rows, C, h, w]
+    step: int | None = None  #: its place in the full schedule (img2img starts part-way); None: ``index``
 
-    def describe(self, total: int) -> str:
-        return f"step {self.index + 1}/{total} · t={self.timestep:.0f} · σ={self.sigma:.3g}"
+    def describe(self, total: int, edits: list | None = None) -> str:
+        """``step 3/30 · t=901 · σ=4.1``; with ``edits`` (the rows' ``core.prompt_editing.RowSchedule``, e.g. a
+        result's ``.edits``) a step where a prompt switches says so: ``… · prompt 'a sneaker' → 'a boot'``."""
+        line = f"step {self.index + 1}/{total} · t={self.timestep:.0f} · σ={self.sigma:.3g}"
+        step = self.index if self.step is None else self.step
+        changes = [c for c in dict.fromkeys(e.change_at(step) for e in edits or []) if c is not None]
+        return " · ".join([line, " | ".join(changes)]) if changes else line
 
 
 class Timeline:
@@ -50,7 +56,7 @@ class Timeline:
             self.frames = []
         self.total = info.total
         self.frames.append(Frame(info.index, info.timestep, self.schedule.sigma(info.timestep),
-                                 info.x0.detach().clone(), info.latents.detach().clone()))
+                                 info.x0.detach().clone(), info.latents.detach().clone(), info.step))
 
     def chain(self, callback: Callable | None) -> Callable:
         """A callback that records here, then calls ``callback`` (if any)."""

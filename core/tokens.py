@@ -11,11 +11,15 @@ each piece is decoded back; the pieces of one multi-byte character each say whic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .chunks import chunk_prompt
 from .clip_vocab import byte_decoder
+from .errors import UserError
 from .inputs import check_text
+from .prompt_editing import Segment, parse_edits
+
+DEFAULT_STEPS = 30  #: the step count prompt edits are laid out over when none is given (``SampleSettings``' default)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class TokenBreakdown:
     chunks: int = 1  #: windows the encoder reads
     notes: list[str] = field(default_factory=list)  #: how unbalanced brackets were read
     mode: str = "chunk"
+    #: prompt editing (``core.prompt_editing``): each segment's tokens, the first one's also above; () if plain
+    segments: tuple[SegmentTokens, ...] = ()
+    steps: int = 0  #: the step count the segments are laid out over (0: no edits)
 
     @property
     def limit(self) -> int:
@@ -83,7 +90,22 @@ class TokenBreakdown:
             line += f"; {len(self.weighted)} weighted"
         for note in self.notes:
             line += f"; {note}"
+        if self.segments:
+            line = f"prompt edits over {self.steps} steps: " + "; ".join(
+                f"{seg.segment.label} {seg.tokens.summary()}" for seg in self.segments)
         return line
+
+
+@dataclass(frozen=True)
+class SegmentTokens:
+    """What the text encoder reads during one segment of an edited prompt: its steps, text and tokens."""
+
+    segment: Segment
+    tokens: TokenBreakdown
+
+    @property
+    def label(self) -> str:
+        return self.segment.label
 
 
 def _piece_bytes(piece: str) -> bytes | None:
@@ -137,9 +159,28 @@ def piece_texts(pieces: list[str]) -> list[str]:
     return texts
 
 
-def breakdown(tokenizer, text: str, mode: str = "chunk") -> TokenBreakdown:
-    """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id."""
+def breakdown(tokenizer, text: str, mode: str = "chunk", steps: int | None = None) -> TokenBreakdown:
+    """Tokenize ``text`` as the encoder will get it (weights, chunks or truncation) and explain every id.
+
+    A prompt with edits (``[from:to:when]``) is laid out over ``steps`` (default ``DEFAULT_STEPS``): the
+    result is its first segment's tokens, with every segment's in ``segments``. A malformed edit is read
+    as plain text, with the reason in ``notes`` (the token pane shows it as one line)."""
     check_text(text)
+    if "[" in text and ":" in text:
+        try:
+            edited = parse_edits(text)
+        except UserError as exc:
+            plain = _breakdown(tokenizer, text, mode)
+            return replace(plain, notes=[*plain.notes, str(exc)])
+        if edited.edits:
+            steps = steps or DEFAULT_STEPS
+            parts = tuple(SegmentTokens(seg, _breakdown(tokenizer, seg.text, mode))
+                          for seg in edited.schedule(steps).segments)
+            return replace(parts[0].tokens, text=text, segments=parts, steps=steps)
+    return _breakdown(tokenizer, text, mode)
+
+
+def _breakdown(tokenizer, text: str, mode: str) -> TokenBreakdown:
     prompt = chunk_prompt(tokenizer, text, mode)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     name = tokenizer.convert_ids_to_tokens

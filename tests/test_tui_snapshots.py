@@ -55,6 +55,15 @@ class TestTokensPane:
 
         assert snap_compare(_app(tmp_path), terminal_size=(100, 24), run_before=run_before)
 
+    def test_prompt_edit(self, snap_compare, tmp_path):
+        """``[from:to:when]``: each segment's tokens under a row naming its steps; the count line per segment."""
+        async def run_before(pilot) -> None:
+            await _model_ready(pilot)
+            pilot.app.query_one("#prompt", Input).value = "a photo of [a sneaker:an ankle boot:0.5]"
+            await pilot.pause()
+
+        assert snap_compare(_app(tmp_path, steps=25), terminal_size=SIZE, run_before=run_before)
+
 
 class TestSweepPane:
     @pytest.mark.parametrize("size", [SIZE, LARGE])

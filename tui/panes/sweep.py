@@ -209,7 +209,7 @@ class SweepPane(CursorMixin, InsightMixin, GridPane):
                                   refiner=models.refiner, handoff=refiner_at, on_cells=to_pane.on_cells,
                                   on_batch=to_pane.on_batch)
             if one_batch:  # a milestone, so it reaches the pane before the result does
-                job.progress(InsightCollected(collect(model, timeline, rec)))
+                job.progress(InsightCollected(collect(model, timeline, rec, result.edits)))
             return GridSampled(result)
 
         self.job = self.submit(JobKind.SWEEP, run)

@@ -33,10 +33,11 @@ class SweepInsight:
     timesteps: list[float] = field(default_factory=list)
 
 
-def collect(model, timeline, recording=None) -> SweepInsight:
-    """On the worker, after the run: the previews of every step and the heat maps."""
+def collect(model, timeline, recording=None, edits: list | None = None) -> SweepInsight:
+    """On the worker, after the run: the previews of every step and the heat maps; ``edits`` (the result's
+    prompt schedules) mark the steps where a prompt edit switches the text."""
     total = len(timeline.frames)
-    return SweepInsight([f.describe(total) for f in timeline.frames], timeline.previews(model, "x0"),
+    return SweepInsight([f.describe(total, edits) for f in timeline.frames], timeline.previews(model, "x0"),
                         timeline.previews(model, "xt"), recording.maps() if recording is not None else None,
                         [f.timestep for f in timeline.frames])
 

@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Label
 
+from ..app_context import app_context
 from ..config import MAX_PROMPT_CHARS
 from ...core.tokens import TokenBreakdown, breakdown
 from ..messages import PaneReady
@@ -25,7 +26,7 @@ from ...core.model_folder import resolve_tokenizers
 
 SYNC_CHARS = 2000  #: longer text is tokenized on a thread (20,000 characters take about 0.4 s)
 
-Row = tuple[str, str, str, int, str, str, str]  #: pos, piece, text, id, weight, n, note
+Row = tuple[str, str, str, int | str, str, str, str]  #: pos, piece, text, id, weight, n, note ("" pos: a segment)
 
 
 class TokenTable(DataTable):
@@ -59,36 +60,36 @@ class TokenColumn(Vertical):
         yield table
 
     def show(self, title: str, result: TokenBreakdown) -> None:
-        """Update the count line and the rows after the first difference (a keystroke changes one or two)."""
-        line = f"{title}: {result.count}/{result.limit} tokens"
-        if result.chunks > 1:
-            line += f" in {result.chunks} chunks"
-        if result.dropped:
-            line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {_short(result.dropped_text)!r}"
-        for note in result.notes:  # how unbalanced brackets were read
-            line += f" — {note}"
+        """Update the count line and the rows after the first difference (a keystroke changes one or two).
+
+        A prompt with edits (``core.prompt_editing``) lists each segment's tokens under a row naming its steps."""
+        if result.segments:
+            line = f"{title}: edits over {result.steps} steps — " + " · ".join(
+                f"{seg.label}: {seg.tokens.count}/{seg.tokens.limit}" + (f" ({len(seg.tokens.dropped)} dropped)"
+                                                                       if seg.tokens.dropped else "")
+                for seg in result.segments)
+            for note in dict.fromkeys(n for seg in result.segments for n in seg.tokens.notes):
+                line += f" — {note}"
+            rows = [row for seg in result.segments
+                    for row in [("", seg.label, _short(seg.segment.text, 30), "", "", "", f"of {result.steps}"),
+                                *_rows(seg.tokens)]]
+            over = any(seg.tokens.dropped for seg in result.segments)
+        else:
+            line = f"{title}: {result.count}/{result.limit} tokens"
+            if result.chunks > 1:
+                line += f" in {result.chunks} chunks"
+            if result.dropped:
+                line += f" — {len(result.dropped)} dropped beyond {result.beyond}: {_short(result.dropped_text)!r}"
+            for note in result.notes:  # how unbalanced brackets were read
+                line += f" — {note}"
+            rows, over = _rows(result), bool(result.dropped)
         count = self.query_one(Label)
         count.update(line)
         count.tooltip = line  # the whole line, when the column is too narrow for it
-        count.set_class(bool(result.dropped), "-over")
-        rows: list[Row] = []
-        size = result.window - 2
-        dropped = 0
-        for tok in result.tokens:
-            pos = str(tok.position)
-            running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
-            if tok.special:
-                note = f"chunk {tok.chunk + 1} {'start' if tok.id == result.tokens[0].id else 'end'}"  # fits 80 columns
-                if result.chunks == 1:
-                    note = "special"
-            elif tok.dropped:  # numbered on their own: they have no place in the encoder's sequence
-                dropped += 1
-                pos, note = "–", f"dropped {dropped}/{len(result.dropped)}"
-                running = f"{tok.running}/{result.limit}"
-            else:
-                note = ""
-            weight = "" if tok.special or tok.weight == 1.0 else f"{tok.weight:.3g}"
-            rows.append((pos, tok.piece, tok.text, tok.id, weight, running, note))
+        count.set_class(over, "-over")
+        self._update(rows)
+
+    def _update(self, rows: list[Row]) -> None:
         table = self.query_one(DataTable)
         same = 0
         for old, new in zip(self._shown, rows):
@@ -99,11 +100,36 @@ class TokenColumn(Vertical):
             table.remove_row(f"r{i}")
         for i, (pos, piece, text, tid, weight, running, note) in enumerate(rows[same:], start=same):
             style = "dim italic" if tok_special(note) else ("strike red" if note.startswith("dropped") else "")
+            if not pos:  # a prompt edit's segment: the steps it holds for
+                style = "bold cyan"
             weight_style = style or ("bold green" if weight and float(weight) > 1 else "bold yellow" if weight else "")
             table.add_row(Text(pos, style=style), Text(piece, style=style), Text(text, style=style),
                           Text(str(tid), style=style), Text(weight, style=weight_style),
                           Text(running, style=style), Text(note, style=style), key=f"r{i}")
         self._shown = rows
+
+
+def _rows(result: TokenBreakdown) -> list[Row]:
+    """One table row per token of ``result``."""
+    rows: list[Row] = []
+    size = result.window - 2
+    dropped = 0
+    for tok in result.tokens:
+        pos = str(tok.position)
+        running = "" if tok.special else f"{tok.running}/{size * (tok.chunk + 1)}"
+        if tok.special:
+            note = f"chunk {tok.chunk + 1} {'start' if tok.id == result.tokens[0].id else 'end'}"  # fits 80 columns
+            if result.chunks == 1:
+                note = "special"
+        elif tok.dropped:  # numbered on their own: they have no place in the encoder's sequence
+            dropped += 1
+            pos, note = "–", f"dropped {dropped}/{len(result.dropped)}"
+            running = f"{tok.running}/{result.limit}"
+        else:
+            note = ""
+        weight = "" if tok.special or tok.weight == 1.0 else f"{tok.weight:.3g}"
+        rows.append((pos, tok.piece, tok.text, tok.id, weight, running, note))
+    return rows
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -242,6 +268,8 @@ class TokensPane(Vertical):
         if self.source != "prompt" or not self.breakdowns:
             return
         row = event.data_table.get_row_at(event.cursor_row)
+        if not str(row[0]):  # a prompt edit's segment row: no token
+            return
         if not str(row[0]).isdigit():  # a dropped token never reaches the encoder: it has no heat map
             self.notify("A dropped token never reaches the text encoder: it has no heat map.", timeout=4)
             return
@@ -262,11 +290,16 @@ class TokensPane(Vertical):
         if len(text) > SYNC_CHARS:  # a long paste: tokenized off the UI thread, the newest text wins
             self._tokenize_off_thread(text, self.source)
             return
-        self._show_breakdowns(text, self.source, [breakdown(tok, text) for _, tok in self.tokenizers])
+        self._show_breakdowns(text, self.source, [breakdown(tok, text, steps=self.steps) for _, tok in self.tokenizers])
+
+    @property
+    def steps(self) -> int:
+        """The step count prompt edits are laid out over: the settings' (what the sweep starts with)."""
+        return app_context(self).settings.steps
 
     @work(thread=True, exclusive=True, group="tokens")
     def _tokenize_off_thread(self, text: str, source: str) -> None:
-        results = [breakdown(tok, text) for _, tok in self.tokenizers]
+        results = [breakdown(tok, text, steps=self.steps) for _, tok in self.tokenizers]
         self.app.call_from_thread(self._show_breakdowns, text, source, results)
 
     def _show_breakdowns(self, text: str, source: str, results: list[TokenBreakdown]) -> None:
