@@ -74,3 +74,26 @@ def test_plain_sweeps_after_recording_do_not_record(sd1_folder):
     torch.cuda.synchronize()
     for k, v in buffers.items():
         torch.testing.assert_close(v, before[k], atol=0, rtol=0)
+
+
+def test_a_prompt_edit_switches_the_text_inside_the_cuda_graphs(sd1_folder):
+    """Issue 25, item 3 on the GPU: the graphed UNet copies each step's text into its static input, so a prompt
+    edit switches mid-way there as in eager (same graph replayed, no new capture for a same-length text), and
+    its two ends are the plain prompts exactly."""
+    from sd_explorer.core.fast import FastUNet
+    from sd_explorer.core.models import load_model
+
+    steps, plain_a, plain_b = 6, "a photo of a collie", "a photo of a red barn"
+    edited = f"[{plain_a}:{plain_b}:3]"
+    graphed = load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=True)
+    eager = load_model(str(sd1_folder), device="cuda", dtype="fp32", fast=False)
+    assert isinstance(graphed.unet_forward, FastUNet)
+
+    def run(model, prompt):
+        return sweep(model, SampleSettings(prompt, steps=steps, seed=3, scheduler="Euler"), [1.0, 7.5]).latents
+
+    a, b, mixed = (run(graphed, p) for p in (plain_a, plain_b, edited))
+    torch.testing.assert_close(run(graphed, f"[{plain_a}:{plain_b}:{steps}]"), a, atol=0, rtol=0)
+    torch.testing.assert_close(run(graphed, f"[{plain_a}:{plain_b}:0]"), b, atol=0, rtol=0)
+    assert not torch.allclose(mixed, a) and not torch.allclose(mixed, b)
+    torch.testing.assert_close(mixed, run(eager, edited), atol=5e-2, rtol=5e-2)
