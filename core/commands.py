@@ -97,7 +97,9 @@ def cmd_generate(args) -> int:
 def _say_estimate(model, settings, images: int, guided: bool) -> None:
     """On a CPU, before a run of minutes: how long it will take, and how to make it quicker (``core.cost``)."""
     from .cost import before_run
+    from .schedulers import check_steps
 
+    check_steps(model, settings)  # a count the scheduler refuses is refused before the estimate, alone
     est = before_run(model, settings, images, guided)
     if est is not None:
         print(f"sd-explorer: {est.line('CPU')}", file=sys.stderr)

@@ -73,3 +73,9 @@ def set_steps(scheduler, steps: int) -> None:
     scheduler.set_timesteps(steps)
     if len(scheduler.timesteps) and float(max(scheduler.timesteps)) >= total:
         raise UserError(f"{steps} steps is more than {name_of(scheduler)} can take with this model: use fewer, e.g. {limit // 2}.")
+
+
+def check_steps(model, settings) -> None:
+    """Refuse a step count the run's scheduler cannot take (``set_steps``' check) before any slow work: the
+    CLI calls it right after loading, so a refused count is the only line, never after a time estimate."""
+    set_steps(make_scheduler(settings.scheduler, model.scheduler), settings.steps)
