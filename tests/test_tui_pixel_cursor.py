@@ -114,14 +114,14 @@ def test_draw_cursor_tints_one_latent_cell_of_any_image():
 
 def test_ranking_line_keeps_the_special_tokens_where_it_is_narrow():
     entries = (TokenAtPixel("<pad ×70>", 7, 140.0, 0.85, "end", tuple(range(7, 77))),
-               TokenAtPixel("sneaker", 5, 3.0, 0.0182, "word", (5,)),
-               TokenAtPixel("photo", 2, 2.5, 0.0152, "word", (2,)),
+               TokenAtPixel("sneaker", 5, 3.0, 0.0182, "word", (5,), 3.0 / 5.5),
+               TokenAtPixel("photo", 2, 2.5, 0.0152, "word", (2,), 2.5 / 5.5),
                TokenAtPixel("<start>", 0, 2.4, 0.0146, "start", (0,)),
                TokenAtPixel("<end>", 6, 2.3, 0.0140, "end", (6,)))
     ranking = PixelRanking(40, 24, (5, 3), (16, 8), (128, 64), 150.2, entries)
     assert ranking_line(ranking, 200).plain == (
-        "at (40, 24): sneaker 1.8% · photo 1.5% · <start> 1.5% · <end> 1.4% · <pad> 85%")
-    assert ranking_line(ranking, 66).plain == "at (40, 24): sneaker 1.8% · <start> 1.5% · <end> 1.4% · <pad> 85%"
+        "at (40, 24): sneaker 55% · photo 45% · <start> 1.5% · <end> 1.4% · <pad> 85%")  # words: of the words
+    assert ranking_line(ranking, 66).plain == "at (40, 24): sneaker 55% · <start> 1.5% · <end> 1.4% · <pad> 85%"
     assert ranking_line(ranking, 20).plain.startswith("at (40, 24): <start> 1.5%")
 
 
