@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .job_results import (ClassSamples, GridSampled, JobResult, ModelLoaded, NoisingRow, NoNoisingData,
-                          RoundTripped, TrainingDone, WeightsSaved)
+from .job_results import (BranchSampled, ClassSamples, GridSampled, JobResult, ModelLoaded, NoisingRow,
+                          NoNoisingData, RoundTripped, TrainingDone, WeightsSaved)
 
 
 class JobKind(StrEnum):
@@ -32,7 +32,7 @@ class JobKind(StrEnum):
     FASHION_SHOW = "fashion-show", "the Fashion model's samples", (ClassSamples,)
     FASHION_NOISE = "fashion-noise", "the noising row", (NoisingRow, NoNoisingData)
     FASHION_SAVE = "fashion-save", "saving weights", (WeightsSaved,)
-    SWEEP = "sweep", "a sweep", (GridSampled,)
+    SWEEP = "sweep", "a sweep", (GridSampled, BranchSampled)
     EXERCISE = "exercise", "an exercise", (GridSampled,)
     LATENTS = "latents", "an encode", (RoundTripped,)
 

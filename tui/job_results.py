@@ -45,6 +45,16 @@ class GridSampled(JobResult):
 
 
 @dataclass(frozen=True)
+class BranchSampled(JobResult):
+    """The sweep re-run from a timeline step with a new prompt (``tui.panes.sweep_branch``): the grid, the
+    ``Branch`` asked for, and the branched cell's x_t after the kept steps (uint8 RGB, as the timeline maps it)."""
+
+    result: GenerationResult = field(repr=False)
+    branch: Any = None
+    kept: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class RoundTripped(JobResult):
     """The latents pane's VAE round trip of one image (``core.vae.round_trip``)."""
 

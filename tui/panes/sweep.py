@@ -32,6 +32,7 @@ from ...core.settings import SampleSettings
 from ..messages import TimestepShown
 from ..progress import InsightCollected, StepPreview
 from .grid import GridPane
+from .sweep_branch import BranchMixin
 from .sweep_cursor import CursorCell, CursorMixin
 from .sweep_insight import InsightMixin, collect
 from ..job_results import GridSampled
@@ -52,7 +53,7 @@ class SweepCell(CursorCell):
     """One scale's image; focus it to select it for the latents pane (c: the pixel cursor on it)."""
 
 
-class SweepPane(CursorMixin, InsightMixin, GridPane):
+class SweepPane(BranchMixin, CursorMixin, InsightMixin, GridPane):
     """Guidance sweep grid.
 
     | Key | Action |
@@ -77,6 +78,7 @@ class SweepPane(CursorMixin, InsightMixin, GridPane):
         Binding("ctrl+s", "save", "Save grid", tooltip="Save the grid as a numbered PNG with its settings"),
         *InsightMixin.INSIGHT_BINDINGS,
         *CursorMixin.CURSOR_BINDINGS,
+        *BranchMixin.BRANCH_BINDINGS,
     ]
     DEFAULT_CSS = """
     SweepPane #form { height: auto; }
@@ -219,6 +221,8 @@ class SweepPane(CursorMixin, InsightMixin, GridPane):
         self.action_run()
 
     def job_started(self, ev: JobEvent) -> None:
+        if self.branch_started():  # a branch keeps the sweep's timeline
+            return
         self._insight = None
         if self._axes is None:  # a job submitted without the form (tests, the command palette)
             self.status("sampling…")
@@ -249,11 +253,15 @@ class SweepPane(CursorMixin, InsightMixin, GridPane):
 
     def job_failed(self, ev: JobEvent) -> None:
         self.current_t = None
+        self.running = None  # a failed branch: the sweep's images and timeline stay
         self.post_timestep()
         super().job_failed(ev)
 
     def job_finished(self, ev: JobEvent) -> None:
         self.current_t = None
+        if self.branch_ended(ev):
+            self.post_timestep()
+            return
         super().job_finished(ev)
         self.insight = self._insight
         self.post_timestep()
