@@ -95,3 +95,31 @@ async def test_b_branches_the_focused_cell_from_the_scrubbed_step(tmp_path):
         assert pane.insight is not None and pane.result.settings.prompt == OLD
         await pilot.press("pageup")
         assert pane.step == 1
+
+
+class TestBranchSnapshot:
+    def test_a_branched_cell_beside_the_sweep(self, snap_compare, tmp_path):
+        """The focused cell shows its branch (caption 'branch @ step 3: …'), the status says what ran."""
+        from tests.test_tui_snapshots import _app, _model_ready
+
+        async def run_before(pilot) -> None:
+            app = pilot.app
+            await _model_ready(pilot)
+            await pilot.press("f3")
+            pane = app.query_one("SweepPane")
+            pane.query_one("#scales", Input).value = "1, 2, 4"
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: pane.result is not None and pane.insight is not None, what="sweep")
+            pane.cells[1].focus()
+            await pilot.pause()
+            await pilot.press("pageup", "pageup", "pageup")
+            app.query_one("#prompt", Input).value = NEW
+            await wait_for(pilot, lambda: app.prompts[0] == NEW, what="the new prompt")
+            pane.cells[1].focus()
+            await pilot.pause()
+            await pilot.press("b")
+            await wait_for(pilot, lambda: pane.branched is not None, what="the branch")
+            app.set_focus(None)
+            app.clear_notifications()
+
+        assert snap_compare(_app(tmp_path, prompt=OLD, steps=4), terminal_size=SIZE, run_before=run_before)
