@@ -573,3 +573,20 @@ async def test_two_token_tables_stack_when_they_would_not_fit_side_by_side(tmp_p
         await pilot.resize_terminal(160, 24)
         await pilot.pause()
         assert second.region.y == first.region.y and second.region.x > first.region.x
+
+
+@sync
+async def test_a_key_typed_into_a_field_reached_with_tab_adds_to_it(tmp_path):
+    """Issue 27, item 9: x (the timeline's x0/x_t key) typed into the guidance-scales field reached with tab
+    erased the field: tab selected its whole value and the key replaced it. Fields no longer select on focus."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model is not None, what="model")
+        await pilot.press("f3")
+        scales = app.query_one("#scales", Input)
+        before = scales.value
+        while app.focused is not scales:
+            await pilot.press("tab")
+        await pilot.press("x")
+        assert scales.value == before + "x"
+        assert all(not field.select_on_focus for field in app.query(Input))

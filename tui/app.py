@@ -18,7 +18,7 @@ from textual.notifications import Notification, Notify
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, TabbedContent, TabPane
 from rich.text import Text
 
 from . import gc_tuning
@@ -105,6 +105,8 @@ class ExplorerApp(App[int]):
 
     def on_mount(self) -> None:
         gc_tuning.quiet()
+        for field in self.query(Input):  # tab into a field and type: it appends, as the prompt does, instead of
+            field.select_on_focus = False  # replacing the whole value (a key meant for a cell, x, erased it)
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
