@@ -206,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _stopped(args, cfg, trainer.last_checkpoint, received[0] if received else signal.SIGINT)
     finally:
         bar.close()
-    print(f"final loss {result.final_loss:.4f} after {result.step} steps "
+    print(f"final loss {result.final_loss:.4f} (the last epoch's mean; its last step's {(result.losses or [float('nan')])[-1]:.4f}) "
+          f"after {result.step} steps "
           f"({result.images_per_s:.0f} img/s); checkpoint {result.checkpoint}")
     return 0
 

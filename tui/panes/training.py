@@ -331,7 +331,7 @@ class TrainingPane(JobPane):
         self.stats = stats
         # a step reported just before a pause must not take the pause's word back
         self._state(PAUSED if self.pause_event.is_set() else f"training on {stats.device} · escape stops")
-        self.query_one("#step-label", Label).update(f"step {stats.step}/{stats.total_steps}  loss {stats.loss:.4f}")
+        self.query_one("#step-label", Label).update(f"step {stats.step}/{stats.total_steps}  recent loss {stats.loss:.4f}")
         self.query_one("#step-bar", ProgressBar).update(total=stats.total_steps, progress=stats.step)
         self.query_one("#epoch-label", Label).update(f"epoch {stats.epoch + 1}/{stats.epochs}")
         self.query_one("#epoch-bar", ProgressBar).update(total=stats.epochs, progress=stats.epoch)
@@ -358,7 +358,7 @@ class TrainingPane(JobPane):
                 self.notify(f"Saved {path}", title="Weights saved")
             case TrainingDone(result=result):
                 self.query_one("#epoch-bar", ProgressBar).update(progress=len(result.epoch_losses))
-                self._state(f"done: final loss {result.final_loss:.4f} · ctrl+g samples it")
+                self._state(f"done: last epoch's mean loss {result.final_loss:.4f} · ctrl+g samples it")
                 self.model_source = f"training run (step {result.step})"
                 if result.checkpoint:
                     self.form.checkpoint = str(result.checkpoint)
