@@ -232,7 +232,8 @@ def _save_timeline(args, model, timeline, result, params: str) -> None:
 
     steps = parse_steps(args.timeline, len(timeline.frames))
     images, captions = timeline.strip(model, steps)
-    strip = make_grid(images, captions, cols=len(steps))
+    # columns: the steps along the top; rows: the cells down the left (what each row is, on the image itself)
+    strip = make_grid(images, x_labels=captions[:len(steps)], y_labels=list(result.captions))
     text = params + "\nTimeline: x0 estimate at steps " + ", ".join(map(str, steps)) + "; rows: " + " | ".join(result.captions)
     print(save_png(strip, _out(args), f"timeline-{args.prompt}", text))
 

@@ -66,7 +66,13 @@ def test_sweep_timeline_writes_a_strip(tmp_path):
     strip = next(tmp_path.glob("timeline-*.png"))
     image = Image.open(strip)
     assert "Timeline: x0 estimate at steps 1, 4" in image.info["parameters"]
-    assert image.size[0] == 2 * 128  # two steps across, one row per cell
+    left = image.size[0] - 2 * 128  # two steps across, one row per cell, the rows labelled down the left
+    assert left > 0 and image.size[1] == 24 + 2 * 128  # and the steps along the top
+    import numpy as np
+
+    pixels = np.asarray(image.convert("L"))
+    assert pixels[24:, :left].min() < 128, "each row's label (the cell's caption) is drawn on the left"
+    assert pixels[:24, left:].min() < 128, "each column's label (the step) is drawn on top"
 
 
 def test_sweep_timeline_needs_one_batch(tmp_path, capsys):
