@@ -92,11 +92,13 @@ def test_recipe_trains_pairs_with_grounding_from_an_initial_model(tmp_path, data
     from sd_explorer.core.tiny.build import build_components, save_folder
 
     init = save_folder(build_components(0, scaling_factor=0.5), tmp_path / "init")
+    (init / "training.json").write_text(json.dumps({"settings": {"seed": "0"}, "log": [{"stage": "unet"}]}))
     out = tmp_path / "model"
     train.main(["--data", str(data_dir), "--out", str(out), "--device", "cpu", "--held-out", "8",
                 "--init", str(init), "--unet-steps", "4", "--unet-stop-at", "0", "--unet-batch", "3",
-                "--pair-batch", "2", "--pair-captions", "2", "--ground-weight", "0.1"])
+                "--pair-batch", "2", "--pair-captions", "2", "--ground-weight", "0.1", "--ground-pool", "avg"])
     record = json.loads((out / "training.json").read_text())
+    assert record["continued_from"] == {"settings": {"seed": "0"}}  # what it continued, without its log
     assert record["steps_done"] == {"vae": 0, "unet": 4}
     assert record["scaling_factor"] == pytest.approx(0.5)  # the initial VAE is kept
     unet_log = [e for e in record["log"] if e["stage"] == "unet"]

@@ -227,6 +227,10 @@ def run(args: argparse.Namespace) -> Path:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "parameters": build.parameter_counts(parts), "log": log,
     }
+    if args.init and (Path(args.init) / "training.json").is_file():  # a continued run keeps what it continued
+        before = json.loads((Path(args.init) / "training.json").read_text())
+        before.pop("log", None)
+        record["continued_from"] = before
     with tempfile.TemporaryDirectory() as tmp:
         rec = Path(tmp) / "training.json"
         rec.write_text(json.dumps(record, indent=1) + "\n")
