@@ -29,22 +29,36 @@ def test_ddpm_matches_chapter_loop():
     assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
 
 
-def test_ddim_matches_diffusers():
+@pytest.mark.parametrize("eta", [1.0, 0.0])
+def test_ddim_matches_diffusers(eta):
+    """50-step sampling is diffusers' DDIMScheduler with trailing timesteps, clipped x0 and its eps (eta 1 by default: the
+    deterministic eta 0 scored 3.5 points below DDPM's 1000 steps on the shipped model, bench/ddim_quality.py)."""
     from diffusers import DDIMScheduler
 
     m = tiny_model()
-    sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    sch = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, timestep_spacing="trailing",
+                        clip_sample=True)
     sch.set_timesteps(8)
-    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 1, 32, 32, generator=gen)
     labels = torch.tensor([0, 4, 9])
     with torch.no_grad():
-        for t in sch.timesteps:
-            x = sch.step(m.unet(x, t, class_labels=labels).sample, t, x).prev_sample
+        for k, t in enumerate(sch.timesteps):
+            z = torch.randn(x.shape, generator=gen) if eta and k < len(sch.timesteps) - 1 else None
+            x = sch.step(m.unet(x, t, class_labels=labels).sample, t, x, eta=eta, variance_noise=z,
+                         use_clipped_model_output=True).prev_sample  # eps re-derived from the clipped x0
     ref = (x.clamp(-1, 1) + 1) / 2
-    ours = generate_from_class(m, [0, 4, 9], n=1, steps=8, seed=5)
-    assert make_tables(m.config, 8).kind == "ddim"
-    assert torch.allclose(ours, ref, atol=1e-5)
+    ours = generate_from_class(m, [0, 4, 9], n=1, steps=8, seed=5, eta=eta)
+    tables = make_tables(m.config, 8, eta)
+    assert tables.kind == "ddim" and tables.timesteps.tolist() == sch.timesteps.tolist()
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
     assert ours.shape == (3, 1, 32, 32) and 0.0 <= float(ours.min()) and float(ours.max()) <= 1.0
+    if eta:
+        assert (tables.c[:-1] > 0).all() and tables.c[-1] == 0  # noise at every step but the last
+    else:
+        assert (tables.c == 0).all()
+    with pytest.raises(UserError, match="eta must be between 0"):
+        make_tables(m.config, 8, 1.5)
 
 
 def test_class_major_order_callback_and_cancel():
@@ -147,8 +161,10 @@ def test_grey_level_loss_guidance_moves_samples_towards_the_target():
     bright = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=30.0)
     dark = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=0.0, color_scale=30.0)
     # scale 30: each step lowers the grey-level loss by 30/(100*steps) of itself (core.loss_guidance.pull);
-    # the dark target has less room (the background is black already), so its pull is relative
-    assert bright.mean() > plain.mean() + 0.05 and dark.mean() < 0.95 * plain.mean()
+    # the dark target has less room (the background is black already), so its pull is relative; the default
+    # 20-step sampler (DDIM eta 1) re-noises part of each step's pull: dark came out 4.5 % below plain (8 images),
+    # 6 % with the deterministic eta 0
+    assert bright.mean() > plain.mean() + 0.04 and dark.mean() < 0.97 * plain.mean()
     same = generate_from_class(model, [1], n=4, steps=20, seed=0, color_target=1.0, color_scale=0.0)
     assert torch.equal(same, plain)
     with pytest.raises(UserError):

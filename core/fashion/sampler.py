@@ -8,8 +8,9 @@ small tables on the device::
     x   = a * x0 + b * x + d * eps + c * z
 
 DDPM (``DDPMScheduler.step``, fixed_small variance; DDPM paper eq. 7): ``a, b`` from the posterior mean,
-``d = 0``, ``c = sigma_t``. DDIM (``DDIMScheduler.step``, eta 0; DDIM paper eq. 12): ``a = sqrt(abar_prev)``,
-``b = 0``, ``d = sqrt(1 - abar_prev)``, ``c = 0``. Because the step indexes its tables with a step counter that
+``d = 0``, ``c = sigma_t``. DDIM (``DDIMScheduler.step`` with trailing timesteps and clip_sample, eta 1 by
+default; DDIM paper eqs. 12 and 16): ``a = sqrt(abar_prev)``, ``b = 0``, ``d = sqrt(1 - abar_prev - sigma_t^2)`` on
+the eps of the clipped x0, ``c = sigma_t`` (0 with eta 0). Because the step indexes its tables with a step counter that
 lives on the device, the whole step (UNet + update + counter) is captured once as a CUDA graph and
 replayed; the fresh noise ``z`` is drawn outside the graph from the same generator as in eager mode,
 so graph and eager results are identical. ``compile=`` (a ``torch.compile`` mode) fuses the UNet's
@@ -67,8 +68,8 @@ class SampleStep:
     x0: torch.Tensor
 
 
-def make_tables(cfg: ModelConfig, steps: int) -> StepTables:
-    """DDPM tables for ``steps == num_train_timesteps``, DDIM tables for fewer steps."""
+def make_tables(cfg: ModelConfig, steps: int, eta: float = 1.0) -> StepTables:
+    """DDPM tables for ``steps == num_train_timesteps``, DDIM tables (``eta``: see below) for fewer steps."""
     T = cfg.num_train_timesteps
     if not 1 <= steps <= T:
         raise UserError(f"steps must be between 1 and {T}, not {steps}")
@@ -92,20 +93,24 @@ def make_tables(cfg: ModelConfig, steps: int) -> StepTables:
         d = torch.zeros(T)
         kind = "ddpm"
     else:
-        # DDIM (Song et al. 2021), eq. 12 with sigma_t = 0 (eta 0, deterministic):
+        # DDIM (Song et al. 2021), eq. 12, with sigma_t from eq. 16:
         #   x_{t-1} = sqrt(abar_{t-1}) * x0_pred  +  sqrt(1 - abar_{t-1} - sigma_t^2) * eps  +  sigma_t * z
-        # so a = sqrt(abar_prev) ("predicted x_0"), d = sqrt(1 - abar_prev) ("direction pointing to x_t"),
-        # b = c = 0; the timesteps skip T // steps at a time (diffusers' "leading" spacing).
-        from diffusers import DDIMScheduler
-
-        sch = DDIMScheduler(num_train_timesteps=T, beta_start=cfg.beta_start, beta_end=cfg.beta_end)
-        sch.set_timesteps(steps)
-        ts = sch.timesteps.long()
+        #   sigma_t = eta * sqrt((1 - abar_{t-1}) / (1 - abar_t)) * sqrt(1 - abar_t / abar_{t-1})
+        # so a = sqrt(abar_prev) ("predicted x_0"), d = sqrt(1 - abar_prev - sigma^2) ("direction pointing to
+        # x_t"), c = sigma, b = 0. eta = 1 (the default, DDIM_ETA) is DDPM's posterior over the skipped steps;
+        # eta = 0 the deterministic DDIM. Timesteps are "trailing" (999, 979, ..., 19; Lin et al. 2024, table 2):
+        # the first step starts from the noise level training ends at. Measured on the shipped model (H200,
+        # 2026-12-03, bench/ddim_quality.py, 2 x 1000 images): 50 steps score 94.4 % with eta 1 against 90.9 %
+        # for the old deterministic, leading-spacing sampler and 93.8 % for DDPM's 1000 steps.
+        if not 0.0 <= eta <= 1.0:
+            raise UserError(f"eta must be between 0 (deterministic DDIM) and 1 (DDPM-like), not {eta}")
+        ts = torch.tensor([round(T - k * T / steps) - 1 for k in range(steps)], dtype=torch.long)
         ab_t = abar[ts]
-        prev = ts - T // steps
-        ab_prev = torch.where(prev >= 0, abar[prev.clamp(min=0)], sch.final_alpha_cumprod)
+        prev = torch.cat([ts[1:], torch.tensor([-1])])
+        ab_prev = torch.where(prev >= 0, abar[prev.clamp(min=0)], one)
+        sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).clamp(min=0) ** 0.5
         a, b = ab_prev ** 0.5, torch.zeros(len(ts))
-        d, c = (1 - ab_prev) ** 0.5, torch.zeros(len(ts))
+        d, c = (1 - ab_prev - sigma ** 2).clamp(min=0) ** 0.5, sigma
         kind = "ddim"
     return StepTables(ts, (1 - ab_t) ** 0.5, ab_t ** 0.5, a, b, d, c, kind)
 
@@ -124,6 +129,9 @@ def _step(unet, x: torch.Tensor, i: torch.Tensor, labels: torch.Tensor, tab: Ste
     dtype = next(unet.parameters()).dtype
     eps = unet(x.to(dtype), t, class_labels=labels).sample.float()
     x0 = ((x - at(tab.sqrt_1m_abar) * eps) / at(tab.sqrt_abar)).clamp(-1.0, 1.0)
+    # DDIM's direction term uses the eps of the clipped x0 (as diffusers' DDIMScheduler with clip_sample), so the
+    # step stays on one trajectory; DDPM's tables have d = 0
+    eps = (x - at(tab.sqrt_abar) * x0) / at(tab.sqrt_1m_abar)
     prev = at(tab.a) * x0 + at(tab.b) * x + at(tab.d) * eps + at(tab.c) * noise
     return prev, x0
 
@@ -198,10 +206,12 @@ def generate_from_class(
     color_target: float | None = None,
     color_scale: float = 0.0,
     compile: str | None = None,
+    eta: float = 1.0,
 ) -> torch.Tensor:
     """Sample ``n`` images per class; float ``[len(classes)*n, 1, 32, 32]`` in [0, 1] on the CPU.
 
-    ``steps == 1000``: the chapter's DDPM loop; fewer: DDIM. ``use_graph``: None = CUDA graph on
+    ``steps == 1000``: the chapter's DDPM loop; fewer: DDIM (``eta`` 1: stochastic, the default; 0: deterministic,
+    ``make_tables``). ``use_graph``: None = CUDA graph on
     CUDA (falls back to eager with a warning if capture fails), True = require it, False = eager.
     ``color_target`` / ``color_scale``: loss guidance (the chapter's exercise 9, in grey levels for this
     grayscale model): each step moves x against the gradient of ``|x0 - target|`` (eager only).
@@ -220,7 +230,7 @@ def generate_from_class(
     unet, cfg = model.unet, model.config
     labels_list = _class_list(classes, n)
     dev = next(unet.parameters()).device
-    tab = make_tables(cfg, steps).to(dev)
+    tab = make_tables(cfg, steps, eta).to(dev)
     total = len(tab)
     c_host = tab.c.cpu().tolist()
     ts_host = tab.timesteps.cpu().tolist()
