@@ -211,7 +211,7 @@ async def test_fidelity_is_scored_after_each_epoch_and_plotted(tmp_path, fashion
 
 
 def test_curves_have_a_legend_a_fidelity_axis_and_whole_step_ticks():
-    from sd_explorer.tui.panes.train_views import draw_curves
+    from sd_explorer.tui.panes.train_views import CURVES, draw_curves
 
     calls = []
 
@@ -221,7 +221,9 @@ def test_curves_have_a_legend_a_fidelity_axis_and_whole_step_ticks():
 
     draw_curves(Recorder(), [10, 20, 30], [1.0, 0.5, 0.4], [(15, 0.1), (30, 0.35)])
     plots = [(a, k) for name, a, k in calls if name == "plot"]
-    assert [k["label"] for _, k in plots] == ["loss", "smoothed", "fidelity %"]
+    # the legend is the pane's #curves line (CURVES): each curve in the colour it names, none inside the plot
+    assert [k["color"] for _, k in plots] == [colour for _, colour in CURVES]
+    assert not any("label" in k for _, k in plots)
     assert plots[2][0] == ([15, 30], [10.0, 35.0]) and plots[2][1]["yside"] == "right"
     ticks = next(a for name, a, _ in calls if name == "xticks")
     assert ticks == ([0, 8, 15, 22, 30], ["0", "8", "15", "22", "30"])  # whole steps, up to the last one

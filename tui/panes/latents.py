@@ -28,6 +28,22 @@ from ...core.settings import SampleSettings
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
+class EqualRow(Horizontal):
+    """A row of equally wide tiles: ``1fr`` shares out the odd cells, so at 120 columns the last of six
+    tiles was 20 cells to the others' 19 and its square image one row taller; each gets the same whole
+    number of cells instead (the spare cells, fewer than the tiles, are split either side)."""
+
+    def on_resize(self) -> None:
+        tiles = list(self.children)
+        if not tiles:
+            return
+        gaps = sum(tile.styles.margin.right for tile in tiles)
+        width = max(1, (self.content_region.width - gaps) // len(tiles))
+        for tile in tiles:
+            if tile.styles.width is None or tile.styles.width.cells != width:
+                tile.styles.width = width
+
+
 class LatentsPane(JobPane):
     """VAE latents and round trip.
 
@@ -48,8 +64,8 @@ class LatentsPane(JobPane):
     LatentsPane #path { width: 1fr; }
     LatentsPane #sizes, LatentsPane #source { height: 1; padding: 0 1; }
     LatentsPane #source { width: 100%; height: auto; max-height: 3; }  /* the notes (greyscale VAE, centre crop) wrap */
-    LatentsPane #row { height: 1fr; }
-    LatentsPane #row ImageView { width: 1fr; margin-right: 1; }
+    LatentsPane #row { height: 1fr; align-horizontal: center; }
+    LatentsPane #row ImageView { width: 1fr; margin-right: 1; }  /* EqualRow sets a whole number of cells */
     LatentsPane #row #recon { margin-right: 0; }
     """
 
@@ -65,7 +81,7 @@ class LatentsPane(JobPane):
                     id="path", suggester=PathSuggester(IMAGE_SUFFIXES), max_length=MAX_FIELD_CHARS)
         yield Label("Encode an image: type a path, or ctrl+g for the image selected in the sweep.", id="source")
         yield Label("", id="sizes")
-        with Horizontal(id="row"):
+        with EqualRow(id="row"):
             yield ImageView(caption="input", id="input")
             for c in range(4):
                 yield ImageView(caption=f"latent c{c}", id=f"c{c}")

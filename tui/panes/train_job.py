@@ -11,6 +11,7 @@ samples come from it; only the newest ``keep`` checkpoints stay.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from ...core.errors import Cancelled
 from ..job_results import TrainingDone
@@ -30,7 +31,7 @@ def train_job(config, device, pause, steps: int, keep: int, per_class: int):
 
         if config.out_dir:  # before minutes of data loading and an epoch of training
             check_writable(config.out_dir)
-        where = config.data or "the Hub's fashion_mnist"
+        where = Path(config.data).name or config.data if config.data else "the Hub's fashion_mnist"  # fits the state line
         job.progress(PhaseText(f"loading data from {where}…"))
         data = fm.load_fashion_mnist(config.data)
         job.progress(DataLoaded(config.data, len(data)))

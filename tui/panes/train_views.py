@@ -32,17 +32,22 @@ def int_ticks(last: int, n: int = 4) -> list[int]:
     return sorted({round(i * last / n) for i in range(n + 1)})
 
 
+#: (name, colour) of each curve: the legend is a line of its own above the chart (plotext's legend sat
+#: inside the plot and covered all of its three rows at 80x24); the colours name the same in both
+CURVES = (("loss", "blue"), ("smoothed", "green"), ("fidelity % (right)", "red"))
+
+
 def draw_curves(plt, steps: list[int], losses: list[float], fidelity: list[tuple[int, float]]) -> None:
-    """The loss (raw and smoothed, left axis) and class fidelity after each epoch (%, right axis)."""
+    """The loss (raw and smoothed, left axis) and class fidelity after each epoch (%, right axis); no title,
+    axis label or legend inside the plot (``CURVES`` names them above it), so every row is the plot's."""
     plt.clear_data()
-    plt.title("loss and class fidelity")
-    plt.xlabel("step")
+    (_, loss), (_, smoothed), (_, fid) = CURVES
     if losses:
-        plt.plot(steps, losses, marker="braille", label="loss")
-        plt.plot(steps, ema(losses), marker="braille", label="smoothed")
+        plt.plot(steps, losses, marker="braille", color=loss)
+        plt.plot(steps, ema(losses), marker="braille", color=smoothed)
     if fidelity:
         plt.plot([s for s, _ in fidelity], [100 * f for _, f in fidelity], marker="braille", yside="right",
-                 label="fidelity %")
+                 color=fid)
         plt.ylim(0, 100, yside="right")
     last = max([*steps, *(s for s, _ in fidelity), 0])
     ticks = int_ticks(last)

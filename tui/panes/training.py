@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,7 +35,7 @@ from ..messages import NoisingRowMade
 from .job_pane import JobPane
 from .train_form import TrainingForm
 from .train_job import train_job
-from .train_views import class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
+from .train_views import CURVES, class_legend, draw_curves, fmt_eta, fmt_fidelity, noising_strip, sample_grid
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from ..widgets.image_view import ImageView
 from ...core import fashion as fm
@@ -43,6 +44,14 @@ SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
 PREVIEWS = (JobKind.FASHION_SHOW, JobKind.FASHION_NOISE)  #: jobs that training cancels to start at once
 PAUSED = "paused · ctrl+b resumes"  #: the state line while paused (short: it must fit the pane at 80 columns)
+
+
+def curve_legend() -> Text:
+    """The chart's legend, one line: each curve's name in its colour."""
+    legend = Text()
+    for name, colour in CURVES:
+        legend.append(" " if legend else "").append("━ ", style=colour).append(name)
+    return legend
 
 
 class TrainingPane(JobPane):
@@ -71,8 +80,10 @@ class TrainingPane(JobPane):
         Binding("ctrl+s", "save", "Save", show=False, tooltip="Save the current model's weights"),
     ]
     DEFAULT_CSS = """
-    TrainingPane #middle { height: 1fr; min-height: 6; }
-    TrainingPane PlotextPlot { width: 1fr; }
+    TrainingPane #middle { height: 1fr; min-height: 8; }
+    TrainingPane #chart { width: 1fr; margin-right: 1; }  /* the right axis's labels clear of the bars */
+    TrainingPane #curves { height: 1; width: 100%; padding: 0 1; }
+    TrainingPane PlotextPlot { width: 1fr; height: 1fr; min-height: 6; }
     TrainingPane #stats { width: 34; }
     TrainingPane #stats Label { width: 100%; }
     TrainingPane #stats ProgressBar { width: 100%; }
@@ -105,7 +116,9 @@ class TrainingPane(JobPane):
     def compose(self) -> ComposeResult:
         yield TrainingForm(self.data_source)
         with Horizontal(id="middle"):
-            yield PlotextPlot(id="loss")
+            with Vertical(id="chart"):
+                yield Label(curve_legend(), id="curves")
+                yield PlotextPlot(id="loss")
             with Vertical(id="stats"):
                 yield Label("no run yet · ctrl+r trains", id="state")
                 yield Label("step", id="step-label")
