@@ -73,3 +73,21 @@ async def test_training_chart_and_states_have_their_room(tmp_path, fashion_dir, 
             assert len(lines) <= state.content_region.height, (text, state.region)
             assert " ".join(line.plain.strip() for line in lines) == text
             assert pane.query_one("#rate").region.bottom <= stats.region.bottom, (text, size)
+
+
+@sync
+async def test_the_prompt_notes_wrap_whole_at_80_columns(tmp_path):
+    """Issue 27, item 9: "'(' at 17 is never closed: weighs the rest of…" was cut at 80 columns."""
+    from textual.widgets import Input, Label
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.query_one("TokensPane").tokenizer is not None, what="tokenizer")
+        app.query_one("#prompt", Input).value = "a photo of a (red sneaker on a table"
+        label = app.query_one("#count", Label)
+        await wait_for(pilot, lambda: "never closed" in str(label.render()), what="the note")
+        await pilot.pause()
+        text = str(label.render())
+        region = label.content_region
+        assert region.height >= 2 and len(text) <= region.width * region.height, (region, text)
+        assert "weighs the rest" in text  # the note, whole: the label has the rows it needs (it had one)

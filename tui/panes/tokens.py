@@ -43,7 +43,7 @@ class TokenColumn(Vertical):
 
     DEFAULT_CSS = """
     TokenColumn { width: 1fr; height: 1fr; }
-    TokenColumn > Label { height: 1; padding: 0 1; width: 100%; text-wrap: nowrap; text-overflow: ellipsis; }
+    TokenColumn > Label { height: auto; max-height: 4; padding: 0 1; width: 100%; text-overflow: ellipsis; }
     TokenColumn > Label.-over { color: $error; text-style: bold; }
     TokenColumn > DataTable { height: 1fr; }
     """
