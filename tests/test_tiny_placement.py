@@ -61,3 +61,24 @@ def test_a_single_garments_word_heats_the_garment(tiny, cls):
     assert mask.any() and (~mask).any(), "the image should show a garment on black"
     ratio = heat[mask].mean() / heat[~mask].mean()
     assert ratio >= placement.OBJECT_TARGET, (prompt, ratio)
+
+
+def test_asking_a_pixel_names_its_own_halfs_garment_first(tiny):
+    """Issue 25's done criterion for ``--at``: at the middle of each half's garment, the ranking's first word is that
+    half's garment (``core.pixel_attention.rank_at``, what ``attention --at`` and the sweep pane's cursor print)."""
+    import numpy as np
+
+    from sd_explorer.core.pixel_attention import rank_at
+    from sd_explorer.core.tokens import breakdown
+
+    prompt, left, right = captions.PAIR_PROMPTS[4]  # "a sandal next to a dress": held out
+    images, maps = placement._run(tiny, prompt, 1, placement.SEED, STEPS, placement.SCALE, placement.PAIR_SIZE)
+    gray = (images[0].mean(0).numpy() + 1) / 2  # [64, 128]
+    tokens = breakdown(tiny.tokenizer, prompt).tokens
+    for cls, x0 in ((left, 0), (right, 64)):
+        ys, xs = np.nonzero(gray[:, x0:x0 + 64] > 0.5)
+        assert len(xs), "each half shows a garment"
+        x, y = x0 + int(np.median(xs)), int(np.median(ys))
+        ranking = rank_at(maps[0], tokens, x, y, placement.PAIR_SIZE)
+        first = next(t for t in ranking.tokens if not t.special)
+        assert first.text == captions.HEAT_WORDS[cls], (x, y, [(t.text, round(t.of_words, 3)) for t in ranking.tokens])
