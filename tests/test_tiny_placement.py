@@ -22,13 +22,8 @@ def tiny():
 
 def _half_ratios(model, prompt: str, left: int, right: int, seed: int) -> tuple[float, float]:
     _, maps = placement._run(model, prompt, 1, seed, STEPS, placement.SCALE, placement.PAIR_SIZE)
-    ratios = []
-    for cls, own_left in ((left, True), (right, False)):
-        heat = placement._word_heat(model, prompt, maps, cls)[0]
-        w = heat.shape[-1] // 2
-        on_left, on_right = float(heat[:, :w].mean()), float(heat[:, w:].mean())
-        ratios.append(on_left / on_right if own_left else on_right / on_left)
-    return ratios[0], ratios[1]
+    return (placement.half_ratio(placement._word_heat(model, prompt, maps, left)[0], True),
+            placement.half_ratio(placement._word_heat(model, prompt, maps, right)[0], False))
 
 
 @pytest.mark.parametrize("k", [0, 4, 9])  # one prompt of each held-out template
@@ -45,11 +40,9 @@ def test_swapping_the_words_swaps_the_halves(tiny):
     sneaker, bag = captions.HEAT_WORDS.index("sneaker"), captions.HEAT_WORDS.index("bag")
     _, maps = placement._run(tiny, "a photo of a sneaker on the left and a bag on the right", 1, 7, STEPS,
                              placement.SCALE, placement.PAIR_SIZE)
-    heat = placement._word_heat(tiny, "a photo of a sneaker on the left and a bag on the right", maps, sneaker)[0]
-    w = heat.shape[-1] // 2
-    assert heat[:, :w].mean() > placement.HALF_TARGET * heat[:, w:].mean()
-    heat = placement._word_heat(tiny, "a photo of a sneaker on the left and a bag on the right", maps, bag)[0]
-    assert heat[:, w:].mean() > placement.HALF_TARGET * heat[:, :w].mean()
+    prompt = "a photo of a sneaker on the left and a bag on the right"
+    assert placement.half_ratio(placement._word_heat(tiny, prompt, maps, sneaker)[0], True) > placement.HALF_TARGET
+    assert placement.half_ratio(placement._word_heat(tiny, prompt, maps, bag)[0], False) > placement.HALF_TARGET
 
 
 @pytest.mark.parametrize("cls", [1, 7, 9])  # trousers, sneaker, boot

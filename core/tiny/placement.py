@@ -65,6 +65,14 @@ def _word_heat(model, prompt: str, maps: torch.Tensor, cls: int) -> np.ndarray:
     return heat_of(maps, token_positions(model, prompt, captions.HEAT_WORDS[cls]))  # [N, h, w]
 
 
+def half_ratio(heat: np.ndarray, own_left: bool) -> float:
+    """A ``[h, w]`` map's mean heat on its own half (the left one if ``own_left``) over the other half's."""
+    w = heat.shape[-1] // 2
+    on_left, on_right = float(heat[:, :w].mean()), float(heat[:, w:].mean())
+    own, other = (on_left, on_right) if own_left else (on_right, on_left)
+    return own / max(other, 1e-12)
+
+
 def measure_pairs(model, judge, samples: int, seed: int = SEED, steps: int = STEPS, scale: float = SCALE) -> dict:
     """Per held-out pair prompt: both halves classified right, and each word's own-half heat ratio."""
     rows = []
@@ -74,13 +82,8 @@ def measure_pairs(model, judge, samples: int, seed: int = SEED, steps: int = STE
         pred_l = judge.predict(to_fashion(images[..., :half]))
         pred_r = judge.predict(to_fashion(images[..., half:]))
         both = ((pred_l == left) & (pred_r == right)).float().mean().item()
-        ratios = []
-        for cls, own_left in ((left, True), (right, False)):
-            heat = _word_heat(model, prompt, maps, cls).mean(0)  # averaged over the samples: [h, w]
-            w = heat.shape[-1] // 2
-            on_left, on_right = float(heat[:, :w].mean()), float(heat[:, w:].mean())
-            own, other = (on_left, on_right) if own_left else (on_right, on_left)
-            ratios.append(round(own / max(other, 1e-12), 3))
+        ratios = [round(half_ratio(_word_heat(model, prompt, maps, cls).mean(0), own_left), 3)  # over the samples
+                  for cls, own_left in ((left, True), (right, False))]
         rows.append({"prompt": prompt, "left": left, "right": right, "both_halves": round(both, 4),
                      "left_correct": round((pred_l == left).float().mean().item(), 4),
                      "right_correct": round((pred_r == right).float().mean().item(), 4),
