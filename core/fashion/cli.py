@@ -209,9 +209,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _stopped(args, cfg, trainer.last_checkpoint, received[0] if received else signal.SIGINT)
     finally:
         bar.close()
-    print(f"final loss {result.final_loss:.4f} (the last epoch's mean; its last step's {(result.losses or [float('nan')])[-1]:.4f}) "
-          f"after {result.step} steps "
-          f"({result.images_per_s:.0f} img/s); checkpoint {result.checkpoint}")
+    # One write of the whole line: under `accelerate launch` every rank prints it to the same pipe, and
+    # print()'s separate write of the newline let two ranks' lines run together.
+    sys.stdout.write(f"final loss {result.final_loss:.4f} (the last epoch's mean; its last step's "
+                     f"{(result.losses or [float('nan')])[-1]:.4f}) after {result.step} steps "
+                     f"({result.images_per_s:.0f} img/s); checkpoint {result.checkpoint}\n")
+    sys.stdout.flush()
     return 0
 
 
