@@ -15,13 +15,15 @@ from .inputs import parse_point, parse_scales, parse_size
 def _progress(total_hint: int, desc: str):
     from tqdm.auto import tqdm
 
+    from .step_reports import without_previews
+
     bar = tqdm(total=total_hint, desc=desc, unit="step", disable=not sys.stderr.isatty(), leave=False)
 
     def on_step(info) -> None:
         bar.total = info.total
         bar.update(1)
 
-    return bar, on_step
+    return bar, without_previews(on_step)  # a bar needs no image: the loop copies nothing to the host for it
 
 
 def _load(args, spec: str | None = None):

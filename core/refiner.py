@@ -28,6 +28,7 @@ from .inputs import is_fraction
 from .results import GenerationResult, StepCallback
 from .schedulers import make_scheduler, set_steps
 from .settings import SampleSettings
+from .step_reports import same_needs
 
 DEFAULT_FRACTION = 0.8  #: the base's share of the schedule in the SDXL report and diffusers' docs
 
@@ -127,7 +128,7 @@ def relay(callback: StepCallback | None, offset: int, total: int) -> StepCallbac
     """Report both stages as one run: step numbers continue from the base into the refiner."""
     if callback is None:
         return None
-    return lambda info: callback(replace(info, index=info.index + offset, total=total))
+    return same_needs(lambda info: callback(replace(info, index=info.index + offset, total=total)), callback)
 
 
 def stage_timings(high: dict, low: dict, steps: int, total_s: float) -> dict[str, float]:

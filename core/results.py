@@ -21,7 +21,8 @@ class StepInfo:
     timestep: float
     latents: torch.Tensor = field(repr=False)  #: x_t after this step, [B, C, h, w]
     x0: torch.Tensor = field(repr=False)  #: the model's current estimate of the clean latents
-    preview: np.ndarray = field(repr=False)  #: uint8 [B, h, w, 3], one pixel per latent pixel
+    preview: np.ndarray | None = field(repr=False)  #: uint8 [B, h, w, 3], one pixel per latent pixel; None for a
+    #: callback marked ``core.step_reports.without_previews`` (a progress bar: the loop made none)
     elapsed: float = 0.0  #: seconds since the loop started
     step: int | None = None  #: the step's place in the full schedule (prompt editing's step index); None: ``index``
 

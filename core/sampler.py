@@ -28,11 +28,11 @@ from .fast import ieee_fp32
 from .guided_batch import GuidedBatch
 from .finite import check_result
 from .loss_guidance import steer
-from .preview import latents_to_rgb
 from .prompt_editing import row_schedules
 from .results import GenerationResult, StepCallback, StepInfo
 from .schedulers import make_scheduler, name_of, set_steps
 from .settings import SampleSettings
+from .step_reports import StepReports
 from .tokens import breakdown
 from .vae import encode, fit, image_tensor, to_rgb
 
@@ -159,6 +159,7 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
     steer_colour = settings.color_target is not None and settings.color_scale > 0
 
     t_loop = time.perf_counter()
+    reports = StepReports(callback, model, t_start)
     for i, t in enumerate(timesteps):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled at step {i}/{len(timesteps)}")
@@ -180,12 +181,13 @@ def denoise(model, settings: SampleSettings, rows: list[Row], generators: torch.
         # 3e. Step: compute the previous noisy sample x_t -> x_t-1.
         model_input = guidance.text_half(latent_in)
         out = scheduler.step(noise_pred, t, latents, **step_kwargs)
+        # 3f. Report the step: on CUDA its preview reaches the host one step late, so the GPU never waits
+        #     for the host (core.step_reports).
         if callback is not None:
             x0 = x0_estimate(scheduler, out, latents, model_input, noise_pred, t)
-            preview = latents_to_rgb(x0, model.preview_factors, model.preview_bias)
-            callback(StepInfo(i, len(timesteps), float(t), out.prev_sample, x0, preview,
-                              time.perf_counter() - t_start, first + i))
+            reports.report(i, len(timesteps), float(t), out.prev_sample, x0, first + i)
         latents = out.prev_sample
+    reports.flush()
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)  # the loop only queues work; time what the GPU did
     timings["denoise_s"] = time.perf_counter() - t_loop

@@ -19,6 +19,7 @@ import torch
 from .errors import UserError
 from .noise_schedule import schedule_of
 from .preview import latents_to_rgb
+from .step_reports import same_needs
 
 DEFAULT_STRIP = 6  #: steps in a strip when none are named
 
@@ -64,7 +65,7 @@ class Timeline:
             self(info)
             if callback is not None:
                 callback(info)
-        return both
+        return same_needs(both, callback)  # the timeline itself keeps x0 and x_t, not the previews
 
     def previews(self, model, which: str = "x0") -> np.ndarray:
         """uint8 ``[steps, rows, h, w, 3]``: every frame's x0 (or ``xt``) mapped to RGB."""
