@@ -114,6 +114,16 @@ for d in ranked[keep:]:
 print("kept", [d.name for d in ranked[:keep]], "scores", {d.name: score(d) for d in ranked})
 PY
     grep -v Loading "$out/tiny-variants/logs.txt" | grep -E '^== |saved|overall' | cut -c1-200 ;;
+  preview)
+    # issue 23 item 4: the live preview's cost to one image, then the GPU tests named in GPU_TESTS
+    timeout 200 python3 bench/bench_preview.py --json "$out/preview/preview.json" 2>&1 | tail -6
+    for f in ${GPU_TESTS:-tests/test_step_reports.py}; do
+      timeout "${FILE_S:-150}" python3 -m pytest -q -o addopts= -p no:cacheprovider -m gpu -rfE "$f" \
+        > "$out/preview/$(basename "$f" .py).txt" 2>&1; tail -2 "$out/preview/$(basename "$f" .py).txt"
+    done ;;
+  cold)
+    # issue 23: `generate` in a fresh process as a user runs it (and with --compile default: empty, warm cache)
+    timeout "${COLD_S:-420}" python3 bench/bench_cold.py --json "$out/cold/cold.json" ${COLD_ARGS:-} 2>&1 | tail -12 ;;
   compile)
     export SD_EXPLORER_COMPILE_CACHE=/tmp/sd-explorer-compile-cache
     timeout "${COMPILE_S:-300}" python3 bench/bench_compile.py --json "$out/compile/compile.json" ${COMPILE_ARGS:-} 2>&1 \
