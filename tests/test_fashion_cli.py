@@ -32,6 +32,22 @@ def test_parser_registration():
     assert callable(args.func)
 
 
+def test_cpu_default_is_the_cpu_recipe_and_flags_override_it(capsys):
+    from sd_explorer.core.fashion.cli import build_config
+    from sd_explorer.core.fashion.recipes import CPU, model_config
+
+    cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train"]))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.ema_decay) == (CPU.epochs, CPU.batch_size, CPU.lr, CPU.ema_decay)
+    assert cfg.model == model_config("small")
+    assert "CPU recipe is the default" in capsys.readouterr().out
+    cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train", "--batch-size", "32", "--epochs", "2"]))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr) == (2, 32, CPU.lr)
+    cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train", "--chapter"]))
+    assert (cfg.batch_size, cfg.lr, cfg.ema_decay) == (256, 3e-4, 0.0) and cfg.model == model_config("chapter")
+    cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train", "--tiny"]))
+    assert cfg.model == model_config("tiny") and cfg.batch_size == 256
+
+
 def test_train_then_sample_and_resume(fashion_dir, tmp_path, capsys):
     ck = tmp_path / "ck"
     args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--tiny", "--limit", "32",
@@ -114,19 +130,21 @@ def test_bad_cli_input(tmp_path):
 
 
 def test_cpu_defaults_small_unet_scores_epochs_keeps_newest(fashion_dir, tmp_path, capsys):
-    """On a CPU: the small UNet (saying why), class fidelity after each epoch, --keep N checkpoints, DDIM 50."""
+    """On a CPU: the CPU recipe's small UNet (saying why), class fidelity after each epoch, --keep N checkpoints,
+    DDIM 50."""
     from sd_explorer.core.fashion.cli import build_config
     from sd_explorer.core.fashion.model import ModelConfig
+    from sd_explorer.core.fashion.recipes import model_config
 
     ck = tmp_path / "ck"
     args = parse(["--device", "cpu", "fashion", "train", "--data", str(fashion_dir), "--limit", "32",
                   "--epochs", "3", "--batch-size", "16", "--keep", "1", "--out", str(ck)])
-    assert build_config(args).model == ModelConfig.tiny()
+    assert build_config(args).model == model_config("small")
     assert parse(["--device", "cpu", "fashion", "train", "--chapter", "--out", "o"]).chapter
     assert build_config(parse(["--device", "cpu", "fashion", "train", "--chapter", "--out", "o"])).model == ModelConfig()
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "on a CPU the small UNet is the default" in out
+    assert "on a CPU the CPU recipe is the default" in out
     assert out.count("class fidelity ") == 3  # measured by the classifier after every epoch
     assert sorted(p.name for p in ck.glob("*.safetensors")) == ["ckpt-000006.safetensors"]
     args = parse(["--device", "cpu", "fashion", "sample", "--class", "1", "-n", "1",

@@ -420,19 +420,19 @@ async def test_hours_long_cpu_training_says_so_once(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         pane = app.query_one("TrainingPane")
-        app.query_one("#arch").value = "chapter"  # the CPU default is the small UNet
+        app.query_one("#arch").value = "chapter"  # the CPU default is the CPU recipe's small UNet
         first = StepStats(1, 800, 0, 25, 1.07, 13.0, 4 * 3600.0, "cpu")
         pane.show_step(first, [(1, 1.07)])
         pane.show_step(StepStats(2, 800, 0, 25, 1.0, 13.0, 4 * 3600.0, "cpu"), [(1, 1.07), (2, 1.0)])
         await pilot.pause()
-        warnings = [n.message for n in app.notices if "small UNet" in n.message]
+        warnings = [n.message for n in app.notices if "CPU recipe" in n.message]
         assert len(warnings) == 1 and warnings[0].startswith("About 4:00:00 on the CPU")
         assert "ETA 4:00:00 · cpu" in str(app.query_one("#rate", Label).render())
-        pane.stats = None
-        app.query_one("#arch").value = "tiny"
-        pane.show_step(first, [(1, 1.07)])
+        pane.stats = None  # a new run of minutes: no word
+        app.query_one("#arch").value = "small"
+        pane.show_step(StepStats(1, 1536, 0, 12, 1.07, 300.0, 280.0, "cpu"), [(1, 1.07)])
         await pilot.pause()
-        assert len([n for n in app.notices if "small UNet" in n.message]) == 1
+        assert len([n for n in app.notices if "CPU recipe" in n.message]) == 1
 
 
 @sync

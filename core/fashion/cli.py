@@ -33,12 +33,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the chapter's class-conditional UNet")
     tr.add_argument("--data", default=None, help="folder of IDX files or a parquet file (default: "
                     "$SD_EXPLORER_FASHION_DATA, else load_dataset('fashion_mnist'))")
-    tr.add_argument("--epochs", type=int, default=None, help="total epochs (default 25)")
-    tr.add_argument("--batch-size", type=int, default=None, help="default 256")
-    tr.add_argument("--lr", type=float, default=None, help="default 3e-4")
+    tr.add_argument("--epochs", type=int, default=None, help="total epochs (default 25; the CPU recipe: 10)")
+    tr.add_argument("--batch-size", type=int, default=None, help="default 256 (the CPU recipe: 64)")
+    tr.add_argument("--lr", type=float, default=None, help="default 3e-4 (the CPU recipe: 2e-3)")
     tr.add_argument("--resume", default=None, metavar="CKPT", help="continue a run from ckpt-*.safetensors")
     tr.add_argument("--config", default=None, help="JSON file with TrainConfig fields")
-    tr.add_argument("--tiny", action="store_true", help="the small UNet (the default on a CPU: minutes, not hours)")
+    tr.add_argument("--tiny", action="store_true", help="the 42k-parameter UNet of the tests (seconds per epoch; learns shapes slowly)")
     tr.add_argument("--chapter", action="store_true", help="the chapter's 15.9M UNet (the default on CUDA)")
     tr.add_argument("--keep", type=int, default=3, metavar="N", help="keep the newest N checkpoints (0 = all; default 3)")
     tr.add_argument("--no-fidelity", dest="fidelity", action="store_false",
@@ -109,11 +109,13 @@ def build_config(args: argparse.Namespace):
         cfg.model = ModelConfig()
     elif not args.resume and not args.config:
         from ..devices import pick_device
+        from .recipes import CPU
 
         if pick_device(getattr(args, "device", None)).type != "cuda":
-            cfg.model = ModelConfig.tiny()
-            print("fashion train: on a CPU the small UNet is the default (minutes; the chapter's 15.9M UNet "
-                  "takes hours here): --chapter trains it anyway")
+            cfg = CPU.config()
+            print(f"fashion train: on a CPU the CPU recipe is the default (small UNet 1M, batch {CPU.batch_size}, "
+                  f"lr {CPU.lr:g}, EMA {CPU.ema_decay}, {CPU.epochs} epochs; the chapter's 15.9M UNet takes hours "
+                  f"here: --chapter trains it anyway). Expect {CPU.expect.split(': ', 1)[1]}.")
     for key in ("epochs", "batch_size", "lr", "data", "ema_decay"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))

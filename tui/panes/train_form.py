@@ -1,9 +1,10 @@
 """The training pane's form: what to train on, how long, which UNet, and the samples' grey guidance.
 
 Two rows of labelled fields and a line saying why the model field holds what it holds: on a GPU the
-chapter's UNet is the default, on a CPU the small one (the chapter's takes hours there). ``config()``
-turns the fields into a validated ``core.fashion.TrainConfig``; ``fill_recipe()`` puts in the recipe of
-the shipped model; ``remember_data()`` keeps a data source that worked in the settings file.
+chapter's UNet is the default, on a CPU the CPU recipe (``core.fashion.recipes.CPU``: the small UNet, batch 64,
+lr 2e-3, EMA 0.995, 10 epochs; garments within minutes, where the chapter's UNet takes hours). ``config()``
+turns the fields into a ``core.fashion.TrainConfig``; ``fill_recipe(recipe)`` puts in a recipe (ctrl+t: the
+shipped model's); ``remember_data()`` keeps a data source that worked in the settings file.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from ...core.inputs import parse_int
 from ..app_context import app_context
 from .train_views import parse_grey
 from ..widgets.path_suggester import PathSuggester
-from ...core import fashion as fm
+from ...core.fashion import recipes
+from ...core.fashion.recipes import Recipe
 
-ARCHS = [("small UNet (CPU)", "tiny"), ("chapter UNet 15.9M", "chapter")]
-#: the shipped model's recipe (assets/fashion/MODEL_CARD.md): ~12,500 steps on the 8k subset
-RECIPE = {"epochs": 400, "batch": 256, "arch": "chapter", "ema": 0.999}
+#: the model field's choices (``core.fashion.recipes.MODELS``)
+ARCHS = [("small UNet 1M (CPU)", "small"), ("tiny UNet 42k", "tiny"), ("chapter UNet 15.9M", "chapter")]
 
 
 class TrainingForm(Vertical):
@@ -47,7 +48,8 @@ class TrainingForm(Vertical):
     def __init__(self, data: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.data_source = data
-        self.ema_decay = 0.0  #: the recipe's weight EMA (fill_recipe sets 0.999)
+        self.ema_decay = 0.0  #: the last recipe's weight EMA and learning rate (no field of their own)
+        self.lr = recipes.SHIPPED.lr
         self.device_type = "cpu"  #: where a run would train (the default model follows it)
 
     def compose(self) -> ComposeResult:
@@ -69,7 +71,7 @@ class TrainingForm(Vertical):
             yield label("batch", "batch")
             yield Input("256", id="batch", type="integer", compact=True, max_length=MAX_FIELD_CHARS)
             yield label("model", "arch")
-            yield Select(ARCHS, value="tiny", allow_blank=False, id="arch", compact=True)
+            yield Select(ARCHS, value="chapter", allow_blank=False, id="arch", compact=True)
             yield label("grey L,S", "grey")
             yield Input("", id="grey", placeholder="off", compact=True,
                         tooltip="Samples: loss guidance towards a grey LEVEL (0-1) at SCALE (exercise 9); empty = off", max_length=MAX_FIELD_CHARS)
@@ -105,41 +107,44 @@ class TrainingForm(Vertical):
         """The run the fields describe, checkpoints under ``output_dir``/fashion (validate it before use)."""
         epochs = parse_int(self.query_one("#epochs", Input).value, "epochs", "25")
         batch = parse_int(self.query_one("#batch", Input).value, "batch size", "256")
-        model_cfg = fm.ModelConfig.tiny() if self.arch == "tiny" else fm.ModelConfig()
-        out = str(Path(output_dir) / "fashion")
-        return fm.TrainConfig(epochs=epochs, batch_size=batch, model=model_cfg, out_dir=out, log_every=10,
-                              log_seconds=1.0, data=self.data or None, ema_decay=self.ema_decay)
+        from ...core.fashion.train_config import TrainConfig
 
-    def fill_recipe(self) -> None:
-        """The shipped model's recipe: the chapter's UNet, batch 256, EMA 0.999, 400 epochs."""
-        self.query_one("#epochs", Input).value = str(RECIPE["epochs"])
-        self.query_one("#batch", Input).value = str(RECIPE["batch"])
-        self.query_one("#arch", Select).value = RECIPE["arch"]
-        self.ema_decay = RECIPE["ema"]
+        out = str(Path(output_dir) / "fashion")
+        return TrainConfig(epochs=epochs, batch_size=batch, model=recipes.model_config(self.arch), out_dir=out,
+                           log_every=10, log_seconds=1.0, data=self.data or None, ema_decay=self.ema_decay, lr=self.lr)
+
+    def fill_recipe(self, recipe: Recipe = recipes.SHIPPED) -> None:
+        """Put ``recipe`` in the fields (epochs, batch, model) and keep its learning rate and EMA."""
+        self.query_one("#epochs", Input).value = str(recipe.epochs)
+        self.query_one("#batch", Input).value = str(recipe.batch_size)
+        self.query_one("#arch", Select).value = recipe.model
+        self.ema_decay, self.lr = recipe.ema_decay, recipe.lr
 
     # -- the default model and why ---------------------------------------------------------------
     def _pick_default_arch(self) -> None:
-        """The chapter's UNet on a GPU; on a CPU the small one, saying why (the chapter's is one field away)."""
+        """The chapter's recipe on a GPU; on a CPU the CPU recipe, saying what to expect (the chapter's UNet is
+        one field away)."""
         from ...core.devices import pick_device
 
         try:
             device = pick_device(app_context(self).settings.device)
         except UserError:
-            return
-        self.device_type = device.type
-        if device.type == "cuda":
-            self.query_one("#arch", Select).value = "chapter"
-        else:
-            self._say_why()
+            device = None
+        self.device_type = device.type if device is not None else "cpu"
+        if self.device_type != "cuda":
+            self.fill_recipe(recipes.CPU)
+        self._say_why()
 
     def _say_why(self) -> None:
         arch = self.arch
         if self.device_type == "cuda":
-            text = "" if arch == "chapter" else "small UNet: a quick run; the chapter's is the other model"
-        elif arch == "tiny":
-            text = "CPU: the small UNet by default; the chapter's 15.9M UNet takes hours here"
-        else:
+            text = "" if arch == "chapter" else f"{dict((v, k) for k, v in ARCHS)[arch]}: a quick run; the chapter's is the last model"
+        elif arch == "chapter":
             text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
+        elif arch == "small" and self.lr == recipes.CPU.lr:
+            text = recipes.CPU.expect
+        else:
+            text = "CPU: a quick run; the CPU recipe (small UNet, batch 64) shows garments within minutes"
         self.query_one("#why", Label).update(text)
 
     @on(Select.Changed, "#arch")

@@ -6,9 +6,9 @@ on a key) a grid of samples per class, scored by the shipped classifier: class f
 beside the loss (``core.fashion.monitor``); the chapter's row of one image noised at 8 timesteps.
 With no run yet it shows the shipped model (``load_shipped``); ctrl+r cancels that preview and
 trains at once. The data field (a folder of IDX files or a .parquet file, completed as you type) is
-remembered in the settings file. On a CPU the small UNet is the default (the chapter's takes hours
-there); ctrl+t fills in the recipe of the shipped model (a GPU recipe). Checkpoints load and save as
-safetensors; a run keeps its newest ``keep_checkpoints``.
+remembered in the settings file. On a CPU the CPU recipe is the default (``core.fashion.recipes.CPU``: the
+small UNet, garments within minutes; the chapter's UNet takes hours there); ctrl+t fills in the recipe of
+the shipped model (a GPU recipe). Checkpoints load and save as safetensors; a run keeps its newest ``keep_checkpoints``.
 
 The fields live in :class:`tui.panes.train_form.TrainingForm`, the run itself in ``train_job`` (on the
 worker, reporting through the payloads of :mod:`tui.progress`), pictures and numbers in ``train_views``.
@@ -335,10 +335,11 @@ class TrainingPane(JobPane):
         self.post_message(NoisingRowMade(image))
 
     def show_step(self, stats, history: list[tuple[int, float]]) -> None:
-        slow = stats.device == "cpu" and stats.eta_s > 3600 and self.form.arch != "tiny"
+        slow = stats.device == "cpu" and stats.eta_s > 3600
         if self.stats is None and slow:  # say so once, at the run's first report
-            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. Pick the small UNet for a run in minutes, "
-                        "or train the chapter's UNet on a GPU.", title="Training", severity="warning", timeout=12)
+            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. The CPU recipe (small UNet, batch 64, 10 epochs) "
+                        "shows garments in minutes; or train the chapter's UNet on a GPU.", title="Training",
+                        severity="warning", timeout=12)
         self.steps = [step for step, _ in history]
         self.losses = [loss for _, loss in history]
         self.stats = stats
