@@ -21,6 +21,7 @@ from ..paths import expand
 from ..inputs import COMPILE_MODES, check_seed, check_whole
 from ..atomic import check_writable
 from ..schema import parse_json
+from .recipes import CPU
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
 
@@ -109,7 +110,6 @@ def build_config(args: argparse.Namespace):
         cfg.model = ModelConfig()
     elif not args.resume and not args.config:
         from ..devices import pick_device
-        from .recipes import CPU
 
         if pick_device(getattr(args, "device", None)).type != "cuda":
             cfg = CPU.config()
