@@ -11,15 +11,27 @@ terminal on stdout, or without the package; a forced protocol still needs both o
 ``f8`` (or the palette's "Graphics: next mode") switches the mode while the app runs (``next_mode``);
 the first switch that needs the terminal's answer asks it while Textual is suspended (``needs_query``),
 and ``describe`` says in one line what is now in use, and why half blocks when they are.
+
+Kitty graphics go through ``tui.widgets.kitty`` (textual-image's renderer, freeing what it uploads); a
+terminal that answers the Kitty query is also asked its version (XTVERSION) at that moment, and ``auto``
+keeps the half blocks in a kitty older than 0.28, which cannot show the placeholder cells they are drawn with.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 import sys
 from typing import Mapping
 
+try:  # the terminal's size in pixels (POSIX)
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - Windows: the cell size asked at start-up stays
+    fcntl = termios = None
+
+from . import kitty
 from .sixel import sixel_widget
 
 MODES = ("cells", "auto", "sixel", "kitty")
@@ -45,13 +57,17 @@ def choose_image_widget(mode: str, environ: Mapping[str, str] | None = None, std
         return None
     if importlib.util.find_spec("textual_image") is None:
         return None
+    first = "textual_image.renderable" not in sys.modules
     import textual_image.renderable as renderables  # queries the terminal, once
-    import textual_image.widget as widgets
+    import textual_image.widget  # noqa: F401 - asks the cell size while the terminal can still answer
 
+    kitty_answered = renderables.Image is renderables.TGPImage
+    if first and (kitty_answered or mode == "kitty"):
+        kitty.ask_version()  # still before Textual (or while it is suspended), as the query above
     if mode == "sixel" or (mode == "auto" and renderables.Image is renderables.SixelImage):
         return sixel_widget()
-    if mode == "kitty" or (mode == "auto" and renderables.Image is renderables.TGPImage):
-        return widgets.TGPImage
+    if mode == "kitty" or (mode == "auto" and kitty_answered and not kitty.missing_placeholders()):
+        return kitty.kitty_widget()
     return None
 
 
@@ -79,6 +95,8 @@ def describe(mode: str, widget: type | None, environ: Mapping[str, str] | None =
         if mode == "auto":
             return f"graphics = auto: {name}"
         answered = sys.modules.get("textual_image.renderable")
+        if name == "Kitty graphics" and kitty.missing_placeholders():
+            return f"graphics = {mode}: {name} (forced; {kitty.missing_placeholders()}: boxes show, f8 goes on)"
         if answered is not None and answered.Image is not getattr(answered, widget.__name__, None):
             return f"graphics = {mode}: {name} (forced; the terminal did not answer for it: f8 goes on)"
         return f"graphics = {mode}: {name} (forced)"
@@ -92,17 +110,38 @@ def describe(mode: str, widget: type | None, environ: Mapping[str, str] | None =
         why = "no terminal on stdout"
     elif importlib.util.find_spec("textual_image") is None:
         why = "pip install textual-image for Sixel/Kitty"
+    elif mode == "auto" and kitty.missing_placeholders():
+        why = f"{kitty.missing_placeholders()}; graphics = kitty forces them"
     else:
         why = "the terminal answered neither Sixel nor Kitty"
     return f"graphics = {mode}: half-block cells ({why})"
 
 
+def cell_pixels_now() -> tuple[int, int] | None:
+    """Pixels per cell from the terminal's window size in pixels right now (``TIOCGWINSZ``), or None where
+    the terminal does not fill them in (or there is no terminal, or no ``termios``)."""
+    if termios is None or sys.__stdout__ is None:
+        return None
+    try:
+        winsize = fcntl.ioctl(sys.__stdout__.fileno(), termios.TIOCGWINSZ, bytes(8))
+        rows, cols, width, height = struct.unpack("HHHH", winsize)
+    except (OSError, ValueError):
+        return None
+    return (width // cols, height // rows) if rows and cols and width >= cols and height >= rows else None
+
+
 def cell_pixels() -> tuple[int, int]:
-    """Pixels per terminal cell (width, height), as the terminal reported them before start-up."""
+    """Pixels per terminal cell (width, height): as the terminal's window size says now, else as the terminal
+    reported them before start-up. A font change alters them (kitty's ctrl+shift+=): textual-image's own
+    figure, asked once at start-up, is brought up to date too, as its renderers scale pictures with it."""
     try:
         from textual_image._terminal import get_cell_size
 
         size = get_cell_size()  # cached by textual_image.widget's import
     except Exception:  # noqa: BLE001 - no package, no terminal: the default is a fine guess
         return DEFAULT_CELL_PIXELS
+    now = cell_pixels_now()
+    if now is not None and now != (size.width, size.height) and hasattr(get_cell_size, "_result"):
+        get_cell_size._result = type(size)(*now)
+        return now
     return (size.width, size.height) if size.width > 0 and size.height > 0 else DEFAULT_CELL_PIXELS

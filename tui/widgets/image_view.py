@@ -7,6 +7,7 @@ latent previews stay crisp), centred, with its caption under it (wrapped onto tw
 With Kitty/Sixel graphics (``sharp_widget``, chosen by ``tui.widgets.graphics``) a
 ``textual_image`` child draws the image instead, sized here to whole cells with the aspect kept in
 pixels and handed the image already scaled (nearest-neighbour) to exactly those pixels.
+Seen in xterm -ti vt340 (Sixel) and in kitty 0.35.2 (Kitty graphics, ``bench/kitty_check.sh``).
 """
 
 from __future__ import annotations
@@ -108,16 +109,20 @@ class ImageView(Widget):
 
     def sharp_box(self, image: Image.Image, cell_px: tuple[int, int]) -> tuple[int, int]:
         """Cells (width, height) the sharp image takes: the largest box that fits above the caption
-        with the image's aspect kept in pixels (terminal cells are not square)."""
+        with the image's aspect kept in pixels (terminal cells are not square), and within the sharp
+        widget's ``max_cells`` each way where it has one (Kitty placeholders number at most 297)."""
         width, height = self.area()
         rows = max(1, height - 1)  # the caption line
+        limit = getattr(self.sharp_widget, "max_cells", None)
+        if limit:
+            width, rows = min(width, limit), min(rows, limit)
         (iw, ih), (cw, ch) = image.size, cell_px
         scale = min(width * cw / iw, rows * ch / ih)
         return max(1, min(width, int(iw * scale / cw))), max(1, min(rows, int(ih * scale / ch)))
 
     def _place_sharp(self) -> None:
-        """Size the sharp child to its box and hand it the image scaled to the box's pixels
-        (nearest-neighbour, so latent previews stay crisp); nothing is re-encoded if nothing changed."""
+        """Size the sharp child to its box, centre it across the view, and hand it the image scaled to the
+        box's pixels (nearest-neighbour, so latent previews stay crisp); nothing is re-encoded if nothing changed."""
         if not self.is_mounted:
             return
         if self.image is None or 0 in self.area():
@@ -126,10 +131,16 @@ class ImageView(Widget):
             cell_px = graphics.cell_pixels()
             key = (self.image, self.sharp_box(self.image, cell_px), cell_px)
         old = self._sharp_key
+        sharp = next(iter(self.query(".sharp")), None)
+        if key is not None:
+            # the vertical layout's ``align`` centres the children as one block, as wide as the caption (the
+            # view's width): a box narrower than the view (a tall view, one sweep cell) sat at its left edge
+            left = (self.area()[0] - key[1][0]) // 2
+            if sharp is not None and sharp.styles.margin.left != left:
+                sharp.styles.margin = (0, 0, 0, left)
         if key is old or (key and old and key[0] is old[0] and key[1:] == old[1:]):
             return
         self._sharp_key = key
-        sharp = next(iter(self.query(".sharp")), None)
         if key is None:
             if sharp is not None:
                 sharp.image = None
@@ -141,6 +152,7 @@ class ImageView(Widget):
             # the app left every label of its pane with a transparent text colour (xterm -ti vt340)
             sharp = self.sharp_widget(picture, classes="sharp")
             sharp.styles.width, sharp.styles.height = bw, bh
+            sharp.styles.margin = (0, 0, 0, left)
             self.mount(sharp, before=0)
             return
         sharp.styles.width, sharp.styles.height = bw, bh
