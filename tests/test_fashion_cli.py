@@ -46,6 +46,10 @@ def test_cpu_default_is_the_cpu_recipe_and_flags_override_it(capsys):
     assert (cfg.batch_size, cfg.lr, cfg.ema_decay) == (256, 3e-4, 0.0) and cfg.model == model_config("chapter")
     cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train", "--tiny"]))
     assert cfg.model == model_config("tiny") and cfg.batch_size == 256
+    assert (cfg.lr_warmup_steps, cfg.lr_schedule, cfg.ema_warmup) == (0, "constant", False)
+    cfg = build_config(parse(["--out", "o", "--device", "cpu", "fashion", "train", "--lr-warmup", "100",
+                              "--lr-schedule", "cosine", "--ema", "0.999", "--ema-warmup"]))
+    assert (cfg.lr_warmup_steps, cfg.lr_schedule, cfg.ema_decay, cfg.ema_warmup) == (100, "cosine", 0.999, True)
 
 
 def test_train_then_sample_and_resume(fashion_dir, tmp_path, capsys):

@@ -55,7 +55,8 @@ def save_checkpoint(
             for key, value in pstate.items():
                 t = value if torch.is_tensor(value) else torch.tensor(value)
                 tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
-        groups = sd["param_groups"]
+        # a scheduled learning rate is a device tensor under the whole-step graph (core.fashion.trainer): JSON a number
+        groups = [{k: (v.item() if torch.is_tensor(v) else v) for k, v in g.items()} for g in sd["param_groups"]]
     for name, value in (rng or {}).items():
         tensors[f"rng.{name}"] = value.detach().cpu().contiguous()
     for name, value in (ema or {}).items():  # the weights' moving average (core.ema)

@@ -21,6 +21,7 @@ from ..paths import expand
 from ..inputs import COMPILE_MODES, check_seed, check_whole
 from ..atomic import check_writable
 from ..schema import parse_json
+from .lr_schedule import SCHEDULES
 from .recipes import CPU
 
 MAX_PER_CLASS = 256  #: ``fashion sample -n``: 10 classes x 256 images stays within a few GB
@@ -46,6 +47,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="skip scoring samples with the classifier after each epoch")
     tr.add_argument("--ema", dest="ema_decay", type=float, default=None, metavar="DECAY",
                     help="also keep a moving average of the weights (e.g. 0.999); samples come from it")
+    tr.add_argument("--lr-warmup", dest="lr_warmup_steps", type=int, default=None, metavar="STEPS",
+                    help="warm the learning rate up linearly over STEPS steps (default 0)")
+    tr.add_argument("--lr-schedule", choices=SCHEDULES, default=None,
+                    help="after the warm-up: constant (default) or cosine (down to 0 at the last step)")
+    tr.add_argument("--ema-warmup", dest="ema_warmup", action="store_true", default=None,
+                    help="the EMA's decay grows with the step, (1 + step) / (10 + step), up to --ema")
     tr.add_argument("--limit", type=int, default=None, help="use only the first N images")
     _common(tr, "checkpoints")
     tr.set_defaults(func=cmd_train)
@@ -116,7 +123,7 @@ def build_config(args: argparse.Namespace):
             print(f"fashion train: on a CPU the CPU recipe is the default (small UNet 1M, batch {CPU.batch_size}, "
                   f"lr {CPU.lr:g}, EMA {CPU.ema_decay}, {CPU.epochs} epochs; the chapter's 15.9M UNet takes hours "
                   f"here: --chapter trains it anyway). Expect {CPU.expect.split(': ', 1)[1]}.")
-    for key in ("epochs", "batch_size", "lr", "data", "ema_decay"):
+    for key in ("epochs", "batch_size", "lr", "data", "ema_decay", "lr_warmup_steps", "lr_schedule", "ema_warmup"):
         if getattr(args, key, None) is not None:
             setattr(cfg, key, getattr(args, key))
     if getattr(args, "keep", 0) < 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .checkpoint import load_checkpoint
+from .lr_schedule import SCHEDULES
 from .model import ModelConfig
 from ..inputs import check_seed, check_whole
 from ..schema import from_dict
@@ -39,6 +40,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: also keep a moving average of the weights (core.ema), e.g. 0.999
     cuda_graph: bool = True  # capture the whole step on single-process CUDA runs
     cudnn_benchmark: bool = True
+    lr_warmup_steps: int = 0  # linear warm-up of the learning rate over this many steps (core.fashion.lr_schedule)
+    lr_schedule: str = "constant"  # after the warm-up: "constant", or "cosine" (down to 0 at the run's last step)
+    ema_warmup: bool = False  # the EMA's decay grows with the step, min(decay, (1 + step) / (10 + step))
 
     def validate(self) -> None:
         """Raise ``UserError`` for settings that cannot train (types: ``config_from_dict``)."""
@@ -56,6 +60,9 @@ class TrainConfig:
             raise UserError(f"ema_decay must be from 0 (off) to below 1, e.g. 0.999, not {self.ema_decay}")
         if not 0 <= self.log_seconds < math.inf:
             raise UserError(f"log_seconds must be 0 or more, not {self.log_seconds}")
+        check_whole(self.lr_warmup_steps, "lr_warmup_steps", 0, 10_000_000, 500)
+        if self.lr_schedule not in SCHEDULES:
+            raise UserError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise UserError(f"mixed precision must be auto, no or bf16, not {self.mixed_precision!r}")
 

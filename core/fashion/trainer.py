@@ -39,6 +39,7 @@ from ..finite import check_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import FashionData, preprocess
 from .graphstep import GraphedTrainStep
+from .lr_schedule import lr_at, set_lr
 from .model import alphas_cumprod, build_unet, load_weights
 from .train_config import TrainConfig
 from .train_state import TrainState
@@ -158,7 +159,11 @@ class Trainer:
         if cuda and cfg.cudnn_benchmark:
             torch.backends.cudnn.benchmark = True
         self._graph = cuda and cfg.cuda_graph and acc.num_processes == 1  # with compile: compiled, then captured
-        opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
+        # a scheduled learning rate changes every step: under the whole-step graph it is a device tensor the
+        # graph reads (filled in place before each replay, core.fashion.lr_schedule.set_lr)
+        self.scheduled = cfg.lr_warmup_steps > 0 or cfg.lr_schedule != "constant"
+        lr = torch.tensor(cfg.lr, device=dev) if self.scheduled and self._graph else cfg.lr
+        opt = torch.optim.AdamW(unet.parameters(), lr=lr, eps=cfg.eps, fused=cuda, capturable=self._graph)
         # the same stream on every rank: each draws the global batch's randomness and keeps its slice
         self.gen = torch.Generator(device=dev).manual_seed(cfg.seed * 7919 % 2**64)
         self.state, ema_state = TrainState(), None
@@ -171,8 +176,11 @@ class Trainer:
                     raise UserError(f"{cfg.resume}: its random state is for another device than {dev.type}; "
                                     "resume on the device that wrote it") from None
             self.state, ema_state = TrainState.from_checkpoint(saved, len(self.data)), saved.get("ema")
+            if isinstance(lr, torch.Tensor):  # loading put the saved number back in: the graph must read a tensor
+                for group in opt.param_groups:
+                    group["lr"] = torch.tensor(float(group["lr"]), device=dev)
         if cfg.ema_decay > 0:
-            self.ema = EMA(unet, cfg.ema_decay)  # from the initial (or resumed) weights, read in place
+            self.ema = EMA(unet, cfg.ema_decay, warmup=cfg.ema_warmup)  # from the initial (or resumed) weights
             if ema_state:
                 self.ema.load_state_dict(ema_state)
         model, self.opt = acc.prepare(unet, opt)
@@ -279,6 +287,9 @@ class Trainer:
 
     def _step(self, batch: tuple[torch.Tensor, ...], weight: float, global_n: int) -> None:
         """One optimizer step on ``batch`` (replayed from the CUDA graph when it fits), its loss kept."""
+        cfg = self.config
+        if self.scheduled:
+            set_lr(self.opt, lr_at(self.step, self.total, cfg.lr, cfg.lr_warmup_steps, cfg.lr_schedule))
         if self.graphed is not None and self.graphed.matches(batch):
             loss = self.graphed(*batch)
         else:
@@ -286,7 +297,7 @@ class Trainer:
             loss = self._train_step(*batch, weight)
         self.step_losses[self.step - self.base_step] = loss
         if self.ema is not None:
-            self.ema.update()
+            self.ema.update(self.step)  # the step counts only with ema_warmup
         self.step += 1
         self.images_done += global_n
 
