@@ -28,7 +28,9 @@ Model — ``core.fashion.model``
 Training — ``core.fashion.train_config`` (the settings) and ``core.fashion.trainer`` (the loop)
     ``TrainConfig(epochs=25, batch_size=256, lr=3e-4, eps=1e-5, seed=0, model=ModelConfig(),
         out_dir=None, checkpoint_every_epochs=1, log_every=10, log_seconds=0, resume=None, channels_last=True,
-        mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False, ema_decay=0.0)``;
+        mixed_precision="auto", cuda_graph=True, cudnn_benchmark=True, compile=False, ema_decay=0.0,
+        lr_warmup_steps=0, lr_schedule="constant", ema_warmup=False)`` (the learning rate per step:
+        ``core.fashion.lr_schedule``; named recipes, the CPU default among them: ``core.fashion.recipes``);
         ``resume_config(ckpt, **overrides) -> TrainConfig`` rebuilds a run's config from its checkpoint.
     ``Trainer(config, data, device=None, on_step=None, on_epoch=None)``;
     ``trainer.run(cancel=None, pause=None) -> TrainResult`` (``.losses`` per step, ``.epoch_losses``,
