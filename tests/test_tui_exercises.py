@@ -195,3 +195,32 @@ def test_headless_screenshot_of_the_exercises_pane(tmp_path):
     svg = out.read_text()
     assert "f6&#160;Exercises" in svg or "f6 Exercises" in svg  # the tab names its key
     assert "no&#160;negative" in svg or "no negative" in svg  # autorun ran the default negative-prompt sweep
+
+
+@sync
+async def test_three_values_wait_in_three_cells(tmp_path):
+    """Issue 27, item 5: "the exercises pane shows 6 waiting cells for 3 values". From the pane's first
+    showing, through a run's previews, to its result, and on a second run with fewer values: one cell a value."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")
+        pane = app.query_one("ExercisesPane")
+        await pilot.pause()
+        assert [c.caption for c in pane.cells] == ["waiting"] * 3
+        await _set_axis(pilot, "color_scale", "0, 20, 60", color="#c0c0c0")
+        previews = []
+        shown = pane.grid_progress
+
+        def count(payload):
+            if isinstance(payload, StepPreview):
+                previews.append(len(pane.cells))
+            return shown(payload)
+
+        pane.grid_progress = count
+        pane = await _run(pilot)
+        assert previews and set(previews) == {3} and len(pane.query("ExerciseCell")) == 3
+        pane.query_one("#values", Input).value = "0, 60"
+        pane.result = None
+        await _run(pilot)
+        await pilot.pause()
+        assert [c.caption for c in pane.cells] == ["colour x0", "colour x60"] and len(pane.query("ExerciseCell")) == 2
