@@ -77,7 +77,9 @@ async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp
     app = make_app(tmp_path, config_file=str(config))
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one("TrainingPane")
-        pane.sample_steps = 5
+        # a preview long enough (400 DDIM steps of the chapter's UNet: many seconds on any CPU) that ctrl+r
+        # always finds it running; a 5-step one can finish first on a quiet machine, and then nothing is cancelled
+        pane.sample_steps = 400
         await pilot.press("f5")
         assert app.model_worker.busy("fashion-show")  # the shipped model's preview runs first...
         assert "sampling: shipped model" in label_text(app, "#state")  # ...and the status says so
@@ -87,6 +89,7 @@ async def test_training_jumps_ahead_of_the_preview_and_samples_its_own_model(tmp
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not app.model_worker.busy("fashion-show"), what="preview cancelled")
         assert app.query_one("#samples").image is None  # cancelled: no shipped grid under a training label
+        pane.sample_steps = 5  # the run's own samples below: 5 steps, as the comparison draws them
         await wait_for(pilot, lambda: len(pane.losses) >= 1, what="a loss update")
         assert label_text(app, "#state").startswith("training on cpu")
         # the data source that worked is remembered in the settings file, other lines kept
