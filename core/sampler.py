@@ -29,7 +29,7 @@ from .guided_batch import GuidedBatch
 from .finite import check_result
 from .loss_guidance import steer
 from .prompt_editing import row_schedules
-from .results import GenerationResult, StepCallback, StepInfo
+from .results import GenerationResult, StepCallback
 from .schedulers import make_scheduler, name_of, set_steps
 from .settings import SampleSettings
 from .step_reports import StepReports
