@@ -54,7 +54,7 @@ class StepReports:
     def __init__(self, callback: StepCallback | None, model, t_start: float, lag: bool | None = None) -> None:
         self.callback = callback
         self.previews = wants_previews(callback)
-        self.factors, self.bias = getattr(model, "preview_factors", None), getattr(model, "preview_bias", None)
+        self.model = model  #: its ``preview_factors`` and ``preview_bias`` map x0 to RGB
         self.cuda = model.device.type == "cuda"
         self.lag = self.cuda if lag is None else lag
         self.t_start = t_start
@@ -69,7 +69,7 @@ class StepReports:
         if not self.previews:
             self.callback(info)
             return
-        rgb = latents_to_rgb_tensor(x0, self.factors, self.bias)
+        rgb = latents_to_rgb_tensor(x0, self.model.preview_factors, self.model.preview_bias)
         if not self.lag:
             info.preview = rgb.cpu().numpy()
             self.callback(info)

@@ -58,6 +58,18 @@ class ModelConfig:
             norm_num_groups=4,
         )
 
+    @classmethod
+    def small(cls) -> "ModelConfig":
+        """The CPU recipe's UNet (``core.fashion.recipes.CPU``): 1.0M parameters, four levels (16, 32, 64, 64
+        channels) of one ResNet block each, no attention."""
+        return cls(
+            block_out_channels=(16, 32, 64, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D",) * 4,
+            up_block_types=("UpBlock2D",) * 4,
+            norm_num_groups=8,
+        )
+
     def to_json(self) -> str:
         """The configuration as a JSON string (stored in safetensors metadata)."""
         return json.dumps(asdict(self))

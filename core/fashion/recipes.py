@@ -28,20 +28,14 @@ MODELS = ("small", "tiny", "chapter")
 
 
 def model_config(name: str) -> ModelConfig:
-    """The ``ModelConfig`` of ``name`` (one of ``MODELS``): ``small`` is the CPU recipe's UNet, 1.0M parameters
-    in four levels (16, 32, 64, 64 channels) of one ResNet block each, no attention; ``tiny`` the 42k test UNet;
-    ``chapter`` the chapter's 15.9M UNet."""
+    """The ``ModelConfig`` of ``name`` (one of ``MODELS``): ``small`` the CPU recipe's 1.0M UNet
+    (``ModelConfig.small``), ``tiny`` the 42k test UNet (``ModelConfig.tiny``), ``chapter`` the chapter's 15.9M UNet."""
     from .model import ModelConfig
 
-    if name == "small":
-        return ModelConfig(block_out_channels=(16, 32, 64, 64), layers_per_block=1,
-                           down_block_types=("DownBlock2D",) * 4, up_block_types=("UpBlock2D",) * 4,
-                           norm_num_groups=8)
-    if name == "tiny":
-        return ModelConfig.tiny()
-    if name == "chapter":
-        return ModelConfig()
-    raise ValueError(f"no model {name!r}: one of {', '.join(MODELS)}")
+    builders = {"small": ModelConfig.small, "tiny": ModelConfig.tiny, "chapter": ModelConfig}
+    if name not in builders:
+        raise ValueError(f"no model {name!r}: one of {', '.join(MODELS)}")
+    return builders[name]()
 
 
 @dataclass(frozen=True)

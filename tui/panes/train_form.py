@@ -48,8 +48,9 @@ class TrainingForm(Vertical):
     def __init__(self, data: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.data_source = data
-        self.ema_decay = 0.0  #: the last recipe's weight EMA and learning rate (no field of their own)
-        self.lr = recipes.SHIPPED.lr
+        #: the last recipe filled in: its learning rate and weight EMA have no field of their own (None: AdamW's
+        #: default learning rate, no EMA)
+        self.recipe: Recipe | None = None
         self.device_type = "cpu"  #: where a run would train (the default model follows it)
 
     def compose(self) -> ComposeResult:
@@ -110,15 +111,16 @@ class TrainingForm(Vertical):
         from ...core.fashion.train_config import TrainConfig
 
         out = str(Path(output_dir) / "fashion")
+        kept = {"lr": self.recipe.lr, "ema_decay": self.recipe.ema_decay} if self.recipe is not None else {}
         return TrainConfig(epochs=epochs, batch_size=batch, model=recipes.model_config(self.arch), out_dir=out,
-                           log_every=10, log_seconds=1.0, data=self.data or None, ema_decay=self.ema_decay, lr=self.lr)
+                           log_every=10, log_seconds=1.0, data=self.data or None, **kept)
 
     def fill_recipe(self, recipe: Recipe = recipes.SHIPPED) -> None:
         """Put ``recipe`` in the fields (epochs, batch, model) and keep its learning rate and EMA."""
         self.query_one("#epochs", Input).value = str(recipe.epochs)
         self.query_one("#batch", Input).value = str(recipe.batch_size)
         self.query_one("#arch", Select).value = recipe.model
-        self.ema_decay, self.lr = recipe.ema_decay, recipe.lr
+        self.recipe = recipe
 
     # -- the default model and why ---------------------------------------------------------------
     def _pick_default_arch(self) -> None:
@@ -141,10 +143,11 @@ class TrainingForm(Vertical):
             text = "" if arch == "chapter" else f"{dict((v, k) for k, v in ARCHS)[arch]}: a quick run; the chapter's is the last model"
         elif arch == "chapter":
             text = "CPU: the chapter's 15.9M UNet takes hours here; a GPU runs it in minutes"
-        elif arch == "small" and self.lr == recipes.CPU.lr:
+        elif self.recipe is recipes.CPU and arch == recipes.CPU.model:
             text = recipes.CPU.expect
         else:
-            text = "CPU: a quick run; the CPU recipe (small UNet, batch 64) shows garments within minutes"
+            text = (f"CPU: a quick run; the CPU recipe ({recipes.CPU.model} UNet, batch {recipes.CPU.batch_size}) "
+                    "shows garments within minutes")
         self.query_one("#why", Label).update(text)
 
     @on(Select.Changed, "#arch")

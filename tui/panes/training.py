@@ -39,6 +39,7 @@ from .train_views import CURVES, class_legend, draw_curves, fmt_eta, fmt_fidelit
 from ..progress import CheckpointSaved, DataLoaded, EpochSamples, PhaseText, TrainerReady, TrainingStep
 from ..widgets.image_view import ImageView
 from ...core import fashion as fm
+from ...core.fashion import recipes
 
 SAMPLE_STEPS = 50  #: DDIM steps for the per-class grid (the chapter's 1000-step DDPM is slower)
 SAMPLES_PER_CLASS = 2  #: rows of the grid shown
@@ -337,9 +338,10 @@ class TrainingPane(JobPane):
     def show_step(self, stats, history: list[tuple[int, float]]) -> None:
         slow = stats.device == "cpu" and stats.eta_s > 3600
         if self.stats is None and slow:  # say so once, at the run's first report
-            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. The CPU recipe (small UNet, batch 64, 10 epochs) "
-                        "shows garments in minutes; or train the chapter's UNet on a GPU.", title="Training",
-                        severity="warning", timeout=12)
+            cpu = recipes.CPU
+            self.notify(f"About {fmt_eta(stats.eta_s)} on the CPU. The CPU recipe ({cpu.model} UNet, batch "
+                        f"{cpu.batch_size}, {cpu.epochs} epochs) shows garments in minutes; or train the chapter's "
+                        "UNet on a GPU.", title="Training", severity="warning", timeout=12)
         self.steps = [step for step, _ in history]
         self.losses = [loss for _, loss in history]
         self.stats = stats
